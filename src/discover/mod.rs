@@ -1,0 +1,278 @@
+//! What listens, and who owns it: the only module that reads /proc or talks
+//! netlink.
+//!
+//! A [`Discoverer`] lists the sockets of a network namespace
+//! ([`sockets`]), then maps each to the processes holding it ([`owners`]),
+//! keeping that map between passes so a refresh is cheap.
+
+pub mod netns;
+pub mod owners;
+pub mod procfs;
+pub mod sockets;
+pub mod users;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::error::Error;
+use crate::exclude::Exclusions;
+use crate::model::{Family, Owner, Port, Proto, ScanStats, Socket};
+use netns::Netns;
+use owners::OwnerIndex;
+use procfs::ProcRoot;
+use users::Users;
+
+/// Where a pass got its socket list from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SocketSource {
+    /// netlink sock_diag for every protocol.
+    #[default]
+    Netlink,
+    /// `/proc/<pid>/net/*` for at least one protocol: netlink was refused.
+    ProcNet,
+}
+
+/// The result of one discovery pass.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    pub ports: Vec<Port>,
+    pub stats: ScanStats,
+    pub source: SocketSource,
+    /// How long the pass took, in seconds.
+    pub duration_seconds: f64,
+}
+
+/// Settings of discovery.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub proc_root: PathBuf,
+    pub exclusions: Exclusions,
+    /// Threads an owner scan may use; 0 = one per core.
+    pub threads: usize,
+}
+
+/// Discovers ports and owners, remembering owners between passes.
+#[derive(Debug)]
+pub struct Discoverer {
+    proc: ProcRoot,
+    netns: Netns,
+    owners: OwnerIndex,
+    users: Users,
+    exclusions: Exclusions,
+}
+
+impl Discoverer {
+    /// Opens the proc root; fails only when it cannot be used at all.
+    pub fn new(options: Options) -> Result<Self, Error> {
+        let proc = ProcRoot::open(&options.proc_root)?;
+        let threads = match options.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        Ok(Discoverer {
+            netns: Netns::current(&proc),
+            users: Users::load(&proc),
+            owners: OwnerIndex::new(threads),
+            exclusions: options.exclusions,
+            proc,
+        })
+    }
+
+    /// A pass that reads every process's fd table (cold start, and the
+    /// periodic full rescan).
+    pub fn discover_full(&mut self) -> Result<Discovery, Error> {
+        self.users = Users::load(&self.proc);
+        self.pass(true)
+    }
+
+    /// A pass that verifies what it knows and reads fd tables only for
+    /// sockets it has never seen.
+    pub fn refresh(&mut self) -> Result<Discovery, Error> {
+        self.pass(false)
+    }
+
+    fn pass(&mut self, full: bool) -> Result<Discovery, Error> {
+        let started = Instant::now();
+        let (sockets, source) = list_sockets(&self.proc, &self.netns)?;
+        let wanted: HashSet<u64> = sockets.iter().map(|s| s.inode).collect();
+        let stats = if full {
+            self.owners.full_scan(&self.proc, &wanted, &self.users)
+        } else {
+            self.owners.refresh(&self.proc, &wanted, &self.users)
+        };
+        let mut ports: Vec<Port> = sockets
+            .into_iter()
+            .map(|socket| self.port(socket, &stats))
+            .collect();
+        ports.sort_by(|a, b| {
+            (
+                a.socket.proto,
+                a.socket.port,
+                a.socket.family,
+                a.socket.address,
+                a.socket.inode,
+            )
+                .cmp(&(
+                    b.socket.proto,
+                    b.socket.port,
+                    b.socket.family,
+                    b.socket.address,
+                    b.socket.inode,
+                ))
+        });
+        Ok(Discovery {
+            ports,
+            stats,
+            source,
+            duration_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn port(&self, socket: Socket, stats: &ScanStats) -> Port {
+        let owners: Vec<Owner> = self.owners.owners(socket.inode).cloned().collect();
+        let owners = order_owners(owners, &self.exclusions);
+        let excluded = !owners.is_empty()
+            && owners
+                .iter()
+                .all(|o| self.exclusions.is_excluded(&o.process_name));
+        let owner_unknown_reason = owners.is_empty().then(|| unknown_reason(stats));
+        Port {
+            socket,
+            netns: self.netns.label.clone(),
+            owners,
+            owner_unknown_reason,
+            excluded,
+        }
+    }
+}
+
+/// Primary owner first: among owners that are not excluded, the one whose
+/// parent does not hold the socket too (the master, not a worker); ties go
+/// to the lowest pid. The rest follow by pid.
+pub fn order_owners(mut owners: Vec<Owner>, exclusions: &Exclusions) -> Vec<Owner> {
+    let pids: HashSet<u32> = owners.iter().map(|o| o.pid).collect();
+    owners.sort_by_key(|o| {
+        (
+            exclusions.is_excluded(&o.process_name),
+            pids.contains(&o.ppid),
+            o.pid,
+        )
+    });
+    if owners.len() > 2 {
+        owners[1..].sort_by_key(|o| o.pid);
+    }
+    owners
+}
+
+fn unknown_reason(stats: &ScanStats) -> String {
+    if stats.fd_denied > 0 {
+        format!(
+            "no readable process holds it; {} processes' fds could not be read (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
+            stats.fd_denied
+        )
+    } else {
+        "no process holds it (a kernel socket, or its owner exited)".to_string()
+    }
+}
+
+/// Lists sockets of every protocol in `netns`, by netlink where the kernel
+/// lets us, else from the /proc/net files.
+fn list_sockets(proc: &ProcRoot, netns: &Netns) -> Result<(Vec<Socket>, SocketSource), Error> {
+    let mut all = Vec::new();
+    let mut source = SocketSource::Netlink;
+    for proto in [Proto::Tcp, Proto::Udp] {
+        match sockets::list_netlink(proto) {
+            Ok(found) => all.extend(found),
+            Err(netlink) => {
+                source = SocketSource::ProcNet;
+                all.extend(list_proc_net(proc, netns, proto, netlink)?);
+            }
+        }
+    }
+    Ok((all, source))
+}
+
+fn list_proc_net(
+    proc: &ProcRoot,
+    netns: &Netns,
+    proto: Proto,
+    netlink: std::io::Error,
+) -> Result<Vec<Socket>, Error> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    for family in [Family::Ipv4, Family::Ipv6] {
+        let file = sockets::proc_net_file(proto, family);
+        let rel = format!("{}/{}", netns.proc_entry, file);
+        let fail = |source: std::io::Error| Error::SocketList {
+            what: proto.as_str(),
+            netlink: std::io::Error::new(netlink.kind(), netlink.to_string()),
+            fallback_path: proc.path().join(&rel),
+            fallback: source,
+        };
+        match proc.read_rel(rel.as_str(), &mut buf) {
+            Ok(()) => {}
+            // No IPv6 in this kernel: no IPv6 sockets.
+            Err(e) if family == Family::Ipv6 && e.kind() == std::io::ErrorKind::NotFound => {
+                continue;
+            }
+            Err(e) => return Err(fail(e)),
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let parsed = sockets::parse_proc_net(&text, proto, family).map_err(|e| {
+            fail(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e.to_string(),
+            ))
+        })?;
+        out.extend(parsed);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(pid: u32, ppid: u32, name: &str) -> Owner {
+        Owner {
+            pid,
+            start_time: 1,
+            process_name: name.into(),
+            exe_path: String::new(),
+            cmdline: String::new(),
+            uid: 0,
+            user: "root".into(),
+            ppid,
+        }
+    }
+
+    #[test]
+    fn master_before_workers() {
+        let owners = vec![
+            owner(12, 10, "nginx"),
+            owner(10, 1, "nginx"),
+            owner(11, 10, "nginx"),
+        ];
+        let ordered = order_owners(owners, &Exclusions::none());
+        let pids: Vec<u32> = ordered.iter().map(|o| o.pid).collect();
+        assert_eq!(pids, vec![10, 11, 12]);
+    }
+
+    #[test]
+    fn excluded_owner_is_not_primary() {
+        // Socket activation: systemd (pid 1) holds the socket and is the
+        // service's parent; the service is the one to report.
+        let owners = vec![owner(1, 0, "systemd"), owner(500, 1, "cupsd-like")];
+        let ex = Exclusions::new("").expect("valid");
+        let ordered = order_owners(owners, &ex);
+        assert_eq!(ordered[0].pid, 500);
+    }
+
+    #[test]
+    fn unrelated_owners_lowest_pid_first() {
+        let owners = vec![owner(30, 1, "b"), owner(20, 2, "a")];
+        let ordered = order_owners(owners, &Exclusions::none());
+        assert_eq!(ordered[0].pid, 20);
+    }
+}

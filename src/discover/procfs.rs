@@ -1,0 +1,300 @@
+//! The proc root (`--path.procfs`, `PROC_PREFIX`) and the few files we read
+//! from it. Every /proc access of the program goes through [`ProcRoot`], so a
+//! container can point it at the host's /proc and tests at a fixture tree.
+//!
+//! Reads are relative to one open directory fd (`openat`/`readlinkat`), with
+//! paths built on the stack: the owner scan does this ~100,000 times a pass.
+
+use std::ffi::OsStr;
+use std::io::{self, Write as _};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, RawDir};
+
+use crate::error::Error;
+
+/// Largest relative path we build (`<pid>/<name>`); longer names are refused.
+const PATH_MAX_LOCAL: usize = 96;
+
+/// An open proc root.
+#[derive(Debug)]
+pub struct ProcRoot {
+    path: PathBuf,
+    dir: OwnedFd,
+}
+
+impl ProcRoot {
+    /// Opens the proc root; a missing or unreadable one is a usage error.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let dir = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::ProcRoot {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        Ok(ProcRoot { path, dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every numeric entry of the root: the thread-group ids of all processes.
+    pub fn pids(&self) -> io::Result<Vec<u32>> {
+        let fd = rustix::fs::openat(
+            &self.dir,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+        let mut dir = RawDir::new(fd, &mut buf);
+        let mut pids = Vec::with_capacity(1024);
+        while let Some(entry) = dir.next() {
+            if let Some(pid) = parse_u32(entry?.file_name().to_bytes()) {
+                pids.push(pid);
+            }
+        }
+        Ok(pids)
+    }
+
+    /// Opens `<pid>/<name>` as a directory (e.g. `fd`). The fd keeps naming
+    /// that very process: once it exits, reads through it fail, even if the
+    /// pid is reused.
+    pub fn open_dir(&self, pid: u32, name: &str) -> io::Result<OwnedFd> {
+        let path = PidPath::new(pid, name.as_bytes())?;
+        Ok(rustix::fs::openat(
+            &self.dir,
+            path.as_bytes(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?)
+    }
+
+    /// Reads `<pid>/<name>` whole into `buf` (cleared first).
+    pub fn read(&self, pid: u32, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+        let path = PidPath::new(pid, name.as_bytes())?;
+        self.read_rel(path.as_bytes(), buf)
+    }
+
+    /// Reads a file relative to the root (e.g. `1/root/etc/passwd`).
+    pub fn read_rel(&self, rel: impl rustix::path::Arg, buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.clear();
+        let fd = rustix::fs::openat(
+            &self.dir,
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut file = std::fs::File::from(fd);
+        io::Read::read_to_end(&mut file, buf)?;
+        Ok(())
+    }
+
+    /// Reads the link `<pid>/<name>` (e.g. `exe`, `ns/net`).
+    pub fn readlink(&self, pid: u32, name: &str) -> io::Result<Vec<u8>> {
+        let path = PidPath::new(pid, name.as_bytes())?;
+        self.readlink_rel(path.as_bytes())
+    }
+
+    /// Reads a link relative to the root (e.g. `self/ns/net`).
+    pub fn readlink_rel(&self, rel: &[u8]) -> io::Result<Vec<u8>> {
+        let target = rustix::fs::readlinkat(&self.dir, rel, Vec::new())?;
+        Ok(target.into_bytes())
+    }
+
+    /// The root's directory fd, for callers that walk it themselves.
+    pub fn dir(&self) -> impl AsFd + '_ {
+        &self.dir
+    }
+}
+
+/// `<pid>/<name>` formatted on the stack.
+struct PidPath {
+    buf: [u8; PATH_MAX_LOCAL],
+    len: usize,
+}
+
+impl PidPath {
+    fn new(pid: u32, name: &[u8]) -> io::Result<Self> {
+        let mut buf = [0u8; PATH_MAX_LOCAL];
+        let mut cursor = io::Cursor::new(&mut buf[..]);
+        write!(cursor, "{pid}/")?;
+        cursor.write_all(name)?;
+        let len = cursor.position() as usize;
+        Ok(PidPath { buf, len })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Parses a decimal u32 made of ASCII digits only.
+pub fn parse_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 10 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    u32::try_from(n).ok()
+}
+
+/// Parses the inode out of an fd link target `socket:[12345]`.
+pub fn socket_inode(link: &[u8]) -> Option<u64> {
+    let rest = link.strip_prefix(b"socket:[")?;
+    let digits = rest.strip_suffix(b"]")?;
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))?
+    })
+}
+
+/// The fields of `/proc/<pid>/stat` we use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// The kernel's 15-byte `comm` (may contain spaces and parentheses).
+    pub comm: String,
+    pub ppid: u32,
+    /// Field 22: start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+/// Parses `/proc/<pid>/stat`. `comm` is enclosed in parentheses and may hold
+/// any byte, `)` included, so the fields start after the *last* `)`.
+pub fn parse_stat(text: &[u8]) -> Option<Stat> {
+    let open = text.iter().position(|&b| b == b'(')?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    if close < open {
+        return None;
+    }
+    let comm = String::from_utf8_lossy(&text[open + 1..close]).into_owned();
+    let rest = std::str::from_utf8(text.get(close + 1..)?).ok()?;
+    // After comm: state(3) ppid(4) ... starttime(22); index 0 here is field 3.
+    let mut fields = rest.split_ascii_whitespace();
+    let ppid = fields.nth(1)?.parse().ok()?;
+    let start_time = fields.nth(22 - 5)?.parse().ok()?;
+    Some(Stat {
+        comm,
+        ppid,
+        start_time,
+    })
+}
+
+/// Effective uid from `/proc/<pid>/status` (`Uid: real effective saved fs`).
+pub fn parse_status_euid(text: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(text).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// `/proc/<pid>/cmdline` (NUL-separated arguments) as one space-separated line.
+pub fn cmdline_string(raw: &[u8]) -> String {
+    let trimmed = raw.strip_suffix(b"\0").unwrap_or(raw);
+    let joined: Vec<u8> = trimmed
+        .iter()
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect();
+    String::from_utf8_lossy(&joined).into_owned()
+}
+
+/// An `exe` link target as (process name, path): the suffix " (deleted)" that
+/// the kernel appends after an upgrade replaced the binary is stripped, so
+/// series do not churn (SPEC defect 8).
+pub fn exe_name_and_path(target: &[u8]) -> (String, String) {
+    let path = target.strip_suffix(b" (deleted)").unwrap_or(target);
+    let name = Path::new(OsStr::from_bytes(path))
+        .file_name()
+        .map(|n| n.as_bytes())
+        .unwrap_or(b"");
+    (
+        String::from_utf8_lossy(name).into_owned(),
+        String::from_utf8_lossy(path).into_owned(),
+    )
+}
+
+/// Inode number from a namespace link target such as `net:[4026531840]`.
+pub fn ns_inode(target: &[u8]) -> Option<u64> {
+    let start = target.iter().position(|&b| b == b'[')?;
+    let rest = &target[start..];
+    socket_inode(&[b"socket:".as_slice(), rest].concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_hostile_comm() {
+        let text =
+            b"4242 (a) b (c)) S 17 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 2 3\n";
+        let stat = parse_stat(text).expect("parses");
+        assert_eq!(stat.comm, "a) b (c)");
+        assert_eq!(stat.ppid, 17);
+        assert_eq!(stat.start_time, 987654);
+    }
+
+    #[test]
+    fn stat_truncated_is_none() {
+        assert_eq!(parse_stat(b"1 (init) S 0 1"), None);
+        assert_eq!(parse_stat(b""), None);
+    }
+
+    #[test]
+    fn socket_links() {
+        assert_eq!(socket_inode(b"socket:[123]"), Some(123));
+        assert_eq!(socket_inode(b"socket:[]"), None);
+        assert_eq!(socket_inode(b"socket:[12a]"), None);
+        assert_eq!(socket_inode(b"pipe:[123]"), None);
+        assert_eq!(socket_inode(b"/dev/null"), None);
+        assert_eq!(socket_inode(b"socket:[99999999999999999999]"), None);
+    }
+
+    #[test]
+    fn exe_deleted_suffix_is_stripped() {
+        let (name, path) = exe_name_and_path(b"/usr/sbin/nginx (deleted)");
+        assert_eq!(name, "nginx");
+        assert_eq!(path, "/usr/sbin/nginx");
+        let (name, path) = exe_name_and_path(b"/opt/my app/\"q\" \\ \xc3\xbc");
+        assert_eq!(name, "\"q\" \\ \u{fc}");
+        assert_eq!(path, "/opt/my app/\"q\" \\ \u{fc}");
+    }
+
+    #[test]
+    fn status_euid() {
+        let text = b"Name:\tx\nUid:\t1000\t1001\t1000\t1000\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(parse_status_euid(text), Some(1001));
+        assert_eq!(parse_status_euid(b"Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn cmdline() {
+        assert_eq!(
+            cmdline_string(b"nginx: master\0-g\0daemon off;\0"),
+            "nginx: master -g daemon off;"
+        );
+        assert_eq!(cmdline_string(b""), "");
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), None);
+        assert_eq!(parse_u32(b"self"), None);
+        assert_eq!(ns_inode(b"net:[4026531840]"), Some(4026531840));
+    }
+}

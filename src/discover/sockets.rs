@@ -1,0 +1,327 @@
+//! Listening TCP sockets and bound, unconnected UDP sockets of one network
+//! namespace.
+//!
+//! The primary source is netlink `sock_diag` with the state filter applied in
+//! the kernel: only LISTEN (TCP) and CLOSE (UDP: bound, no peer) sockets cross
+//! into user space, so the cost does not grow with established connections,
+//! and a TCP listener's accept queue comes with both its length and its
+//! maximum. When netlink is refused (seccomp, a missing `udp_diag` module in a
+//! container) we parse `/proc/<pid>/net/{tcp,tcp6,udp,udp6}` instead
+//! ([`parse_proc_net`]), which gives the queue length but not its maximum.
+//!
+//! Netlink answers for the namespace of the calling thread, so these
+//! functions must run on a thread that is in the wanted namespace.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_sock_diag::{
+    SockDiagMessage,
+    constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP},
+    inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags},
+};
+use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
+
+use crate::model::{AcceptQueue, Family, Proto, Socket};
+
+/// Kernel TCP state numbers (include/net/tcp_states.h).
+const TCP_LISTEN: u8 = 10;
+const TCP_CLOSE: u8 = 7;
+
+/// Lists the sockets of `proto`, both families, through netlink.
+pub fn list_netlink(proto: Proto) -> io::Result<Vec<Socket>> {
+    let mut nl = NlSocket::new(NETLINK_SOCK_DIAG)?;
+    nl.bind_auto()?;
+    nl.connect(&SocketAddr::new(0, 0))?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    for family in [Family::Ipv4, Family::Ipv6] {
+        dump(&nl, proto, family, &mut buf, &mut |resp| {
+            if let Some(socket) = from_response(proto, family, resp) {
+                out.push(socket);
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+/// Sends one inet_diag dump request and feeds every answer to `each`.
+fn dump(
+    nl: &NlSocket,
+    proto: Proto,
+    family: Family,
+    buf: &mut [u8],
+    each: &mut dyn FnMut(&InetResponse),
+) -> io::Result<()> {
+    let (protocol, states) = match proto {
+        Proto::Tcp => (IPPROTO_TCP, StateFlags::LISTEN),
+        Proto::Udp => (IPPROTO_UDP, StateFlags::CLOSE),
+    };
+    let (af, socket_id) = match family {
+        Family::Ipv4 => (AF_INET, SocketId::new_v4()),
+        Family::Ipv6 => (AF_INET6, SocketId::new_v6()),
+    };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut request = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family: af,
+            protocol,
+            extensions: ExtensionFlags::empty(),
+            states,
+            socket_id,
+        })
+        .into(),
+    );
+    request.finalize();
+    let mut req_buf = vec![0u8; request.buffer_len()];
+    request.serialize(&mut req_buf);
+    nl.send(&req_buf, 0)?;
+
+    loop {
+        let size = nl.recv(&mut &mut buf[..], 0)?;
+        if size == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "netlink closed mid-dump",
+            ));
+        }
+        let mut offset = 0;
+        while offset < size {
+            let message = NetlinkMessage::<SockDiagMessage>::deserialize(&buf[offset..size])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let len = message.header.length as usize;
+            match message.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(resp)) => each(&resp),
+                NetlinkPayload::Done(_) => return Ok(()),
+                NetlinkPayload::Error(err) => {
+                    return Err(match err.code {
+                        Some(code) => io::Error::from_raw_os_error(-code.get()),
+                        None => io::Error::other("netlink error without code"),
+                    });
+                }
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            // Messages are 4-byte aligned inside one datagram.
+            offset += (len + 3) & !3;
+        }
+    }
+}
+
+fn from_response(proto: Proto, family: Family, resp: &InetResponse) -> Option<Socket> {
+    let h = &resp.header;
+    let accept_queue = match proto {
+        // For a listener, rqueue is the accept queue and wqueue its backlog.
+        Proto::Tcp if h.state == TCP_LISTEN => Some(AcceptQueue {
+            current: h.recv_queue,
+            max: Some(h.send_queue),
+        }),
+        Proto::Tcp => return None,
+        // A UDP socket with a peer is a connected client socket: not a door.
+        Proto::Udp if h.state != TCP_CLOSE || !h.socket_id.destination_address.is_unspecified() => {
+            return None;
+        }
+        Proto::Udp => None,
+    };
+    if h.socket_id.source_port == 0 {
+        return None;
+    }
+    Some(Socket {
+        proto,
+        family,
+        address: h.socket_id.source_address,
+        port: h.socket_id.source_port,
+        inode: u64::from(h.inode),
+        uid: h.uid,
+        accept_queue,
+    })
+}
+
+/// Why a `/proc/net` line was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct ParseError {
+    pub line: usize,
+    pub reason: &'static str,
+}
+
+/// Parses the text of `/proc/<pid>/net/{tcp,tcp6,udp,udp6}`, keeping TCP
+/// listeners and bound, unconnected UDP sockets. Pure, for the fallback path
+/// and for tests on fixture text. The header line is skipped; a malformed line
+/// is an error rather than a silently missing socket.
+pub fn parse_proc_net(text: &str, proto: Proto, family: Family) -> Result<Vec<Socket>, ParseError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let line_no = i + 1;
+        let err = |reason| ParseError {
+            line: line_no,
+            reason,
+        };
+        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+        if fields.is_empty() {
+            continue;
+        }
+        if fields.len() < 10 {
+            return Err(err("fewer than 10 fields"));
+        }
+        let (local, port) = parse_endpoint(fields[1], family).ok_or(err("bad local address"))?;
+        let (remote, _) = parse_endpoint(fields[2], family).ok_or(err("bad remote address"))?;
+        let state = u8::from_str_radix(fields[3], 16).map_err(|_| err("bad state"))?;
+        let (_tx, rx) = fields[4].split_once(':').ok_or(err("bad queue field"))?;
+        let rx_queue = u32::from_str_radix(rx, 16).map_err(|_| err("bad rx_queue"))?;
+        let uid = fields[7].parse().map_err(|_| err("bad uid"))?;
+        let inode = fields[9].parse().map_err(|_| err("bad inode"))?;
+        let accept_queue = match proto {
+            Proto::Tcp if state == TCP_LISTEN => Some(AcceptQueue {
+                current: rx_queue,
+                max: None,
+            }),
+            Proto::Tcp => continue,
+            Proto::Udp if state != TCP_CLOSE || !remote.is_unspecified() => continue,
+            Proto::Udp => None,
+        };
+        // inode 0: a socket being torn down, with no fd left to own it.
+        if port == 0 || inode == 0 {
+            continue;
+        }
+        out.push(Socket {
+            proto,
+            family,
+            address: local,
+            port,
+            inode,
+            uid,
+            accept_queue,
+        });
+    }
+    Ok(out)
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits `:port` (IPv6). The kernel prints
+/// each 32-bit word of the address as a native-endian integer.
+fn parse_endpoint(field: &str, family: Family) -> Option<(IpAddr, u16)> {
+    let (addr, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::to_ne_bytes);
+    let ip = match family {
+        Family::Ipv4 if addr.len() == 8 => IpAddr::V4(Ipv4Addr::from(word(addr)?)),
+        Family::Ipv6 if addr.len() == 32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                chunk.copy_from_slice(&word(addr.get(i * 8..i * 8 + 8)?)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some((ip, port))
+}
+
+/// The `/proc/<pid>/net` file name for a protocol and family.
+pub fn proc_net_file(proto: Proto, family: Family) -> &'static str {
+    match (proto, family) {
+        (Proto::Tcp, Family::Ipv4) => "net/tcp",
+        (Proto::Tcp, Family::Ipv6) => "net/tcp6",
+        (Proto::Udp, Family::Ipv4) => "net/udp",
+        (Proto::Udp, Family::Ipv6) => "net/udp6",
+    }
+}
+
+#[cfg(all(test, target_endian = "little"))]
+mod tests {
+    use super::*;
+
+    const TCP4: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0CEA 00000000:0000 0A 00000000:00000003 00:00000000 00000000   113        0 22879 1 0000000000000000 100 0 0 10 0
+   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 19561 1 0000000000000000 100 0 0 10 0
+   2: 0F02000A:0016 0202000A:D4C2 01 00000000:00000000 02:0009A3B7 00000000     0        0 40121 4 0000000000000000 20 4 29 10 -1
+";
+
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 31337 1 0000000000000000 100 0 0 10 0
+   1: 00000000000000000000000001000000:0277 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 31338 1 0000000000000000 100 0 0 10 0
+";
+
+    const UDP4: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  100: 3500007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000   101        0 17777 2 0000000000000000 0
+  101: 0100007F:A1B2 0100007F:0035 01 00000000:00000000 00:00000000 00000000  1000        0 18888 2 0000000000000000 0
+";
+
+    #[test]
+    fn tcp4_listeners_only() {
+        let socks = parse_proc_net(TCP4, Proto::Tcp, Family::Ipv4).expect("parses");
+        assert_eq!(socks.len(), 2);
+        assert_eq!(socks[0].address, "127.0.0.1".parse::<IpAddr>().expect("ip"));
+        assert_eq!(socks[0].port, 3306);
+        assert_eq!(socks[0].uid, 113);
+        assert_eq!(socks[0].inode, 22879);
+        assert_eq!(
+            socks[0].accept_queue,
+            Some(AcceptQueue {
+                current: 3,
+                max: None
+            })
+        );
+        assert_eq!(socks[1].address, "0.0.0.0".parse::<IpAddr>().expect("ip"));
+        assert_eq!(socks[1].port, 22);
+    }
+
+    #[test]
+    fn tcp6_wildcard_and_loopback() {
+        let socks = parse_proc_net(TCP6, Proto::Tcp, Family::Ipv6).expect("parses");
+        assert_eq!(socks.len(), 2);
+        assert_eq!(socks[0].address, "::".parse::<IpAddr>().expect("ip"));
+        assert_eq!(socks[0].port, 8080);
+        assert_eq!(socks[1].address, "::1".parse::<IpAddr>().expect("ip"));
+        assert_eq!(socks[1].port, 631);
+        assert_eq!(socks[1].family, Family::Ipv6);
+    }
+
+    #[test]
+    fn udp_connected_sockets_are_skipped() {
+        let socks = parse_proc_net(UDP4, Proto::Udp, Family::Ipv4).expect("parses");
+        assert_eq!(socks.len(), 1);
+        assert_eq!(
+            socks[0].address,
+            "127.0.0.53".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(socks[0].port, 53);
+        assert_eq!(socks[0].accept_queue, None);
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        let header = "sl local rem st q tr tm uid timeout inode\n";
+        for bad in [
+            "0: 0100007F:0CEA 00000000:0000 0A\n",
+            "0: 0100007Z:0CEA 00000000:0000 0A 0:0 0:0 0 0 0 1\n",
+            "0: 0100007F 00000000:0000 0A 0:0 0:0 0 0 0 1\n",
+            "0: 0100007F:0CEA 00000000:0000 0A 0:0 0:0 0 x 0 1\n",
+            "0: 0100007F:0CEA 00000000:0000 0A 00 0:0 0 0 0 1\n",
+        ] {
+            let text = format!("{header}{bad}");
+            let err = parse_proc_net(&text, Proto::Tcp, Family::Ipv4).expect_err(bad);
+            assert_eq!(err.line, 2, "{bad}");
+        }
+        // A v4-sized address in a v6 file is refused too.
+        let text = format!("{header}0: 0100007F:0CEA 00000000:0000 0A 0:0 0:0 0 0 0 1\n");
+        assert!(parse_proc_net(&text, Proto::Tcp, Family::Ipv6).is_err());
+    }
+
+    #[test]
+    fn empty_file_has_no_sockets() {
+        assert_eq!(parse_proc_net("", Proto::Udp, Family::Ipv6), Ok(vec![]));
+        assert_eq!(
+            parse_proc_net(TCP4.lines().next().unwrap_or(""), Proto::Tcp, Family::Ipv4),
+            Ok(vec![])
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! The library's one error type. Per-item failures inside a scan (a pid that
+//! exits, an fd table we may not read) are not errors: they are counted in
+//! [`crate::model::ScanStats`] and the scan goes on.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can stop an operation of the library as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting has a value outside its accepted form. Exit status 2.
+    #[error("{setting}: {message}")]
+    Config { setting: String, message: String },
+
+    /// The proc root cannot be used. Exit status 2: it is a setting.
+    #[error("--path.procfs / PROC_PREFIX: cannot use '{}' as the proc root: {source}", path.display())]
+    ProcRoot { path: PathBuf, source: io::Error },
+
+    /// Neither netlink nor the /proc/net files could list sockets.
+    #[error("cannot list {what} sockets: netlink: {netlink}; {fallback_path}: {fallback}", fallback_path = fallback_path.display())]
+    SocketList {
+        what: &'static str,
+        netlink: io::Error,
+        fallback_path: PathBuf,
+        fallback: io::Error,
+    },
+
+    /// Writing the output failed (a closed pipe is the caller's to forgive).
+    #[error("writing output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl Error {
+    /// Whether the error comes from the user's settings (exit status 2)
+    /// rather than from the machine (exit status 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::Config { .. } | Error::ProcRoot { .. })
+    }
+
+    /// Whether the reader of our output went away (`portwarden ls | head`):
+    /// not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,140 @@
+//! Plain data shared by every stage: what a socket is, who owns it, and the
+//! list that discovery hands on. No I/O happens here.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+/// Transport protocol of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Address family of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+}
+
+/// Accept queue of a TCP listener: connections the kernel completed that the
+/// application has not accepted yet, and the backlog it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AcceptQueue {
+    pub current: u32,
+    /// The backlog; unknown (`None`) when read from `/proc/net/tcp`.
+    pub max: Option<u32>,
+}
+
+/// One listening TCP socket or bound, unconnected UDP socket, as the kernel
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socket {
+    pub proto: Proto,
+    pub family: Family,
+    pub address: IpAddr,
+    pub port: u16,
+    /// sockfs inode: unique across the whole host, the key to find owners by.
+    pub inode: u64,
+    /// uid of the socket (its creator's, as the kernel keeps it).
+    pub uid: u32,
+    /// Only for TCP listeners.
+    pub accept_queue: Option<AcceptQueue>,
+}
+
+/// A process that holds a socket open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    pub pid: u32,
+    /// Start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`):
+    /// with the pid it identifies a process, so a reused pid is never taken
+    /// for the old process.
+    pub start_time: u64,
+    /// Basename of the executable; the kernel's `comm` when `exe` cannot be read.
+    pub process_name: String,
+    /// Full path of the executable, " (deleted)" stripped; empty when unreadable.
+    pub exe_path: String,
+    /// Arguments joined by spaces.
+    pub cmdline: String,
+    /// Effective uid.
+    #[serde(skip)]
+    pub uid: u32,
+    /// User name of `uid`, or the number when the name is unknown.
+    pub user: String,
+    #[serde(skip)]
+    pub ppid: u32,
+}
+
+/// A discovered socket with every process holding it, primary owner first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub socket: Socket,
+    /// Network namespace label (`host` for the namespace of PID 1).
+    pub netns: String,
+    pub owners: Vec<Owner>,
+    /// Why `owners` is empty, when it is.
+    pub owner_unknown_reason: Option<String>,
+    /// True when every owner is excluded by the exclusion list.
+    pub excluded: bool,
+}
+
+impl Port {
+    /// The owner whose labels the port's series carry.
+    pub fn primary_owner(&self) -> Option<&Owner> {
+        self.owners.first()
+    }
+}
+
+/// Counts of what a discovery pass had to skip: races with /proc and
+/// permission limits are normal and never fail a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ScanStats {
+    /// Processes whose fd table we were not allowed to read.
+    pub fd_denied: u64,
+    /// Processes that exited between listing and reading.
+    pub vanished: u64,
+    /// Processes whose fd table was read in this pass.
+    pub processes_scanned: u64,
+    /// Fd links read in this pass.
+    pub fds_read: u64,
+    /// Whether this pass read every process's fd table.
+    pub full_scan: bool,
+}
+
+impl ScanStats {
+    pub fn add(&mut self, other: &ScanStats) {
+        self.fd_denied += other.fd_denied;
+        self.vanished += other.vanished;
+        self.processes_scanned += other.processes_scanned;
+        self.fds_read += other.fds_read;
+    }
+}
