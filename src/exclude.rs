@@ -65,7 +65,7 @@ impl NamePattern {
     pub fn matches(&self, name: &str) -> bool {
         match self {
             NamePattern::Exact(exact) => exact == name,
-            NamePattern::Glob(glob) => glob_match(glob, &name.chars().collect::<Vec<_>>()),
+            NamePattern::Glob(glob) => glob_match(glob, name),
         }
     }
 }
@@ -107,26 +107,30 @@ impl Exclusions {
     }
 }
 
-/// Whole-string glob match with `*` and `?`, iterative with one backtrack
-/// point (linear in practice, no recursion to blow up on hostile names).
-fn glob_match(pattern: &[char], name: &[char]) -> bool {
+/// Whole-string glob match with `*` and `?` (one character), iterative with
+/// one backtrack point: linear in practice, no recursion for a hostile name
+/// to exhaust, and no allocation per name.
+fn glob_match(pattern: &[char], name: &str) -> bool {
+    let char_at = |i: usize| name[i..].chars().next().unwrap_or('\0');
     let (mut p, mut n) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while n < name.len() {
+        let c = char_at(n);
         match pattern.get(p) {
             Some('*') => {
                 star = Some((p, n));
                 p += 1;
             }
-            Some(&c) if c == '?' || c == name[n] => {
+            Some(&pc) if pc == '?' || pc == c => {
                 p += 1;
-                n += 1;
+                n += c.len_utf8();
             }
             _ => match star {
                 Some((sp, sn)) => {
+                    let retry = sn + char_at(sn).len_utf8();
                     p = sp + 1;
-                    n = sn + 1;
-                    star = Some((sp, sn + 1));
+                    n = retry;
+                    star = Some((sp, retry));
                 }
                 None => return false,
             },
@@ -169,18 +173,15 @@ mod tests {
 
     #[test]
     fn glob_edge_cases() {
-        let m = |p: &str, n: &str| {
-            glob_match(
-                &p.chars().collect::<Vec<_>>(),
-                &n.chars().collect::<Vec<_>>(),
-            )
-        };
+        let m = |p: &str, n: &str| glob_match(&p.chars().collect::<Vec<_>>(), n);
         assert!(m("*", ""));
         assert!(m("a*b*c", "axxbyyc"));
         assert!(!m("a*b*c", "axxbyy"));
         assert!(m("*ü*", "grüß"));
         assert!(!m("", "a"));
         assert!(m("**a", "a"));
+        assert!(m("?ü?", "aüb"));
+        assert!(!m("?", "üü"));
     }
 
     #[test]

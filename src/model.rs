@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -100,7 +101,8 @@ pub struct Port {
     pub socket: Socket,
     /// Network namespace label (`host` for the namespace of PID 1).
     pub netns: String,
-    pub owners: Vec<Owner>,
+    /// Shared with the owner index: many ports, one process.
+    pub owners: Vec<Arc<Owner>>,
     /// Why `owners` is empty, when it is.
     pub owner_unknown_reason: Option<String>,
     /// True when every owner is excluded by the exclusion list.
@@ -110,7 +112,7 @@ pub struct Port {
 impl Port {
     /// The owner whose labels the port's series carry.
     pub fn primary_owner(&self) -> Option<&Owner> {
-        self.owners.first()
+        self.owners.first().map(|o| &**o)
     }
 }
 

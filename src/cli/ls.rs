@@ -2,6 +2,7 @@
 //! the terminal or as JSON (schema in the README).
 
 use std::io::Write;
+use std::sync::Arc;
 
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
@@ -69,7 +70,7 @@ struct JsonPort<'a> {
     uid: u32,
     netns: &'a str,
     accept_queue: Option<AcceptQueue>,
-    owners: &'a [Owner],
+    owners: &'a [Arc<Owner>],
     owner_unknown_reason: Option<&'a str>,
     excluded: bool,
 }

@@ -5,14 +5,16 @@
 //! ([`sockets`]), then maps each to the processes holding it ([`owners`]),
 //! keeping that map between passes so a refresh is cheap.
 
+pub mod ids;
 pub mod netns;
 pub mod owners;
 pub mod procfs;
 pub mod sockets;
 pub mod users;
 
-use std::collections::HashSet;
+use ids::IdSet;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::error::Error;
@@ -60,6 +62,7 @@ pub struct Discoverer {
     owners: OwnerIndex,
     users: Users,
     exclusions: Exclusions,
+    threads: usize,
 }
 
 impl Discoverer {
@@ -74,6 +77,7 @@ impl Discoverer {
             netns: Netns::current(&proc),
             users: Users::load(&proc),
             owners: OwnerIndex::new(threads),
+            threads,
             exclusions: options.exclusions,
             proc,
         })
@@ -94,32 +98,73 @@ impl Discoverer {
 
     fn pass(&mut self, full: bool) -> Result<Discovery, Error> {
         let started = Instant::now();
-        let (sockets, source) = list_sockets(&self.proc, &self.netns)?;
-        let wanted: HashSet<u64> = sockets.iter().map(|s| s.inode).collect();
-        let stats = if full {
-            self.owners.full_scan(&self.proc, &wanted, &self.users)
+        // In both kinds of pass, one thread fetches the socket list and then
+        // joins the others in reading /proc, so the cores stay busy without
+        // time-slicing.
+        let (sockets, source, stats) = if full {
+            let wanted = OnceLock::new();
+            let scan = self
+                .owners
+                .begin_full_scan(&self.proc, &wanted, &self.users);
+            let listing = std::thread::scope(|s| {
+                let scan = &scan;
+                let lister = s.spawn(|| {
+                    let listing = list_sockets(&self.proc, &self.netns);
+                    let inodes = listing
+                        .as_ref()
+                        .map(|(socks, _)| socks.iter().map(|s| s.inode).collect());
+                    // On failure the scan still ends: it then keeps every
+                    // socket, and its result is thrown away below.
+                    let _ = wanted.set(inodes.unwrap_or_default());
+                    scan.work();
+                    listing
+                });
+                for _ in 2..self.threads {
+                    s.spawn(move || scan.work());
+                }
+                scan.work();
+                lister
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            let (sockets, source) = listing?;
+            let none = IdSet::default();
+            let stats = self
+                .owners
+                .finish_full_scan(scan, wanted.get().unwrap_or(&none));
+            (sockets, source, stats)
         } else {
-            self.owners.refresh(&self.proc, &wanted, &self.users)
+            let verification = self.owners.begin_verify(&self.proc);
+            let listing = std::thread::scope(|s| {
+                let v = &verification;
+                let lister = s.spawn(|| {
+                    let listing = list_sockets(&self.proc, &self.netns);
+                    v.work();
+                    listing
+                });
+                for _ in 2..self.threads {
+                    s.spawn(|| v.work());
+                }
+                v.work();
+                lister
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            let outcome = verification.finish();
+            let verified = self.owners.finish_verify(outcome);
+            let (sockets, source) = listing?;
+            let wanted: IdSet<u64> = sockets.iter().map(|s| s.inode).collect();
+            let mut stats = self.owners.resolve_new(&self.proc, &wanted, &self.users);
+            stats.add(&verified);
+            (sockets, source, stats)
         };
         let mut ports: Vec<Port> = sockets
             .into_iter()
             .map(|socket| self.port(socket, &stats))
             .collect();
-        ports.sort_by(|a, b| {
-            (
-                a.socket.proto,
-                a.socket.port,
-                a.socket.family,
-                a.socket.address,
-                a.socket.inode,
-            )
-                .cmp(&(
-                    b.socket.proto,
-                    b.socket.port,
-                    b.socket.family,
-                    b.socket.address,
-                    b.socket.inode,
-                ))
+        ports.sort_unstable_by_key(|p| {
+            let s = &p.socket;
+            (s.proto, s.port, s.family, s.address, s.inode)
         });
         Ok(Discovery {
             ports,
@@ -130,12 +175,7 @@ impl Discoverer {
     }
 
     fn port(&self, socket: Socket, stats: &ScanStats) -> Port {
-        let owners: Vec<Owner> = self.owners.owners(socket.inode).cloned().collect();
-        let owners = order_owners(owners, &self.exclusions);
-        let excluded = !owners.is_empty()
-            && owners
-                .iter()
-                .all(|o| self.exclusions.is_excluded(&o.process_name));
+        let (owners, excluded) = order_owners(self.owners.owners(socket.inode), &self.exclusions);
         let owner_unknown_reason = owners.is_empty().then(|| unknown_reason(stats));
         Port {
             socket,
@@ -149,20 +189,34 @@ impl Discoverer {
 
 /// Primary owner first: among owners that are not excluded, the one whose
 /// parent does not hold the socket too (the master, not a worker); ties go
-/// to the lowest pid. The rest follow by pid.
-pub fn order_owners(mut owners: Vec<Owner>, exclusions: &Exclusions) -> Vec<Owner> {
-    let pids: HashSet<u32> = owners.iter().map(|o| o.pid).collect();
-    owners.sort_by_key(|o| {
-        (
-            exclusions.is_excluded(&o.process_name),
-            pids.contains(&o.ppid),
-            o.pid,
-        )
-    });
-    if owners.len() > 2 {
-        owners[1..].sort_by_key(|o| o.pid);
+/// to the lowest pid. The rest follow by pid. Also says whether every owner
+/// is excluded (the socket is then hidden by default).
+pub fn order_owners(owners: Vec<Arc<Owner>>, exclusions: &Exclusions) -> (Vec<Arc<Owner>>, bool) {
+    if owners.len() < 2 {
+        let excluded = owners
+            .first()
+            .is_some_and(|o| exclusions.is_excluded(&o.process_name));
+        return (owners, excluded);
     }
-    owners
+    let pids: Vec<u32> = owners.iter().map(|o| o.pid).collect();
+    let mut keyed: Vec<((bool, bool, u32), Arc<Owner>)> = owners
+        .into_iter()
+        .map(|o| {
+            (
+                (
+                    exclusions.is_excluded(&o.process_name),
+                    pids.contains(&o.ppid),
+                    o.pid,
+                ),
+                o,
+            )
+        })
+        .collect();
+    let excluded = keyed.iter().all(|(k, _)| k.0);
+    keyed.sort_by_key(|(k, _)| *k);
+    let mut ordered: Vec<Arc<Owner>> = keyed.into_iter().map(|(_, o)| o).collect();
+    ordered[1..].sort_by_key(|o| o.pid);
+    (ordered, excluded)
 }
 
 fn unknown_reason(stats: &ScanStats) -> String {
@@ -234,8 +288,8 @@ fn list_proc_net(
 mod tests {
     use super::*;
 
-    fn owner(pid: u32, ppid: u32, name: &str) -> Owner {
-        Owner {
+    fn owner(pid: u32, ppid: u32, name: &str) -> Arc<Owner> {
+        Arc::new(Owner {
             pid,
             start_time: 1,
             process_name: name.into(),
@@ -244,7 +298,7 @@ mod tests {
             uid: 0,
             user: "root".into(),
             ppid,
-        }
+        })
     }
 
     #[test]
@@ -254,7 +308,8 @@ mod tests {
             owner(10, 1, "nginx"),
             owner(11, 10, "nginx"),
         ];
-        let ordered = order_owners(owners, &Exclusions::none());
+        let (ordered, excluded) = order_owners(owners, &Exclusions::none());
+        assert!(!excluded);
         let pids: Vec<u32> = ordered.iter().map(|o| o.pid).collect();
         assert_eq!(pids, vec![10, 11, 12]);
     }
@@ -265,14 +320,16 @@ mod tests {
         // service's parent; the service is the one to report.
         let owners = vec![owner(1, 0, "systemd"), owner(500, 1, "cupsd-like")];
         let ex = Exclusions::new("").expect("valid");
-        let ordered = order_owners(owners, &ex);
+        let (ordered, excluded) = order_owners(owners, &ex);
+        assert!(!excluded);
         assert_eq!(ordered[0].pid, 500);
     }
 
     #[test]
     fn unrelated_owners_lowest_pid_first() {
         let owners = vec![owner(30, 1, "b"), owner(20, 2, "a")];
-        let ordered = order_owners(owners, &Exclusions::none());
+        let (ordered, excluded) = order_owners(owners, &Exclusions::none());
+        assert!(!excluded);
         assert_eq!(ordered[0].pid, 20);
     }
 }

@@ -14,17 +14,17 @@
 //!   directory fd names one process, not a pid number, an exited owner fails
 //!   verification even when its pid has been reused.
 
-use std::collections::{HashMap, HashSet};
+use super::ids::{IdMap, IdSet};
 use std::io::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::fs::RawDir;
 use rustix::io::Errno;
 
-use super::procfs::{self, ProcRoot};
+use super::procfs::{self, PidDir, ProcRoot};
 use super::users::Users;
 use crate::model::{Owner, ScanStats};
 
@@ -44,7 +44,7 @@ struct Holder {
 /// A process known to hold at least one wanted socket.
 #[derive(Debug)]
 struct Proc {
-    owner: Owner,
+    owner: Arc<Owner>,
     /// `/proc/<pid>/fd`, kept open to verify holders and to notice the
     /// process's exit; `None` past the open-file budget.
     fd_dir: Option<OwnedFd>,
@@ -53,12 +53,12 @@ struct Proc {
 /// The inode → owners map, kept between passes.
 #[derive(Debug)]
 pub struct OwnerIndex {
-    holders: HashMap<u64, Vec<Holder>>,
-    procs: HashMap<u32, Proc>,
+    holders: IdMap<u64, Vec<Holder>>,
+    procs: IdMap<u32, Proc>,
     /// Inodes no visible process held at the last scan that covered every
     /// process (kernel sockets, hidden owners): not searched for again until
     /// the next full scan.
-    ownerless: HashSet<u64>,
+    ownerless: IdSet<u64>,
     threads: usize,
     /// How many fd directories we may keep open.
     dir_budget: usize,
@@ -68,55 +68,64 @@ impl OwnerIndex {
     /// `threads`: how many threads a scan may use (the host's cores).
     pub fn new(threads: usize) -> Self {
         OwnerIndex {
-            holders: HashMap::new(),
-            procs: HashMap::new(),
-            ownerless: HashSet::new(),
+            holders: IdMap::default(),
+            procs: IdMap::default(),
+            ownerless: IdSet::default(),
             threads: threads.max(1),
             dir_budget: dir_budget(),
         }
     }
 
-    /// Every process holding `inode`, in no particular order.
-    pub fn owners(&self, inode: u64) -> impl Iterator<Item = &Owner> {
-        self.holders
-            .get(&inode)
-            .into_iter()
-            .flatten()
-            .filter_map(|h| self.procs.get(&h.pid).map(|p| &p.owner))
-            .scan(Vec::<u32>::new(), |seen, owner| {
-                // A process holding one socket on two fds is one owner.
-                if seen.contains(&owner.pid) {
-                    Some(None)
-                } else {
-                    seen.push(owner.pid);
-                    Some(Some(owner))
-                }
-            })
-            .flatten()
+    /// Every process holding `inode`, each once, by pid.
+    pub fn owners(&self, inode: u64) -> Vec<Arc<Owner>> {
+        let Some(holders) = self.holders.get(&inode) else {
+            return Vec::new();
+        };
+        let mut owners: Vec<Arc<Owner>> = holders
+            .iter()
+            .filter_map(|h| self.procs.get(&h.pid).map(|p| Arc::clone(&p.owner)))
+            .collect();
+        if owners.len() > 1 {
+            // A process holding one socket on two fds is one owner.
+            owners.sort_by_key(|o| o.pid);
+            owners.dedup_by_key(|o| o.pid);
+        }
+        owners
     }
 
-    /// Forgets everything and reads every process's fd table.
-    pub fn full_scan(
-        &mut self,
-        proc: &ProcRoot,
-        wanted: &HashSet<u64>,
-        users: &Users,
-    ) -> ScanStats {
-        let pids = match proc.pids() {
-            Ok(pids) => pids,
-            Err(_) => {
-                return ScanStats {
-                    full_scan: true,
-                    ..ScanStats::default()
-                };
-            }
-        };
-        let out = scan(proc, &pids, wanted, None, self.threads);
+    /// Starts a scan of every process's fd table. The socket list may still
+    /// be on its way: `wanted` is read once it is set, and processes read
+    /// before that are settled in [`OwnerIndex::finish_full_scan`]. Every
+    /// thread that calls [`Scan::work`] takes a share.
+    pub fn begin_full_scan<'a>(
+        &self,
+        proc: &'a ProcRoot,
+        wanted: &'a OnceLock<IdSet<u64>>,
+        users: &'a Users,
+    ) -> Scan<'a> {
+        // An unreadable proc root lists no process: every socket is then
+        // reported without owner, with the reason.
+        let pids = proc.pids().unwrap_or_default();
+        Scan::new(
+            ScanCtx {
+                proc,
+                wanted: Wanted::Later(wanted),
+                known: self.known_start_times(),
+                users,
+            },
+            pids,
+            None,
+        )
+    }
+
+    /// Replaces the index with what a full scan found.
+    pub fn finish_full_scan(&mut self, scan: Scan<'_>, wanted: &IdSet<u64>) -> ScanStats {
+        let out = scan.finish(wanted);
         let old_procs = std::mem::take(&mut self.procs);
         self.holders.clear();
         let mut stats = out.stats;
         stats.full_scan = true;
-        self.absorb(proc, out.hits, out.dirs, users, Some(old_procs), &mut stats);
+        self.absorb(out.hits, out.found, Some(old_procs));
         self.ownerless = wanted
             .iter()
             .copied()
@@ -126,14 +135,20 @@ impl OwnerIndex {
     }
 
     /// Brings the index up to date with `wanted` (the inodes listed now)
-    /// without reading every fd table when nothing new appeared.
-    pub fn refresh(&mut self, proc: &ProcRoot, wanted: &HashSet<u64>, users: &Users) -> ScanStats {
+    /// after [`OwnerIndex::verify`], reading fd tables only for sockets never
+    /// seen before.
+    pub fn resolve_new(
+        &mut self,
+        proc: &ProcRoot,
+        wanted: &IdSet<u64>,
+        users: &Users,
+    ) -> ScanStats {
         let mut stats = ScanStats::default();
         self.holders.retain(|ino, _| wanted.contains(ino));
         self.ownerless.retain(|ino| wanted.contains(ino));
-        self.verify(proc, &mut stats);
+        self.drop_unreferenced();
 
-        let unknown: HashSet<u64> = wanted
+        let unknown: IdSet<u64> = wanted
             .iter()
             .copied()
             .filter(|ino| !self.holders.contains_key(ino) && !self.ownerless.contains(ino))
@@ -147,27 +162,45 @@ impl OwnerIndex {
         // New sockets mostly belong to new processes: look there first.
         pids.sort_unstable_by(|a, b| b.cmp(a));
 
+        let ctx = |known| ScanCtx {
+            proc,
+            wanted: Wanted::Now(wanted),
+            known,
+            users,
+        };
         // Stage 1: newest first until every unknown inode has a holder.
-        let first = scan(proc, &pids, wanted, Some(&unknown), self.threads);
+        let first = run_scan(
+            ctx(self.known_start_times()),
+            pids.clone(),
+            Some(&unknown),
+            self.threads,
+            wanted,
+        );
         stats.add(&first.stats);
         let mut scanned_until = first.scanned;
-        let found: HashSet<u64> = first.hits.iter().map(|h| h.0).collect();
+        let found: IdSet<u64> = first.hits.iter().map(|h| h.0).collect();
         let first_holders: Vec<(u64, u32)> = first
             .hits
             .iter()
             .filter(|h| unknown.contains(&h.0))
             .map(|h| (h.0, h.1))
             .collect();
-        self.absorb(proc, first.hits, first.dirs, users, None, &mut stats);
+        self.absorb(first.hits, first.found, None);
 
         // Stage 2: a socket shared across fork() is also held by the parent
         // and by siblings; siblings are younger than the topmost holder, so
         // scanning down to its pid finds them all (short of pid wrap-around,
         // which the next full scan repairs).
         let mut floor = u32::MAX;
-        let scanned: HashSet<u32> = pids[..scanned_until].iter().copied().collect();
+        let scanned: IdSet<u32> = pids[..scanned_until].iter().copied().collect();
         for (inode, pid) in first_holders {
-            let root = self.topmost_holder(proc, inode, pid, &scanned, wanted, users, &mut stats);
+            let root = self.topmost_holder(
+                &ctx(self.known_start_times()),
+                inode,
+                pid,
+                &scanned,
+                &mut stats,
+            );
             floor = floor.min(root);
         }
         let rest_end = pids[scanned_until..]
@@ -175,16 +208,16 @@ impl OwnerIndex {
             .position(|&p| p < floor)
             .map_or(pids.len(), |i| scanned_until + i);
         if rest_end > scanned_until {
-            let rest = scan(
-                proc,
-                &pids[scanned_until..rest_end],
-                wanted,
+            let rest = run_scan(
+                ctx(self.known_start_times()),
+                pids[scanned_until..rest_end].to_vec(),
                 None,
                 self.threads,
+                wanted,
             );
             stats.add(&rest.stats);
             scanned_until = rest_end;
-            self.absorb(proc, rest.hits, rest.dirs, users, None, &mut stats);
+            self.absorb(rest.hits, rest.found, None);
         }
 
         if scanned_until == pids.len() {
@@ -198,11 +231,13 @@ impl OwnerIndex {
         stats
     }
 
-    /// Checks every known holder with one `readlinkat`; drops holders whose
-    /// fd now names something else and processes that exited.
-    fn verify(&mut self, proc: &ProcRoot, stats: &mut ScanStats) {
+    /// Starts checking every known holder with one `readlinkat`. The checks
+    /// need no socket list, so they can run while the list is fetched: every
+    /// thread that calls [`Verification::work`] takes a share, and
+    /// [`OwnerIndex::finish_verify`] applies the verdicts.
+    pub fn begin_verify<'a>(&'a self, proc: &'a ProcRoot) -> Verification<'a> {
         // Processes without a kept fd dir are checked by start time first.
-        let mut dead: HashSet<u32> = HashSet::new();
+        let mut dead: IdSet<u32> = IdSet::default();
         let mut buf = Vec::with_capacity(512);
         for (&pid, p) in &self.procs {
             if p.fd_dir.is_none() {
@@ -213,47 +248,47 @@ impl OwnerIndex {
                 }
             }
         }
-
-        let checks: Vec<(u64, Holder)> = self
+        let mut checks: Vec<(u64, Holder)> = self
             .holders
             .iter()
             .flat_map(|(&ino, hs)| hs.iter().map(move |&h| (ino, h)))
             .filter(|(_, h)| !dead.contains(&h.pid))
             .collect();
-        let verdicts: Vec<Verdict> = parallel_map(&checks, self.threads, |&(ino, h)| {
-            let Some(p) = self.procs.get(&h.pid) else {
-                return Verdict::Gone;
-            };
-            let mut link = [0u8; LINK_BUF];
-            let mut name = [0u8; 12];
-            let name = fd_name(h.fd, &mut name);
-            let res = match &p.fd_dir {
-                Some(dir) => rustix::fs::readlinkat_raw(dir, name, &mut link[..]),
-                None => {
-                    let mut path = [0u8; 40];
-                    let mut cursor = io::Cursor::new(&mut path[..]);
-                    let _ = write!(cursor, "{}/fd/", h.pid);
-                    let _ = cursor.write_all(name);
-                    let len = cursor.position() as usize;
-                    rustix::fs::readlinkat_raw(proc.dir(), &path[..len], &mut link[..])
-                }
-            };
-            match res {
-                Ok(n) if procfs::socket_inode(&link[..n]) == Some(ino) => Verdict::Holds,
-                Ok(_) | Err(Errno::NOENT) | Err(Errno::BADF) => Verdict::Released,
-                // The directory of an exited process answers ENOENT on
-                // lookup and ESRCH on some kernels; both mean gone.
-                Err(Errno::SRCH) => Verdict::Gone,
-                Err(_) => Verdict::Released,
-            }
-        });
-        stats.fds_read += checks.len() as u64;
+        // By process, so that threads taking consecutive chunks work on
+        // different processes: two threads in one process's fd table contend
+        // on its locks in the kernel.
+        checks.sort_unstable_by_key(|(_, h)| (h.pid, h.fd));
+        let verdicts = checks
+            .iter()
+            .map(|_| AtomicU8::new(Verdict::Unchecked as u8))
+            .collect();
+        Verification {
+            index: self,
+            proc,
+            checks,
+            verdicts,
+            next: AtomicUsize::new(0),
+            dead,
+        }
+    }
 
+    /// Applies what a [`Verification`] found: drops holders whose fd now
+    /// names something else, and processes that exited.
+    pub fn finish_verify(&mut self, done: VerifyOutcome) -> ScanStats {
+        let VerifyOutcome {
+            checks,
+            verdicts,
+            mut dead,
+        } = done;
+        let mut stats = ScanStats {
+            fds_read: checks.len() as u64,
+            ..ScanStats::default()
+        };
         for ((ino, h), verdict) in checks.iter().zip(verdicts) {
-            if verdict == Verdict::Holds {
+            if verdict == Verdict::Holds as u8 {
                 continue;
             }
-            if verdict == Verdict::Gone {
+            if verdict == Verdict::Gone as u8 {
                 dead.insert(h.pid);
             }
             if let Some(hs) = self.holders.get_mut(ino) {
@@ -268,19 +303,17 @@ impl OwnerIndex {
         }
         self.holders.retain(|_, hs| !hs.is_empty());
         self.drop_unreferenced();
+        stats
     }
 
     /// Walks up from `pid` through parents that hold `inode` too; returns the
     /// topmost holder's pid.
-    #[allow(clippy::too_many_arguments)]
     fn topmost_holder(
         &mut self,
-        proc: &ProcRoot,
+        ctx: &ScanCtx<'_>,
         inode: u64,
         mut pid: u32,
-        scanned: &HashSet<u32>,
-        wanted: &HashSet<u64>,
-        users: &Users,
+        scanned: &IdSet<u32>,
         stats: &mut ScanStats,
     ) -> u32 {
         let mut dir_buf = vec![MaybeUninit::<u8>::uninit(); DIR_BUF];
@@ -292,10 +325,10 @@ impl OwnerIndex {
                 break;
             }
             let mut out = ScanOut::default();
-            scan_one(proc, ppid, wanted, &mut dir_buf, &mut out);
+            scan_one(ctx, ppid, &mut dir_buf, &mut out);
             stats.add(&out.stats);
             let holds = out.hits.iter().any(|h| h.0 == inode);
-            self.absorb(proc, out.hits, out.dirs, users, None, stats);
+            self.absorb(out.hits, out.found, None);
             if !holds {
                 break;
             }
@@ -304,46 +337,47 @@ impl OwnerIndex {
         pid
     }
 
-    /// Merges scan hits into the index, reading each new process's details.
-    /// `previous`: the process table before a full scan, to reuse details of
-    /// processes that are still the same (same pid and start time).
+    /// pid → start time of every process whose details we hold, so a scan
+    /// does not read them again.
+    fn known_start_times(&self) -> IdMap<u32, u64> {
+        self.procs
+            .iter()
+            .map(|(&pid, p)| (pid, p.owner.start_time))
+            .collect()
+    }
+
+    /// Merges scan results into the index. `previous`: the process table
+    /// before a full scan, whose details are reused for unchanged processes.
     fn absorb(
         &mut self,
-        proc: &ProcRoot,
         hits: Vec<(u64, u32, u32)>,
-        dirs: Vec<(u32, OwnedFd)>,
-        users: &Users,
-        mut previous: Option<HashMap<u32, Proc>>,
-        stats: &mut ScanStats,
+        found: Vec<Found>,
+        mut previous: Option<IdMap<u32, Proc>>,
     ) {
-        let mut buf = Vec::with_capacity(1024);
-        let mut gone: HashSet<u32> = HashSet::new();
-        for (pid, dir) in dirs {
-            let Some(stat) = read_stat(proc, pid, &mut buf) else {
-                gone.insert(pid);
-                continue;
-            };
-            let known = self
-                .procs
-                .remove(&pid)
-                .or_else(|| previous.as_mut().and_then(|p| p.remove(&pid)))
-                .filter(|p| p.owner.start_time == stat.start_time);
-            let owner = match known {
-                Some(p) => p.owner,
-                None => match read_owner(proc, pid, stat, users, &mut buf) {
-                    Some(owner) => owner,
-                    None => {
-                        gone.insert(pid);
-                        continue;
+        let mut gone: IdSet<u32> = IdSet::default();
+        for f in found {
+            let owner = match f.details {
+                Details::Read(owner) => Arc::new(owner),
+                // Deferred entries are settled by `Scan::finish`.
+                Details::Known | Details::Deferred(_) => {
+                    let cached = self
+                        .procs
+                        .remove(&f.pid)
+                        .or_else(|| previous.as_mut().and_then(|p| p.remove(&f.pid)));
+                    match cached {
+                        Some(p) if p.owner.start_time == f.start_time => p.owner,
+                        _ => {
+                            gone.insert(f.pid);
+                            continue;
+                        }
                     }
-                },
+                }
             };
-            let fd_dir = (self.procs.len() < self.dir_budget).then_some(dir);
-            self.procs.insert(pid, Proc { owner, fd_dir });
+            let fd_dir = (self.procs.len() < self.dir_budget).then_some(f.fd_dir);
+            self.procs.insert(f.pid, Proc { owner, fd_dir });
         }
-        stats.vanished += gone.len() as u64;
         for (inode, pid, fd) in hits {
-            if gone.contains(&pid) {
+            if gone.contains(&pid) || !self.procs.contains_key(&pid) {
                 continue;
             }
             let holder = Holder { pid, fd };
@@ -356,53 +390,191 @@ impl OwnerIndex {
     }
 
     fn drop_unreferenced(&mut self) {
-        let live: HashSet<u32> = self.holders.values().flatten().map(|h| h.pid).collect();
+        let live: IdSet<u32> = self.holders.values().flatten().map(|h| h.pid).collect();
         self.procs.retain(|pid, _| live.contains(pid));
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Verdict {
+    Unchecked,
     Holds,
     Released,
     Gone,
 }
 
+/// Checks of known holders under way, shared by the threads that help.
+pub struct Verification<'a> {
+    index: &'a OwnerIndex,
+    proc: &'a ProcRoot,
+    checks: Vec<(u64, Holder)>,
+    verdicts: Vec<AtomicU8>,
+    next: AtomicUsize,
+    dead: IdSet<u32>,
+}
+
+/// The verdicts of a finished [`Verification`].
+pub struct VerifyOutcome {
+    checks: Vec<(u64, Holder)>,
+    verdicts: Vec<u8>,
+    dead: IdSet<u32>,
+}
+
+impl Verification<'_> {
+    /// Takes chunks of checks until none is left. Call from any number of
+    /// threads.
+    pub fn work(&self) {
+        // Big enough to keep a thread within one process for a while,
+        // small enough to balance.
+        const CHUNK: usize = 128;
+        loop {
+            let start = self.next.fetch_add(CHUNK, Ordering::Relaxed);
+            if start >= self.checks.len() {
+                return;
+            }
+            let end = (start + CHUNK).min(self.checks.len());
+            for i in start..end {
+                let (ino, h) = self.checks[i];
+                self.verdicts[i].store(self.check(ino, h) as u8, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn check(&self, ino: u64, h: Holder) -> Verdict {
+        let Some(p) = self.index.procs.get(&h.pid) else {
+            return Verdict::Gone;
+        };
+        let mut link = [0u8; LINK_BUF];
+        let mut name = [0u8; 12];
+        let name = fd_name(h.fd, &mut name);
+        let res = match &p.fd_dir {
+            Some(dir) => rustix::fs::readlinkat_raw(dir, name, &mut link[..]),
+            None => {
+                let mut path = [0u8; 40];
+                let mut cursor = io::Cursor::new(&mut path[..]);
+                let _ = write!(cursor, "{}/fd/", h.pid);
+                let _ = cursor.write_all(name);
+                let len = cursor.position() as usize;
+                rustix::fs::readlinkat_raw(self.proc.dir(), &path[..len], &mut link[..])
+            }
+        };
+        match res {
+            Ok(n) if procfs::socket_inode(&link[..n]) == Some(ino) => Verdict::Holds,
+            // The fd table of an exited process answers ESRCH on some
+            // kernels (ENOENT on others, the same as a closed fd).
+            Err(Errno::SRCH) => Verdict::Gone,
+            Ok(_) | Err(_) => Verdict::Released,
+        }
+    }
+
+    /// Ends the verification; every check must have been worked.
+    pub fn finish(self) -> VerifyOutcome {
+        // Anything no thread reached (none should be) is checked here.
+        self.work();
+        VerifyOutcome {
+            verdicts: self
+                .verdicts
+                .into_iter()
+                .map(AtomicU8::into_inner)
+                .collect(),
+            checks: self.checks,
+            dead: self.dead,
+        }
+    }
+}
+
+/// The inodes a scan looks for: known now, or set by another thread later.
+#[derive(Clone, Copy)]
+enum Wanted<'a> {
+    Now(&'a IdSet<u64>),
+    Later(&'a OnceLock<IdSet<u64>>),
+}
+
+impl Wanted<'_> {
+    fn get(&self) -> Option<&IdSet<u64>> {
+        match self {
+            Wanted::Now(set) => Some(set),
+            Wanted::Later(cell) => cell.get(),
+        }
+    }
+}
+
+/// What a scan needs to read fd tables and owners' details.
+struct ScanCtx<'a> {
+    proc: &'a ProcRoot,
+    wanted: Wanted<'a>,
+    /// Processes whose details are already known (pid → start time).
+    known: IdMap<u32, u64>,
+    users: &'a Users,
+}
+
+/// What we know of a process found holding a socket.
+#[derive(Debug)]
+enum Details {
+    /// `ScanCtx::known` had them: the cached ones are reused.
+    Known,
+    Read(Owner),
+    /// Read before the socket list arrived: settled once it has.
+    Deferred(PidDir),
+}
+
+/// A process found holding at least one wanted socket.
+#[derive(Debug)]
+struct Found {
+    pid: u32,
+    start_time: u64,
+    fd_dir: OwnedFd,
+    details: Details,
+}
+
 /// The result of reading some fd tables.
 #[derive(Debug, Default)]
 struct ScanOut {
-    /// (inode, pid, fd) of every wanted socket found.
+    /// (inode, pid, fd) of every wanted socket found (every socket, for
+    /// processes read before the list arrived).
     hits: Vec<(u64, u32, u32)>,
-    /// The fd directory of each process with at least one hit.
-    dirs: Vec<(u32, OwnedFd)>,
+    found: Vec<Found>,
     stats: ScanStats,
     /// How many leading entries of the pid list were read.
     scanned: usize,
 }
 
-/// Reads the fd tables of `pids` on up to `threads` threads. With `until`,
-/// stops as soon as every inode in it has been found (pids are taken in list
-/// order, so `scanned` is a prefix of the list).
-fn scan(
-    proc: &ProcRoot,
-    pids: &[u32],
-    wanted: &HashSet<u64>,
-    until: Option<&HashSet<u64>>,
-    threads: usize,
-) -> ScanOut {
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let remaining = until.map(|u| Mutex::new(u.clone()));
-    let threads = threads.min(pids.len()).max(1);
-    let work = || {
+/// A scan of fd tables under way, shared by the threads that help. Pids are
+/// taken in list order; with `until`, the scan stops as soon as every inode
+/// in it has been found, so what was read is a prefix of the list.
+pub struct Scan<'a> {
+    ctx: ScanCtx<'a>,
+    pids: Vec<u32>,
+    next: AtomicUsize,
+    stop: AtomicBool,
+    remaining: Option<Mutex<IdSet<u64>>>,
+    outs: Mutex<Vec<ScanOut>>,
+}
+
+impl<'a> Scan<'a> {
+    fn new(ctx: ScanCtx<'a>, pids: Vec<u32>, until: Option<&IdSet<u64>>) -> Self {
+        Scan {
+            ctx,
+            pids,
+            next: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            remaining: until.map(|u| Mutex::new(u.clone())),
+            outs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Reads fd tables until none is left (or the scan may stop). Call from
+    /// any number of threads.
+    pub fn work(&self) {
         let mut out = ScanOut::default();
         let mut dir_buf = vec![MaybeUninit::<u8>::uninit(); DIR_BUF];
-        while !stop.load(Ordering::Relaxed) {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&pid) = pids.get(i) else { break };
+        while !self.stop.load(Ordering::Relaxed) {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&pid) = self.pids.get(i) else { break };
             let before = out.hits.len();
-            scan_one(proc, pid, wanted, &mut dir_buf, &mut out);
-            if let Some(remaining) = &remaining
+            scan_one(&self.ctx, pid, &mut dir_buf, &mut out);
+            if let Some(remaining) = &self.remaining
                 && out.hits.len() > before
             {
                 let mut left = remaining.lock().unwrap_or_else(|e| e.into_inner());
@@ -410,40 +582,114 @@ fn scan(
                     left.remove(&hit.0);
                 }
                 if left.is_empty() {
-                    stop.store(true, Ordering::Relaxed);
+                    self.stop.store(true, Ordering::Relaxed);
                 }
             }
         }
-        out
-    };
-    let mut total = std::thread::scope(|s| {
-        let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-        let mut total = work();
-        for h in handles {
-            // A scanning thread does not panic; if it did, its share is lost,
-            // not the whole pass.
-            if let Ok(out) = h.join() {
-                total.hits.extend(out.hits);
-                total.dirs.extend(out.dirs);
-                total.stats.add(&out.stats);
-            }
+        self.outs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(out);
+    }
+
+    /// Merges the threads' results and settles deferred processes against
+    /// `wanted`.
+    fn finish(self, wanted: &IdSet<u64>) -> ScanOut {
+        if self.remaining.is_none() {
+            // A full scan reads every table, whoever helped.
+            self.work();
+        }
+        let scanned = self.next.load(Ordering::Relaxed).min(self.pids.len());
+        let mut total = ScanOut {
+            scanned,
+            ..ScanOut::default()
+        };
+        for out in self.outs.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            total.hits.extend(out.hits);
+            total.found.extend(out.found);
+            total.stats.add(&out.stats);
+        }
+        if total
+            .found
+            .iter()
+            .any(|f| matches!(f.details, Details::Deferred(_)))
+        {
+            total.hits.retain(|h| wanted.contains(&h.0));
+            let holding: IdSet<u32> = total.hits.iter().map(|h| h.1).collect();
+            let mut buf = Vec::with_capacity(1024);
+            let ctx = &self.ctx;
+            let mut vanished = 0;
+            total.found.retain_mut(|f| {
+                let Details::Deferred(pid_dir) = &f.details else {
+                    return true;
+                };
+                if !holding.contains(&f.pid) {
+                    return false;
+                }
+                match settle(ctx, pid_dir, f.pid, &mut buf) {
+                    Some((start_time, details)) => {
+                        f.start_time = start_time;
+                        f.details = details;
+                        true
+                    }
+                    None => {
+                        vanished += 1;
+                        false
+                    }
+                }
+            });
+            total.stats.vanished += vanished;
         }
         total
-    });
-    total.scanned = next.load(Ordering::Relaxed).min(pids.len());
-    total
+    }
 }
 
-/// Reads one process's fd table, recording wanted sockets.
-fn scan_one(
-    proc: &ProcRoot,
+/// Runs a scan on up to `threads` threads (this one included).
+fn run_scan(
+    ctx: ScanCtx<'_>,
+    pids: Vec<u32>,
+    until: Option<&IdSet<u64>>,
+    threads: usize,
+    wanted: &IdSet<u64>,
+) -> ScanOut {
+    let threads = threads.min(pids.len()).max(1);
+    let scan = Scan::new(ctx, pids, until);
+    std::thread::scope(|s| {
+        let scan = &scan;
+        for _ in 1..threads {
+            s.spawn(move || scan.work());
+        }
+        scan.work();
+    });
+    scan.finish(wanted)
+}
+
+/// Reads a process's start time and, unless already known, its details.
+fn settle(
+    ctx: &ScanCtx<'_>,
+    pid_dir: &PidDir,
     pid: u32,
-    wanted: &HashSet<u64>,
-    dir_buf: &mut [MaybeUninit<u8>],
-    out: &mut ScanOut,
-) {
-    let dir = match proc.open_dir(pid, "fd") {
-        Ok(dir) => dir,
+    buf: &mut Vec<u8>,
+) -> Option<(u64, Details)> {
+    pid_dir.read("stat", buf).ok()?;
+    let stat = procfs::parse_stat(buf)?;
+    let start_time = stat.start_time;
+    if ctx.known.get(&pid) == Some(&start_time) {
+        return Some((start_time, Details::Known));
+    }
+    let owner = read_owner(pid_dir, pid, stat, ctx.users, buf)?;
+    Some((start_time, Details::Read(owner)))
+}
+
+/// Reads one process's fd table, recording wanted sockets, and the
+/// process's details when it holds one.
+fn scan_one(ctx: &ScanCtx<'_>, pid: u32, dir_buf: &mut [MaybeUninit<u8>], out: &mut ScanOut) {
+    let opened = ctx
+        .proc
+        .open_pid(pid)
+        .and_then(|p| p.open_dir("fd").map(|fd| (p, fd)));
+    let (pid_dir, fd_dir) = match opened {
+        Ok(dirs) => dirs,
         Err(e) => {
             count_error(&e, &mut out.stats);
             return;
@@ -451,7 +697,9 @@ fn scan_one(
     };
     out.stats.processes_scanned += 1;
     let before = out.hits.len();
-    let mut entries = RawDir::new(&dir, dir_buf);
+    // Before the socket list arrives, every socket is kept and sorted out later.
+    let wanted = ctx.wanted.get();
+    let mut entries = RawDir::new(&fd_dir, dir_buf);
     let mut link = [0u8; LINK_BUF];
     while let Some(entry) = entries.next() {
         let Ok(entry) = entry else {
@@ -464,58 +712,70 @@ fn scan_one(
         };
         out.stats.fds_read += 1;
         // An fd closed since getdents: ENOENT, skip it.
-        let Ok(n) = rustix::fs::readlinkat_raw(&dir, entry.file_name(), &mut link[..]) else {
+        let Ok(n) = rustix::fs::readlinkat_raw(&fd_dir, entry.file_name(), &mut link[..]) else {
             continue;
         };
         if let Some(inode) = procfs::socket_inode(&link[..n])
-            && wanted.contains(&inode)
+            && wanted.is_none_or(|w| w.contains(&inode))
         {
             out.hits.push((inode, pid, fd));
         }
     }
-    if out.hits.len() > before {
-        out.dirs.push((pid, dir));
+    if out.hits.len() == before {
+        return;
     }
+    if wanted.is_none() {
+        out.found.push(Found {
+            pid,
+            start_time: 0,
+            fd_dir,
+            details: Details::Deferred(pid_dir),
+        });
+        return;
+    }
+    let mut buf = Vec::with_capacity(1024);
+    let Some((start_time, details)) = settle(ctx, &pid_dir, pid, &mut buf) else {
+        out.stats.vanished += 1;
+        out.hits.truncate(before);
+        return;
+    };
+    out.found.push(Found {
+        pid,
+        start_time,
+        fd_dir,
+        details,
+    });
 }
 
 fn count_error(e: &io::Error, stats: &mut ScanStats) {
-    match e.raw_os_error() {
-        Some(libc_eacces) if libc_eacces == Errno::ACCESS.raw_os_error() => stats.fd_denied += 1,
-        Some(code) if code == Errno::PERM.raw_os_error() => stats.fd_denied += 1,
+    match Errno::from_io_error(e) {
+        Some(Errno::ACCESS) | Some(Errno::PERM) => stats.fd_denied += 1,
         _ => stats.vanished += 1,
     }
 }
 
-fn read_stat(proc: &ProcRoot, pid: u32, buf: &mut Vec<u8>) -> Option<procfs::Stat> {
-    proc.read(pid, "stat", buf).ok()?;
-    procfs::parse_stat(buf)
-}
-
-/// Reads a process's details. `None` when it exited meanwhile.
+/// Reads a process's details through its open `/proc/<pid>` directory, so
+/// they are that process's even if it exits meanwhile and the pid is reused.
+/// `None` when it exited.
 fn read_owner(
-    proc: &ProcRoot,
+    pid_dir: &PidDir,
     pid: u32,
     stat: procfs::Stat,
     users: &Users,
     buf: &mut Vec<u8>,
 ) -> Option<Owner> {
-    let (process_name, exe_path) = match proc.readlink(pid, "exe") {
+    let (process_name, exe_path) = match pid_dir.readlink("exe") {
         Ok(target) => procfs::exe_name_and_path(&target),
         // Kernel threads have no exe; another user's process hides it from
         // us without CAP_SYS_PTRACE. Fall back to the kernel's name.
         Err(_) => (stat.comm.clone(), String::new()),
     };
-    let cmdline = match proc.read(pid, "cmdline", buf) {
+    let cmdline = match pid_dir.read("cmdline", buf) {
         Ok(()) => procfs::cmdline_string(buf),
         Err(_) => String::new(),
     };
-    proc.read(pid, "status", buf).ok()?;
+    pid_dir.read("status", buf).ok()?;
     let uid = procfs::parse_status_euid(buf)?;
-    // Re-check identity: the pid may have been reused while we read.
-    let again = read_stat(proc, pid, buf)?;
-    if again.start_time != stat.start_time {
-        return None;
-    }
     Some(Owner {
         pid,
         start_time: stat.start_time,
@@ -540,43 +800,6 @@ fn fd_name(fd: u32, buf: &mut [u8; 12]) -> &[u8] {
     &buf[..len]
 }
 
-/// Maps `items` with `f` on up to `threads` threads, keeping order.
-fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    // Below this, a thread costs more than it saves.
-    const MIN_PER_THREAD: usize = 512;
-    let threads = threads.min(items.len() / MIN_PER_THREAD).max(1);
-    if threads == 1 {
-        return items.iter().map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let f = &f;
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .skip(1)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        let mut out: Vec<R> = items
-            .chunks(chunk)
-            .next()
-            .unwrap_or(&[])
-            .iter()
-            .map(f)
-            .collect();
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
-}
-
 /// How many fd directories we keep open: a quarter of the open-file limit,
 /// so the rest of the program always has room.
 fn dir_budget() -> usize {
@@ -594,13 +817,5 @@ mod tests {
         let mut buf = [0u8; 12];
         assert_eq!(fd_name(0, &mut buf), b"0");
         assert_eq!(fd_name(u32::MAX, &mut buf), b"4294967295");
-    }
-
-    #[test]
-    fn parallel_map_keeps_order() {
-        let items: Vec<u32> = (0..5000).collect();
-        let out = parallel_map(&items, 4, |x| x * 2);
-        assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
-        assert!(parallel_map(&[] as &[u32], 4, |x| *x).is_empty());
     }
 }

@@ -77,6 +77,22 @@ impl ProcRoot {
         )?)
     }
 
+    /// Opens `<pid>` itself. Reads through a [`PidDir`] reach that very
+    /// process or fail: a reused pid never answers for the old process.
+    pub fn open_pid(&self, pid: u32) -> io::Result<PidDir> {
+        let mut name = [0u8; 12];
+        let mut cursor = io::Cursor::new(&mut name[..]);
+        write!(cursor, "{pid}")?;
+        let len = cursor.position() as usize;
+        let dir = rustix::fs::openat(
+            &self.dir,
+            &name[..len],
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(PidDir { dir })
+    }
+
     /// Reads `<pid>/<name>` whole into `buf` (cleared first).
     pub fn read(&self, pid: u32, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
         let path = PidPath::new(pid, name.as_bytes())?;
@@ -112,6 +128,42 @@ impl ProcRoot {
     /// The root's directory fd, for callers that walk it themselves.
     pub fn dir(&self) -> impl AsFd + '_ {
         &self.dir
+    }
+}
+
+/// An open `/proc/<pid>` directory.
+#[derive(Debug)]
+pub struct PidDir {
+    dir: OwnedFd,
+}
+
+impl PidDir {
+    /// Opens a subdirectory such as `fd`.
+    pub fn open_dir(&self, name: &str) -> io::Result<OwnedFd> {
+        Ok(rustix::fs::openat(
+            &self.dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?)
+    }
+
+    /// Reads a file such as `stat` whole into `buf` (cleared first).
+    pub fn read(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.clear();
+        let fd = rustix::fs::openat(
+            &self.dir,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        io::Read::read_to_end(&mut std::fs::File::from(fd), buf)?;
+        Ok(())
+    }
+
+    /// Reads a link such as `exe`.
+    pub fn readlink(&self, name: &str) -> io::Result<Vec<u8>> {
+        Ok(rustix::fs::readlinkat(&self.dir, name, Vec::new())?.into_bytes())
     }
 }
 
