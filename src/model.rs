@@ -100,7 +100,7 @@ pub struct Owner {
 pub struct Port {
     pub socket: Socket,
     /// Network namespace label (`host` for the namespace of PID 1).
-    pub netns: String,
+    pub netns: Arc<str>,
     /// Shared with the owner index: many ports, one process.
     pub owners: Vec<Arc<Owner>>,
     /// Why `owners` is empty, when it is.

@@ -179,7 +179,7 @@ impl Discoverer {
         let owner_unknown_reason = owners.is_empty().then(|| unknown_reason(stats));
         Port {
             socket,
-            netns: self.netns.label.clone(),
+            netns: Arc::clone(&self.netns.label),
             owners,
             owner_unknown_reason,
             excluded,

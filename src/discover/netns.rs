@@ -4,6 +4,8 @@
 //! The host's namespace is PID 1's in the proc root, never `/proc/self`'s:
 //! in a container, our own namespace is the container's (SPEC defect 1).
 
+use std::sync::Arc;
+
 use super::procfs::{self, ProcRoot};
 
 /// A network namespace to list sockets in.
@@ -12,7 +14,7 @@ pub struct Netns {
     /// Inode of the namespace (`/proc/<pid>/ns/net`), when readable.
     pub inode: Option<u64>,
     /// `host`, or `netns:<inode>` for any other namespace.
-    pub label: String,
+    pub label: Arc<str>,
     /// The entry of the proc root whose `net/` files show this namespace
     /// (for the /proc/net fallback).
     pub proc_entry: String,
@@ -30,8 +32,8 @@ impl Netns {
             .ok()
             .and_then(|t| procfs::ns_inode(&t));
         let label = match (own, host) {
-            (Some(own), Some(host)) if own != host => format!("netns:{own}"),
-            _ => "host".to_string(),
+            (Some(own), Some(host)) if own != host => format!("netns:{own}").into(),
+            _ => "host".into(),
         };
         Netns {
             inode: own,

@@ -144,9 +144,12 @@ impl OwnerIndex {
         users: &Users,
     ) -> ScanStats {
         let mut stats = ScanStats::default();
+        let before = self.holders.len();
         self.holders.retain(|ino, _| wanted.contains(ino));
         self.ownerless.retain(|ino| wanted.contains(ino));
-        self.drop_unreferenced();
+        if self.holders.len() < before {
+            self.drop_unreferenced();
+        }
 
         let unknown: IdSet<u64> = wanted
             .iter()
@@ -284,10 +287,12 @@ impl OwnerIndex {
             fds_read: checks.len() as u64,
             ..ScanStats::default()
         };
+        let mut changed = !dead.is_empty();
         for ((ino, h), verdict) in checks.iter().zip(verdicts) {
             if verdict == Verdict::Holds as u8 {
                 continue;
             }
+            changed = true;
             if verdict == Verdict::Gone as u8 {
                 dead.insert(h.pid);
             }
@@ -301,8 +306,10 @@ impl OwnerIndex {
             }
             stats.vanished += dead.len() as u64;
         }
-        self.holders.retain(|_, hs| !hs.is_empty());
-        self.drop_unreferenced();
+        if changed {
+            self.holders.retain(|_, hs| !hs.is_empty());
+            self.drop_unreferenced();
+        }
         stats
     }
 
