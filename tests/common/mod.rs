@@ -1,0 +1,244 @@
+//! Helpers shared by the end-to-end tests: real child processes holding real
+//! sockets on loopback, and the real `portwarden` binary.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portwarden"))
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A Python child that opens the sockets it is told to, reports them as one
+/// JSON line, and lives until its stdin closes (so a failed test leaves no
+/// process behind). Commands on stdin: `close` (close this process's copies
+/// of its sockets), `exit`.
+pub const SOCKET_HOLDER: &str = r#"
+import json, os, socket, sys, time
+spec = json.loads(sys.argv[1])
+socks, info = [], []
+for s in spec.get("sockets", []):
+    fam = socket.AF_INET6 if ":" in s["addr"] else socket.AF_INET
+    kind = socket.SOCK_STREAM if s["proto"] == "tcp" else socket.SOCK_DGRAM
+    sk = socket.socket(fam, kind)
+    if fam == socket.AF_INET6:
+        sk.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if s.get("v6only", True) else 0)
+    sk.bind((s["addr"], s.get("port", 0)))
+    if kind == socket.SOCK_STREAM:
+        sk.listen(s.get("backlog", 16))
+    if s.get("connect"):
+        sk.connect(("127.0.0.1", 9))
+    socks.append(sk)
+    info.append({"proto": s["proto"], "addr": s["addr"], "port": sk.getsockname()[1], "inode": os.fstat(sk.fileno()).st_ino})
+children = []
+for _ in range(spec.get("fork", 0)):
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        # Not stdin: that pipe is the parent's. Live as long as the parent.
+        while os.getppid() == parent:
+            time.sleep(0.1)
+        os._exit(0)
+    children.append(pid)
+print(json.dumps({"pid": os.getpid(), "children": children, "sockets": info}), flush=True)
+for line in sys.stdin:
+    if line.strip() == "close":
+        for sk in socks:
+            sk.close()
+        print("closed", flush=True)
+    elif line.strip() == "exit":
+        break
+"#;
+
+/// A running socket holder.
+pub struct Holder {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+    pub pid: u32,
+    pub children: Vec<u32>,
+    pub sockets: Vec<Value>,
+}
+
+impl Holder {
+    /// Starts `python3` (or `exe`, a copy of it under another name) with a
+    /// socket spec such as `{"sockets":[{"proto":"tcp","addr":"127.0.0.1"}]}`.
+    pub fn start(spec: &Value) -> Holder {
+        Holder::start_as(Path::new("python3"), spec)
+    }
+
+    pub fn start_as(exe: &Path, spec: &Value) -> Holder {
+        let mut child = Command::new(exe)
+            .arg("-c")
+            .arg(SOCKET_HOLDER)
+            .arg(spec.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("holder reports");
+        let report: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("holder said {line:?}: {e}"));
+        Holder {
+            pid: report["pid"].as_u64().expect("pid") as u32,
+            children: report["children"]
+                .as_array()
+                .expect("children")
+                .iter()
+                .map(|c| c.as_u64().expect("child pid") as u32)
+                .collect(),
+            sockets: report["sockets"].as_array().expect("sockets").clone(),
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    pub fn port(&self, i: usize) -> u16 {
+        self.sockets[i]["port"].as_u64().expect("port") as u16
+    }
+
+    pub fn inode(&self, i: usize) -> u64 {
+        self.sockets[i]["inode"].as_u64().expect("inode")
+    }
+
+    /// Closes the main process's copies of its sockets (children keep theirs).
+    pub fn close_sockets(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "close").expect("send close");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("ack");
+        assert_eq!(line.trim(), "closed");
+    }
+
+    /// Ends the holder and its children and waits for them.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for &pid in &self.children {
+            // The children exit when their parent does; make sure.
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Runs the binary with `args` (and extra env), returning its output.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env_remove("PROC_PREFIX")
+        .env_remove("EXCLUDED_PROCESS_NAMES");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run portwarden")
+}
+
+/// `portwarden ls --json <args>`, parsed; panics on failure.
+pub fn ls_json(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["ls", "--json"];
+    all.extend_from_slice(args);
+    let out = run(&all, &[]);
+    assert!(
+        out.status.success(),
+        "ls failed: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ls --json prints JSON")
+}
+
+/// The entries of an `ls --json` listing for one port.
+pub fn entries_for(list: &[Value], proto: &str, port: u16) -> Vec<Value> {
+    list.iter()
+        .filter(|e| e["proto"] == proto && e["port"].as_u64() == Some(u64::from(port)))
+        .cloned()
+        .collect()
+}
+
+/// The entry of an `ls --json` listing for one socket.
+pub fn entry_for_inode(list: &[Value], inode: u64) -> Option<Value> {
+    list.iter()
+        .find(|e| e["inode"].as_u64() == Some(inode))
+        .cloned()
+}
+
+/// pids of an entry's owners, primary first.
+pub fn owner_pids(entry: &Value) -> Vec<u32> {
+    entry["owners"]
+        .as_array()
+        .expect("owners")
+        .iter()
+        .map(|o| o["pid"].as_u64().expect("pid") as u32)
+        .collect()
+}
+
+/// A copy of the Python interpreter under another file name, so that
+/// `/proc/<pid>/exe` names it.
+pub fn python_named(dir: &Path, name: &str) -> PathBuf {
+    // `python3` on PATH may be a wrapper script (pyenv): ask for the binary.
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 runs");
+    let real =
+        std::fs::canonicalize(String::from_utf8_lossy(&out.stdout).trim()).expect("python3 path");
+    let target = dir.join(name);
+    std::fs::copy(&real, &target).expect("copy python3");
+    target
+}
+
+pub fn which(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").expect("PATH");
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not on PATH"))
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "portwarden-test-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,407 @@
+//! `portwarden ls` end to end: real sockets held by real child processes,
+//! read back through the real binary.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::{Value, json};
+
+#[test]
+fn ipv4_ipv6_and_wildcard_listeners_with_their_owner() {
+    let holder = Holder::start(&json!({"sockets": [
+        {"proto": "tcp", "addr": "127.0.0.1"},
+        {"proto": "tcp", "addr": "::1"},
+        {"proto": "tcp", "addr": "::", "v6only": false},
+        {"proto": "udp", "addr": "::"},
+        {"proto": "udp", "addr": "127.0.0.1"},
+    ]}));
+    let list = ls_json(&[]);
+    let expect = [
+        ("tcp", "ipv4", "127.0.0.1"),
+        ("tcp", "ipv6", "::1"),
+        ("tcp", "ipv6", "::"),
+        ("udp", "ipv6", "::"),
+        ("udp", "ipv4", "127.0.0.1"),
+    ];
+    for (i, (proto, family, address)) in expect.iter().enumerate() {
+        let e = entry_for_inode(&list, holder.inode(i))
+            .unwrap_or_else(|| panic!("{proto} {address} not listed"));
+        let e = &e;
+        assert_eq!(e["proto"], *proto);
+        assert_eq!(e["port"].as_u64(), Some(u64::from(holder.port(i))));
+        assert_eq!(e["family"], *family);
+        assert_eq!(e["address"], *address);
+        assert_eq!(e["inode"].as_u64(), Some(holder.inode(i)));
+        assert_eq!(e["netns"], "host");
+        assert_eq!(owner_pids(e), vec![holder.pid]);
+        let owner = &e["owners"][0];
+        assert!(
+            owner["process_name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("python")),
+            "{owner}"
+        );
+        assert!(
+            owner["exe_path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with('/')),
+            "{owner}"
+        );
+        assert!(
+            owner["cmdline"]
+                .as_str()
+                .is_some_and(|c| c.contains("import json")),
+            "{owner}"
+        );
+        assert!(owner["start_time"].as_u64().is_some_and(|t| t > 0));
+        assert!(e["owner_unknown_reason"].is_null());
+        if *proto == "tcp" {
+            assert_eq!(e["accept_queue"], json!({"current": 0, "max": 16}), "{e}");
+        } else {
+            assert!(e["accept_queue"].is_null());
+        }
+    }
+}
+
+#[test]
+fn connected_udp_sockets_are_not_listed() {
+    let holder = Holder::start(&json!({"sockets": [
+        {"proto": "udp", "addr": "127.0.0.1", "connect": true},
+        {"proto": "udp", "addr": "127.0.0.1"},
+    ]}));
+    let list = ls_json(&["--udp"]);
+    assert!(entry_for_inode(&list, holder.inode(0)).is_none());
+    assert!(entry_for_inode(&list, holder.inode(1)).is_some());
+}
+
+#[test]
+fn shared_socket_lists_every_owner_parent_first() {
+    // Two forked workers inherit the listener: three owners, the parent
+    // (whose own parent does not hold it) first.
+    let holder =
+        Holder::start(&json!({"fork": 2, "sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let list = ls_json(&["--port", &holder.port(0).to_string()]);
+    let pids = owner_pids(&entry_for_inode(&list, holder.inode(0)).expect("listed"));
+    assert_eq!(pids[0], holder.pid);
+    let mut workers = pids[1..].to_vec();
+    workers.sort_unstable();
+    let mut expected = holder.children.clone();
+    expected.sort_unstable();
+    assert_eq!(workers, expected);
+}
+
+#[test]
+fn hostile_process_names_come_through_intact() {
+    let dir = TempDir::new("names");
+    let name = "my \"odd\" \\ prözess 名前";
+    let exe = python_named(&dir.0, name);
+    let holder = Holder::start_as(
+        &exe,
+        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
+    );
+    let port = holder.port(0).to_string();
+
+    let list = ls_json(&["--port", &port]);
+    let entry = entry_for_inode(&list, holder.inode(0)).expect("listed");
+    let owner = &entry["owners"][0];
+    assert_eq!(owner["process_name"], name);
+    assert_eq!(owner["exe_path"], exe.to_str().expect("utf-8 path"));
+
+    // --process matches the whole name, and globs work on it.
+    let ino = holder.inode(0);
+    assert!(entry_for_inode(&ls_json(&["--port", &port, "--process", name]), ino).is_some());
+    assert!(entry_for_inode(&ls_json(&["--port", &port, "--process", "my*名前"]), ino).is_some());
+    assert!(entry_for_inode(&ls_json(&["--port", &port, "--process", "my"]), ino).is_none());
+
+    // The table prints it as is.
+    let out = run(&["ls", "--port", &port], &[]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).expect("utf-8 table");
+    assert!(table.contains(name), "{table}");
+}
+
+#[test]
+fn control_characters_in_names_are_escaped_in_the_table_and_kept_in_json() {
+    let dir = TempDir::new("ctrl");
+    let name = "evil\n\u{1b}[2Jname";
+    let exe = python_named(&dir.0, name);
+    let holder = Holder::start_as(
+        &exe,
+        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
+    );
+    let port = holder.port(0).to_string();
+
+    let list = ls_json(&["--port", &port]);
+    let entry = entry_for_inode(&list, holder.inode(0)).expect("listed");
+    assert_eq!(entry["owners"][0]["process_name"], name);
+
+    let out = run(&["ls", "--port", &port], &[]);
+    let table = String::from_utf8(out.stdout).expect("utf-8 table");
+    assert!(
+        !table.contains('\u{1b}'),
+        "raw escape reached the terminal: {table:?}"
+    );
+    assert!(table.contains("evil\\n\\u{1b}[2Jname"), "{table}");
+}
+
+#[test]
+fn deleted_executable_suffix_is_stripped() {
+    let dir = TempDir::new("deleted");
+    let exe = python_named(&dir.0, "upgraded-daemon");
+    let holder = Holder::start_as(
+        &exe,
+        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
+    );
+    std::fs::remove_file(&exe).expect("delete the running binary");
+    let list = ls_json(&["--port", &holder.port(0).to_string()]);
+    let entry = entry_for_inode(&list, holder.inode(0)).expect("listed");
+    let owner = &entry["owners"][0];
+    assert_eq!(owner["process_name"], "upgraded-daemon");
+    assert_eq!(owner["exe_path"], exe.to_str().expect("utf-8"));
+}
+
+#[test]
+fn excluded_owners_are_hidden_unless_all() {
+    let dir = TempDir::new("excluded");
+    // "sshd" is on the built-in list; "sshd-helper" is not (whole names only).
+    let sshd = Holder::start_as(
+        &python_named(&dir.0, "sshd"),
+        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
+    );
+    let helper = Holder::start_as(
+        &python_named(&dir.0, "sshd-helper"),
+        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
+    );
+    let list = ls_json(&[]);
+    assert!(entry_for_inode(&list, sshd.inode(0)).is_none());
+    assert!(entry_for_inode(&list, helper.inode(0)).is_some());
+
+    let all = ls_json(&["--all"]);
+    let entry = entry_for_inode(&all, sshd.inode(0)).expect("listed with --all");
+    assert_eq!(entry["excluded"], true);
+    assert_eq!(entry["owners"][0]["process_name"], "sshd");
+
+    // EXCLUDED_PROCESS_NAMES adds to the list; '*' makes a glob.
+    let out = run(
+        &["ls", "--json"],
+        &[("EXCLUDED_PROCESS_NAMES", " nothing, sshd-*")],
+    );
+    assert!(out.status.success());
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(entry_for_inode(&list, helper.inode(0)).is_none());
+}
+
+#[test]
+fn filters_select_protocol_and_port() {
+    let holder = Holder::start(&json!({"sockets": [
+        {"proto": "tcp", "addr": "127.0.0.1"},
+        {"proto": "udp", "addr": "127.0.0.1"},
+    ]}));
+    let (tcp, udp) = (holder.port(0), holder.port(1));
+    let only_tcp = ls_json(&["--tcp"]);
+    assert!(only_tcp.iter().all(|e| e["proto"] == "tcp"));
+    assert!(entry_for_inode(&only_tcp, holder.inode(0)).is_some());
+    let only_udp = ls_json(&["--udp"]);
+    assert!(only_udp.iter().all(|e| e["proto"] == "udp"));
+    assert!(entry_for_inode(&only_udp, holder.inode(1)).is_some());
+    let both = ls_json(&["--port", &tcp.to_string(), "--port", &udp.to_string()]);
+    assert!(
+        both.iter()
+            .all(|e| [tcp, udp].contains(&(e["port"].as_u64().expect("port") as u16)))
+    );
+    assert!(!entries_for(&both, "tcp", tcp).is_empty());
+}
+
+#[test]
+fn table_is_sorted_by_protocol_then_port() {
+    let _holder = Holder::start(&json!({"sockets": [
+        {"proto": "udp", "addr": "127.0.0.1"},
+        {"proto": "tcp", "addr": "127.0.0.1"},
+        {"proto": "tcp", "addr": "::1"},
+    ]}));
+    let list = ls_json(&["--all"]);
+    let keys: Vec<(String, u64)> = list
+        .iter()
+        .map(|e| {
+            (
+                e["proto"].as_str().expect("proto").to_string(),
+                e["port"].as_u64().expect("port"),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+
+    let out = run(&["ls", "--all"], &[]);
+    let table = String::from_utf8(out.stdout).expect("table");
+    let header = table.lines().next().expect("header");
+    for column in [
+        "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "QUEUE", "EXE",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+}
+
+#[test]
+fn closed_pipe_is_not_an_error() {
+    let _holder = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let mut child = Command::new(bin())
+        .args(["ls", "--all"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Close our end before it writes: its write gets EPIPE, as under `| head`.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn missing_proc_root_is_a_usage_error() {
+    let out = run(&["ls"], &[("PROC_PREFIX", "/nonexistent/proc")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PROC_PREFIX") && err.contains("/nonexistent/proc"),
+        "{err}"
+    );
+
+    let out = run(&["ls", "--path.procfs", "/nonexistent/proc"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bad_flags_and_values_exit_2_naming_the_setting() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["ls", "--bogus"], &[], "--bogus"),
+        (&["ls", "--port", "0"], &[], "--port"),
+        (&["ls", "--port", "http"], &[], "1 to 65535"),
+        (&["ls", "--port", "70000"], &[], "--port"),
+        (&["frobnicate"], &[], "frobnicate"),
+        (
+            &["ls"],
+            &[("EXCLUDED_PROCESS_NAMES", "ok,bad\u{7}")],
+            "EXCLUDED_PROCESS_NAMES",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        let out = run(args, env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn empty_proc_prefix_means_proc() {
+    let holder = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let out = run(
+        &["ls", "--json", "--port", &holder.port(0).to_string()],
+        &[("PROC_PREFIX", "")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        owner_pids(&entry_for_inode(&list, holder.inode(0)).expect("listed")),
+        vec![holder.pid]
+    );
+}
+
+#[test]
+fn unprivileged_run_lists_sockets_and_warns_once() {
+    if !is_root() {
+        eprintln!("skipped: needs root to start a listener as root and run portwarden as nobody");
+        return;
+    }
+    let holder = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let port = holder.port(0).to_string();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin())
+        .args(["ls", "--json", "--port", &port])
+        .output()
+        .expect("setpriv runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("could not be read"), "{stderr}");
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let entry = entry_for_inode(&list, holder.inode(0)).expect("listed without owner");
+    assert!(entry["owners"].as_array().expect("owners").is_empty());
+    let reason = entry["owner_unknown_reason"].as_str().expect("a reason");
+    assert!(reason.contains("could not be read"), "{reason}");
+}
+
+#[test]
+fn hostsim_sockets_all_listed_with_their_owner() {
+    let dir = TempDir::new("hostsim");
+    let ready = dir.0.join("ready.json");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/hostsim.py");
+    if !script.exists() {
+        eprintln!("skipped: {} not found", script.display());
+        return;
+    }
+    let mut sim = Command::new("python3")
+        .arg(&script)
+        .args([
+            "--procs", "20", "--tcp", "6", "--udp", "2", "--fds", "30", "--http", "1", "--hung",
+            "1",
+        ])
+        .arg("--ready-file")
+        .arg(&ready)
+        .spawn()
+        .expect("start hostsim");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hostsim did not get ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&ready).expect("ready file")).expect("json");
+    let list = ls_json(&["--all"]);
+    let mut missing = Vec::new();
+    for s in report["sockets"].as_array().expect("sockets") {
+        let proto = if s["proto"].as_str().expect("proto").starts_with("tcp") {
+            "tcp"
+        } else {
+            "udp"
+        };
+        let port = s["port"].as_u64().expect("port") as u16;
+        let found = entries_for(&list, proto, port).into_iter().find(|e| {
+            e["address"] == s["addr"]
+                && owner_pids(e).first().map(|&p| u64::from(p)) == s["pid"].as_u64()
+        });
+        if found.is_none() {
+            missing.push(s.clone());
+        }
+    }
+    let _ = Command::new("kill").arg(sim.id().to_string()).status();
+    let _ = sim.wait();
+    assert_eq!(report["sockets"].as_array().expect("sockets").len(), 20 * 8);
+    assert!(
+        missing.is_empty(),
+        "not listed with the right owner: {missing:?}"
+    );
+}
