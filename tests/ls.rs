@@ -285,7 +285,9 @@ fn missing_proc_root_is_a_usage_error() {
 
 #[test]
 fn bad_flags_and_values_exit_2_naming_the_setting() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    /// Arguments, environment, and a word the error message must contain.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["ls", "--bogus"], &[], "--bogus"),
         (&["ls", "--port", "0"], &[], "--port"),
         (&["ls", "--port", "http"], &[], "1 to 65535"),
