@@ -5,6 +5,9 @@
 //! - `refresh_warm`: a refresh when nothing changed (verify known owners,
 //!   read no fd table) — target ≤ 20 ms with 10,000 listeners.
 //! - `full_scan`: a cold pass reading every process's fd table.
+//! - `readlink_floor`: the kernel's share alone — one `readlinkat` per socket
+//!   fd on the host, on one thread, through kept fd directories — the floor
+//!   a warm refresh's verification stands on, measured in the same run.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portwarden::discover::{Discoverer, Options};
@@ -27,6 +30,32 @@ fn discoverer() -> Discoverer {
     d
 }
 
+/// Every socket fd on the host, as (its process's open fd directory, name).
+fn socket_fds() -> Vec<(std::sync::Arc<std::os::fd::OwnedFd>, Vec<u8>)> {
+    use rustix::fs::{Mode, OFlags};
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let path = entry.path().join("fd");
+        let Ok(names) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        let Ok(dir) = rustix::fs::open(&path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+        else {
+            continue;
+        };
+        let dir = std::sync::Arc::new(dir);
+        for name in names.flatten() {
+            let is_socket = std::fs::read_link(name.path())
+                .is_ok_and(|t| t.as_os_str().as_encoded_bytes().starts_with(b"socket:"));
+            if is_socket {
+                out.push((dir.clone(), name.file_name().as_encoded_bytes().to_vec()));
+            }
+        }
+    }
+    eprintln!("{} socket fds on the host", out.len());
+    out
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("discovery");
     group.sample_size(30);
@@ -37,6 +66,18 @@ fn bench(c: &mut Criterion) {
             let found = d.refresh().expect("refresh");
             assert!(!found.stats.full_scan);
             found.ports.len()
+        })
+    });
+
+    let fds = socket_fds();
+    group.bench_function("readlink_floor", |b| {
+        b.iter(|| {
+            let mut link = [0u8; 64];
+            fds.iter()
+                .filter(|(dir, name)| {
+                    rustix::fs::readlinkat_raw(&**dir, name.as_slice(), &mut link[..]).is_ok()
+                })
+                .count()
         })
     });
 

@@ -95,14 +95,18 @@ pub struct Owner {
     pub ppid: u32,
 }
 
+/// The owners of one socket.
+pub type Owners = smallvec::SmallVec<[Arc<Owner>; 1]>;
+
 /// A discovered socket with every process holding it, primary owner first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {
     pub socket: Socket,
     /// Network namespace label (`host` for the namespace of PID 1).
     pub netns: Arc<str>,
-    /// Shared with the owner index: many ports, one process.
-    pub owners: Vec<Arc<Owner>>,
+    /// Shared with the owner index: many ports, one process. Most sockets
+    /// have one owner, kept inline.
+    pub owners: Owners,
     /// Why `owners` is empty, when it is.
     pub owner_unknown_reason: Option<String>,
     /// True when every owner is excluded by the exclusion list.

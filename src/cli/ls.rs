@@ -28,7 +28,8 @@ pub fn run(
         exclusions: Exclusions::new(&global.excluded_process_names)?,
         threads: 0,
     })?;
-    let discovery = discoverer.discover_full()?;
+    let mut discovery = discoverer.discover_full()?;
+    crate::discover::sort_ports(&mut discovery.ports);
     let ports: Vec<&Port> = discovery
         .ports
         .iter()

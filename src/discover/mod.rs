@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use crate::error::Error;
 use crate::exclude::Exclusions;
-use crate::model::{Family, Owner, Port, Proto, ScanStats, Socket};
+use crate::model::{Family, Owner, Owners, Port, Proto, ScanStats, Socket};
 use netns::Netns;
 use owners::{OwnerIndex, Verification};
 use procfs::ProcRoot;
@@ -38,6 +38,7 @@ pub enum SocketSource {
 /// The result of one discovery pass.
 #[derive(Debug, Clone, Default)]
 pub struct Discovery {
+    /// In the kernel's order; see [`sort_ports`] for a stable one.
     pub ports: Vec<Port>,
     pub stats: ScanStats,
     pub source: SocketSource,
@@ -163,11 +164,7 @@ impl Discoverer {
             stats.add(&verified);
             (sockets, source, stats)
         };
-        let mut ports = self.ports(sockets, &stats);
-        ports.sort_unstable_by_key(|p| {
-            let s = &p.socket;
-            (s.proto, s.port, s.family, s.address, s.inode)
-        });
+        let ports = self.ports(sockets, &stats);
         Ok(Discovery {
             ports,
             stats,
@@ -227,11 +224,19 @@ impl Discoverer {
     }
 }
 
+/// Sorts ports by protocol, port, family, address, then inode.
+pub fn sort_ports(ports: &mut [Port]) {
+    ports.sort_unstable_by_key(|p| {
+        let s = &p.socket;
+        (s.proto, s.port, s.family, s.address, s.inode)
+    });
+}
+
 /// Primary owner first: among owners that are not excluded, the one whose
 /// parent does not hold the socket too (the master, not a worker); ties go
 /// to the lowest pid. The rest follow by pid. Also says whether every owner
 /// is excluded (the socket is then hidden by default).
-pub fn order_owners(owners: Vec<Arc<Owner>>, exclusions: &Exclusions) -> (Vec<Arc<Owner>>, bool) {
+pub fn order_owners(owners: Owners, exclusions: &Exclusions) -> (Owners, bool) {
     if owners.len() < 2 {
         let excluded = owners
             .first()
@@ -254,7 +259,7 @@ pub fn order_owners(owners: Vec<Arc<Owner>>, exclusions: &Exclusions) -> (Vec<Ar
         .collect();
     let excluded = keyed.iter().all(|(k, _)| k.0);
     keyed.sort_by_key(|(k, _)| *k);
-    let mut ordered: Vec<Arc<Owner>> = keyed.into_iter().map(|(_, o)| o).collect();
+    let mut ordered: Owners = keyed.into_iter().map(|(_, o)| o).collect();
     ordered[1..].sort_by_key(|o| o.pid);
     (ordered, excluded)
 }
@@ -348,7 +353,7 @@ mod tests {
             owner(10, 1, "nginx"),
             owner(11, 10, "nginx"),
         ];
-        let (ordered, excluded) = order_owners(owners, &Exclusions::none());
+        let (ordered, excluded) = order_owners(owners.into(), &Exclusions::none());
         assert!(!excluded);
         let pids: Vec<u32> = ordered.iter().map(|o| o.pid).collect();
         assert_eq!(pids, vec![10, 11, 12]);
@@ -360,7 +365,7 @@ mod tests {
         // service's parent; the service is the one to report.
         let owners = vec![owner(1, 0, "systemd"), owner(500, 1, "cupsd-like")];
         let ex = Exclusions::new("").expect("valid");
-        let (ordered, excluded) = order_owners(owners, &ex);
+        let (ordered, excluded) = order_owners(owners.into(), &ex);
         assert!(!excluded);
         assert_eq!(ordered[0].pid, 500);
     }
@@ -368,7 +373,7 @@ mod tests {
     #[test]
     fn unrelated_owners_lowest_pid_first() {
         let owners = vec![owner(30, 1, "b"), owner(20, 2, "a")];
-        let (ordered, excluded) = order_owners(owners, &Exclusions::none());
+        let (ordered, excluded) = order_owners(owners.into(), &Exclusions::none());
         assert!(!excluded);
         assert_eq!(ordered[0].pid, 20);
     }

@@ -26,7 +26,7 @@ use rustix::io::Errno;
 
 use super::procfs::{self, PidDir, ProcRoot};
 use super::users::Users;
-use crate::model::{Owner, ScanStats};
+use crate::model::{Owner, Owners, ScanStats};
 
 /// Room for an fd link target: socket links are ~20 bytes; longer targets
 /// (file paths) are cut, which is harmless since we only match sockets.
@@ -62,6 +62,10 @@ pub struct OwnerIndex {
     threads: usize,
     /// How many fd directories we may keep open.
     dir_budget: usize,
+    /// Every (inode, holder) pair, by pid then fd: what a refresh verifies.
+    /// Rebuilt only when the holders change, which a quiet host rarely does.
+    checks: Vec<(u64, Holder)>,
+    checks_stale: bool,
 }
 
 impl OwnerIndex {
@@ -73,15 +77,17 @@ impl OwnerIndex {
             ownerless: IdSet::default(),
             threads: threads.max(1),
             dir_budget: dir_budget(),
+            checks: Vec::new(),
+            checks_stale: false,
         }
     }
 
     /// Every process holding `inode`, each once, by pid.
-    pub fn owners(&self, inode: u64) -> Vec<Arc<Owner>> {
+    pub fn owners(&self, inode: u64) -> Owners {
         let Some(holders) = self.holders.get(&inode) else {
-            return Vec::new();
+            return Owners::new();
         };
-        let mut owners: Vec<Arc<Owner>> = holders
+        let mut owners: Owners = holders
             .iter()
             .filter_map(|h| self.procs.get(&h.pid).map(|p| Arc::clone(&p.owner)))
             .collect();
@@ -123,6 +129,7 @@ impl OwnerIndex {
         let out = scan.finish(wanted);
         let old_procs = std::mem::take(&mut self.procs);
         self.holders.clear();
+        self.checks_stale = true;
         let mut stats = out.stats;
         stats.full_scan = true;
         self.absorb(out.hits, out.found, Some(old_procs));
@@ -131,6 +138,7 @@ impl OwnerIndex {
             .copied()
             .filter(|ino| !self.holders.contains_key(ino))
             .collect();
+        self.rebuild_checks();
         stats
     }
 
@@ -148,6 +156,7 @@ impl OwnerIndex {
         self.holders.retain(|ino, _| wanted.contains(ino));
         self.ownerless.retain(|ino| wanted.contains(ino));
         if self.holders.len() < before {
+            self.checks_stale = true;
             self.drop_unreferenced();
         }
 
@@ -157,9 +166,11 @@ impl OwnerIndex {
             .filter(|ino| !self.holders.contains_key(ino) && !self.ownerless.contains(ino))
             .collect();
         if unknown.is_empty() {
+            self.rebuild_checks();
             return stats;
         }
         let Ok(mut pids) = proc.pids() else {
+            self.rebuild_checks();
             return stats;
         };
         // New sockets mostly belong to new processes: look there first.
@@ -223,6 +234,7 @@ impl OwnerIndex {
             self.absorb(rest.hits, rest.found, None);
         }
 
+        self.rebuild_checks();
         if scanned_until == pids.len() {
             // Every process was read: what is still unfound has no visible owner.
             self.ownerless.extend(
@@ -251,24 +263,14 @@ impl OwnerIndex {
                 }
             }
         }
-        let mut checks: Vec<(u64, Holder)> = self
-            .holders
-            .iter()
-            .flat_map(|(&ino, hs)| hs.iter().map(move |&h| (ino, h)))
-            .filter(|(_, h)| !dead.contains(&h.pid))
-            .collect();
-        // By process, so that threads taking consecutive chunks work on
-        // different processes: two threads in one process's fd table contend
-        // on its locks in the kernel.
-        checks.sort_unstable_by_key(|(_, h)| (h.pid, h.fd));
-        let verdicts = checks
+        let verdicts = self
+            .checks
             .iter()
             .map(|_| AtomicU8::new(Verdict::Unchecked as u8))
             .collect();
         Verification {
             index: self,
             proc,
-            checks,
             verdicts,
             next: AtomicUsize::new(0),
             dead,
@@ -278,17 +280,13 @@ impl OwnerIndex {
     /// Applies what a [`Verification`] found: drops holders whose fd now
     /// names something else, and processes that exited.
     pub fn finish_verify(&mut self, done: VerifyOutcome) -> ScanStats {
-        let VerifyOutcome {
-            checks,
-            verdicts,
-            mut dead,
-        } = done;
+        let VerifyOutcome { verdicts, mut dead } = done;
         let mut stats = ScanStats {
-            fds_read: checks.len() as u64,
+            fds_read: verdicts.len() as u64,
             ..ScanStats::default()
         };
         let mut changed = !dead.is_empty();
-        for ((ino, h), verdict) in checks.iter().zip(verdicts) {
+        for (&(ino, h), verdict) in self.checks.iter().zip(verdicts) {
             if verdict == Verdict::Holds as u8 {
                 continue;
             }
@@ -296,8 +294,8 @@ impl OwnerIndex {
             if verdict == Verdict::Gone as u8 {
                 dead.insert(h.pid);
             }
-            if let Some(hs) = self.holders.get_mut(ino) {
-                hs.retain(|x| x != h);
+            if let Some(hs) = self.holders.get_mut(&ino) {
+                hs.retain(|x| *x != h);
             }
         }
         if !dead.is_empty() {
@@ -309,8 +307,27 @@ impl OwnerIndex {
         if changed {
             self.holders.retain(|_, hs| !hs.is_empty());
             self.drop_unreferenced();
+            self.checks_stale = true;
         }
+        self.rebuild_checks();
         stats
+    }
+
+    /// Lays out the check list again after the holders changed: by pid, so
+    /// that threads taking consecutive chunks work on different processes
+    /// (two threads in one process's fd table contend on its locks).
+    fn rebuild_checks(&mut self) {
+        if !self.checks_stale {
+            return;
+        }
+        self.checks.clear();
+        self.checks.extend(
+            self.holders
+                .iter()
+                .flat_map(|(&ino, hs)| hs.iter().map(move |&h| (ino, h))),
+        );
+        self.checks.sort_unstable_by_key(|(_, h)| (h.pid, h.fd));
+        self.checks_stale = false;
     }
 
     /// Walks up from `pid` through parents that hold `inode` too; returns the
@@ -391,6 +408,7 @@ impl OwnerIndex {
             let hs = self.holders.entry(inode).or_default();
             if !hs.contains(&holder) {
                 hs.push(holder);
+                self.checks_stale = true;
             }
             self.ownerless.remove(&inode);
         }
@@ -415,7 +433,7 @@ enum Verdict {
 pub struct Verification<'a> {
     index: &'a OwnerIndex,
     proc: &'a ProcRoot,
-    checks: Vec<(u64, Holder)>,
+    /// One per entry of the index's check list.
     verdicts: Vec<AtomicU8>,
     next: AtomicUsize,
     dead: IdSet<u32>,
@@ -423,7 +441,6 @@ pub struct Verification<'a> {
 
 /// The verdicts of a finished [`Verification`].
 pub struct VerifyOutcome {
-    checks: Vec<(u64, Holder)>,
     verdicts: Vec<u8>,
     dead: IdSet<u32>,
 }
@@ -436,13 +453,13 @@ impl Verification<'_> {
         // small enough to balance.
         const CHUNK: usize = 128;
         loop {
+            let checks = &self.index.checks;
             let start = self.next.fetch_add(CHUNK, Ordering::Relaxed);
-            if start >= self.checks.len() {
+            if start >= checks.len() {
                 return;
             }
-            let end = (start + CHUNK).min(self.checks.len());
-            for i in start..end {
-                let (ino, h) = self.checks[i];
+            let end = (start + CHUNK).min(checks.len());
+            for (i, &(ino, h)) in checks.iter().enumerate().take(end).skip(start) {
                 self.verdicts[i].store(self.check(ino, h) as u8, Ordering::Relaxed);
             }
         }
@@ -452,6 +469,9 @@ impl Verification<'_> {
         let Some(p) = self.index.procs.get(&h.pid) else {
             return Verdict::Gone;
         };
+        if self.dead.contains(&h.pid) {
+            return Verdict::Gone;
+        }
         let mut link = [0u8; LINK_BUF];
         let mut name = [0u8; 12];
         let name = fd_name(h.fd, &mut name);
@@ -485,7 +505,6 @@ impl Verification<'_> {
                 .into_iter()
                 .map(AtomicU8::into_inner)
                 .collect(),
-            checks: self.checks,
             dead: self.dead,
         }
     }
@@ -800,11 +819,16 @@ fn read_owner(
 }
 
 /// The decimal name of an fd, on the stack.
-fn fd_name(fd: u32, buf: &mut [u8; 12]) -> &[u8] {
-    let mut cursor = io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{fd}");
-    let len = cursor.position() as usize;
-    &buf[..len]
+fn fd_name(mut fd: u32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (fd % 10) as u8;
+        fd /= 10;
+        if fd == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 /// How many fd directories we keep open: a quarter of the open-file limit,
