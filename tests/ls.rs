@@ -97,11 +97,7 @@ fn shared_socket_lists_every_owner_parent_first() {
 fn hostile_process_names_come_through_intact() {
     let dir = TempDir::new("names");
     let name = "my \"odd\" \\ prözess 名前";
-    let exe = python_named(&dir.0, name);
-    let holder = Holder::start_as(
-        &exe,
-        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
-    );
+    let (exe, holder) = listener_named(&dir.0, name);
     let port = holder.port(0).to_string();
 
     let list = ls_json(&["--port", &port]);
@@ -127,11 +123,7 @@ fn hostile_process_names_come_through_intact() {
 fn control_characters_in_names_are_escaped_in_the_table_and_kept_in_json() {
     let dir = TempDir::new("ctrl");
     let name = "evil\n\u{1b}[2Jname";
-    let exe = python_named(&dir.0, name);
-    let holder = Holder::start_as(
-        &exe,
-        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
-    );
+    let (_, holder) = listener_named(&dir.0, name);
     let port = holder.port(0).to_string();
 
     let list = ls_json(&["--port", &port]);
@@ -150,11 +142,7 @@ fn control_characters_in_names_are_escaped_in_the_table_and_kept_in_json() {
 #[test]
 fn deleted_executable_suffix_is_stripped() {
     let dir = TempDir::new("deleted");
-    let exe = python_named(&dir.0, "upgraded-daemon");
-    let holder = Holder::start_as(
-        &exe,
-        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
-    );
+    let (exe, holder) = listener_named(&dir.0, "upgraded-daemon");
     std::fs::remove_file(&exe).expect("delete the running binary");
     let list = ls_json(&["--port", &holder.port(0).to_string()]);
     let entry = entry_for_inode(&list, holder.inode(0)).expect("listed");
@@ -167,14 +155,8 @@ fn deleted_executable_suffix_is_stripped() {
 fn excluded_owners_are_hidden_unless_all() {
     let dir = TempDir::new("excluded");
     // "sshd" is on the built-in list; "sshd-helper" is not (whole names only).
-    let sshd = Holder::start_as(
-        &python_named(&dir.0, "sshd"),
-        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
-    );
-    let helper = Holder::start_as(
-        &python_named(&dir.0, "sshd-helper"),
-        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
-    );
+    let (_, sshd) = listener_named(&dir.0, "sshd");
+    let (_, helper) = listener_named(&dir.0, "sshd-helper");
     let list = ls_json(&[]);
     assert!(entry_for_inode(&list, sshd.inode(0)).is_none());
     assert!(entry_for_inode(&list, helper.inode(0)).is_some());

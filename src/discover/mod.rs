@@ -99,35 +99,25 @@ impl Discoverer {
 
     fn pass(&mut self, full: bool) -> Result<Discovery, Error> {
         let started = Instant::now();
-        // In both kinds of pass, one thread fetches the socket list and then
-        // joins the others in reading /proc, so the cores stay busy without
-        // time-slicing.
         let (sockets, source, stats) = if full {
             let wanted = OnceLock::new();
             let scan = self
                 .owners
                 .begin_full_scan(&self.proc, &wanted, &self.users);
-            let listing = std::thread::scope(|s| {
-                let scan = &scan;
-                let lister = s.spawn(|| {
-                    let listing = list_sockets(&self.proc, &self.netns);
+            let listing = list_alongside(
+                &self.proc,
+                &self.netns,
+                self.threads,
+                |listing| {
+                    // On failure the scan still ends: it then keeps every
+                    // socket, and its result is thrown away below.
                     let inodes = listing
                         .as_ref()
                         .map(|(socks, _)| socks.iter().map(|s| s.inode).collect());
-                    // On failure the scan still ends: it then keeps every
-                    // socket, and its result is thrown away below.
                     let _ = wanted.set(inodes.unwrap_or_default());
-                    scan.work();
-                    listing
-                });
-                for _ in 2..self.threads {
-                    s.spawn(move || scan.work());
-                }
-                scan.work();
-                lister
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            });
+                },
+                || scan.work(),
+            );
             let (sockets, source) = listing?;
             let none = IdSet::default();
             let stats = self
@@ -135,25 +125,17 @@ impl Discoverer {
                 .finish_full_scan(scan, wanted.get().unwrap_or(&none));
             (sockets, source, stats)
         } else {
-            // The lister starts at once; the checks are laid out meanwhile.
+            // Whichever thread comes first lays out the checks; the lister
+            // starts at once.
             let ready: OnceLock<Verification<'_>> = OnceLock::new();
-            let (proc, netns, owners) = (&self.proc, &self.netns, &self.owners);
-            let listing = std::thread::scope(|s| {
-                let ready = &ready;
-                let lister = s.spawn(move || {
-                    let listing = list_sockets(proc, netns);
-                    ready.wait().work();
-                    listing
-                });
-                let v = ready.get_or_init(|| owners.begin_verify(proc));
-                for _ in 2..self.threads {
-                    s.spawn(move || v.work());
-                }
-                v.work();
-                lister
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            });
+            let (proc, owners) = (&self.proc, &self.owners);
+            let listing = list_alongside(
+                proc,
+                &self.netns,
+                self.threads,
+                |_| {},
+                || ready.get_or_init(|| owners.begin_verify(proc)).work(),
+            );
             let outcome = ready.into_inner().map(Verification::finish);
             let verified = outcome
                 .map(|o| self.owners.finish_verify(o))
@@ -273,6 +255,36 @@ fn unknown_reason(stats: &ScanStats) -> String {
     } else {
         "no process holds it (a kernel socket, or its owner exited)".to_string()
     }
+}
+
+type Listing = Result<(Vec<Socket>, SocketSource), Error>;
+
+/// Runs `work` on `threads` threads while one of them first fetches the
+/// socket list (and hands it to `listed`): the /proc work needs both cores,
+/// and a third thread for the list would only time-slice them.
+fn list_alongside(
+    proc: &ProcRoot,
+    netns: &Netns,
+    threads: usize,
+    listed: impl FnOnce(&Listing) + Send,
+    work: impl Fn() + Sync,
+) -> Listing {
+    std::thread::scope(|s| {
+        let work = &work;
+        let lister = s.spawn(move || {
+            let listing = list_sockets(proc, netns);
+            listed(&listing);
+            work();
+            listing
+        });
+        for _ in 2..threads {
+            s.spawn(work);
+        }
+        work();
+        lister
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// Lists sockets of every protocol in `netns`, by netlink where the kernel

@@ -29,14 +29,9 @@ impl ProcRoot {
     /// Opens the proc root; a missing or unreadable one is a usage error.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
-        let dir = rustix::fs::open(
-            &path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::ProcRoot {
+        let dir = open_dir_at(rustix::fs::CWD, &path).map_err(|e| Error::ProcRoot {
             path: path.clone(),
-            source: e.into(),
+            source: e,
         })?;
         Ok(ProcRoot { path, dir })
     }
@@ -47,12 +42,7 @@ impl ProcRoot {
 
     /// Every numeric entry of the root: the thread-group ids of all processes.
     pub fn pids(&self) -> io::Result<Vec<u32>> {
-        let fd = rustix::fs::openat(
-            &self.dir,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = open_dir_at(&self.dir, ".")?;
         let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
         let mut dir = RawDir::new(fd, &mut buf);
         let mut pids = Vec::with_capacity(1024);
@@ -64,33 +54,17 @@ impl ProcRoot {
         Ok(pids)
     }
 
-    /// Opens `<pid>/<name>` as a directory (e.g. `fd`). The fd keeps naming
-    /// that very process: once it exits, reads through it fail, even if the
-    /// pid is reused.
-    pub fn open_dir(&self, pid: u32, name: &str) -> io::Result<OwnedFd> {
-        let path = PidPath::new(pid, name.as_bytes())?;
-        Ok(rustix::fs::openat(
-            &self.dir,
-            path.as_bytes(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?)
-    }
-
     /// Opens `<pid>` itself. Reads through a [`PidDir`] reach that very
     /// process or fail: a reused pid never answers for the old process.
     pub fn open_pid(&self, pid: u32) -> io::Result<PidDir> {
-        let mut name = [0u8; 12];
-        let mut cursor = io::Cursor::new(&mut name[..]);
-        write!(cursor, "{pid}")?;
-        let len = cursor.position() as usize;
-        let dir = rustix::fs::openat(
-            &self.dir,
-            &name[..len],
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(PidDir { dir })
+        let path = PidPath::new(pid, b"")?;
+        let name = path
+            .as_bytes()
+            .strip_suffix(b"/")
+            .unwrap_or(path.as_bytes());
+        Ok(PidDir {
+            dir: open_dir_at(&self.dir, name)?,
+        })
     }
 
     /// Reads `<pid>/<name>` whole into `buf` (cleared first).
@@ -101,16 +75,7 @@ impl ProcRoot {
 
     /// Reads a file relative to the root (e.g. `1/root/etc/passwd`).
     pub fn read_rel(&self, rel: impl rustix::path::Arg, buf: &mut Vec<u8>) -> io::Result<()> {
-        buf.clear();
-        let fd = rustix::fs::openat(
-            &self.dir,
-            rel,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let mut file = std::fs::File::from(fd);
-        io::Read::read_to_end(&mut file, buf)?;
-        Ok(())
+        read_at(&self.dir, rel, buf)
     }
 
     /// Reads the link `<pid>/<name>` (e.g. `exe`, `ns/net`).
@@ -121,8 +86,7 @@ impl ProcRoot {
 
     /// Reads a link relative to the root (e.g. `self/ns/net`).
     pub fn readlink_rel(&self, rel: &[u8]) -> io::Result<Vec<u8>> {
-        let target = rustix::fs::readlinkat(&self.dir, rel, Vec::new())?;
-        Ok(target.into_bytes())
+        readlink_at(&self.dir, rel)
     }
 
     /// The root's directory fd, for callers that walk it themselves.
@@ -140,31 +104,38 @@ pub struct PidDir {
 impl PidDir {
     /// Opens a subdirectory such as `fd`.
     pub fn open_dir(&self, name: &str) -> io::Result<OwnedFd> {
-        Ok(rustix::fs::openat(
-            &self.dir,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?)
+        open_dir_at(&self.dir, name)
     }
 
     /// Reads a file such as `stat` whole into `buf` (cleared first).
     pub fn read(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
-        buf.clear();
-        let fd = rustix::fs::openat(
-            &self.dir,
-            name,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        io::Read::read_to_end(&mut std::fs::File::from(fd), buf)?;
-        Ok(())
+        read_at(&self.dir, name, buf)
     }
 
     /// Reads a link such as `exe`.
     pub fn readlink(&self, name: &str) -> io::Result<Vec<u8>> {
-        Ok(rustix::fs::readlinkat(&self.dir, name, Vec::new())?.into_bytes())
+        readlink_at(&self.dir, name)
     }
+}
+
+fn open_dir_at(dir: impl AsFd, rel: impl rustix::path::Arg) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+fn read_at(dir: impl AsFd, rel: impl rustix::path::Arg, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    let fd = rustix::fs::openat(dir, rel, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    io::Read::read_to_end(&mut std::fs::File::from(fd), buf)?;
+    Ok(())
+}
+
+fn readlink_at(dir: impl AsFd, rel: impl rustix::path::Arg) -> io::Result<Vec<u8>> {
+    Ok(rustix::fs::readlinkat(dir, rel, Vec::new())?.into_bytes())
 }
 
 /// `<pid>/<name>` formatted on the stack.

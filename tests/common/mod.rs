@@ -211,6 +211,17 @@ pub fn python_named(dir: &Path, name: &str) -> PathBuf {
     target
 }
 
+/// A holder of one loopback TCP listener, running as a copy of Python named
+/// `name`; returns the copy's path too.
+pub fn listener_named(dir: &Path, name: &str) -> (PathBuf, Holder) {
+    let exe = python_named(dir, name);
+    let holder = Holder::start_as(
+        &exe,
+        &serde_json::json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
+    );
+    (exe, holder)
+}
+
 pub fn which(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").expect("PATH");
     std::env::split_paths(&path)
