@@ -3,21 +3,31 @@
 //! usage error: exit status 2 with a message naming the setting and the
 //! accepted form.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand};
+
+use crate::error::Error;
 
 /// Command line of the `portwarden` binary.
 #[derive(Debug, Parser)]
 #[command(
     name = "portwarden",
     version,
-    about = "Watches every listening TCP and UDP port of a Linux host and the process behind it.",
-    max_term_width = 100
+    about = "Watches every listening TCP and UDP port of a Linux host and the process behind it.\n\
+             With no command, serves Prometheus metrics (as `portwarden serve`).",
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// The exporter's settings, for `portwarden` with no command.
+    #[command(flatten)]
+    pub serve: ServeArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -52,8 +62,371 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve Prometheus metrics about every port (the default).
+    Serve(Box<ServeArgs>),
     /// List listening ports and their owners (like `ss -ltnup`, but better).
     Ls(LsArgs),
+}
+
+/// Flags of the exporter. Values are validated by [`Settings::new`], which
+/// names the environment variable or flag a bad value came from.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to serve metrics on: [host]:port (":9765" = every address).
+    #[arg(
+        long = "web.listen-address",
+        env = "PORTWARDEN_LISTEN_ADDRESS",
+        value_name = "ADDR",
+        default_value = ":9765"
+    )]
+    pub listen_address: String,
+
+    /// Path under which metrics are served.
+    #[arg(
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
+    pub telemetry_path: String,
+
+    /// How often ports are rediscovered and TCP alive + connect time checked.
+    #[arg(
+        long = "port.status-interval",
+        env = "PORT_STATUS_INTERVAL",
+        value_name = "DURATION",
+        default_value = "1m"
+    )]
+    pub status_interval: String,
+
+    /// How often HTTP liveness is checked [default: the status interval].
+    #[arg(
+        long = "port.http-status-interval",
+        env = "PORT_HTTP_STATUS_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub http_status_interval: Option<String>,
+
+    /// How often UDP presence is checked [default: the status interval].
+    #[arg(
+        long = "port.udp-status-interval",
+        env = "PORT_UDP_STATUS_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub udp_status_interval: Option<String>,
+
+    /// How often owner processes are checked for liveness.
+    #[arg(
+        long = "process.alive-status-interval",
+        env = "PROCESS_ALIVE_STATUS_INTERVAL",
+        value_name = "DURATION",
+        default_value = "1m"
+    )]
+    pub process_interval: String,
+
+    /// Longest time between two full owner rescans (reading every process's
+    /// fd table); refreshes in between are cheap.
+    #[arg(
+        long = "port.label-interval",
+        env = "PORT_LABEL_INTERVAL",
+        value_name = "DURATION",
+        default_value = "1h"
+    )]
+    pub label_interval: String,
+
+    /// Timeout of one TCP or HTTP check.
+    #[arg(
+        long = "probe.timeout",
+        env = "PORT_CHECK_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "1s"
+    )]
+    pub check_timeout: String,
+
+    /// Addresses of one port tried at once.
+    #[arg(
+        long = "probe.max-parallel-ip-checks",
+        env = "MAX_PARALLEL_IP_CHECKS",
+        value_name = "N",
+        default_value = "8"
+    )]
+    pub max_parallel_ip_checks: String,
+
+    /// HTTP checks in flight at once.
+    #[arg(
+        long = "probe.http-concurrency",
+        env = "HTTP_DETECTION_CONCURRENCY",
+        value_name = "N",
+        default_value = "10"
+    )]
+    pub http_concurrency: String,
+
+    /// Whether to detect and check HTTP on TCP ports.
+    #[arg(
+        long = "probe.http",
+        env = "ENABLE_HTTP_DETECTION",
+        value_name = "BOOL",
+        default_value = "true"
+    )]
+    pub http_detection: String,
+
+    /// Checks of any kind in flight at once.
+    #[arg(
+        long = "probe.concurrency",
+        env = "PORTWARDEN_PROBE_CONCURRENCY",
+        value_name = "N",
+        default_value = "64"
+    )]
+    pub probe_concurrency: String,
+
+    /// How long a port that disappeared keeps its series (at 0).
+    #[arg(
+        long = "port.retention",
+        env = "PORTWARDEN_PORT_RETENTION",
+        value_name = "DURATION",
+        default_value = "15m"
+    )]
+    pub retention: String,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(
+        long = "log.level",
+        env = "PORTWARDEN_LOG_LEVEL",
+        value_name = "LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+}
+
+/// The exporter's validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub listen_address: SocketAddr,
+    pub telemetry_path: String,
+    pub status_interval: Duration,
+    pub http_status_interval: Duration,
+    pub udp_status_interval: Duration,
+    pub process_interval: Duration,
+    pub label_interval: Duration,
+    pub check_timeout: Duration,
+    pub max_parallel_ip_checks: usize,
+    pub http_concurrency: usize,
+    pub http_detection: bool,
+    pub probe_concurrency: usize,
+    pub retention: Duration,
+    pub log_level: String,
+}
+
+impl Settings {
+    /// Validates `args`; `matches` tells whether each value came from the
+    /// environment or a flag, so the error names what the user wrote.
+    pub fn new(args: &ServeArgs, matches: &ArgMatches) -> Result<Settings, Error> {
+        let name = |id: &str, flag: &str, env: Option<&str>| -> String {
+            match (matches.value_source(id), env) {
+                (Some(ValueSource::EnvVariable), Some(env)) => env.to_string(),
+                _ => flag.to_string(),
+            }
+        };
+        let fail = |setting: String, message: String| Error::Config { setting, message };
+        let duration = |value: &str, id: &str, flag: &str, env: &str| {
+            let d = parse_go_duration(value).map_err(|m| fail(name(id, flag, Some(env)), m))?;
+            if d.is_zero() {
+                return Err(fail(
+                    name(id, flag, Some(env)),
+                    format!("must be more than zero, got '{value}'"),
+                ));
+            }
+            Ok(d)
+        };
+        let count = |value: &str, id: &str, flag: &str, env: Option<&str>| match value
+            .trim()
+            .parse::<usize>()
+        {
+            Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+            _ => Err(fail(
+                name(id, flag, env),
+                format!("invalid number '{value}' (expected a whole number from 1 to 100000)"),
+            )),
+        };
+        let status_interval = duration(
+            &args.status_interval,
+            "status_interval",
+            "--port.status-interval",
+            "PORT_STATUS_INTERVAL",
+        )?;
+        let optional = |value: &Option<String>, id: &str, flag: &str, env: &str| match value {
+            Some(v) => duration(v, id, flag, env),
+            None => Ok(status_interval),
+        };
+        let telemetry_path = args.telemetry_path.clone();
+        if !telemetry_path.starts_with('/') || telemetry_path.contains(char::is_whitespace) {
+            return Err(fail(
+                "--web.telemetry-path".into(),
+                format!(
+                    "invalid path '{telemetry_path}' (expected an absolute URL path such as /metrics)"
+                ),
+            ));
+        }
+        let log_level = args.log_level.to_ascii_lowercase();
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            return Err(fail(
+                name("log_level", "--log.level", Some("PORTWARDEN_LOG_LEVEL")),
+                format!(
+                    "invalid level '{}' (expected error, warn, info, debug or trace)",
+                    args.log_level
+                ),
+            ));
+        }
+        Ok(Settings {
+            listen_address: parse_listen_address(&args.listen_address).map_err(|m| {
+                fail(
+                    name(
+                        "listen_address",
+                        "--web.listen-address",
+                        Some("PORTWARDEN_LISTEN_ADDRESS"),
+                    ),
+                    m,
+                )
+            })?,
+            telemetry_path,
+            status_interval,
+            http_status_interval: optional(
+                &args.http_status_interval,
+                "http_status_interval",
+                "--port.http-status-interval",
+                "PORT_HTTP_STATUS_INTERVAL",
+            )?,
+            udp_status_interval: optional(
+                &args.udp_status_interval,
+                "udp_status_interval",
+                "--port.udp-status-interval",
+                "PORT_UDP_STATUS_INTERVAL",
+            )?,
+            process_interval: duration(
+                &args.process_interval,
+                "process_interval",
+                "--process.alive-status-interval",
+                "PROCESS_ALIVE_STATUS_INTERVAL",
+            )?,
+            label_interval: duration(
+                &args.label_interval,
+                "label_interval",
+                "--port.label-interval",
+                "PORT_LABEL_INTERVAL",
+            )?,
+            check_timeout: duration(
+                &args.check_timeout,
+                "check_timeout",
+                "--probe.timeout",
+                "PORT_CHECK_TIMEOUT",
+            )?,
+            max_parallel_ip_checks: count(
+                &args.max_parallel_ip_checks,
+                "max_parallel_ip_checks",
+                "--probe.max-parallel-ip-checks",
+                Some("MAX_PARALLEL_IP_CHECKS"),
+            )?,
+            http_concurrency: count(
+                &args.http_concurrency,
+                "http_concurrency",
+                "--probe.http-concurrency",
+                Some("HTTP_DETECTION_CONCURRENCY"),
+            )?,
+            http_detection: parse_go_bool(&args.http_detection).map_err(|m| {
+                fail(
+                    name(
+                        "http_detection",
+                        "--probe.http",
+                        Some("ENABLE_HTTP_DETECTION"),
+                    ),
+                    m,
+                )
+            })?,
+            probe_concurrency: count(
+                &args.probe_concurrency,
+                "probe_concurrency",
+                "--probe.concurrency",
+                Some("PORTWARDEN_PROBE_CONCURRENCY"),
+            )?,
+            retention: duration(
+                &args.retention,
+                "retention",
+                "--port.retention",
+                "PORTWARDEN_PORT_RETENTION",
+            )?,
+            log_level,
+        })
+    }
+}
+
+/// Parses a duration in Go's syntax (`time.ParseDuration`): a sequence of
+/// decimal numbers, each with an optional fraction and a unit (`ns`, `us`,
+/// `µs`, `ms`, `s`, `m`, `h`), e.g. `300ms`, `1m`, `1h30m`, `1.5h`; `0` alone
+/// is zero. Negative durations are refused: none of ours can be negative.
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let invalid = || format!("invalid duration '{s}' (expected e.g. 30s, 1m, 8h)");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number = &rest[..number_len];
+        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+            return Err(invalid());
+        }
+        let value: f64 = number.parse().map_err(|_| invalid())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(invalid()),
+        };
+        total += value * nanos_per_unit;
+        rest = &rest[unit_len..];
+    }
+    // Go's limit: durations are an int64 of nanoseconds (about 292 years).
+    if total > i64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_nanos(total.round() as u64))
+}
+
+/// Parses a boolean as Go's `strconv.ParseBool` does.
+pub fn parse_go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("invalid boolean '{s}' (expected true or false)")),
+    }
+}
+
+/// `[host]:port`, as Prometheus exporters take it: `:9765` means every
+/// address (IPv6 and IPv4), `127.0.0.1:9765`, `[::1]:9765`.
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
+    let invalid = || {
+        format!(
+            "invalid address '{s}' (expected [host]:port, e.g. :9765, 127.0.0.1:9765 or [::1]:9765)"
+        )
+    };
+    let full = if s.starts_with(':') {
+        format!("[::]{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse::<SocketAddr>().map_err(|_| invalid())
 }
 
 /// Flags of `portwarden ls`.
@@ -99,6 +472,123 @@ fn parse_port(s: &str) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_go_duration("500ms"), Ok(ms(500)));
+        assert_eq!(parse_go_duration("1s"), Ok(ms(1000)));
+        assert_eq!(parse_go_duration("1m"), Ok(ms(60_000)));
+        assert_eq!(parse_go_duration("8h"), Ok(ms(8 * 3_600_000)));
+        assert_eq!(parse_go_duration("1h30m"), Ok(ms(90 * 60_000)));
+        assert_eq!(parse_go_duration("1.5h"), Ok(ms(90 * 60_000)));
+        assert_eq!(parse_go_duration("2m3.5s"), Ok(ms(123_500)));
+        assert_eq!(parse_go_duration("300us"), Ok(Duration::from_micros(300)));
+        assert_eq!(parse_go_duration("300µs"), Ok(Duration::from_micros(300)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        for bad in [
+            "", "banana", "1", "1x", "m", "1.2.3s", "-1s", "1 m", "1m ", ".s", "1hh",
+        ] {
+            let err = parse_go_duration(bad).expect_err(bad);
+            assert_eq!(
+                err,
+                format!("invalid duration '{bad}' (expected e.g. 30s, 1m, 8h)")
+            );
+        }
+    }
+
+    #[test]
+    fn go_bools() {
+        for t in ["1", "t", "T", "true", "TRUE", "True"] {
+            assert_eq!(parse_go_bool(t), Ok(true));
+        }
+        for f in ["0", "f", "F", "false", "FALSE", "False"] {
+            assert_eq!(parse_go_bool(f), Ok(false));
+        }
+        assert!(parse_go_bool("yes").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen_address(":9765"),
+            Ok("[::]:9765".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:1"),
+            Ok("127.0.0.1:1".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_listen_address("[::1]:80"),
+            Ok("[::1]:80".parse().expect("addr"))
+        );
+        assert!(parse_listen_address("9765").is_err());
+        assert!(parse_listen_address("localhost:99999").is_err());
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut all = vec!["portwarden", "serve"];
+        all.extend_from_slice(args);
+        let matches = Cli::command().try_get_matches_from(all).expect("parses");
+        let cli = Cli::from_arg_matches(&matches).expect("derives");
+        let Some(Command::Serve(serve)) = cli.command else {
+            panic!("serve")
+        };
+        Settings::new(
+            &serve,
+            matches.subcommand_matches("serve").expect("serve matches"),
+        )
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(s.status_interval, Duration::from_secs(60));
+        assert_eq!(s.http_status_interval, s.status_interval);
+        assert_eq!(s.udp_status_interval, s.status_interval);
+        assert_eq!(s.process_interval, Duration::from_secs(60));
+        assert_eq!(s.check_timeout, Duration::from_secs(1));
+        assert_eq!(s.max_parallel_ip_checks, 8);
+        assert_eq!(s.http_concurrency, 10);
+        assert!(s.http_detection);
+        assert_eq!(s.probe_concurrency, 64);
+        assert_eq!(s.retention, Duration::from_secs(900));
+        assert_eq!(s.listen_address, "[::]:9765".parse().expect("addr"));
+        assert_eq!(s.telemetry_path, "/metrics");
+    }
+
+    #[test]
+    fn bad_flag_values_name_the_flag() {
+        let err = settings(&["--port.status-interval", "banana"]).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "--port.status-interval: invalid duration 'banana' (expected e.g. 30s, 1m, 8h)"
+        );
+        let err = settings(&["--probe.timeout", "0s"]).expect_err("refused");
+        assert!(
+            err.to_string()
+                .starts_with("--probe.timeout: must be more than zero"),
+            "{err}"
+        );
+        let err = settings(&["--probe.http", "maybe"]).expect_err("refused");
+        assert!(
+            err.to_string()
+                .starts_with("--probe.http: invalid boolean 'maybe'"),
+            "{err}"
+        );
+        let err = settings(&["--web.telemetry-path", "metrics"]).expect_err("refused");
+        assert!(
+            err.to_string().starts_with("--web.telemetry-path:"),
+            "{err}"
+        );
+        let err = settings(&["--probe.concurrency", "0"]).expect_err("refused");
+        assert!(
+            err.to_string()
+                .starts_with("--probe.concurrency: invalid number '0'"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn empty_proc_prefix_means_proc() {

@@ -25,6 +25,13 @@ pub enum Error {
         fallback: io::Error,
     },
 
+    /// The listen address cannot be bound (taken, or not ours). Exit status 1.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+
     /// Writing the output failed (a closed pipe is the caller's to forgive).
     #[error("writing output: {0}")]
     Output(#[from] io::Error),

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! discover (netlink sock_diag + /proc fd scan) → model::Port list → cli (ls)
+//!                                              ↘ schedule (probe rounds) → Snapshot → metrics → server
 //! ```
 //!
 //! - [`discover`]: the only module that reads /proc or talks netlink. Lists
@@ -13,12 +14,21 @@
 //! - [`exclude`]: which owners are not worth watching.
 //! - [`config`]: every flag, its environment variable and its validation.
 //! - [`cli`]: one-shot commands (`ls`).
+//! - [`probe`]: TCP and HTTP checks; a failed check is data, never an error.
+//! - [`schedule`]: the background engine that discovers, probes and
+//!   publishes snapshots.
+//! - [`metrics`]: exposition of a snapshot, text 0.0.4 or OpenMetrics.
+//! - [`server`]: `/metrics`, the landing page, graceful shutdown.
 
 pub mod cli;
 pub mod config;
 pub mod discover;
 pub mod error;
 pub mod exclude;
+pub mod metrics;
 pub mod model;
+pub mod probe;
+pub mod schedule;
+pub mod server;
 
 pub use error::{Error, Result};

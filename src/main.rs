@@ -4,12 +4,17 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
-use portwarden::config::{Cli, Command};
+use clap::{CommandFactory, FromArgMatches};
+use portwarden::config::{Cli, Command, GlobalArgs, ServeArgs, Settings};
+use portwarden::discover::{Discoverer, Options};
+use portwarden::exclude::Exclusions;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         // clap prints --help/--version to stdout (exit 0) and usage errors,
         // which name the flag and the accepted values, to stderr (exit 2).
         Err(e) => {
@@ -17,7 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    match run(cli) {
+    match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(err) = e.downcast_ref::<portwarden::Error>() {
@@ -33,23 +38,69 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let stdout = io::stdout();
-    let stderr = io::stderr();
+fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Ls(args)) => {
-            portwarden::cli::ls::run(&cli.global, &args, &mut stdout.lock(), &mut stderr.lock())?;
-        }
-        None => {
-            // Until the exporter lands, the main job is the listing.
             portwarden::cli::ls::run(
                 &cli.global,
-                &Default::default(),
-                &mut stdout.lock(),
-                &mut stderr.lock(),
+                &args,
+                &mut io::stdout().lock(),
+                &mut io::stderr().lock(),
             )?;
+            io::stdout().flush().ok();
+            Ok(())
         }
+        Some(Command::Serve(args)) => {
+            let sub = matches.subcommand_matches("serve").unwrap_or(matches);
+            serve(&cli.global, &args, sub)
+        }
+        None => serve(&cli.global, &cli.serve, matches),
     }
-    io::stdout().flush().ok();
+}
+
+/// `portwarden serve`: validate everything first, then run until SIGTERM.
+fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let settings = Settings::new(args, matches)?;
+    let exclusions = Exclusions::new(&global.excluded_process_names)?;
+    let discoverer = Discoverer::new(Options {
+        proc_root: global.proc_root.clone(),
+        exclusions,
+        threads: 0,
+    })?;
+    init_logging(&settings.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("portwarden")
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = portwarden::server::bind(settings.listen_address).await?;
+        let path = settings.telemetry_path.clone();
+        tracing::info!(
+            address = %settings.listen_address,
+            path = %path,
+            version = env!("CARGO_PKG_VERSION"),
+            "serving metrics"
+        );
+        let engine = portwarden::schedule::Engine::start(settings, discoverer);
+        let router = portwarden::server::app(engine.shared.clone(), &path);
+        let served =
+            portwarden::server::serve(listener, router, portwarden::server::shutdown_signal())
+                .await;
+        tracing::info!("shutting down");
+        engine.stop();
+        served
+    })?;
     Ok(())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("portwarden={level},warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_target(false)
+        .init();
 }

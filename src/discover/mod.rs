@@ -84,6 +84,11 @@ impl Discoverer {
         })
     }
 
+    /// The proc root every read goes through.
+    pub fn proc_root(&self) -> &ProcRoot {
+        &self.proc
+    }
+
     /// A pass that reads every process's fd table (cold start, and the
     /// periodic full rescan).
     pub fn discover_full(&mut self) -> Result<Discovery, Error> {

@@ -1,0 +1,98 @@
+//! TCP liveness: a connect, timed, then closed without sending a byte.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+/// What one TCP check saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TcpOutcome {
+    pub alive: bool,
+    /// Connect time of the successful attempt, else the time spent.
+    pub seconds: f64,
+    /// The address that answered.
+    pub answered: Option<SocketAddr>,
+}
+
+/// Connects to `targets` in order, at most `parallel` at once, until one
+/// answers; the whole check ends by `timeout`.
+pub async fn probe(targets: &[SocketAddr], timeout: Duration, parallel: usize) -> TcpOutcome {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pending = targets.iter().copied();
+    let mut running = JoinSet::new();
+    let spawn = |set: &mut JoinSet<_>, addr: SocketAddr| {
+        set.spawn(async move {
+            let t = Instant::now();
+            let ok = matches!(
+                tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await,
+                Ok(Ok(_))
+            );
+            (addr, ok, t.elapsed())
+        });
+    };
+    for addr in pending.by_ref().take(parallel.max(1)) {
+        spawn(&mut running, addr);
+    }
+    while let Some(done) = running.join_next().await {
+        if let Ok((addr, true, took)) = done {
+            // The stream was dropped on return: a FIN, nothing sent.
+            running.abort_all();
+            return TcpOutcome {
+                alive: true,
+                seconds: took.as_secs_f64(),
+                answered: Some(addr),
+            };
+        }
+        if let Some(addr) = pending.next() {
+            spawn(&mut running, addr);
+        }
+    }
+    TcpOutcome {
+        alive: false,
+        seconds: started.elapsed().as_secs_f64(),
+        answered: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn open_port_is_alive_closed_is_not() {
+        rt().block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let up = probe(&[addr], Duration::from_secs(1), 8).await;
+            assert!(up.alive);
+            assert!(up.seconds > 0.0);
+            assert_eq!(up.answered, Some(addr));
+            drop(listener);
+            let down = probe(&[addr], Duration::from_secs(1), 8).await;
+            assert!(!down.alive);
+            assert_eq!(down.answered, None);
+        });
+    }
+
+    #[test]
+    fn first_answer_wins_over_a_dead_address() {
+        rt().block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let dead: SocketAddr = format!("127.0.0.2:{port}").parse().expect("addr");
+            let live: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+            let out = probe(&[dead, live], Duration::from_secs(1), 1).await;
+            assert_eq!(out.answered, Some(live));
+        });
+    }
+}

@@ -1,0 +1,998 @@
+//! The background engine: rediscover, probe, publish a [`Snapshot`].
+//!
+//! Nothing here runs on the scrape path. A discovery thread (blocking /proc
+//! and netlink work) refreshes the port list every status interval, with a
+//! full owner rescan at least every label interval, and checks owner
+//! processes for liveness. Async rounds probe TCP ports (and HTTP) with a
+//! global cap on checks in flight, paced over the interval. Every change
+//! ends in a new immutable `Snapshot`; a scrape encodes the latest one.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Settings;
+use crate::discover::procfs::{self, ProcRoot};
+use crate::discover::{Discoverer, Discovery, SocketSource};
+use crate::metrics::{Encoder, Format, Kind};
+use crate::model::{Proto, Socket};
+use crate::probe::{self, http::HttpOutcome, tcp::TcpOutcome};
+
+/// Upper bounds of the probe duration histogram, in seconds.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// One port series: a protocol and port number in one network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortKey {
+    pub proto: Proto,
+    pub port: u16,
+    pub netns: Arc<str>,
+}
+
+/// Whether a TCP port speaks HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpClass {
+    /// Not checked yet (a new port, or a new owner on it).
+    Unknown,
+    /// Answered something else: never asked again while the owner is the same.
+    NotHttp,
+    /// Answered HTTP once; `alive` is the last check.
+    Http { alive: bool },
+}
+
+#[derive(Debug, Clone)]
+struct PortState {
+    process_name: String,
+    exe_path: String,
+    /// (pid, start time) of the primary owner: when it changes, HTTP is
+    /// detected again.
+    owner: Option<(u32, u64)>,
+    targets: Vec<SocketAddr>,
+    present: bool,
+    last_seen: Instant,
+    tcp: Option<TcpOutcome>,
+    http: HttpClass,
+}
+
+#[derive(Debug, Clone)]
+struct ProcState {
+    pid: u32,
+    start_time: u64,
+    alive: bool,
+    last_seen: Instant,
+}
+
+/// Probe counters and durations of one kind.
+#[derive(Debug, Clone, Default)]
+struct ProbeStats {
+    results: HashMap<&'static str, u64>,
+    buckets: [u64; DURATION_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+    last_round: Option<SystemTime>,
+}
+
+impl ProbeStats {
+    fn record(&mut self, result: &'static str, seconds: f64) {
+        *self.results.entry(result).or_default() += 1;
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                self.buckets[i] += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// Everything the engine knows; behind one lock, held briefly.
+#[derive(Debug)]
+struct State {
+    ports: HashMap<PortKey, PortState>,
+    procs: HashMap<(String, String), ProcState>,
+    probes: HashMap<&'static str, ProbeStats>,
+    discovery_errors: HashMap<&'static str, u64>,
+    discovery_runs: HashMap<&'static str, u64>,
+    last_discovery: Option<(SystemTime, f64)>,
+    retention: Duration,
+}
+
+/// A published, immutable view of the engine, encoded on demand.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub ports: Vec<PortSeries>,
+    pub processes: Vec<ProcessSeries>,
+    pub telemetry: Telemetry,
+    encoded: [OnceLock<Encoded>; 2],
+}
+
+/// One port's series values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortSeries {
+    pub key: PortKey,
+    pub process_name: String,
+    pub exe_path: String,
+    pub present: bool,
+    /// (alive, connect seconds) of the last TCP check.
+    pub tcp: Option<(bool, f64)>,
+    /// Only for ports that once answered HTTP.
+    pub http_alive: Option<bool>,
+}
+
+/// One owner process's series value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSeries {
+    pub process_name: String,
+    pub exe_path: String,
+    pub alive: bool,
+}
+
+/// The exporter's own health.
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    probes: Vec<(&'static str, ProbeStats)>,
+    discovery_errors: Vec<(&'static str, u64)>,
+    discovery_runs: Vec<(&'static str, u64)>,
+    last_discovery: Option<(SystemTime, f64)>,
+    process: Option<SelfProcess>,
+}
+
+/// `process_*` figures of portwarden itself, read in the background.
+#[derive(Debug, Clone, Copy, Default)]
+struct SelfProcess {
+    cpu_seconds: f64,
+    resident_bytes: f64,
+    virtual_bytes: f64,
+    open_fds: f64,
+    max_fds: f64,
+    start_time_seconds: f64,
+}
+
+#[derive(Debug)]
+struct Encoded {
+    plain: Arc<[u8]>,
+    gzip: OnceLock<Arc<[u8]>>,
+}
+
+impl Snapshot {
+    /// The exposition in `format`, gzipped or not: encoded at the first
+    /// request and kept for the snapshot's life. CPU only, no I/O.
+    pub fn body(&self, format: Format, gzip: bool) -> Arc<[u8]> {
+        let slot = &self.encoded[format as usize];
+        let encoded = slot.get_or_init(|| Encoded {
+            plain: self.encode(format).into_bytes().into(),
+            gzip: OnceLock::new(),
+        });
+        if !gzip {
+            return Arc::clone(&encoded.plain);
+        }
+        Arc::clone(encoded.gzip.get_or_init(|| {
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            // Writing to a Vec cannot fail.
+            let _ = z.write_all(&encoded.plain);
+            z.finish().unwrap_or_default().into()
+        }))
+    }
+
+    fn encode(&self, format: Format) -> String {
+        let mut enc = Encoder::new(format);
+        let port_labels = |p: &PortSeries| -> [(&'static str, String); 4] {
+            [
+                ("process_name", label_or_slash(&p.process_name)),
+                ("exe_path", label_or_slash(&p.exe_path)),
+                ("port", p.key.port.to_string()),
+                ("netns", p.key.netns.to_string()),
+            ]
+        };
+        let tcp: Vec<&PortSeries> = self
+            .ports
+            .iter()
+            .filter(|p| p.key.proto == Proto::Tcp)
+            .collect();
+        {
+            let mut f = enc.family(
+                "node_tcp_port_alive",
+                "1 if a TCP connection to the port succeeded at the last check, 0 if not.",
+                Kind::Gauge,
+            );
+            for p in &tcp {
+                if let Some((alive, _)) = p.tcp {
+                    let l = port_labels(p);
+                    f.sample(&refs(&l), f64::from(u8::from(alive && p.present)));
+                }
+            }
+        }
+        {
+            let mut f = enc.family(
+                "node_tcp_port_response_seconds",
+                "TCP connect time of the last check, in seconds (0 once the port is gone).",
+                Kind::Gauge,
+            );
+            for p in &tcp {
+                if let Some((_, seconds)) = p.tcp {
+                    let l = port_labels(p);
+                    f.sample(&refs(&l), if p.present { seconds } else { 0.0 });
+                }
+            }
+        }
+        {
+            let mut f = enc.family(
+                "node_http_port_alive",
+                "1 if the port answered an HTTP request with a status line and headers, 0 if it stopped; only ports that once answered HTTP.",
+                Kind::Gauge,
+            );
+            for p in &tcp {
+                if let Some(alive) = p.http_alive {
+                    let l = port_labels(p);
+                    f.sample(&refs(&l), f64::from(u8::from(alive && p.present)));
+                }
+            }
+        }
+        {
+            let mut f = enc.family(
+                "node_udp_port_alive",
+                "1 while a UDP socket is bound (with no peer) on the port, 0 once it is gone.",
+                Kind::Gauge,
+            );
+            for p in self.ports.iter().filter(|p| p.key.proto == Proto::Udp) {
+                let l = port_labels(p);
+                f.sample(&refs(&l), f64::from(u8::from(p.present)));
+            }
+        }
+        {
+            let mut f = enc.family(
+                "node_process_alive",
+                "1 if the process owning the port(s) is running (same pid and start time, or its successor), 0 if not.",
+                Kind::Gauge,
+            );
+            for p in &self.processes {
+                let name = label_or_slash(&p.process_name);
+                let exe = label_or_slash(&p.exe_path);
+                f.sample(
+                    &[("process_name", &name), ("exe_path", &exe)],
+                    f64::from(u8::from(p.alive)),
+                );
+            }
+        }
+        self.telemetry.encode(&mut enc, &self.ports);
+        enc.finish()
+    }
+}
+
+fn refs<'a>(labels: &'a [(&'static str, String); 4]) -> [(&'static str, &'a str); 4] {
+    [
+        (labels[0].0, labels[0].1.as_str()),
+        (labels[1].0, labels[1].1.as_str()),
+        (labels[2].0, labels[2].1.as_str()),
+        (labels[3].0, labels[3].1.as_str()),
+    ]
+}
+
+/// The plugin we replace wrote an empty label value as `/`; dashboards
+/// filter on it, so we keep a non-empty placeholder.
+fn label_or_slash(v: &str) -> String {
+    if v.is_empty() {
+        "/".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Telemetry {
+    fn encode(&self, enc: &mut Encoder, ports: &[PortSeries]) {
+        enc.family(
+            "portwarden_build_info",
+            "Version of portwarden; always 1.",
+            Kind::Gauge,
+        )
+        .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+        {
+            let mut f = enc.family(
+                "portwarden_ports",
+                "Listening ports discovered and exported, by protocol.",
+                Kind::Gauge,
+            );
+            for proto in [Proto::Tcp, Proto::Udp] {
+                let n = ports
+                    .iter()
+                    .filter(|p| p.key.proto == proto && p.present)
+                    .count();
+                f.sample(&[("proto", proto.as_str())], n as f64);
+            }
+        }
+        if let Some((at, seconds)) = self.last_discovery {
+            enc.family(
+                "portwarden_discovery_duration_seconds",
+                "Duration of the last discovery pass.",
+                Kind::Gauge,
+            )
+            .sample(&[], seconds);
+            enc.family(
+                "portwarden_last_discovery_timestamp_seconds",
+                "When the last discovery pass completed, in seconds since the epoch.",
+                Kind::Gauge,
+            )
+            .sample(&[], unix_seconds(at));
+        }
+        {
+            let mut f = enc.family(
+                "portwarden_discovery_runs",
+                "Discovery passes, by kind (full: every fd table read).",
+                Kind::Counter,
+            );
+            for (kind, n) in &self.discovery_runs {
+                f.sample(&[("kind", kind)], *n as f64);
+            }
+        }
+        {
+            let mut f = enc.family(
+                "portwarden_discovery_errors",
+                "Things discovery had to skip or work around, by reason; none fails a pass but `failed`.",
+                Kind::Counter,
+            );
+            for (reason, n) in &self.discovery_errors {
+                f.sample(&[("reason", reason)], *n as f64);
+            }
+        }
+        {
+            let mut f = enc.family(
+                "portwarden_probes",
+                "Checks run, by kind and result.",
+                Kind::Counter,
+            );
+            for (kind, stats) in &self.probes {
+                let mut results: Vec<_> = stats.results.iter().collect();
+                results.sort();
+                for (result, n) in results {
+                    f.sample(&[("kind", kind), ("result", result)], *n as f64);
+                }
+            }
+        }
+        {
+            let mut f = enc.family(
+                "portwarden_probe_duration_seconds",
+                "Duration of checks, by kind.",
+                Kind::Histogram,
+            );
+            for (kind, stats) in &self.probes {
+                let buckets: Vec<(f64, u64)> = DURATION_BUCKETS
+                    .iter()
+                    .copied()
+                    .zip(stats.buckets)
+                    .collect();
+                f.histogram(&[("kind", kind)], &buckets, stats.sum, stats.count);
+            }
+        }
+        {
+            let mut f = enc.family(
+                "portwarden_last_probe_round_timestamp_seconds",
+                "When the last round of checks of each kind completed, in seconds since the epoch.",
+                Kind::Gauge,
+            );
+            for (kind, stats) in &self.probes {
+                if let Some(at) = stats.last_round {
+                    f.sample(&[("kind", kind)], unix_seconds(at));
+                }
+            }
+        }
+        if let Some(p) = self.process {
+            let gauges = [
+                (
+                    "process_resident_memory_bytes",
+                    "Resident memory size in bytes.",
+                    p.resident_bytes,
+                ),
+                (
+                    "process_virtual_memory_bytes",
+                    "Virtual memory size in bytes.",
+                    p.virtual_bytes,
+                ),
+                (
+                    "process_open_fds",
+                    "Number of open file descriptors.",
+                    p.open_fds,
+                ),
+                (
+                    "process_max_fds",
+                    "Maximum number of open file descriptors.",
+                    p.max_fds,
+                ),
+                (
+                    "process_start_time_seconds",
+                    "Start time of the process since unix epoch in seconds.",
+                    p.start_time_seconds,
+                ),
+            ];
+            enc.family(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                Kind::Counter,
+            )
+            .sample(&[], p.cpu_seconds);
+            for (name, help, v) in gauges {
+                enc.family(name, help, Kind::Gauge).sample(&[], v);
+            }
+        }
+    }
+}
+
+/// What the HTTP server reads: the latest snapshot.
+#[derive(Debug, Default)]
+pub struct Shared {
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// The variant scrapers asked for last (format × gzip), encoded ahead
+    /// at each publish so that a scrape finds it ready.
+    last_variant: AtomicU8,
+}
+
+impl Shared {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Notes what a scraper asked for.
+    pub fn asked(&self, format: Format, gzip: bool) {
+        self.last_variant
+            .store(1 + format as u8 * 2 + u8::from(gzip), Ordering::Relaxed);
+    }
+
+    fn publish(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        // Encode ahead what the scrapers want, here in the background.
+        match self.last_variant.load(Ordering::Relaxed) {
+            0 => {}
+            v => {
+                let format = if (v - 1) / 2 == 1 {
+                    Format::OpenMetrics
+                } else {
+                    Format::Text
+                };
+                snapshot.body(format, (v - 1) % 2 == 1);
+            }
+        }
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+    }
+}
+
+/// The running engine: its shared view, and how to stop it.
+pub struct Engine {
+    pub shared: Arc<Shared>,
+    state: Arc<Mutex<State>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    discovery: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts discovery (on its own thread) and the probe rounds (on the
+    /// current tokio runtime).
+    pub fn start(settings: Settings, discoverer: Discoverer) -> Engine {
+        let shared = Arc::new(Shared::default());
+        let state = Arc::new(Mutex::new(State {
+            ports: HashMap::new(),
+            procs: HashMap::new(),
+            probes: HashMap::new(),
+            discovery_errors: HashMap::new(),
+            discovery_runs: HashMap::new(),
+            last_discovery: None,
+            retention: settings.retention,
+        }));
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let (discovered_tx, discovered_rx) = watch::channel(0u64);
+        let settings = Arc::new(settings);
+
+        let discovery = {
+            let (state, shared, stop, settings) = (
+                state.clone(),
+                shared.clone(),
+                stop.clone(),
+                settings.clone(),
+            );
+            std::thread::Builder::new()
+                .name("discovery".into())
+                .spawn(move || {
+                    discovery_loop(&settings, discoverer, &state, &shared, &stop, discovered_tx)
+                })
+                .ok()
+        };
+        if discovery.is_none() {
+            tracing::error!("could not start the discovery thread");
+        }
+        let global = Arc::new(Semaphore::new(settings.probe_concurrency));
+        tokio::spawn(tcp_rounds(
+            settings.clone(),
+            state.clone(),
+            shared.clone(),
+            global.clone(),
+            discovered_rx.clone(),
+        ));
+        if settings.http_detection {
+            tokio::spawn(http_rounds(
+                settings.clone(),
+                state.clone(),
+                shared.clone(),
+                global,
+                discovered_rx,
+            ));
+        }
+        Engine {
+            shared,
+            state,
+            stop,
+            discovery,
+        }
+    }
+
+    /// Stops the discovery thread (probe tasks end with the runtime).
+    pub fn stop(mut self) {
+        let (flag, cvar) = &*self.stop;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cvar.notify_all();
+        if let Some(handle) = self.discovery.take() {
+            let _ = handle.join();
+        }
+        drop(self.state);
+    }
+}
+
+/// Waits `timeout` or until stopped; true when stopped.
+fn sleep_or_stop(stop: &(Mutex<bool>, Condvar), timeout: Duration) -> bool {
+    let (flag, cvar) = stop;
+    let guard = flag.lock().unwrap_or_else(|e| e.into_inner());
+    let (guard, _) = cvar
+        .wait_timeout_while(guard, timeout, |stopped| !*stopped)
+        .unwrap_or_else(|e| e.into_inner());
+    *guard
+}
+
+fn discovery_loop(
+    settings: &Settings,
+    mut discoverer: Discoverer,
+    state: &Mutex<State>,
+    shared: &Shared,
+    stop: &(Mutex<bool>, Condvar),
+    discovered: watch::Sender<u64>,
+) {
+    let every = settings.status_interval.min(settings.udp_status_interval);
+    let now = Instant::now();
+    let (mut next_discovery, mut next_full, mut next_procs) =
+        (now, now, now + settings.process_interval);
+    let mut generation = 0u64;
+    loop {
+        let now = Instant::now();
+        if now >= next_discovery {
+            let full = now >= next_full;
+            let pass = if full {
+                discoverer.discover_full()
+            } else {
+                discoverer.refresh()
+            };
+            let mut st = lock(state);
+            match pass {
+                Ok(d) => {
+                    st.apply_discovery(&d, full);
+                    // A fresh owner list is also a process check.
+                    next_procs = Instant::now() + settings.process_interval;
+                }
+                Err(e) => {
+                    tracing::warn!("discovery failed: {e}");
+                    *st.discovery_errors.entry("failed").or_default() += 1;
+                }
+            }
+            shared.publish(st.snapshot());
+            drop(st);
+            generation += 1;
+            let _ = discovered.send(generation);
+            if full {
+                next_full = Instant::now() + settings.label_interval;
+            }
+            next_discovery = Instant::now() + every;
+        }
+        if Instant::now() >= next_procs {
+            check_processes(state, discoverer.proc_root());
+            shared.publish(lock(state).snapshot());
+            next_procs = Instant::now() + settings.process_interval;
+        }
+        let wake = next_discovery.min(next_procs);
+        if sleep_or_stop(stop, wake.saturating_duration_since(Instant::now())) {
+            return;
+        }
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Checks each owner by pid and start time: a reused pid is not the owner.
+fn check_processes(state: &Mutex<State>, proc_root: &ProcRoot) {
+    let targets: Vec<((String, String), u32, u64)> = lock(state)
+        .procs
+        .iter()
+        .map(|(k, p)| (k.clone(), p.pid, p.start_time))
+        .collect();
+    let mut buf = Vec::new();
+    let verdicts: Vec<((String, String), bool)> = targets
+        .into_iter()
+        .map(|(key, pid, start)| {
+            let alive = proc_root.read(pid, "stat", &mut buf).is_ok()
+                && procfs::parse_stat(&buf).is_some_and(|s| s.start_time == start);
+            (key, alive)
+        })
+        .collect();
+    let mut st = lock(state);
+    for (key, alive) in verdicts {
+        if let Some(p) = st.procs.get_mut(&key) {
+            p.alive = alive;
+        }
+    }
+}
+
+impl State {
+    fn apply_discovery(&mut self, d: &Discovery, full: bool) {
+        let now = Instant::now();
+        *self
+            .discovery_runs
+            .entry(if full { "full" } else { "refresh" })
+            .or_default() += 1;
+        for (reason, n) in [
+            ("fd_denied", d.stats.fd_denied),
+            ("vanished", d.stats.vanished),
+        ] {
+            *self.discovery_errors.entry(reason).or_default() += n;
+        }
+        if d.source == SocketSource::ProcNet {
+            *self.discovery_errors.entry("netlink_refused").or_default() += 1;
+        }
+        self.last_discovery = Some((SystemTime::now(), d.duration_seconds));
+
+        // Group sockets into port series; the first owned socket names it.
+        let mut seen: HashMap<PortKey, (Vec<&Socket>, Option<&crate::model::Owner>)> =
+            HashMap::new();
+        for port in d.ports.iter().filter(|p| !p.excluded) {
+            let key = PortKey {
+                proto: port.socket.proto,
+                port: port.socket.port,
+                netns: Arc::clone(&port.netns),
+            };
+            let entry = seen.entry(key).or_default();
+            entry.0.push(&port.socket);
+            if entry.1.is_none() {
+                entry.1 = port.primary_owner();
+            }
+        }
+        for p in self.ports.values_mut() {
+            p.present = false;
+        }
+        for (key, (sockets, owner)) in seen {
+            let identity = owner.map(|o| (o.pid, o.start_time));
+            let (name, exe) = owner.map_or((String::new(), String::new()), |o| {
+                (o.process_name.clone(), o.exe_path.clone())
+            });
+            if let Some(o) = owner {
+                let proc = self
+                    .procs
+                    .entry((name.clone(), exe.clone()))
+                    .or_insert(ProcState {
+                        pid: o.pid,
+                        start_time: o.start_time,
+                        alive: true,
+                        last_seen: now,
+                    });
+                // A restarted owner (new pid, same executable) takes over.
+                proc.pid = o.pid;
+                proc.start_time = o.start_time;
+                proc.alive = true;
+                proc.last_seen = now;
+            }
+            let targets = probe::targets(sockets.iter().copied());
+            let state = self.ports.entry(key).or_insert_with(|| PortState {
+                process_name: name.clone(),
+                exe_path: exe.clone(),
+                owner: identity,
+                targets: targets.clone(),
+                present: true,
+                last_seen: now,
+                tcp: None,
+                http: HttpClass::Unknown,
+            });
+            if state.owner != identity {
+                // Another process now: HTTP or not is asked anew; an HTTP
+                // port keeps its series until the answer says otherwise.
+                if state.http == HttpClass::NotHttp {
+                    state.http = HttpClass::Unknown;
+                }
+                state.owner = identity;
+            }
+            state.process_name = name;
+            state.exe_path = exe;
+            state.targets = targets;
+            state.present = true;
+            state.last_seen = now;
+        }
+        let retention = self.retention;
+        self.ports
+            .retain(|_, p| p.present || now.duration_since(p.last_seen) < retention);
+        // A process is seen while it owns a port; gone ones stay at 0 for
+        // the retention too.
+        let owners: std::collections::HashSet<(String, String)> = self
+            .ports
+            .values()
+            .filter(|p| p.present && p.owner.is_some())
+            .map(|p| (p.process_name.clone(), p.exe_path.clone()))
+            .collect();
+        for (key, p) in self.procs.iter_mut() {
+            if !owners.contains(key) && p.last_seen < now {
+                p.alive = false;
+            }
+        }
+        self.procs
+            .retain(|k, p| owners.contains(k) || now.duration_since(p.last_seen) < retention);
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut ports: Vec<PortSeries> = self
+            .ports
+            .iter()
+            .map(|(key, p)| PortSeries {
+                key: key.clone(),
+                process_name: p.process_name.clone(),
+                exe_path: p.exe_path.clone(),
+                present: p.present,
+                tcp: p.tcp.map(|t| (t.alive, t.seconds)),
+                http_alive: match p.http {
+                    HttpClass::Http { alive } => Some(alive),
+                    _ => None,
+                },
+            })
+            .collect();
+        ports.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut processes: Vec<ProcessSeries> = self
+            .procs
+            .iter()
+            .map(|((name, exe), p)| ProcessSeries {
+                process_name: name.clone(),
+                exe_path: exe.clone(),
+                alive: p.alive,
+            })
+            .collect();
+        processes
+            .sort_by(|a, b| (&a.process_name, &a.exe_path).cmp(&(&b.process_name, &b.exe_path)));
+        let mut probes: Vec<(&'static str, ProbeStats)> =
+            self.probes.iter().map(|(k, v)| (*k, v.clone())).collect();
+        probes.sort_by_key(|(k, _)| *k);
+        let mut discovery_errors: Vec<_> = self
+            .discovery_errors
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        discovery_errors.sort();
+        let mut discovery_runs: Vec<_> =
+            self.discovery_runs.iter().map(|(k, v)| (*k, *v)).collect();
+        discovery_runs.sort();
+        Snapshot {
+            ports,
+            processes,
+            telemetry: Telemetry {
+                probes,
+                discovery_errors,
+                discovery_runs,
+                last_discovery: self.last_discovery,
+                process: self_process(),
+            },
+            encoded: Default::default(),
+        }
+    }
+}
+
+/// Reads portwarden's own `process_*` figures (in the background), from
+/// our own /proc: under `PROC_PREFIX` the host's /proc knows us by another pid.
+fn self_process() -> Option<SelfProcess> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the comm: index 0 is field 3 (state).
+    let num = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    let page = rustix::param::page_size() as f64;
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("btime ")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+        })
+        .unwrap_or(0.0);
+    let open_fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as f64)
+        .unwrap_or(0.0);
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    Some(SelfProcess {
+        cpu_seconds: (num(11) + num(12)) / ticks,
+        resident_bytes: num(21) * page,
+        virtual_bytes: num(20),
+        open_fds,
+        max_fds: limit.current.map_or(f64::INFINITY, |v| v as f64),
+        start_time_seconds: boot + num(19) / ticks,
+    })
+}
+
+/// Waits for the first discovery, then for a newer one or `period`.
+async fn next_round(
+    discovered: &mut watch::Receiver<u64>,
+    first: &mut bool,
+    period: Duration,
+) -> bool {
+    if *first {
+        *first = false;
+        return discovered.wait_for(|g| *g > 0).await.is_ok();
+    }
+    tokio::time::sleep(period).await;
+    true
+}
+
+/// Probe starts are spread over up to half the interval, so 10,000 ports
+/// do not open 10,000 connections in one burst.
+fn pacing(interval: Duration, jobs: usize) -> Duration {
+    if jobs == 0 {
+        return Duration::ZERO;
+    }
+    (interval / 2 / jobs as u32).min(Duration::from_millis(100))
+}
+
+async fn tcp_rounds(
+    settings: Arc<Settings>,
+    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
+    global: Arc<Semaphore>,
+    mut discovered: watch::Receiver<u64>,
+) {
+    let mut first = true;
+    let mut round_start = tokio::time::Instant::now();
+    loop {
+        let wait = settings
+            .status_interval
+            .saturating_sub(round_start.elapsed());
+        if !next_round(&mut discovered, &mut first, wait).await {
+            return;
+        }
+        round_start = tokio::time::Instant::now();
+        let jobs: Vec<(PortKey, Vec<SocketAddr>)> = lock(&state)
+            .ports
+            .iter()
+            .filter(|(k, p)| k.proto == Proto::Tcp && p.present && !p.targets.is_empty())
+            .map(|(k, p)| (k.clone(), p.targets.clone()))
+            .collect();
+        let gap = pacing(settings.status_interval, jobs.len());
+        let mut tasks = tokio::task::JoinSet::new();
+        for (key, targets) in jobs {
+            let Ok(permit) = global.clone().acquire_owned().await else {
+                return;
+            };
+            let (state, settings) = (state.clone(), settings.clone());
+            tasks.spawn(async move {
+                let outcome = probe::tcp::probe(
+                    &targets,
+                    settings.check_timeout,
+                    settings.max_parallel_ip_checks,
+                )
+                .await;
+                drop(permit);
+                let mut st = lock(&state);
+                st.probes.entry("tcp").or_default().record(
+                    if outcome.alive { "alive" } else { "dead" },
+                    outcome.seconds,
+                );
+                if let Some(p) = st.ports.get_mut(&key)
+                    && p.present
+                {
+                    p.tcp = Some(outcome);
+                }
+            });
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        let snapshot = {
+            let mut st = lock(&state);
+            st.probes.entry("tcp").or_default().last_round = Some(SystemTime::now());
+            st.snapshot()
+        };
+        shared.publish(snapshot);
+    }
+}
+
+async fn http_rounds(
+    settings: Arc<Settings>,
+    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
+    global: Arc<Semaphore>,
+    mut discovered: watch::Receiver<u64>,
+) {
+    let http_slots = Arc::new(Semaphore::new(settings.http_concurrency));
+    let banner_wait = (settings.check_timeout / 4).min(Duration::from_millis(250));
+    let mut first = true;
+    let mut round_start = tokio::time::Instant::now();
+    loop {
+        let wait = settings
+            .http_status_interval
+            .saturating_sub(round_start.elapsed());
+        if !next_round(&mut discovered, &mut first, wait).await {
+            return;
+        }
+        round_start = tokio::time::Instant::now();
+        // New ports are classified; ports that answered HTTP once are
+        // checked again; the rest are left alone.
+        let jobs: Vec<(PortKey, SocketAddr)> = lock(&state)
+            .ports
+            .iter()
+            .filter(|(k, p)| k.proto == Proto::Tcp && p.present && p.http != HttpClass::NotHttp)
+            .filter_map(|(k, p)| {
+                let addr = p
+                    .tcp
+                    .and_then(|t| t.answered)
+                    .or_else(|| p.targets.first().copied())?;
+                Some((k.clone(), addr))
+            })
+            .collect();
+        let gap = pacing(settings.http_status_interval, jobs.len());
+        let mut tasks = tokio::task::JoinSet::new();
+        for (key, addr) in jobs {
+            let (Ok(slot), Ok(permit)) = (
+                http_slots.clone().acquire_owned().await,
+                global.clone().acquire_owned().await,
+            ) else {
+                return;
+            };
+            let (state, settings) = (state.clone(), settings.clone());
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let outcome = probe::http::probe(addr, settings.check_timeout, banner_wait).await;
+                drop((slot, permit));
+                let mut st = lock(&state);
+                st.probes
+                    .entry("http")
+                    .or_default()
+                    .record(outcome.result(), started.elapsed().as_secs_f64());
+                if let Some(p) = st.ports.get_mut(&key)
+                    && p.present
+                {
+                    p.http = match (p.http, &outcome) {
+                        (_, o) if o.is_http() => HttpClass::Http { alive: true },
+                        (HttpClass::Http { .. }, _) => HttpClass::Http { alive: false },
+                        // Unreachable tells nothing yet: ask again next round.
+                        (HttpClass::Unknown, HttpOutcome::Unreachable) => HttpClass::Unknown,
+                        _ => HttpClass::NotHttp,
+                    };
+                }
+            });
+            if !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        let snapshot = {
+            let mut st = lock(&state);
+            st.probes.entry("http").or_default().last_round = Some(SystemTime::now());
+            st.snapshot()
+        };
+        shared.publish(snapshot);
+    }
+}

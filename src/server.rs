@@ -1,0 +1,147 @@
+//! The HTTP side: `/metrics` (encoding the latest snapshot, nothing else), a
+//! landing page, and a health endpoint. `app()` builds the router so tests
+//! can call it without a socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{Html, Response};
+use axum::routing::get;
+
+use crate::error::Error;
+use crate::metrics::Format;
+use crate::schedule::Shared;
+
+/// The router: metrics at `telemetry_path`, a landing page at `/`.
+pub fn app(shared: Arc<Shared>, telemetry_path: &str) -> Router {
+    let landing = landing_page(telemetry_path);
+    Router::new()
+        .route(telemetry_path, get(metrics))
+        .route("/", get(move || async move { Html(landing) }))
+        .route("/-/healthy", get(|| async { "Healthy\n" }))
+        .with_state(shared)
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_gzip);
+    shared.asked(format, gzip);
+    let body = shared.snapshot().body(format, gzip);
+    let mut response = Response::new(Body::from(bytes_of(body)));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    response
+}
+
+/// The body as bytes without copying the shared buffer.
+fn bytes_of(body: Arc<[u8]>) -> axum::body::Bytes {
+    axum::body::Bytes::from_owner(ArcBytes(body))
+}
+
+struct ArcBytes(Arc<[u8]>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Whether an `Accept-Encoding` header allows gzip (and does not refuse it
+/// with `q=0`).
+fn accepts_gzip(value: &str) -> bool {
+    value.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let refused =
+            parts.any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0));
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+    })
+}
+
+fn landing_page(telemetry_path: &str) -> String {
+    let path = telemetry_path
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('"', "&quot;");
+    format!(
+        "<!doctype html>\n<html><head><title>portwarden</title></head><body>\n\
+         <h1>portwarden</h1>\n<p>Watches every listening TCP and UDP port of this host and the process behind it.</p>\n\
+         <p><a href=\"{path}\">Metrics</a></p>\n<p>Version {}</p>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Binds `addr`; a taken port is a plain error naming the address.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+/// Serves until `shutdown` resolves, then finishes requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Output)
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, gzip;q=0.5"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip(""));
+    }
+
+    #[test]
+    fn landing_page_escapes_the_path() {
+        assert!(landing_page("/m\"<x>").contains("href=\"/m&quot;&lt;x>\""));
+    }
+}
