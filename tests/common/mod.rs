@@ -59,6 +59,230 @@ for line in sys.stdin:
         break
 "#;
 
+/// A Python child serving TCP on loopback in a given `mode`, reporting its
+/// port as JSON. Modes: `http` (answers every request), `silent` (accepts,
+/// never writes), `banner` (greets first, like SSH), `redis` (replies
+/// `-ERR`, like Redis). On stdin: `hang` (stop answering), `report` (print
+/// every byte received so far, as a JSON list of latin-1 strings).
+pub const SERVER: &str = r#"
+import json, socket, sys, threading
+mode = sys.argv[1]
+port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+received, hang, lock = [], threading.Event(), threading.Lock()
+def serve(c):
+    c.settimeout(5)
+    try:
+        if mode == "banner":
+            c.sendall(b"SSH-2.0-OpenSSH_9.2 fake\r\n")
+        data = b""
+        if mode != "silent":
+            try:
+                data = c.recv(4096)
+            except OSError:
+                pass
+        with lock:
+            received.append(data.decode("latin-1"))
+        if hang.is_set() or mode == "silent":
+            threading.Event().wait(30)
+        elif mode == "http":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        elif mode == "redis":
+            c.sendall(b"-ERR unknown command\r\n")
+    except OSError:
+        pass
+    finally:
+        c.close()
+def accept():
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+threading.Thread(target=accept, daemon=True).start()
+print(json.dumps({"port": s.getsockname()[1]}), flush=True)
+for line in sys.stdin:
+    cmd = line.strip()
+    if cmd == "hang":
+        hang.set()
+        print("ok", flush=True)
+    elif cmd == "report":
+        with lock:
+            print(json.dumps(received), flush=True)
+"#;
+
+/// A running [`SERVER`].
+pub struct Server {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn start(mode: &str) -> Server {
+        Server::start_on(mode, 0)
+    }
+
+    pub fn start_on(mode: &str, port: u16) -> Server {
+        let mut child = Command::new("python3")
+            .args(["-c", SERVER, mode, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python3 server");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("server reports");
+        let report: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("server said {line:?}: {e}"));
+        Server {
+            port: report["port"].as_u64().expect("port") as u16,
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn ask(&mut self, cmd: &str) -> String {
+        writeln!(self.stdin, "{cmd}").expect("send");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("answer");
+        line
+    }
+
+    /// Stops answering requests (keeps accepting).
+    pub fn hang(&mut self) {
+        assert_eq!(self.ask("hang").trim(), "ok");
+    }
+
+    /// Every payload received so far, one per connection.
+    pub fn received(&mut self) -> Vec<String> {
+        serde_json::from_str(&self.ask("report")).expect("report is JSON")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `portwarden serve` on a free loopback port.
+pub struct Exporter {
+    child: Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Exporter {
+    /// Starts the exporter with `env` on top of fast test settings.
+    pub fn start(env: &[(&str, &str)]) -> Exporter {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--web.listen-address", &addr.to_string()])
+            .env_remove("PROC_PREFIX")
+            .env_remove("EXCLUDED_PROCESS_NAMES")
+            .env("PORT_STATUS_INTERVAL", "500ms")
+            .env("PROCESS_ALIVE_STATUS_INTERVAL", "500ms")
+            .env("PORT_CHECK_TIMEOUT", "500ms")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start portwarden serve");
+        let exporter = Exporter { child, addr };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while http_get(addr, "/-/healthy", &[]).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "exporter did not come up on {addr}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        exporter
+    }
+
+    /// The text exposition.
+    pub fn scrape(&self) -> String {
+        let (_, body) = http_get(self.addr, "/metrics", &[]).expect("scrape");
+        String::from_utf8(body).expect("utf-8 exposition")
+    }
+
+    /// Scrapes until `check` holds, up to `seconds`; returns that scrape.
+    pub fn wait_for(&self, seconds: u64, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let text = self.scrape();
+            if check(&text) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last scrape:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback: (head, body).
+pub fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut request = format!("GET {path} HTTP/1.0\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    Ok((head, raw[split + 4..].to_vec()))
+}
+
+/// The value of `metric` for `port` in an exposition, if the series exists.
+pub fn series_value(text: &str, metric: &str, port: u16) -> Option<f64> {
+    let needle = format!("port=\"{port}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&needle))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// A running socket holder.
 pub struct Holder {
     child: Child,
