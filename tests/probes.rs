@@ -90,7 +90,10 @@ fn a_reset_is_no_answer_at_once() {
     let (outcome, took) = check(addr);
     // The RST may land before the connect's result is read: then the
     // connect itself fails. Either way: not HTTP, and over at once.
-    assert!(matches!(outcome, HttpOutcome::NoAnswer | HttpOutcome::Unreachable), "{outcome:?}");
+    assert!(
+        matches!(outcome, HttpOutcome::NoAnswer | HttpOutcome::Unreachable),
+        "{outcome:?}"
+    );
     assert!(took < TIMEOUT, "{took:?}");
 }
 

@@ -1,0 +1,137 @@
+//! A real Prometheus (Debian's `prometheus` package) scrapes a portwarden
+//! this test started; its HTTP API must show the target up and the test's
+//! port in `node_tcp_port_alive`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+struct Prometheus(Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Percent-encodes a query for a URL.
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn query(addr: std::net::SocketAddr, q: &str) -> Option<Vec<Value>> {
+    let (_, body) = http_get(addr, &format!("/api/v1/query?query={}", encode(q)), &[]).ok()?;
+    let v: Value = serde_json::from_slice(&body).ok()?;
+    (v["status"] == "success").then(|| v["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+#[test]
+fn prometheus_scrapes_portwarden() {
+    let Ok(version) = Command::new("prometheus").arg("--version").output() else {
+        panic!("prometheus is missing: apt-get install prometheus (bash .ci/run does)");
+    };
+    assert!(version.status.success());
+
+    let holder = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let port = holder.port(0);
+    let exporter = Exporter::start(&[("ENABLE_HTTP_DETECTION", "false")]);
+    exporter.wait_for(15, "the port checked", |t| {
+        series_value(t, "node_tcp_port_alive", port) == Some(1.0)
+    });
+
+    let dir = TempDir::new("prometheus");
+    let config = dir.0.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: portwarden\n    static_configs:\n      - targets: ['{}']\n",
+            exporter.addr
+        ),
+    )
+    .expect("write config");
+    let prom_addr: std::net::SocketAddr =
+        format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let _prometheus = Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let up = loop {
+        if let Some(r) = query(prom_addr, "up{job=\"portwarden\"}")
+            && let Some(v) = r.first().and_then(|s| s["value"][1].as_str())
+        {
+            break v.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never scraped portwarden"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(up, "1", "the target is down");
+
+    let q = format!("node_tcp_port_alive{{port=\"{port}\"}}");
+    let series = loop {
+        if let Some(r) = query(prom_addr, &q).filter(|r| !r.is_empty()) {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{q} never appeared in prometheus"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(series[0]["value"][1], "1");
+    let labels = &series[0]["metric"];
+    assert_eq!(labels["job"], "portwarden");
+    assert!(
+        labels["process_name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("python")),
+        "{labels}"
+    );
+    assert!(
+        labels["exe_path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with('/')),
+        "{labels}"
+    );
+
+    // Prometheus asked for OpenMetrics and got it, and saw no scrape errors.
+    let samples = query(prom_addr, "scrape_samples_scraped{job=\"portwarden\"}").expect("query");
+    let n: f64 = samples[0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("a count");
+    assert!(n > 10.0, "{n}");
+}
