@@ -178,6 +178,16 @@ pub struct ServeArgs {
     )]
     pub probe_concurrency: String,
 
+    /// Spread the checks of a round over half its interval (true), or start
+    /// them as fast as --probe.concurrency allows (false).
+    #[arg(
+        long = "probe.spread",
+        env = "PORTWARDEN_PROBE_SPREAD",
+        value_name = "BOOL",
+        default_value = "true"
+    )]
+    pub spread: String,
+
     /// How long a port that disappeared keeps its series (at 0).
     #[arg(
         long = "port.retention",
@@ -212,6 +222,7 @@ pub struct Settings {
     pub http_concurrency: usize,
     pub http_detection: bool,
     pub probe_concurrency: usize,
+    pub spread: bool,
     pub retention: Duration,
     pub log_level: String,
 }
@@ -347,6 +358,12 @@ impl Settings {
                 "--probe.concurrency",
                 Some("PORTWARDEN_PROBE_CONCURRENCY"),
             )?,
+            spread: parse_go_bool(&args.spread).map_err(|m| {
+                fail(
+                    name("spread", "--probe.spread", Some("PORTWARDEN_PROBE_SPREAD")),
+                    m,
+                )
+            })?,
             retention: duration(
                 &args.retention,
                 "retention",
@@ -553,6 +570,7 @@ mod tests {
         assert_eq!(s.http_concurrency, 10);
         assert!(s.http_detection);
         assert_eq!(s.probe_concurrency, 64);
+        assert!(s.spread);
         assert_eq!(s.retention, Duration::from_secs(900));
         assert_eq!(s.listen_address, "[::]:9765".parse().expect("addr"));
         assert_eq!(s.telemetry_path, "/metrics");

@@ -77,6 +77,7 @@ struct ProbeStats {
     sum: f64,
     count: u64,
     last_round: Option<SystemTime>,
+    last_round_seconds: f64,
 }
 
 impl ProbeStats {
@@ -110,7 +111,8 @@ pub struct Snapshot {
     pub ports: Vec<PortSeries>,
     pub processes: Vec<ProcessSeries>,
     pub telemetry: Telemetry,
-    encoded: [OnceLock<Encoded>; 2],
+    /// Format × gzip.
+    encoded: [OnceLock<Arc<[u8]>>; 4],
 }
 
 /// One port's series values.
@@ -155,29 +157,28 @@ struct SelfProcess {
     start_time_seconds: f64,
 }
 
-#[derive(Debug)]
-struct Encoded {
-    plain: Arc<[u8]>,
-    gzip: OnceLock<Arc<[u8]>>,
-}
-
 impl Snapshot {
     /// The exposition in `format`, gzipped or not: encoded at the first
-    /// request and kept for the snapshot's life. CPU only, no I/O.
+    /// request of that variant and kept for the snapshot's life; variants
+    /// nobody asks for are never built. CPU only, no I/O.
     pub fn body(&self, format: Format, gzip: bool) -> Arc<[u8]> {
-        let slot = &self.encoded[format as usize];
-        let encoded = slot.get_or_init(|| Encoded {
-            plain: self.encode(format).into_bytes().into(),
-            gzip: OnceLock::new(),
-        });
-        if !gzip {
-            return Arc::clone(&encoded.plain);
-        }
-        Arc::clone(encoded.gzip.get_or_init(|| {
-            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let slot = &self.encoded[format as usize * 2 + usize::from(gzip)];
+        Arc::clone(slot.get_or_init(|| {
+            let mut text = self.encode(format).into_bytes();
+            if !gzip {
+                text.shrink_to_fit();
+                return text.into();
+            }
+            let mut z = flate2::write::GzEncoder::new(
+                Vec::with_capacity(text.len() / 16),
+                flate2::Compression::fast(),
+            );
             // Writing to a Vec cannot fail.
-            let _ = z.write_all(&encoded.plain);
-            z.finish().unwrap_or_default().into()
+            let _ = z.write_all(&text);
+            drop(text);
+            let mut packed = z.finish().unwrap_or_default();
+            packed.shrink_to_fit();
+            packed.into()
         }))
     }
 
@@ -377,6 +378,18 @@ impl Telemetry {
         }
         {
             let mut f = enc.family(
+                "portwarden_probe_round_duration_seconds",
+                "How long the last round of checks of each kind took, from first start to last result.",
+                Kind::Gauge,
+            );
+            for (kind, stats) in &self.probes {
+                if stats.last_round.is_some() {
+                    f.sample(&[("kind", kind)], stats.last_round_seconds);
+                }
+            }
+        }
+        {
+            let mut f = enc.family(
                 "portwarden_last_probe_round_timestamp_seconds",
                 "When the last round of checks of each kind completed, in seconds since the epoch.",
                 Kind::Gauge,
@@ -462,7 +475,24 @@ impl Shared {
                 snapshot.body(format, (v - 1) % 2 == 1);
             }
         }
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        let old = std::mem::replace(
+            &mut *self.snapshot.write().unwrap_or_else(|e| e.into_inner()),
+            snapshot,
+        );
+        drop(old);
+        release_free_memory();
+    }
+}
+
+/// Hands freed heap back to the kernel. glibc keeps freed memory in its
+/// arenas; with the old snapshot (a few MB of text) freed at every publish,
+/// that would count as resident for nothing.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims the allocator's own free
+    // lists; it takes no pointer of ours.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -848,9 +878,10 @@ async fn next_round(
 }
 
 /// Probe starts are spread over up to half the interval, so 10,000 ports
-/// do not open 10,000 connections in one burst.
-fn pacing(interval: Duration, jobs: usize) -> Duration {
-    if jobs == 0 {
+/// do not open 10,000 connections in one burst (unless spreading is off:
+/// then only the concurrency cap paces them).
+fn pacing(spread: bool, interval: Duration, jobs: usize) -> Duration {
+    if jobs == 0 || !spread {
         return Duration::ZERO;
     }
     (interval / 2 / jobs as u32).min(Duration::from_millis(100))
@@ -879,7 +910,7 @@ async fn tcp_rounds(
             .filter(|(k, p)| k.proto == Proto::Tcp && p.present && !p.targets.is_empty())
             .map(|(k, p)| (k.clone(), p.targets.clone()))
             .collect();
-        let gap = pacing(settings.status_interval, jobs.len());
+        let gap = pacing(settings.spread, settings.status_interval, jobs.len());
         let mut tasks = tokio::task::JoinSet::new();
         for (key, targets) in jobs {
             let Ok(permit) = global.clone().acquire_owned().await else {
@@ -905,6 +936,9 @@ async fn tcp_rounds(
                     p.tcp = Some(outcome);
                 }
             });
+            // Finished checks are reaped as we go: a round of 10,000 must
+            // not keep 10,000 task records.
+            while tasks.try_join_next().is_some() {}
             if !gap.is_zero() {
                 tokio::time::sleep(gap).await;
             }
@@ -912,7 +946,9 @@ async fn tcp_rounds(
         while tasks.join_next().await.is_some() {}
         let snapshot = {
             let mut st = lock(&state);
-            st.probes.entry("tcp").or_default().last_round = Some(SystemTime::now());
+            let stats = st.probes.entry("tcp").or_default();
+            stats.last_round = Some(SystemTime::now());
+            stats.last_round_seconds = round_start.elapsed().as_secs_f64();
             st.snapshot()
         };
         shared.publish(snapshot);
@@ -952,7 +988,7 @@ async fn http_rounds(
                 Some((k.clone(), addr))
             })
             .collect();
-        let gap = pacing(settings.http_status_interval, jobs.len());
+        let gap = pacing(settings.spread, settings.http_status_interval, jobs.len());
         let mut tasks = tokio::task::JoinSet::new();
         for (key, addr) in jobs {
             let (Ok(slot), Ok(permit)) = (
@@ -983,6 +1019,9 @@ async fn http_rounds(
                     };
                 }
             });
+            // Finished checks are reaped as we go: a round of 10,000 must
+            // not keep 10,000 task records.
+            while tasks.try_join_next().is_some() {}
             if !gap.is_zero() {
                 tokio::time::sleep(gap).await;
             }
@@ -990,7 +1029,9 @@ async fn http_rounds(
         while tasks.join_next().await.is_some() {}
         let snapshot = {
             let mut st = lock(&state);
-            st.probes.entry("http").or_default().last_round = Some(SystemTime::now());
+            let stats = st.probes.entry("http").or_default();
+            stats.last_round = Some(SystemTime::now());
+            stats.last_round_seconds = round_start.elapsed().as_secs_f64();
             st.snapshot()
         };
         shared.publish(snapshot);

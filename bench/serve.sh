@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Exporter benchmark on a busy host made by ../shared/tools/hostsim.py
+# (--procs 500 --tcp 20 --udp 2 --fds 200 --http 1 --accept), run twice in one
+# go: once with 500 hung ports (--hung 1: listening, never accepting), once
+# without. For each: the first full TCP round over the 10,000 ports (checks
+# started as fast as --probe.concurrency allows), the steady-state round,
+# scrape latency over 200 scrapes as Prometheus makes them (OpenMetrics,
+# gzip, one kept-alive connection), and the exporter's RSS.
+#
+#   bash bench/serve.sh              # PROCS=100 for a smaller host
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROCS=${PROCS:-500} SCRAPES=${SCRAPES:-200}
+cargo build --release --quiet
+bin=$PWD/target/release/portwarden
+out=target/bench
+mkdir -p "$out"
+
+sim=""; exporter=""
+cleanup() {
+  [ -n "$exporter" ] && kill "$exporter" 2>/dev/null && wait "$exporter" 2>/dev/null
+  [ -n "$sim" ] && kill "$sim" 2>/dev/null && wait "$sim" 2>/dev/null
+  exporter=""; sim=""
+}
+trap cleanup EXIT
+
+run_case() {
+  local label=$1 hung=$2 ready port
+  ready=$(mktemp -u /tmp/portwarden-hostsim.XXXXXX.json)
+  python3 ../shared/tools/hostsim.py --procs "$PROCS" --tcp 20 --udp 2 --fds 200 --http 1 --hung "$hung" \
+    --accept --ready-file "$ready" &
+  sim=$!
+  until [ -f "$ready" ]; do kill -0 $sim 2>/dev/null || { echo "hostsim died" >&2; exit 1; }; sleep 0.5; done
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT_STATUS_INTERVAL=20s PORTWARDEN_PROBE_SPREAD=false \
+    "$bin" serve --web.listen-address "127.0.0.1:$port" 2>"$out/serve-$label.log" &
+  exporter=$!
+  python3 - "$label" "$port" "$exporter" "$SCRAPES" <<'PY'
+import http.client, json, statistics, sys, time
+label, port, pid, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+accept = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+conn = None
+def scrape():
+    global conn
+    if conn is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics", headers={"Accept": accept, "Accept-Encoding": "gzip"})
+    r = conn.getresponse()
+    body = r.read()
+    return r, body
+def metric(name):
+    import gzip
+    _, body = scrape()
+    for line in gzip.decompress(body).decode().splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+deadline = time.time() + 120
+rounds = []
+while time.time() < deadline:
+    try:
+        ts = metric('portwarden_last_probe_round_timestamp_seconds{kind="tcp"}')
+    except OSError:
+        conn = None; ts = None; time.sleep(0.2); continue
+    if ts is not None and (not rounds or ts != rounds[-1][0]):
+        rounds.append((ts, metric('portwarden_probe_round_duration_seconds{kind="tcp"}')))
+        if len(rounds) == 3:
+            break
+    time.sleep(0.2)
+ports = metric('portwarden_ports{proto="tcp"}')
+times = []
+for _ in range(n):
+    t = time.perf_counter(); r, body = scrape(); times.append((time.perf_counter() - t) * 1000)
+    assert r.status == 200
+    time.sleep(0.02)
+times.sort()
+def status(key):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+res = {"label": label, "tcp_ports": ports, "rounds_s": [r[1] for r in rounds],
+       "scrape_median_ms": statistics.median(times), "scrape_p99_ms": times[int(len(times) * 0.99) - 1],
+       "scrape_max_ms": times[-1], "gzip_bytes": len(body), "rss_mb": status("VmRSS:"), "peak_rss_mb": status("VmHWM:")}
+print(json.dumps(res))
+json.dump(res, open(f"target/bench/serve-{label}.json", "w"))
+PY
+  cleanup
+  rm -f "$ready"
+}
+
+run_case hung 1
+run_case nohung 0
+
+python3 - <<'PY'
+import json
+h = json.load(open("target/bench/serve-hung.json")); n = json.load(open("target/bench/serve-nohung.json"))
+print()
+print("| figure | with 500 hung ports | without | target |")
+print("|---|---|---|---|")
+print(f"| TCP ports checked | {h['tcp_ports']:.0f} | {n['tcp_ports']:.0f} | |")
+print(f"| first full TCP round | {h['rounds_s'][0]:.2f} s | {n['rounds_s'][0]:.2f} s | <= 2 s |")
+print(f"| later rounds | {', '.join(f'{r:.2f}' for r in h['rounds_s'][1:])} s | {', '.join(f'{r:.2f}' for r in n['rounds_s'][1:])} s | |")
+print(f"| scrape median (200, OpenMetrics + gzip) | {h['scrape_median_ms']:.2f} ms | {n['scrape_median_ms']:.2f} ms | <= 15 ms |")
+print(f"| scrape p99 | {h['scrape_p99_ms']:.2f} ms | {n['scrape_p99_ms']:.2f} ms | <= 40 ms |")
+print(f"| scrape median, hung / not hung | {h['scrape_median_ms'] / n['scrape_median_ms']:.2f}x | | <= 1.2x |")
+print(f"| RSS after the scrapes (peak) | {h['rss_mb']:.1f} MB ({h['peak_rss_mb']:.1f}) | {n['rss_mb']:.1f} MB ({n['peak_rss_mb']:.1f}) | <= 30 MB |")
+print(f"| gzipped scrape size | {h['gzip_bytes'] / 1024:.0f} KiB | {n['gzip_bytes'] / 1024:.0f} KiB | |")
+PY
