@@ -92,6 +92,21 @@ impl Encoder {
         }
     }
 
+    /// A family with one label: one sample per (label value, value).
+    pub fn by_label<'v>(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: Kind,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'v str, f64)>,
+    ) {
+        let mut f = self.family(name, help, kind);
+        for (value, v) in samples {
+            f.sample(&[(label, value)], v);
+        }
+    }
+
     /// Ends the exposition and returns it.
     pub fn finish(mut self) -> String {
         if self.format == Format::OpenMetrics {

@@ -8,8 +8,10 @@
 //! ends in a new immutable `Snapshot`; a scrape encodes the latest one.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -299,20 +301,19 @@ impl Telemetry {
             Kind::Gauge,
         )
         .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-        {
-            let mut f = enc.family(
-                "portwarden_ports",
-                "Listening ports discovered and exported, by protocol.",
-                Kind::Gauge,
-            );
-            for proto in [Proto::Tcp, Proto::Udp] {
-                let n = ports
-                    .iter()
-                    .filter(|p| p.key.proto == proto && p.present)
-                    .count();
-                f.sample(&[("proto", proto.as_str())], n as f64);
-            }
-        }
+        let present = |proto: Proto| {
+            ports
+                .iter()
+                .filter(|p| p.key.proto == proto && p.present)
+                .count() as f64
+        };
+        enc.by_label(
+            "portwarden_ports",
+            "Listening ports discovered and exported, by protocol.",
+            Kind::Gauge,
+            "proto",
+            [Proto::Tcp, Proto::Udp].map(|p| (p.as_str(), present(p))),
+        );
         if let Some((at, seconds)) = self.last_discovery {
             enc.family(
                 "portwarden_discovery_duration_seconds",
@@ -327,26 +328,20 @@ impl Telemetry {
             )
             .sample(&[], unix_seconds(at));
         }
-        {
-            let mut f = enc.family(
-                "portwarden_discovery_runs",
-                "Discovery passes, by kind (full: every fd table read).",
-                Kind::Counter,
-            );
-            for (kind, n) in &self.discovery_runs {
-                f.sample(&[("kind", kind)], *n as f64);
-            }
-        }
-        {
-            let mut f = enc.family(
-                "portwarden_discovery_errors",
-                "Things discovery had to skip or work around, by reason; none fails a pass but `failed`.",
-                Kind::Counter,
-            );
-            for (reason, n) in &self.discovery_errors {
-                f.sample(&[("reason", reason)], *n as f64);
-            }
-        }
+        enc.by_label(
+            "portwarden_discovery_runs",
+            "Discovery passes, by kind (full: every fd table read).",
+            Kind::Counter,
+            "kind",
+            self.discovery_runs.iter().map(|(k, n)| (*k, *n as f64)),
+        );
+        enc.by_label(
+            "portwarden_discovery_errors",
+            "Things discovery had to skip or work around, by reason; none fails a pass but `failed`.",
+            Kind::Counter,
+            "reason",
+            self.discovery_errors.iter().map(|(k, n)| (*k, *n as f64)),
+        );
         {
             let mut f = enc.family(
                 "portwarden_probes",
@@ -376,30 +371,25 @@ impl Telemetry {
                 f.histogram(&[("kind", kind)], &buckets, stats.sum, stats.count);
             }
         }
-        {
-            let mut f = enc.family(
-                "portwarden_probe_round_duration_seconds",
-                "How long the last round of checks of each kind took, from first start to last result.",
-                Kind::Gauge,
-            );
-            for (kind, stats) in &self.probes {
-                if stats.last_round.is_some() {
-                    f.sample(&[("kind", kind)], stats.last_round_seconds);
-                }
-            }
-        }
-        {
-            let mut f = enc.family(
-                "portwarden_last_probe_round_timestamp_seconds",
-                "When the last round of checks of each kind completed, in seconds since the epoch.",
-                Kind::Gauge,
-            );
-            for (kind, stats) in &self.probes {
-                if let Some(at) = stats.last_round {
-                    f.sample(&[("kind", kind)], unix_seconds(at));
-                }
-            }
-        }
+        let rounds = || {
+            self.probes
+                .iter()
+                .filter_map(|(k, s)| s.last_round.map(|at| (*k, s, at)))
+        };
+        enc.by_label(
+            "portwarden_probe_round_duration_seconds",
+            "How long the last round of checks of each kind took, from first start to last result.",
+            Kind::Gauge,
+            "kind",
+            rounds().map(|(k, s, _)| (k, s.last_round_seconds)),
+        );
+        enc.by_label(
+            "portwarden_last_probe_round_timestamp_seconds",
+            "When the last round of checks of each kind completed, in seconds since the epoch.",
+            Kind::Gauge,
+            "kind",
+            rounds().map(|(k, _, at)| (k, unix_seconds(at))),
+        );
         if let Some(p) = self.process {
             let gauges = [
                 (
@@ -540,7 +530,8 @@ impl Engine {
             tracing::error!("could not start the discovery thread");
         }
         let global = Arc::new(Semaphore::new(settings.probe_concurrency));
-        tokio::spawn(tcp_rounds(
+        tokio::spawn(rounds(
+            tcp_round(&settings, &state),
             settings.clone(),
             state.clone(),
             shared.clone(),
@@ -548,7 +539,8 @@ impl Engine {
             discovered_rx.clone(),
         ));
         if settings.http_detection {
-            tokio::spawn(http_rounds(
+            tokio::spawn(rounds(
+                http_round(&settings, &state),
                 settings.clone(),
                 state.clone(),
                 shared.clone(),
@@ -887,7 +879,27 @@ fn pacing(spread: bool, interval: Duration, jobs: usize) -> Duration {
     (interval / 2 / jobs as u32).min(Duration::from_millis(100))
 }
 
-async fn tcp_rounds(
+/// Runs one job of a round to completion, recording its result.
+type Check<J> = Arc<dyn Fn(J) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Where a round of one kind of check gets its jobs and how it runs one.
+struct Round<J> {
+    kind: &'static str,
+    period: Duration,
+    /// The jobs of a round, read from the state at its start.
+    jobs: fn(&State) -> Vec<J>,
+    /// A cap of this kind's own, taken before a global permit so that
+    /// waiting checks never hold permits the other kinds need.
+    limit: Option<Arc<Semaphore>>,
+    /// Runs one job (permits taken inside) and records its result.
+    check: Check<J>,
+}
+
+/// Runs rounds of one kind forever: the first after the first discovery,
+/// then every `period` from the start of the last; each round's starts
+/// paced, at most `--probe.concurrency` checks in flight across kinds.
+async fn rounds<J: Send + 'static>(
+    round: Round<J>,
     settings: Arc<Settings>,
     state: Arc<Mutex<State>>,
     shared: Arc<Shared>,
@@ -897,44 +909,29 @@ async fn tcp_rounds(
     let mut first = true;
     let mut round_start = tokio::time::Instant::now();
     loop {
-        let wait = settings
-            .status_interval
-            .saturating_sub(round_start.elapsed());
+        let wait = round.period.saturating_sub(round_start.elapsed());
         if !next_round(&mut discovered, &mut first, wait).await {
             return;
         }
         round_start = tokio::time::Instant::now();
-        let jobs: Vec<(PortKey, Vec<SocketAddr>)> = lock(&state)
-            .ports
-            .iter()
-            .filter(|(k, p)| k.proto == Proto::Tcp && p.present && !p.targets.is_empty())
-            .map(|(k, p)| (k.clone(), p.targets.clone()))
-            .collect();
-        let gap = pacing(settings.spread, settings.status_interval, jobs.len());
+        let jobs = (round.jobs)(&lock(&state));
+        let gap = pacing(settings.spread, round.period, jobs.len());
         let mut tasks = tokio::task::JoinSet::new();
-        for (key, targets) in jobs {
+        for job in jobs {
+            let slot = match &round.limit {
+                Some(limit) => match limit.clone().acquire_owned().await {
+                    Ok(slot) => Some(slot),
+                    Err(_) => return,
+                },
+                None => None,
+            };
             let Ok(permit) = global.clone().acquire_owned().await else {
                 return;
             };
-            let (state, settings) = (state.clone(), settings.clone());
+            let check = (round.check)(job);
             tasks.spawn(async move {
-                let outcome = probe::tcp::probe(
-                    &targets,
-                    settings.check_timeout,
-                    settings.max_parallel_ip_checks,
-                )
-                .await;
-                drop(permit);
-                let mut st = lock(&state);
-                st.probes.entry("tcp").or_default().record(
-                    if outcome.alive { "alive" } else { "dead" },
-                    outcome.seconds,
-                );
-                if let Some(p) = st.ports.get_mut(&key)
-                    && p.present
-                {
-                    p.tcp = Some(outcome);
-                }
+                check.await;
+                drop((permit, slot));
             });
             // Finished checks are reaped as we go: a round of 10,000 must
             // not keep 10,000 task records.
@@ -946,7 +943,7 @@ async fn tcp_rounds(
         while tasks.join_next().await.is_some() {}
         let snapshot = {
             let mut st = lock(&state);
-            let stats = st.probes.entry("tcp").or_default();
+            let stats = st.probes.entry(round.kind).or_default();
             stats.last_round = Some(SystemTime::now());
             stats.last_round_seconds = round_start.elapsed().as_secs_f64();
             st.snapshot()
@@ -955,58 +952,81 @@ async fn tcp_rounds(
     }
 }
 
-async fn http_rounds(
-    settings: Arc<Settings>,
-    state: Arc<Mutex<State>>,
-    shared: Arc<Shared>,
-    global: Arc<Semaphore>,
-    mut discovered: watch::Receiver<u64>,
-) {
-    let http_slots = Arc::new(Semaphore::new(settings.http_concurrency));
-    let banner_wait = (settings.check_timeout / 4).min(Duration::from_millis(250));
-    let mut first = true;
-    let mut round_start = tokio::time::Instant::now();
-    loop {
-        let wait = settings
-            .http_status_interval
-            .saturating_sub(round_start.elapsed());
-        if !next_round(&mut discovered, &mut first, wait).await {
-            return;
-        }
-        round_start = tokio::time::Instant::now();
-        // New ports are classified; ports that answered HTTP once are
-        // checked again; the rest are left alone.
-        let jobs: Vec<(PortKey, SocketAddr)> = lock(&state)
-            .ports
-            .iter()
-            .filter(|(k, p)| k.proto == Proto::Tcp && p.present && p.http != HttpClass::NotHttp)
-            .filter_map(|(k, p)| {
-                let addr = p
-                    .tcp
-                    .and_then(|t| t.answered)
-                    .or_else(|| p.targets.first().copied())?;
-                Some((k.clone(), addr))
+/// TCP: every present TCP port, at its sockets' addresses.
+fn tcp_round(
+    settings: &Arc<Settings>,
+    state: &Arc<Mutex<State>>,
+) -> Round<(PortKey, Vec<SocketAddr>)> {
+    let (settings, state) = (settings.clone(), state.clone());
+    Round {
+        kind: "tcp",
+        period: settings.status_interval,
+        limit: None,
+        jobs: |st| {
+            st.ports
+                .iter()
+                .filter(|(k, p)| k.proto == Proto::Tcp && p.present && !p.targets.is_empty())
+                .map(|(k, p)| (k.clone(), p.targets.clone()))
+                .collect()
+        },
+        check: Arc::new(move |(key, targets)| {
+            let (settings, state) = (settings.clone(), state.clone());
+            Box::pin(async move {
+                let outcome = probe::tcp::probe(
+                    &targets,
+                    settings.check_timeout,
+                    settings.max_parallel_ip_checks,
+                )
+                .await;
+                let mut st = lock(&state);
+                let result = if outcome.alive { "alive" } else { "dead" };
+                st.probes
+                    .entry("tcp")
+                    .or_default()
+                    .record(result, outcome.seconds);
+                if let Some(p) = st.ports.get_mut(&key)
+                    && p.present
+                {
+                    p.tcp = Some(outcome);
+                }
             })
-            .collect();
-        let gap = pacing(settings.spread, settings.http_status_interval, jobs.len());
-        let mut tasks = tokio::task::JoinSet::new();
-        for (key, addr) in jobs {
-            let (Ok(slot), Ok(permit)) = (
-                http_slots.clone().acquire_owned().await,
-                global.clone().acquire_owned().await,
-            ) else {
-                return;
-            };
-            let (state, settings) = (state.clone(), settings.clone());
-            tasks.spawn(async move {
+        }),
+    }
+}
+
+/// HTTP: new TCP ports are classified; ports that answered HTTP once are
+/// checked again; the rest are left alone.
+fn http_round(settings: &Arc<Settings>, state: &Arc<Mutex<State>>) -> Round<(PortKey, SocketAddr)> {
+    let (settings, state) = (settings.clone(), state.clone());
+    let banner_wait = (settings.check_timeout / 4).min(Duration::from_millis(250));
+    Round {
+        kind: "http",
+        period: settings.http_status_interval,
+        limit: Some(Arc::new(Semaphore::new(settings.http_concurrency))),
+        jobs: |st| {
+            st.ports
+                .iter()
+                .filter(|(k, p)| k.proto == Proto::Tcp && p.present && p.http != HttpClass::NotHttp)
+                .filter_map(|(k, p)| {
+                    let addr = p
+                        .tcp
+                        .and_then(|t| t.answered)
+                        .or_else(|| p.targets.first().copied())?;
+                    Some((k.clone(), addr))
+                })
+                .collect()
+        },
+        check: Arc::new(move |(key, addr)| {
+            let (settings, state) = (settings.clone(), state.clone());
+            Box::pin(async move {
                 let started = Instant::now();
                 let outcome = probe::http::probe(addr, settings.check_timeout, banner_wait).await;
-                drop((slot, permit));
                 let mut st = lock(&state);
+                let seconds = started.elapsed().as_secs_f64();
                 st.probes
                     .entry("http")
                     .or_default()
-                    .record(outcome.result(), started.elapsed().as_secs_f64());
+                    .record(outcome.result(), seconds);
                 if let Some(p) = st.ports.get_mut(&key)
                     && p.present
                 {
@@ -1018,22 +1038,7 @@ async fn http_rounds(
                         _ => HttpClass::NotHttp,
                     };
                 }
-            });
-            // Finished checks are reaped as we go: a round of 10,000 must
-            // not keep 10,000 task records.
-            while tasks.try_join_next().is_some() {}
-            if !gap.is_zero() {
-                tokio::time::sleep(gap).await;
-            }
-        }
-        while tasks.join_next().await.is_some() {}
-        let snapshot = {
-            let mut st = lock(&state);
-            let stats = st.probes.entry("http").or_default();
-            stats.last_round = Some(SystemTime::now());
-            stats.last_round_seconds = round_start.elapsed().as_secs_f64();
-            st.snapshot()
-        };
-        shared.publish(snapshot);
+            })
+        }),
     }
 }
