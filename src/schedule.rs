@@ -1042,3 +1042,211 @@ fn http_round(settings: &Arc<Settings>, state: &Arc<Mutex<State>>) -> Round<(Por
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Family, Owner, Port, ScanStats};
+
+    fn owner(pid: u32, name: &str) -> Arc<Owner> {
+        Arc::new(Owner {
+            pid,
+            start_time: u64::from(pid) * 10,
+            process_name: name.into(),
+            exe_path: format!("/usr/bin/{name}"),
+            cmdline: String::new(),
+            uid: 0,
+            user: "root".into(),
+            ppid: 1,
+        })
+    }
+
+    fn port(proto: Proto, addr: &str, port: u16, owner: Option<Arc<Owner>>) -> Port {
+        Port {
+            socket: Socket {
+                proto,
+                family: if addr.contains(':') {
+                    Family::Ipv6
+                } else {
+                    Family::Ipv4
+                },
+                address: addr.parse().expect("ip"),
+                port,
+                inode: u64::from(port),
+                uid: 0,
+                accept_queue: None,
+            },
+            netns: "host".into(),
+            owners: owner.into_iter().collect(),
+            owner_unknown_reason: None,
+            excluded: false,
+        }
+    }
+
+    fn discovery(ports: Vec<Port>) -> Discovery {
+        Discovery {
+            ports,
+            stats: ScanStats::default(),
+            source: SocketSource::Netlink,
+            duration_seconds: 0.01,
+        }
+    }
+
+    fn state(retention: Duration) -> State {
+        State {
+            ports: HashMap::new(),
+            procs: HashMap::new(),
+            probes: HashMap::new(),
+            discovery_errors: HashMap::new(),
+            discovery_runs: HashMap::new(),
+            last_discovery: None,
+            retention,
+        }
+    }
+
+    fn key(proto: Proto, port: u16) -> PortKey {
+        PortKey {
+            proto,
+            port,
+            netns: "host".into(),
+        }
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_of_one_port_are_one_series_named_by_the_first_owner() {
+        let mut st = state(Duration::from_secs(60));
+        let nginx = owner(10, "nginx");
+        st.apply_discovery(
+            &discovery(vec![
+                port(Proto::Tcp, "0.0.0.0", 80, Some(nginx.clone())),
+                port(Proto::Tcp, "::", 80, Some(nginx)),
+                port(Proto::Udp, "127.0.0.1", 80, Some(owner(11, "dns"))),
+            ]),
+            true,
+        );
+        assert_eq!(st.ports.len(), 2);
+        let tcp = &st.ports[&key(Proto::Tcp, 80)];
+        assert_eq!(tcp.process_name, "nginx");
+        assert_eq!(
+            tcp.targets,
+            vec![
+                "127.0.0.1:80".parse::<SocketAddr>().expect("addr"),
+                "[::1]:80".parse().expect("addr")
+            ]
+        );
+        assert_eq!(st.procs.len(), 2);
+    }
+
+    #[test]
+    fn a_vanished_port_stays_absent_for_the_retention_then_goes() {
+        let mut st = state(Duration::from_millis(50));
+        st.apply_discovery(
+            &discovery(vec![port(
+                Proto::Tcp,
+                "127.0.0.1",
+                8080,
+                Some(owner(20, "app")),
+            )]),
+            true,
+        );
+        st.apply_discovery(&discovery(vec![]), false);
+        let p = &st.ports[&key(Proto::Tcp, 8080)];
+        assert!(!p.present);
+        assert!(!st.procs[&("app".to_string(), "/usr/bin/app".to_string())].alive);
+        let snap = st.snapshot();
+        assert_eq!(snap.ports.len(), 1);
+        assert!(!snap.ports[0].present);
+        std::thread::sleep(Duration::from_millis(60));
+        st.apply_discovery(&discovery(vec![]), false);
+        assert!(st.ports.is_empty());
+        assert!(st.procs.is_empty());
+    }
+
+    #[test]
+    fn a_new_owner_takes_over_and_is_asked_about_http_again() {
+        let mut st = state(Duration::from_secs(60));
+        st.apply_discovery(
+            &discovery(vec![port(
+                Proto::Tcp,
+                "127.0.0.1",
+                6379,
+                Some(owner(30, "redis")),
+            )]),
+            true,
+        );
+        st.ports.get_mut(&key(Proto::Tcp, 6379)).expect("port").http = HttpClass::NotHttp;
+        // Restarted under a new pid: same labels, new identity.
+        st.apply_discovery(
+            &discovery(vec![port(
+                Proto::Tcp,
+                "127.0.0.1",
+                6379,
+                Some(owner(31, "redis")),
+            )]),
+            false,
+        );
+        let p = &st.ports[&key(Proto::Tcp, 6379)];
+        assert_eq!(p.owner, Some((31, 310)));
+        assert_eq!(p.http, HttpClass::Unknown);
+        let proc = &st.procs[&("redis".to_string(), "/usr/bin/redis".to_string())];
+        assert_eq!((proc.pid, proc.alive), (31, true));
+        assert_eq!(st.procs.len(), 1);
+        // An HTTP port keeps its series through an owner change.
+        st.ports.get_mut(&key(Proto::Tcp, 6379)).expect("port").http =
+            HttpClass::Http { alive: true };
+        st.apply_discovery(
+            &discovery(vec![port(
+                Proto::Tcp,
+                "127.0.0.1",
+                6379,
+                Some(owner(32, "redis")),
+            )]),
+            false,
+        );
+        assert_eq!(
+            st.ports[&key(Proto::Tcp, 6379)].http,
+            HttpClass::Http { alive: true }
+        );
+    }
+
+    #[test]
+    fn excluded_ports_are_not_series() {
+        let mut st = state(Duration::from_secs(60));
+        let mut p = port(Proto::Tcp, "0.0.0.0", 22, Some(owner(40, "sshd")));
+        p.excluded = true;
+        st.apply_discovery(&discovery(vec![p]), true);
+        assert!(st.ports.is_empty());
+        assert!(st.procs.is_empty());
+    }
+
+    #[test]
+    fn empty_labels_are_written_as_a_slash() {
+        let mut st = state(Duration::from_secs(60));
+        st.apply_discovery(
+            &discovery(vec![port(Proto::Udp, "0.0.0.0", 2049, None)]),
+            true,
+        );
+        let text = st.snapshot().encode(Format::Text);
+        assert!(
+            text.contains("node_udp_port_alive{process_name=\"/\",exe_path=\"/\",port=\"2049\",netns=\"host\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn pacing_spreads_a_round_over_half_the_interval() {
+        assert_eq!(
+            pacing(true, Duration::from_secs(60), 10_000),
+            Duration::from_millis(3)
+        );
+        assert_eq!(
+            pacing(true, Duration::from_secs(60), 3),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            pacing(false, Duration::from_secs(60), 10_000),
+            Duration::ZERO
+        );
+        assert_eq!(pacing(true, Duration::from_secs(60), 0), Duration::ZERO);
+    }
+}
