@@ -41,11 +41,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Ls(args)) => {
+            // stderr unlocked: a worker thread that logs must not wait on us.
             portwarden::cli::ls::run(
                 &cli.global,
                 &args,
                 &mut io::stdout().lock(),
-                &mut io::stderr().lock(),
+                &mut io::stderr(),
             )?;
             io::stdout().flush().ok();
             Ok(())

@@ -134,6 +134,13 @@ pub struct ScanStats {
     pub fds_read: u64,
     /// Whether this pass read every process's fd table.
     pub full_scan: bool,
+    /// Network namespaces that vanished before their sockets were listed.
+    pub netns_vanished: u64,
+    /// Namespaces we were not allowed to enter (listed from /proc instead,
+    /// or skipped when no process inside shows them).
+    pub setns_denied: u64,
+    /// Processes whose namespace we may not read.
+    pub netns_denied: u64,
 }
 
 impl ScanStats {
@@ -142,5 +149,8 @@ impl ScanStats {
         self.vanished += other.vanished;
         self.processes_scanned += other.processes_scanned;
         self.fds_read += other.fds_read;
+        self.netns_vanished += other.netns_vanished;
+        self.setns_denied += other.setns_denied;
+        self.netns_denied += other.netns_denied;
     }
 }

@@ -105,6 +105,9 @@ struct State {
     discovery_runs: HashMap<&'static str, u64>,
     last_discovery: Option<(SystemTime, f64)>,
     retention: Duration,
+    /// Ports in this namespace are probed; others are not reachable from our
+    /// sockets yet, and get no TCP or HTTP series rather than wrong ones.
+    own_netns: Option<Arc<str>>,
 }
 
 /// A published, immutable view of the engine, encoded on demand.
@@ -507,6 +510,7 @@ impl Engine {
             discovery_runs: HashMap::new(),
             last_discovery: None,
             retention: settings.retention,
+            own_netns: None,
         }));
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let (discovered_tx, discovered_rx) = watch::channel(0u64);
@@ -678,6 +682,7 @@ impl State {
             *self.discovery_errors.entry("netlink_refused").or_default() += 1;
         }
         self.last_discovery = Some((SystemTime::now(), d.duration_seconds));
+        self.own_netns = d.own_netns.clone();
 
         // Group sockets into port series; the first owned socket names it.
         let mut seen: HashMap<PortKey, (Vec<&Socket>, Option<&crate::model::Owner>)> =
@@ -761,6 +766,13 @@ impl State {
         }
         self.procs
             .retain(|k, p| owners.contains(k) || now.duration_since(p.last_seen) < retention);
+    }
+
+    /// Whether our probes can reach the port's namespace.
+    fn probes_reach(&self, key: &PortKey) -> bool {
+        self.own_netns
+            .as_deref()
+            .is_some_and(|own| *own == *key.netns)
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -965,7 +977,12 @@ fn tcp_round(
         jobs: |st| {
             st.ports
                 .iter()
-                .filter(|(k, p)| k.proto == Proto::Tcp && p.present && !p.targets.is_empty())
+                .filter(|(k, p)| {
+                    k.proto == Proto::Tcp
+                        && p.present
+                        && !p.targets.is_empty()
+                        && st.probes_reach(k)
+                })
                 .map(|(k, p)| (k.clone(), p.targets.clone()))
                 .collect()
         },
@@ -1006,7 +1023,12 @@ fn http_round(settings: &Arc<Settings>, state: &Arc<Mutex<State>>) -> Round<(Por
         jobs: |st| {
             st.ports
                 .iter()
-                .filter(|(k, p)| k.proto == Proto::Tcp && p.present && p.http != HttpClass::NotHttp)
+                .filter(|(k, p)| {
+                    k.proto == Proto::Tcp
+                        && p.present
+                        && p.http != HttpClass::NotHttp
+                        && st.probes_reach(k)
+                })
                 .filter_map(|(k, p)| {
                     let addr = p
                         .tcp
@@ -1089,6 +1111,7 @@ mod tests {
             stats: ScanStats::default(),
             source: SocketSource::Netlink,
             duration_seconds: 0.01,
+            own_netns: Some("host".into()),
         }
     }
 
@@ -1101,6 +1124,7 @@ mod tests {
             discovery_runs: HashMap::new(),
             last_discovery: None,
             retention,
+            own_netns: Some("host".into()),
         }
     }
 

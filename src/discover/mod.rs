@@ -44,6 +44,9 @@ pub struct Discovery {
     pub source: SocketSource,
     /// How long the pass took, in seconds.
     pub duration_seconds: f64,
+    /// The label of the namespace portwarden itself runs in: the only one
+    /// whose ports a plain socket of ours can reach.
+    pub own_netns: Option<Arc<str>>,
 }
 
 /// Settings of discovery.
@@ -59,7 +62,6 @@ pub struct Options {
 #[derive(Debug)]
 pub struct Discoverer {
     proc: ProcRoot,
-    netns: Netns,
     owners: OwnerIndex,
     users: Users,
     exclusions: Exclusions,
@@ -75,7 +77,6 @@ impl Discoverer {
             n => n,
         };
         Ok(Discoverer {
-            netns: Netns::current(&proc),
             users: Users::load(&proc),
             owners: OwnerIndex::new(threads),
             threads,
@@ -104,31 +105,31 @@ impl Discoverer {
 
     fn pass(&mut self, full: bool) -> Result<Discovery, Error> {
         let started = Instant::now();
-        let (sockets, source, stats) = if full {
+        let (sockets, source, stats, own_netns) = if full {
             let wanted = OnceLock::new();
             let scan = self
                 .owners
                 .begin_full_scan(&self.proc, &wanted, &self.users);
             let listing = list_alongside(
                 &self.proc,
-                &self.netns,
                 self.threads,
                 |listing| {
                     // On failure the scan still ends: it then keeps every
                     // socket, and its result is thrown away below.
                     let inodes = listing
                         .as_ref()
-                        .map(|(socks, _)| socks.iter().map(|s| s.inode).collect());
+                        .map(|l| l.sockets.iter().map(|s| s.socket.inode).collect());
                     let _ = wanted.set(inodes.unwrap_or_default());
                 },
                 || scan.work(),
             );
-            let (sockets, source) = listing?;
+            let listing = listing?;
             let none = IdSet::default();
-            let stats = self
+            let mut stats = self
                 .owners
                 .finish_full_scan(scan, wanted.get().unwrap_or(&none));
-            (sockets, source, stats)
+            stats.add(&listing.stats);
+            (listing.sockets, listing.source, stats, listing.own_netns)
         } else {
             // Whichever thread comes first lays out the checks; the lister
             // starts at once.
@@ -136,7 +137,6 @@ impl Discoverer {
             let (proc, owners) = (&self.proc, &self.owners);
             let listing = list_alongside(
                 proc,
-                &self.netns,
                 self.threads,
                 |_| {},
                 || ready.get_or_init(|| owners.begin_verify(proc)).work(),
@@ -145,11 +145,12 @@ impl Discoverer {
             let verified = outcome
                 .map(|o| self.owners.finish_verify(o))
                 .unwrap_or_default();
-            let (sockets, source) = listing?;
-            let wanted: IdSet<u64> = sockets.iter().map(|s| s.inode).collect();
+            let listing = listing?;
+            let wanted: IdSet<u64> = listing.sockets.iter().map(|s| s.socket.inode).collect();
             let mut stats = self.owners.resolve_new(&self.proc, &wanted, &self.users);
             stats.add(&verified);
-            (sockets, source, stats)
+            stats.add(&listing.stats);
+            (listing.sockets, listing.source, stats, listing.own_netns)
         };
         let ports = self.ports(sockets, &stats);
         Ok(Discovery {
@@ -157,19 +158,20 @@ impl Discoverer {
             stats,
             source,
             duration_seconds: started.elapsed().as_secs_f64(),
+            own_netns,
         })
     }
 
     /// Joins sockets with their owners, on all threads: with 10,000 ports
     /// this is a few milliseconds of a refresh.
-    fn ports(&self, sockets: Vec<Socket>, stats: &ScanStats) -> Vec<Port> {
+    fn ports(&self, sockets: Vec<Listed>, stats: &ScanStats) -> Vec<Port> {
         const MIN_PER_THREAD: usize = 2048;
         let threads = self.threads.min(sockets.len() / MIN_PER_THREAD).max(1);
         if threads == 1 {
             return sockets.into_iter().map(|s| self.port(s, stats)).collect();
         }
         let chunk = sockets.len().div_ceil(threads);
-        let mut parts: Vec<Vec<Socket>> = Vec::with_capacity(threads);
+        let mut parts: Vec<Vec<Listed>> = Vec::with_capacity(threads);
         let mut rest = sockets;
         while rest.len() > chunk {
             let tail = rest.split_off(chunk);
@@ -198,12 +200,13 @@ impl Discoverer {
         })
     }
 
-    fn port(&self, socket: Socket, stats: &ScanStats) -> Port {
+    fn port(&self, listed: Listed, stats: &ScanStats) -> Port {
+        let Listed { socket, netns } = listed;
         let (owners, excluded) = order_owners(self.owners.owners(socket.inode), &self.exclusions);
         let owner_unknown_reason = owners.is_empty().then(|| unknown_reason(stats));
         Port {
             socket,
-            netns: Arc::clone(&self.netns.label),
+            netns,
             owners,
             owner_unknown_reason,
             excluded,
@@ -262,14 +265,30 @@ fn unknown_reason(stats: &ScanStats) -> String {
     }
 }
 
-type Listing = Result<(Vec<Socket>, SocketSource), Error>;
+/// A socket and the label of the namespace it lives in.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub socket: Socket,
+    pub netns: Arc<str>,
+}
+
+/// The sockets of every namespace.
+#[derive(Debug, Default)]
+pub struct SocketList {
+    pub sockets: Vec<Listed>,
+    pub own_netns: Option<Arc<str>>,
+    pub source: SocketSource,
+    /// Namespaces skipped or listed the slow way.
+    pub stats: ScanStats,
+}
+
+type Listing = Result<SocketList, Error>;
 
 /// Runs `work` on `threads` threads while one of them first fetches the
 /// socket list (and hands it to `listed`): the /proc work needs both cores,
 /// and a third thread for the list would only time-slice them.
 fn list_alongside(
     proc: &ProcRoot,
-    netns: &Netns,
     threads: usize,
     listed: impl FnOnce(&Listing) + Send,
     work: impl Fn() + Sync,
@@ -277,7 +296,7 @@ fn list_alongside(
     std::thread::scope(|s| {
         let work = &work;
         let lister = s.spawn(move || {
-            let listing = list_sockets(proc, netns);
+            let listing = list_sockets(proc);
             listed(&listing);
             work();
             listing
@@ -292,9 +311,97 @@ fn list_alongside(
     })
 }
 
-/// Lists sockets of every protocol in `netns`, by netlink where the kernel
-/// lets us, else from the /proc/net files.
-fn list_sockets(proc: &ProcRoot, netns: &Netns) -> Result<(Vec<Socket>, SocketSource), Error> {
+/// Lists the sockets of every network namespace. Failing to list the host's
+/// namespace fails the pass; any other namespace that vanishes or cannot be
+/// entered is skipped and counted.
+fn list_sockets(proc: &ProcRoot) -> Listing {
+    let (namespaces, skipped) = netns::enumerate(proc, netns::BIND_DIRS);
+    let mut list = SocketList::default();
+    list.stats.netns_denied = skipped.denied;
+    for ns in &namespaces {
+        if ns.handle == netns::Handle::Own {
+            list.own_netns = Some(Arc::clone(&ns.label));
+        }
+        let listed = match &ns.handle {
+            netns::Handle::Own => list_here(proc, ns),
+            _ => list_entered(proc, ns, &mut list.stats),
+        };
+        match listed {
+            Ok(Some((sockets, source))) => {
+                if source == SocketSource::ProcNet {
+                    list.source = SocketSource::ProcNet;
+                }
+                list.sockets
+                    .extend(sockets.into_iter().map(|socket| Listed {
+                        socket,
+                        netns: Arc::clone(&ns.label),
+                    }));
+            }
+            Ok(None) => {}
+            Err(e) if &*ns.label == "host" => return Err(e),
+            Err(_) => list.stats.netns_vanished += 1,
+        }
+    }
+    Ok(list)
+}
+
+/// Lists a namespace from a thread that entered it; without the right to
+/// enter, from the /proc/net files of a process inside. `Ok(None)`: skipped.
+fn list_entered(
+    proc: &ProcRoot,
+    ns: &Netns,
+    stats: &mut ScanStats,
+) -> Result<Option<(Vec<Socket>, SocketSource)>, Error> {
+    let fd = match ns.open(proc) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            stats.setns_denied += 1;
+            return list_from_proc(proc, ns);
+        }
+        Err(_) => {
+            stats.netns_vanished += 1;
+            return Ok(None);
+        }
+    };
+    let entered = std::thread::scope(|s| {
+        s.spawn(|| {
+            // The thread is ours alone and ends here: entering another
+            // namespace changes nothing for the rest of the program.
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&fd),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map(|()| list_here(proc, ns))
+        })
+        .join()
+    });
+    match entered {
+        Ok(Ok(listed)) => listed,
+        Ok(Err(_setns)) => {
+            stats.setns_denied += 1;
+            list_from_proc(proc, ns)
+        }
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// A namespace listed from the /proc/net files of a process inside it.
+fn list_from_proc(
+    proc: &ProcRoot,
+    ns: &Netns,
+) -> Result<Option<(Vec<Socket>, SocketSource)>, Error> {
+    if ns.proc_entry().is_none() {
+        return Ok(None);
+    }
+    let refused = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+    let mut all = list_proc_net(proc, ns, Proto::Tcp, refused())?;
+    all.extend(list_proc_net(proc, ns, Proto::Udp, refused())?);
+    Ok(Some((all, SocketSource::ProcNet)))
+}
+
+/// Lists sockets of every protocol in the namespace of the calling thread,
+/// by netlink where the kernel lets us, else from the /proc/net files.
+fn list_here(proc: &ProcRoot, ns: &Netns) -> Result<Option<(Vec<Socket>, SocketSource)>, Error> {
     let mut all = Vec::new();
     let mut source = SocketSource::Netlink;
     for proto in [Proto::Tcp, Proto::Udp] {
@@ -302,11 +409,11 @@ fn list_sockets(proc: &ProcRoot, netns: &Netns) -> Result<(Vec<Socket>, SocketSo
             Ok(found) => all.extend(found),
             Err(netlink) => {
                 source = SocketSource::ProcNet;
-                all.extend(list_proc_net(proc, netns, proto, netlink)?);
+                all.extend(list_proc_net(proc, ns, proto, netlink)?);
             }
         }
     }
-    Ok((all, source))
+    Ok(Some((all, source)))
 }
 
 fn list_proc_net(
@@ -319,7 +426,10 @@ fn list_proc_net(
     let mut buf = Vec::new();
     for family in [Family::Ipv4, Family::Ipv6] {
         let file = sockets::proc_net_file(proto, family);
-        let rel = format!("{}/{}", netns.proc_entry, file);
+        let Some(entry) = netns.proc_entry() else {
+            return Ok(out);
+        };
+        let rel = format!("{entry}/{file}");
         let fail = |source: std::io::Error| Error::SocketList {
             what: proto.as_str(),
             netlink: std::io::Error::new(netlink.kind(), netlink.to_string()),

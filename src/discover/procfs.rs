@@ -112,6 +112,16 @@ impl PidDir {
         read_at(&self.dir, name, buf)
     }
 
+    /// Opens a file such as `ns/net` for reading.
+    pub fn open_file(&self, name: &str) -> io::Result<OwnedFd> {
+        Ok(rustix::fs::openat(
+            &self.dir,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?)
+    }
+
     /// Reads a link such as `exe`.
     pub fn readlink(&self, name: &str) -> io::Result<Vec<u8>> {
         readlink_at(&self.dir, name)

@@ -301,14 +301,25 @@ impl Holder {
     }
 
     pub fn start_as(exe: &Path, spec: &Value) -> Holder {
-        let mut child = Command::new(exe)
+        Holder::spawn(Command::new(exe), spec)
+    }
+
+    /// Starts `python3` inside the network namespace `netns` (`ip netns`).
+    pub fn start_in(netns: &str, spec: &Value) -> Holder {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, "python3"]);
+        Holder::spawn(cmd, spec)
+    }
+
+    fn spawn(mut cmd: Command, spec: &Value) -> Holder {
+        let mut child = cmd
             .arg("-c")
             .arg(SOCKET_HOLDER)
             .arg(spec.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
+            .unwrap_or_else(|e| panic!("start a socket holder: {e}"));
         let stdin = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
@@ -452,6 +463,38 @@ pub fn which(name: &str) -> PathBuf {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("{name} not on PATH"))
+}
+
+/// A network namespace made for one test (`ip netns add`, loopback up),
+/// deleted on drop. Needs root.
+pub struct TestNetns(pub String);
+
+impl TestNetns {
+    pub fn new(tag: &str) -> TestNetns {
+        let name = format!("pw-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("ip")
+                .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(ok, "could not create network namespace {name}");
+        TestNetns(name)
+    }
+
+    /// The namespace's inode, as portwarden labels it (`netns:<inode>`).
+    pub fn label(&self) -> String {
+        let meta = std::fs::metadata(format!("/run/netns/{}", self.0)).expect("bind mount");
+        format!("netns:{}", std::os::unix::fs::MetadataExt::ino(&meta))
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
 }
 
 /// A fresh temporary directory, removed on drop.
