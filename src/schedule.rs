@@ -105,9 +105,11 @@ struct State {
     discovery_runs: HashMap<&'static str, u64>,
     last_discovery: Option<(SystemTime, f64)>,
     retention: Duration,
-    /// Ports in this namespace are probed; others are not reachable from our
-    /// sockets yet, and get no TCP or HTTP series rather than wrong ones.
-    own_netns: Option<Arc<str>>,
+    /// How to reach each namespace's ports: from our own sockets, or from
+    /// sockets made inside it.
+    vias: HashMap<Arc<str>, probe::Via>,
+    /// Whether the first refused namespace entry was logged.
+    warned_unsupported: bool,
 }
 
 /// A published, immutable view of the engine, encoded on demand.
@@ -510,7 +512,8 @@ impl Engine {
             discovery_runs: HashMap::new(),
             last_discovery: None,
             retention: settings.retention,
-            own_netns: None,
+            vias: HashMap::new(),
+            warned_unsupported: false,
         }));
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let (discovered_tx, discovered_rx) = watch::channel(0u64);
@@ -682,7 +685,19 @@ impl State {
             *self.discovery_errors.entry("netlink_refused").or_default() += 1;
         }
         self.last_discovery = Some((SystemTime::now(), d.duration_seconds));
-        self.own_netns = d.own_netns.clone();
+        self.vias = d
+            .namespaces
+            .iter()
+            .map(|(label, entry)| {
+                let via = match entry {
+                    Some(path) if d.own_netns.as_ref() != Some(label) => {
+                        probe::Via::Netns(path.as_path().into())
+                    }
+                    _ => probe::Via::Here,
+                };
+                (Arc::clone(label), via)
+            })
+            .collect();
 
         // Group sockets into port series; the first owned socket names it.
         let mut seen: HashMap<PortKey, (Vec<&Socket>, Option<&crate::model::Owner>)> =
@@ -768,11 +783,9 @@ impl State {
             .retain(|k, p| owners.contains(k) || now.duration_since(p.last_seen) < retention);
     }
 
-    /// Whether our probes can reach the port's namespace.
-    fn probes_reach(&self, key: &PortKey) -> bool {
-        self.own_netns
-            .as_deref()
-            .is_some_and(|own| *own == *key.netns)
+    /// How a check reaches the port's namespace, if it can.
+    fn via(&self, key: &PortKey) -> Option<probe::Via> {
+        self.vias.get(&key.netns).cloned()
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -968,7 +981,7 @@ async fn rounds<J: Send + 'static>(
 fn tcp_round(
     settings: &Arc<Settings>,
     state: &Arc<Mutex<State>>,
-) -> Round<(PortKey, Vec<SocketAddr>)> {
+) -> Round<(PortKey, Vec<SocketAddr>, probe::Via)> {
     let (settings, state) = (settings.clone(), state.clone());
     Round {
         kind: "tcp",
@@ -977,25 +990,36 @@ fn tcp_round(
         jobs: |st| {
             st.ports
                 .iter()
-                .filter(|(k, p)| {
-                    k.proto == Proto::Tcp
-                        && p.present
-                        && !p.targets.is_empty()
-                        && st.probes_reach(k)
-                })
-                .map(|(k, p)| (k.clone(), p.targets.clone()))
+                .filter(|(k, p)| k.proto == Proto::Tcp && p.present && !p.targets.is_empty())
+                .filter_map(|(k, p)| Some((k.clone(), p.targets.clone(), st.via(k)?)))
                 .collect()
         },
-        check: Arc::new(move |(key, targets)| {
+        check: Arc::new(move |(key, targets, via)| {
             let (settings, state) = (settings.clone(), state.clone());
             Box::pin(async move {
                 let outcome = probe::tcp::probe(
                     &targets,
+                    &via,
                     settings.check_timeout,
                     settings.max_parallel_ip_checks,
                 )
                 .await;
                 let mut st = lock(&state);
+                if outcome.unsupported {
+                    // Not down: unknown. Said once, counted always.
+                    if !st.warned_unsupported {
+                        st.warned_unsupported = true;
+                        tracing::warn!(
+                            netns = %key.netns,
+                            "cannot enter a network namespace to check its ports (needs CAP_SYS_ADMIN); such ports get no TCP series"
+                        );
+                    }
+                    st.probes
+                        .entry("tcp")
+                        .or_default()
+                        .record("unsupported", outcome.seconds);
+                    return;
+                }
                 let result = if outcome.alive { "alive" } else { "dead" };
                 st.probes
                     .entry("tcp")
@@ -1013,7 +1037,10 @@ fn tcp_round(
 
 /// HTTP: new TCP ports are classified; ports that answered HTTP once are
 /// checked again; the rest are left alone.
-fn http_round(settings: &Arc<Settings>, state: &Arc<Mutex<State>>) -> Round<(PortKey, SocketAddr)> {
+fn http_round(
+    settings: &Arc<Settings>,
+    state: &Arc<Mutex<State>>,
+) -> Round<(PortKey, SocketAddr, probe::Via)> {
     let (settings, state) = (settings.clone(), state.clone());
     let banner_wait = (settings.check_timeout / 4).min(Duration::from_millis(250));
     Round {
@@ -1023,26 +1050,22 @@ fn http_round(settings: &Arc<Settings>, state: &Arc<Mutex<State>>) -> Round<(Por
         jobs: |st| {
             st.ports
                 .iter()
-                .filter(|(k, p)| {
-                    k.proto == Proto::Tcp
-                        && p.present
-                        && p.http != HttpClass::NotHttp
-                        && st.probes_reach(k)
-                })
+                .filter(|(k, p)| k.proto == Proto::Tcp && p.present && p.http != HttpClass::NotHttp)
                 .filter_map(|(k, p)| {
                     let addr = p
                         .tcp
                         .and_then(|t| t.answered)
                         .or_else(|| p.targets.first().copied())?;
-                    Some((k.clone(), addr))
+                    Some((k.clone(), addr, st.via(k)?))
                 })
                 .collect()
         },
-        check: Arc::new(move |(key, addr)| {
+        check: Arc::new(move |(key, addr, via)| {
             let (settings, state) = (settings.clone(), state.clone());
             Box::pin(async move {
                 let started = Instant::now();
-                let outcome = probe::http::probe(addr, settings.check_timeout, banner_wait).await;
+                let outcome =
+                    probe::http::probe(addr, &via, settings.check_timeout, banner_wait).await;
                 let mut st = lock(&state);
                 let seconds = started.elapsed().as_secs_f64();
                 st.probes
@@ -1112,6 +1135,7 @@ mod tests {
             source: SocketSource::Netlink,
             duration_seconds: 0.01,
             own_netns: Some("host".into()),
+            namespaces: vec![("host".into(), None)],
         }
     }
 
@@ -1124,7 +1148,8 @@ mod tests {
             discovery_runs: HashMap::new(),
             last_discovery: None,
             retention,
-            own_netns: Some("host".into()),
+            vias: HashMap::new(),
+            warned_unsupported: false,
         }
     }
 

@@ -53,15 +53,15 @@ fn listeners_in_two_namespaces_and_the_host_each_with_their_label() {
 }
 
 #[test]
-fn the_exporter_labels_namespaced_ports_and_never_probes_them_from_outside() {
+fn the_exporter_checks_namespaced_ports_from_inside_their_namespace() {
     if skip_unless_root() {
         return;
     }
     let ns = TestNetns::new("serve");
     let host = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
     let port = host.port(0);
-    // Same port number inside: a probe from the host's namespace would
-    // reach the host's listener and call this one alive.
+    // The same port number inside, on the namespace's own loopback: a check
+    // from the host's namespace would reach the host's listener instead.
     let inside = Holder::start_in(
         &ns.0,
         &json!({"sockets": [
@@ -69,24 +69,36 @@ fn the_exporter_labels_namespaced_ports_and_never_probes_them_from_outside() {
             {"proto": "udp", "addr": "127.0.0.1"},
         ]}),
     );
-    let exporter = Exporter::start(&[("ENABLE_HTTP_DETECTION", "false")]);
-    let in_ns = format!("port=\"{}\",netns=\"{}\"", inside.port(1), ns.label());
-    let text = exporter.wait_for(
+    let exporter = Exporter::start(&[
+        ("ENABLE_HTTP_DETECTION", "false"),
+        ("PORTWARDEN_PORT_RETENTION", "1m"),
+    ]);
+    let label = ns.label();
+    let series = move |t: &str, family: &str, p: u16, netns: &str| -> Option<String> {
+        let labels = format!("port=\"{p}\",netns=\"{netns}\"");
+        t.lines()
+            .find(|l| l.starts_with(&format!("{family}{{")) && l.contains(&labels))
+            .and_then(|l| l.rsplit(' ').next().map(str::to_string))
+    };
+    let (l1, l2) = (label.clone(), label.clone());
+    let udp_port = inside.port(1);
+    exporter.wait_for(
         15,
-        "the host's port checked and the namespace's UDP port seen",
-        |t| {
-            series_value(t, "node_tcp_port_alive", port) == Some(1.0)
-                && t.lines().any(|l| {
-                    l.starts_with("node_udp_port_alive{") && l.contains(&in_ns) && l.ends_with(" 1")
-                })
+        "both listeners alive, each in its namespace",
+        move |t| {
+            series(t, "node_tcp_port_alive", port, "host").as_deref() == Some("1")
+                && series(t, "node_tcp_port_alive", port, &l1).as_deref() == Some("1")
+                && series(t, "node_udp_port_alive", udp_port, &l1).as_deref() == Some("1")
         },
     );
-    let tcp_lines: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            l.starts_with("node_tcp_port_alive{") && l.contains(&format!("port=\"{port}\""))
-        })
-        .collect();
-    assert_eq!(tcp_lines.len(), 1, "{tcp_lines:?}");
-    assert!(tcp_lines[0].contains("netns=\"host\""), "{tcp_lines:?}");
+    // The namespace's listener goes: its series says so, the host's does not.
+    drop(inside);
+    let text = exporter.wait_for(15, "the namespaced port at 0", move |t| {
+        series(t, "node_tcp_port_alive", port, &l2).as_deref() == Some("0")
+    });
+    assert!(
+        text.lines().any(|l| l.starts_with("node_tcp_port_alive{")
+            && l.contains(&format!("port=\"{port}\",netns=\"host\"}} 1"))),
+        "{text}"
+    );
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use portwarden::probe::http::{self, HttpOutcome};
-use portwarden::probe::tcp;
+use portwarden::probe::{Via, tcp};
 
 /// Serves each connection with `behave` on a thread of its own.
 fn server(behave: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
@@ -38,7 +38,7 @@ const SLACK: Duration = Duration::from_millis(700);
 
 fn check(addr: SocketAddr) -> (HttpOutcome, Duration) {
     let t = Instant::now();
-    let outcome = rt().block_on(http::probe(addr, TIMEOUT, BANNER_WAIT));
+    let outcome = rt().block_on(http::probe(addr, &Via::Here, TIMEOUT, BANNER_WAIT));
     (outcome, t.elapsed())
 }
 
@@ -136,7 +136,7 @@ fn a_closed_port_is_unreachable_and_tcp_dead() {
         .and_then(|l| l.local_addr())
         .expect("free port");
     assert_eq!(check(addr).0, HttpOutcome::Unreachable);
-    let out = rt().block_on(tcp::probe(&[addr], TIMEOUT, 8));
+    let out = rt().block_on(tcp::probe(&[addr], &Via::Here, TIMEOUT, 8));
     assert!(!out.alive);
 }
 
@@ -150,7 +150,7 @@ fn tcp_checks_send_nothing() {
         let mut buf = [0u8; 64];
         seen.store(c.read(&mut buf).unwrap_or(0), Ordering::SeqCst);
     });
-    let out = rt().block_on(tcp::probe(&[addr], TIMEOUT, 8));
+    let out = rt().block_on(tcp::probe(&[addr], &Via::Here, TIMEOUT, 8));
     assert!(out.alive);
     let deadline = Instant::now() + Duration::from_secs(3);
     while got.load(Ordering::SeqCst) == usize::MAX && Instant::now() < deadline {

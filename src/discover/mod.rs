@@ -47,6 +47,9 @@ pub struct Discovery {
     /// The label of the namespace portwarden itself runs in: the only one
     /// whose ports a plain socket of ours can reach.
     pub own_netns: Option<Arc<str>>,
+    /// Every namespace listed: its label and the file to enter it by
+    /// (`None` for our own).
+    pub namespaces: Vec<(Arc<str>, Option<PathBuf>)>,
 }
 
 /// Settings of discovery.
@@ -105,7 +108,7 @@ impl Discoverer {
 
     fn pass(&mut self, full: bool) -> Result<Discovery, Error> {
         let started = Instant::now();
-        let (sockets, source, stats, own_netns) = if full {
+        let (sockets, source, stats, own_netns, namespaces) = if full {
             let wanted = OnceLock::new();
             let scan = self
                 .owners
@@ -129,7 +132,13 @@ impl Discoverer {
                 .owners
                 .finish_full_scan(scan, wanted.get().unwrap_or(&none));
             stats.add(&listing.stats);
-            (listing.sockets, listing.source, stats, listing.own_netns)
+            (
+                listing.sockets,
+                listing.source,
+                stats,
+                listing.own_netns,
+                listing.namespaces,
+            )
         } else {
             // Whichever thread comes first lays out the checks; the lister
             // starts at once.
@@ -150,7 +159,13 @@ impl Discoverer {
             let mut stats = self.owners.resolve_new(&self.proc, &wanted, &self.users);
             stats.add(&verified);
             stats.add(&listing.stats);
-            (listing.sockets, listing.source, stats, listing.own_netns)
+            (
+                listing.sockets,
+                listing.source,
+                stats,
+                listing.own_netns,
+                listing.namespaces,
+            )
         };
         let ports = self.ports(sockets, &stats);
         Ok(Discovery {
@@ -159,6 +174,7 @@ impl Discoverer {
             source,
             duration_seconds: started.elapsed().as_secs_f64(),
             own_netns,
+            namespaces,
         })
     }
 
@@ -277,6 +293,7 @@ pub struct Listed {
 pub struct SocketList {
     pub sockets: Vec<Listed>,
     pub own_netns: Option<Arc<str>>,
+    pub namespaces: Vec<(Arc<str>, Option<PathBuf>)>,
     pub source: SocketSource,
     /// Namespaces skipped or listed the slow way.
     pub stats: ScanStats,
@@ -322,6 +339,8 @@ fn list_sockets(proc: &ProcRoot) -> Listing {
         if ns.handle == netns::Handle::Own {
             list.own_netns = Some(Arc::clone(&ns.label));
         }
+        list.namespaces
+            .push((Arc::clone(&ns.label), ns.entry_path(proc.path())));
         let listed = match &ns.handle {
             netns::Handle::Own => list_here(proc, ns),
             _ => list_entered(proc, ns, &mut list.stats),

@@ -53,6 +53,15 @@ impl Netns {
         }
     }
 
+    /// The file to open to enter it, or `None` for our own.
+    pub fn entry_path(&self, proc_root: &Path) -> Option<PathBuf> {
+        match &self.handle {
+            Handle::Own => None,
+            Handle::Process(pid) => Some(proc_root.join(pid.to_string()).join("ns/net")),
+            Handle::Path(path) => Some(path.clone()),
+        }
+    }
+
     /// Opens the namespace file, to enter it with `setns`.
     pub fn open(&self, proc: &ProcRoot) -> std::io::Result<OwnedFd> {
         match &self.handle {

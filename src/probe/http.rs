@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use super::Via;
 
 /// The most we read of an answer.
 pub const MAX_RESPONSE: usize = 4096;
@@ -88,9 +89,14 @@ pub fn parse_response(buf: &[u8]) -> Parsed {
 
 /// Checks `addr` for HTTP, all within `timeout`; waits up to `banner_wait`
 /// for the server to speak first.
-pub async fn probe(addr: SocketAddr, timeout: Duration, banner_wait: Duration) -> HttpOutcome {
+pub async fn probe(
+    addr: SocketAddr,
+    via: &Via,
+    timeout: Duration,
+    banner_wait: Duration,
+) -> HttpOutcome {
     let deadline = tokio::time::Instant::now() + timeout;
-    let Ok(Ok(mut stream)) = tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await
+    let Ok(Ok(mut stream)) = tokio::time::timeout_at(deadline, super::connect(addr, via)).await
     else {
         return HttpOutcome::Unreachable;
     };

@@ -6,9 +6,70 @@
 pub mod http;
 pub mod tcp;
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use tokio::net::TcpStream;
 
 use crate::model::Socket;
+
+/// Where a check's connections come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// Our own network namespace.
+    Here,
+    /// Another namespace, entered through this file (`/proc/<pid>/ns/net`
+    /// or a bind mount): a container's `127.0.0.1` is its own.
+    Netns(Arc<Path>),
+}
+
+/// Connects to `addr` from inside `via`'s namespace. A refused `setns`
+/// comes back as `PermissionDenied`.
+pub async fn connect(addr: SocketAddr, via: &Via) -> io::Result<TcpStream> {
+    let Via::Netns(path) = via else {
+        return TcpStream::connect(addr).await;
+    };
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let path = Arc::clone(path);
+    // Entering a namespace changes the calling thread for good: a thread of
+    // its own, never one of the runtime's. The socket it makes belongs to
+    // the namespace for life, wherever it is used afterwards.
+    std::thread::Builder::new()
+        .name("netns-socket".into())
+        .spawn(move || {
+            let _ = tx.send(socket_in(&path, family));
+        })?;
+    let fd = rx
+        .await
+        .map_err(|_| io::Error::other("namespace thread ended"))??;
+    tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd))
+        .connect(addr)
+        .await
+}
+
+fn socket_in(path: &Path, family: AddressFamily) -> io::Result<OwnedFd> {
+    let ns = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::thread::move_into_link_name_space(
+        ns.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )?;
+    Ok(rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
 
 /// Where to connect to reach a listening socket: the address it is bound
 /// to, or the loopback address of its family for a wildcard socket. A

@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
+
+use super::Via;
 
 /// What one TCP check saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -14,36 +15,48 @@ pub struct TcpOutcome {
     pub seconds: f64,
     /// The address that answered.
     pub answered: Option<SocketAddr>,
+    /// We may not enter the port's namespace: nothing was checked.
+    pub unsupported: bool,
 }
 
 /// Connects to `targets` in order, at most `parallel` at once, until one
 /// answers; the whole check ends by `timeout`.
-pub async fn probe(targets: &[SocketAddr], timeout: Duration, parallel: usize) -> TcpOutcome {
+pub async fn probe(
+    targets: &[SocketAddr],
+    via: &Via,
+    timeout: Duration,
+    parallel: usize,
+) -> TcpOutcome {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pending = targets.iter().copied();
     let mut running = JoinSet::new();
+    let mut denied = 0;
     let spawn = |set: &mut JoinSet<_>, addr: SocketAddr| {
+        let via = via.clone();
         set.spawn(async move {
             let t = Instant::now();
-            let ok = matches!(
-                tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await,
-                Ok(Ok(_))
-            );
-            (addr, ok, t.elapsed())
+            let result = tokio::time::timeout_at(deadline, super::connect(addr, &via)).await;
+            let denied =
+                matches!(&result, Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied);
+            (addr, matches!(result, Ok(Ok(_))), denied, t.elapsed())
         });
     };
     for addr in pending.by_ref().take(parallel.max(1)) {
         spawn(&mut running, addr);
     }
     while let Some(done) = running.join_next().await {
-        if let Ok((addr, true, took)) = done {
+        if let Ok((_, false, true, _)) = done {
+            denied += 1;
+        }
+        if let Ok((addr, true, _, took)) = done {
             // The stream was dropped on return: a FIN, nothing sent.
             running.abort_all();
             return TcpOutcome {
                 alive: true,
                 seconds: took.as_secs_f64(),
                 answered: Some(addr),
+                unsupported: false,
             };
         }
         if let Some(addr) = pending.next() {
@@ -54,6 +67,7 @@ pub async fn probe(targets: &[SocketAddr], timeout: Duration, parallel: usize) -
         alive: false,
         seconds: started.elapsed().as_secs_f64(),
         answered: None,
+        unsupported: denied > 0 && denied == targets.len(),
     }
 }
 
@@ -73,12 +87,12 @@ mod tests {
         rt().block_on(async {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let up = probe(&[addr], Duration::from_secs(1), 8).await;
+            let up = probe(&[addr], &Via::Here, Duration::from_secs(1), 8).await;
             assert!(up.alive);
             assert!(up.seconds > 0.0);
             assert_eq!(up.answered, Some(addr));
             drop(listener);
-            let down = probe(&[addr], Duration::from_secs(1), 8).await;
+            let down = probe(&[addr], &Via::Here, Duration::from_secs(1), 8).await;
             assert!(!down.alive);
             assert_eq!(down.answered, None);
         });
@@ -91,7 +105,7 @@ mod tests {
             let port = listener.local_addr().expect("addr").port();
             let dead: SocketAddr = format!("127.0.0.2:{port}").parse().expect("addr");
             let live: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-            let out = probe(&[dead, live], Duration::from_secs(1), 1).await;
+            let out = probe(&[dead, live], &Via::Here, Duration::from_secs(1), 1).await;
             assert_eq!(out.answered, Some(live));
         });
     }
