@@ -93,6 +93,9 @@ pub struct Owner {
     pub user: String,
     #[serde(skip)]
     pub ppid: u32,
+    /// The container the process runs in, from its cgroup.
+    #[serde(skip)]
+    pub container: Option<crate::discover::cgroup::Container>,
 }
 
 /// The owners of one socket.

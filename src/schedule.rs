@@ -1103,6 +1103,7 @@ mod tests {
             uid: 0,
             user: "root".into(),
             ppid: 1,
+            container: None,
         })
     }
 

@@ -59,6 +59,12 @@ fn fixture_proc_root_names_owners_and_skips_vanished_processes() {
     )
     .expect("status");
     std::fs::write(pid.join("cmdline"), b"my daemon\0--flag\0").expect("cmdline");
+    let id = "abcdef0123456789".repeat(4);
+    std::fs::write(
+        pid.join("cgroup"),
+        format!("0::/system.slice/docker-{id}.scope\n"),
+    )
+    .expect("cgroup");
     // Listed, but gone by the time its fd table is read.
     std::fs::create_dir_all(proc.join("4243")).expect("mkdir");
     // The host's users, as seen through PID 1's root.
@@ -80,6 +86,10 @@ fn fixture_proc_root_names_owners_and_skips_vanished_processes() {
     assert_eq!(owner.cmdline, "my daemon --flag");
     assert_eq!(owner.start_time, 777);
     assert_eq!(owner.user, "svc");
+    let container = owner.container.as_ref().expect("container from the cgroup");
+    assert_eq!(container.id, "abcdef012345");
+    // The host's namespace keeps its name even for a containerized owner.
+    assert_eq!(&*port.netns, "host");
     assert!(found.stats.vanished >= 1, "{:?}", found.stats);
     drop(listener);
 }

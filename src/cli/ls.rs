@@ -70,6 +70,9 @@ struct JsonPort<'a> {
     inode: u64,
     uid: u32,
     netns: &'a str,
+    /// The primary owner's container (short id) and Kubernetes pod uid.
+    container: Option<&'a str>,
+    pod_uid: Option<&'a str>,
     accept_queue: Option<AcceptQueue>,
     owners: &'a [Arc<Owner>],
     owner_unknown_reason: Option<&'a str>,
@@ -87,6 +90,14 @@ fn write_json(ports: &[&Port], out: &mut dyn Write) -> Result<(), Error> {
             inode: p.socket.inode,
             uid: p.socket.uid,
             netns: &p.netns,
+            container: p
+                .primary_owner()
+                .and_then(|o| o.container.as_ref())
+                .map(|c| c.id.as_str()),
+            pod_uid: p
+                .primary_owner()
+                .and_then(|o| o.container.as_ref())
+                .and_then(|c| c.pod_uid.as_deref()),
             accept_queue: p.socket.accept_queue,
             owners: &p.owners,
             owner_unknown_reason: p.owner_unknown_reason.as_deref(),

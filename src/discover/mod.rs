@@ -5,6 +5,7 @@
 //! ([`sockets`]), then maps each to the processes holding it ([`owners`]),
 //! keeping that map between passes so a refresh is cheap.
 
+pub mod cgroup;
 pub mod ids;
 pub mod netns;
 pub mod owners;
@@ -219,6 +220,12 @@ impl Discoverer {
     fn port(&self, listed: Listed, stats: &ScanStats) -> Port {
         let Listed { socket, netns } = listed;
         let (owners, excluded) = order_owners(self.owners.owners(socket.inode), &self.exclusions);
+        // A container's namespace goes by the container's name, as the
+        // primary owner's cgroup gives it.
+        let netns = match owners.first().and_then(|o| o.container.as_ref()) {
+            Some(c) if &*netns != "host" => Arc::from(c.id.as_str()),
+            _ => netns,
+        };
         let owner_unknown_reason = owners.is_empty().then(|| unknown_reason(stats));
         Port {
             socket,
@@ -489,6 +496,7 @@ mod tests {
             uid: 0,
             user: "root".into(),
             ppid,
+            container: None,
         })
     }
 

@@ -800,6 +800,10 @@ fn read_owner(
         Ok(()) => procfs::cmdline_string(buf),
         Err(_) => String::new(),
     };
+    let container = match pid_dir.read("cgroup", buf) {
+        Ok(()) => super::cgroup::parse(&String::from_utf8_lossy(buf)),
+        Err(_) => None,
+    };
     pid_dir.read("status", buf).ok()?;
     let uid = procfs::parse_status_euid(buf)?;
     Some(Owner {
@@ -815,6 +819,7 @@ fn read_owner(
         uid,
         user: users.name(uid),
         ppid: stat.ppid,
+        container,
     })
 }
 
