@@ -690,9 +690,7 @@ impl State {
             .iter()
             .map(|(label, entry)| {
                 let via = match entry {
-                    Some(path) if d.own_netns.as_ref() != Some(label) => {
-                        probe::Via::Netns(path.as_path().into())
-                    }
+                    Some(path) => probe::Via::Netns(path.as_path().into()),
                     _ => probe::Via::Here,
                 };
                 (Arc::clone(label), via)
@@ -1129,13 +1127,17 @@ mod tests {
         }
     }
 
+    /// A loopback TCP listener on `p`, owned by `name` (pid `pid`).
+    fn listener(p: u16, pid: u32, name: &str) -> Port {
+        port(Proto::Tcp, "127.0.0.1", p, Some(owner(pid, name)))
+    }
+
     fn discovery(ports: Vec<Port>) -> Discovery {
         Discovery {
             ports,
             stats: ScanStats::default(),
             source: SocketSource::Netlink,
             duration_seconds: 0.01,
-            own_netns: Some("host".into()),
             namespaces: vec![("host".into(), None)],
         }
     }
@@ -1190,15 +1192,7 @@ mod tests {
     #[test]
     fn a_vanished_port_stays_absent_for_the_retention_then_goes() {
         let mut st = state(Duration::from_millis(50));
-        st.apply_discovery(
-            &discovery(vec![port(
-                Proto::Tcp,
-                "127.0.0.1",
-                8080,
-                Some(owner(20, "app")),
-            )]),
-            true,
-        );
+        st.apply_discovery(&discovery(vec![listener(8080, 20, "app")]), true);
         st.apply_discovery(&discovery(vec![]), false);
         let p = &st.ports[&key(Proto::Tcp, 8080)];
         assert!(!p.present);
@@ -1215,26 +1209,10 @@ mod tests {
     #[test]
     fn a_new_owner_takes_over_and_is_asked_about_http_again() {
         let mut st = state(Duration::from_secs(60));
-        st.apply_discovery(
-            &discovery(vec![port(
-                Proto::Tcp,
-                "127.0.0.1",
-                6379,
-                Some(owner(30, "redis")),
-            )]),
-            true,
-        );
+        st.apply_discovery(&discovery(vec![listener(6379, 30, "redis")]), true);
         st.ports.get_mut(&key(Proto::Tcp, 6379)).expect("port").http = HttpClass::NotHttp;
         // Restarted under a new pid: same labels, new identity.
-        st.apply_discovery(
-            &discovery(vec![port(
-                Proto::Tcp,
-                "127.0.0.1",
-                6379,
-                Some(owner(31, "redis")),
-            )]),
-            false,
-        );
+        st.apply_discovery(&discovery(vec![listener(6379, 31, "redis")]), false);
         let p = &st.ports[&key(Proto::Tcp, 6379)];
         assert_eq!(p.owner, Some((31, 310)));
         assert_eq!(p.http, HttpClass::Unknown);
@@ -1244,15 +1222,7 @@ mod tests {
         // An HTTP port keeps its series through an owner change.
         st.ports.get_mut(&key(Proto::Tcp, 6379)).expect("port").http =
             HttpClass::Http { alive: true };
-        st.apply_discovery(
-            &discovery(vec![port(
-                Proto::Tcp,
-                "127.0.0.1",
-                6379,
-                Some(owner(32, "redis")),
-            )]),
-            false,
-        );
+        st.apply_discovery(&discovery(vec![listener(6379, 32, "redis")]), false);
         assert_eq!(
             st.ports[&key(Proto::Tcp, 6379)].http,
             HttpClass::Http { alive: true }

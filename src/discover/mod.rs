@@ -45,11 +45,8 @@ pub struct Discovery {
     pub source: SocketSource,
     /// How long the pass took, in seconds.
     pub duration_seconds: f64,
-    /// The label of the namespace portwarden itself runs in: the only one
-    /// whose ports a plain socket of ours can reach.
-    pub own_netns: Option<Arc<str>>,
     /// Every namespace listed: its label and the file to enter it by
-    /// (`None` for our own).
+    /// (`None` for our own, the one a plain socket of ours reaches).
     pub namespaces: Vec<(Arc<str>, Option<PathBuf>)>,
 }
 
@@ -81,7 +78,8 @@ impl Discoverer {
             n => n,
         };
         Ok(Discoverer {
-            users: Users::load(&proc),
+            // Read at each full pass, the first of which comes before any refresh.
+            users: Users::default(),
             owners: OwnerIndex::new(threads),
             threads,
             exclusions: options.exclusions,
@@ -109,7 +107,7 @@ impl Discoverer {
 
     fn pass(&mut self, full: bool) -> Result<Discovery, Error> {
         let started = Instant::now();
-        let (sockets, source, stats, own_netns, namespaces) = if full {
+        let (listing, mut stats) = if full {
             let wanted = OnceLock::new();
             let scan = self
                 .owners
@@ -129,17 +127,10 @@ impl Discoverer {
             );
             let listing = listing?;
             let none = IdSet::default();
-            let mut stats = self
+            let stats = self
                 .owners
                 .finish_full_scan(scan, wanted.get().unwrap_or(&none));
-            stats.add(&listing.stats);
-            (
-                listing.sockets,
-                listing.source,
-                stats,
-                listing.own_netns,
-                listing.namespaces,
-            )
+            (listing, stats)
         } else {
             // Whichever thread comes first lays out the checks; the lister
             // starts at once.
@@ -159,22 +150,21 @@ impl Discoverer {
             let wanted: IdSet<u64> = listing.sockets.iter().map(|s| s.socket.inode).collect();
             let mut stats = self.owners.resolve_new(&self.proc, &wanted, &self.users);
             stats.add(&verified);
-            stats.add(&listing.stats);
-            (
-                listing.sockets,
-                listing.source,
-                stats,
-                listing.own_netns,
-                listing.namespaces,
-            )
+            (listing, stats)
         };
+        let SocketList {
+            sockets,
+            source,
+            stats: listed,
+            namespaces,
+        } = listing;
+        stats.add(&listed);
         let ports = self.ports(sockets, &stats);
         Ok(Discovery {
             ports,
             stats,
             source,
             duration_seconds: started.elapsed().as_secs_f64(),
-            own_netns,
             namespaces,
         })
     }
@@ -299,7 +289,6 @@ pub struct Listed {
 #[derive(Debug, Default)]
 pub struct SocketList {
     pub sockets: Vec<Listed>,
-    pub own_netns: Option<Arc<str>>,
     pub namespaces: Vec<(Arc<str>, Option<PathBuf>)>,
     pub source: SocketSource,
     /// Namespaces skipped or listed the slow way.
@@ -343,9 +332,6 @@ fn list_sockets(proc: &ProcRoot) -> Listing {
     let mut list = SocketList::default();
     list.stats.netns_denied = skipped.denied;
     for ns in &namespaces {
-        if ns.handle == netns::Handle::Own {
-            list.own_netns = Some(Arc::clone(&ns.label));
-        }
         list.namespaces
             .push((Arc::clone(&ns.label), ns.entry_path(proc.path())));
         let listed = match &ns.handle {

@@ -186,8 +186,16 @@ pub fn parse_u32(s: &[u8]) -> Option<u32> {
 
 /// Parses the inode out of an fd link target `socket:[12345]`.
 pub fn socket_inode(link: &[u8]) -> Option<u64> {
-    let rest = link.strip_prefix(b"socket:[")?;
-    let digits = rest.strip_suffix(b"]")?;
+    bracketed_number(link, b"socket:")
+}
+
+/// The number in `<prefix>[<digits>]`, the form of `/proc` links to
+/// sockets and namespaces.
+fn bracketed_number(link: &[u8], prefix: &[u8]) -> Option<u64> {
+    let digits = link
+        .strip_prefix(prefix)?
+        .strip_prefix(b"[")?
+        .strip_suffix(b"]")?;
     if digits.is_empty() || digits.len() > 20 {
         return None;
     }
@@ -260,11 +268,9 @@ pub fn exe_name_and_path(target: &[u8]) -> (String, String) {
     )
 }
 
-/// Inode number from a namespace link target such as `net:[4026531840]`.
+/// Inode number from a network namespace link target `net:[4026531840]`.
 pub fn ns_inode(target: &[u8]) -> Option<u64> {
-    let start = target.iter().position(|&b| b == b'[')?;
-    let rest = &target[start..];
-    socket_inode(&[b"socket:".as_slice(), rest].concat())
+    bracketed_number(target, b"net:")
 }
 
 #[cfg(test)]
