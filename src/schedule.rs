@@ -191,69 +191,48 @@ impl Snapshot {
 
     fn encode(&self, format: Format) -> String {
         let mut enc = Encoder::new(format);
-        let port_labels = |p: &PortSeries| -> [(&'static str, String); 4] {
-            [
-                ("process_name", label_or_slash(&p.process_name)),
-                ("exe_path", label_or_slash(&p.exe_path)),
-                ("port", p.key.port.to_string()),
-                ("netns", p.key.netns.to_string()),
-            ]
-        };
-        let tcp: Vec<&PortSeries> = self
-            .ports
-            .iter()
-            .filter(|p| p.key.proto == Proto::Tcp)
-            .collect();
-        {
-            let mut f = enc.family(
-                "node_tcp_port_alive",
-                "1 if a TCP connection to the port succeeded at the last check, 0 if not.",
-                Kind::Gauge,
-            );
-            for p in &tcp {
-                if let Some((alive, _)) = p.tcp {
-                    let l = port_labels(p);
-                    f.sample(&refs(&l), f64::from(u8::from(alive && p.present)));
-                }
-            }
-        }
-        {
-            let mut f = enc.family(
-                "node_tcp_port_response_seconds",
-                "TCP connect time of the last check, in seconds (0 once the port is gone).",
-                Kind::Gauge,
-            );
-            for p in &tcp {
-                if let Some((_, seconds)) = p.tcp {
-                    let l = port_labels(p);
-                    f.sample(&refs(&l), if p.present { seconds } else { 0.0 });
-                }
-            }
-        }
-        {
-            let mut f = enc.family(
-                "node_http_port_alive",
-                "1 if the port answered an HTTP request with a status line and headers, 0 if it stopped; only ports that once answered HTTP.",
-                Kind::Gauge,
-            );
-            for p in &tcp {
-                if let Some(alive) = p.http_alive {
-                    let l = port_labels(p);
-                    f.sample(&refs(&l), f64::from(u8::from(alive && p.present)));
-                }
-            }
-        }
-        {
-            let mut f = enc.family(
-                "node_udp_port_alive",
-                "1 while a UDP socket is bound (with no peer) on the port, 0 once it is gone.",
-                Kind::Gauge,
-            );
-            for p in self.ports.iter().filter(|p| p.key.proto == Proto::Udp) {
-                let l = port_labels(p);
-                f.sample(&refs(&l), f64::from(u8::from(p.present)));
-            }
-        }
+        let tcp = |p: &PortSeries| p.key.proto == Proto::Tcp;
+        let gone_is_zero = |p: &PortSeries, up: bool| f64::from(u8::from(up && p.present));
+        port_family(
+            &mut enc,
+            "node_tcp_port_alive",
+            "1 if a TCP connection to the port succeeded at the last check, 0 if not.",
+            &self.ports,
+            |p| {
+                tcp(p)
+                    .then_some(p.tcp?)
+                    .map(|(alive, _)| gone_is_zero(p, alive))
+            },
+        );
+        port_family(
+            &mut enc,
+            "node_tcp_port_response_seconds",
+            "TCP connect time of the last check, in seconds (0 once the port is gone).",
+            &self.ports,
+            |p| {
+                tcp(p)
+                    .then_some(p.tcp?)
+                    .map(|(_, seconds)| if p.present { seconds } else { 0.0 })
+            },
+        );
+        port_family(
+            &mut enc,
+            "node_http_port_alive",
+            "1 if the port answered an HTTP request with a status line and headers, 0 if it stopped; only ports that once answered HTTP.",
+            &self.ports,
+            |p| {
+                tcp(p)
+                    .then_some(p.http_alive?)
+                    .map(|alive| gone_is_zero(p, alive))
+            },
+        );
+        port_family(
+            &mut enc,
+            "node_udp_port_alive",
+            "1 while a UDP socket is bound (with no peer) on the port, 0 once it is gone.",
+            &self.ports,
+            |p| (p.key.proto == Proto::Udp).then(|| gone_is_zero(p, true)),
+        );
         {
             let mut f = enc.family(
                 "node_process_alive",
@@ -261,12 +240,11 @@ impl Snapshot {
                 Kind::Gauge,
             );
             for p in &self.processes {
-                let name = label_or_slash(&p.process_name);
-                let exe = label_or_slash(&p.exe_path);
-                f.sample(
-                    &[("process_name", &name), ("exe_path", &exe)],
-                    f64::from(u8::from(p.alive)),
-                );
+                let labels = [
+                    ("process_name", or_slash(&p.process_name)),
+                    ("exe_path", or_slash(&p.exe_path)),
+                ];
+                f.sample(&labels, f64::from(u8::from(p.alive)));
             }
         }
         self.telemetry.encode(&mut enc, &self.ports);
@@ -274,23 +252,33 @@ impl Snapshot {
     }
 }
 
-fn refs<'a>(labels: &'a [(&'static str, String); 4]) -> [(&'static str, &'a str); 4] {
-    [
-        (labels[0].0, labels[0].1.as_str()),
-        (labels[1].0, labels[1].1.as_str()),
-        (labels[2].0, labels[2].1.as_str()),
-        (labels[3].0, labels[3].1.as_str()),
-    ]
+/// One of the port families: a sample for every port `value` has one for.
+fn port_family(
+    enc: &mut Encoder,
+    name: &str,
+    help: &str,
+    ports: &[PortSeries],
+    value: impl Fn(&PortSeries) -> Option<f64>,
+) {
+    let mut f = enc.family(name, help, Kind::Gauge);
+    for p in ports {
+        if let Some(v) = value(p) {
+            let port = p.key.port.to_string();
+            let labels = [
+                ("process_name", or_slash(&p.process_name)),
+                ("exe_path", or_slash(&p.exe_path)),
+                ("port", port.as_str()),
+                ("netns", &*p.key.netns),
+            ];
+            f.sample(&labels, v);
+        }
+    }
 }
 
 /// The plugin we replace wrote an empty label value as `/`; dashboards
 /// filter on it, so we keep a non-empty placeholder.
-fn label_or_slash(v: &str) -> String {
-    if v.is_empty() {
-        "/".to_string()
-    } else {
-        v.to_string()
-    }
+fn or_slash(v: &str) -> &str {
+    if v.is_empty() { "/" } else { v }
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
