@@ -283,6 +283,23 @@ pub fn series_value(text: &str, metric: &str, port: u16) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// Spawns `cmd`, retrying while its executable is "busy": a copy made by
+/// `python_named` may still be open for writing in a child another test
+/// thread forked meanwhile (it closes at that child's exec).
+pub fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A running socket holder.
 pub struct Holder {
     child: Child,
@@ -312,14 +329,13 @@ impl Holder {
     }
 
     fn spawn(mut cmd: Command, spec: &Value) -> Holder {
-        let mut child = cmd
-            .arg("-c")
+        cmd.arg("-c")
             .arg(SOCKET_HOLDER)
             .arg(spec.to_string())
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start a socket holder: {e}"));
+            .stdout(Stdio::piped());
+        let mut child =
+            spawn_retrying(&mut cmd).unwrap_or_else(|e| panic!("start a socket holder: {e}"));
         let stdin = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
