@@ -96,6 +96,9 @@ pub struct Owner {
     /// The container the process runs in, from its cgroup.
     #[serde(skip)]
     pub container: Option<crate::discover::cgroup::Container>,
+    /// The cgroup looked like a container's but named no id we can read.
+    #[serde(skip)]
+    pub cgroup_unrecognized: bool,
 }
 
 /// The owners of one socket.
@@ -144,6 +147,8 @@ pub struct ScanStats {
     pub setns_denied: u64,
     /// Processes whose namespace we may not read.
     pub netns_denied: u64,
+    /// Owners whose cgroup looked like a container's with no readable id.
+    pub container_unrecognized: u64,
 }
 
 impl ScanStats {
@@ -155,5 +160,6 @@ impl ScanStats {
         self.netns_vanished += other.netns_vanished;
         self.setns_denied += other.setns_denied;
         self.netns_denied += other.netns_denied;
+        self.container_unrecognized += other.container_unrecognized;
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
@@ -22,7 +22,7 @@ use crate::config::Settings;
 use crate::discover::procfs::{self, ProcRoot};
 use crate::discover::{Discoverer, Discovery, SocketSource};
 use crate::metrics::{Encoder, Format, Kind};
-use crate::model::{Proto, Socket};
+use crate::model::{Family, Proto, Socket};
 use crate::probe::{self, http::HttpOutcome, tcp::TcpOutcome};
 
 /// Upper bounds of the probe duration histogram, in seconds.
@@ -61,6 +61,35 @@ struct PortState {
     last_seen: Instant,
     tcp: Option<TcpOutcome>,
     http: HttpClass,
+    /// The sockets behind the series, for `portwarden_port_info`.
+    sockets: Vec<SocketInfo>,
+}
+
+/// One socket of a port series, as `portwarden_port_info` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SocketInfo {
+    pub family: Family,
+    pub address: IpAddr,
+    pub pid: Option<u32>,
+    pub user: String,
+    pub container: String,
+    pub pod_uid: String,
+}
+
+impl SocketInfo {
+    fn new(socket: &Socket, owner: Option<&crate::model::Owner>) -> Self {
+        let container = owner.and_then(|o| o.container.as_ref());
+        SocketInfo {
+            family: socket.family,
+            address: socket.address,
+            pid: owner.map(|o| o.pid),
+            user: owner.map_or_else(String::new, |o| o.user.clone()),
+            container: container.map_or_else(String::new, |c| c.id.clone()),
+            pod_uid: container
+                .and_then(|c| c.pod_uid.clone())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +162,8 @@ pub struct PortSeries {
     pub tcp: Option<(bool, f64)>,
     /// Only for ports that once answered HTTP.
     pub http_alive: Option<bool>,
+    /// Empty once the port is gone.
+    pub sockets: Vec<SocketInfo>,
 }
 
 /// One owner process's series value.
@@ -245,6 +276,32 @@ impl Snapshot {
                     ("exe_path", or_slash(&p.exe_path)),
                 ];
                 f.sample(&labels, f64::from(u8::from(p.alive)));
+            }
+        }
+        {
+            let mut f = enc.family(
+                "portwarden_port_info",
+                "One series per listening socket (while it listens): its address, namespace, primary owner's pid and user, and container; always 1.",
+                Kind::Gauge,
+            );
+            for p in self.ports.iter().filter(|p| p.present) {
+                let port = p.key.port.to_string();
+                for s in &p.sockets {
+                    let address = s.address.to_string();
+                    let pid = s.pid.map(|p| p.to_string()).unwrap_or_default();
+                    let labels = [
+                        ("proto", p.key.proto.as_str()),
+                        ("family", s.family.as_str()),
+                        ("address", address.as_str()),
+                        ("port", port.as_str()),
+                        ("netns", &*p.key.netns),
+                        ("pid", pid.as_str()),
+                        ("user", s.user.as_str()),
+                        ("container", s.container.as_str()),
+                        ("pod_uid", s.pod_uid.as_str()),
+                    ];
+                    f.sample(&labels, 1.0);
+                }
             }
         }
         self.telemetry.encode(&mut enc, &self.ports);
@@ -663,9 +720,14 @@ impl State {
             .discovery_runs
             .entry(if full { "full" } else { "refresh" })
             .or_default() += 1;
+        let st = &d.stats;
         for (reason, n) in [
-            ("fd_denied", d.stats.fd_denied),
-            ("vanished", d.stats.vanished),
+            ("fd_denied", st.fd_denied),
+            ("vanished", st.vanished),
+            ("netns_vanished", st.netns_vanished),
+            ("setns_denied", st.setns_denied),
+            ("netns_denied", st.netns_denied),
+            ("container_unrecognized", st.container_unrecognized),
         ] {
             *self.discovery_errors.entry(reason).or_default() += n;
         }
@@ -686,8 +748,12 @@ impl State {
             .collect();
 
         // Group sockets into port series; the first owned socket names it.
-        let mut seen: HashMap<PortKey, (Vec<&Socket>, Option<&crate::model::Owner>)> =
-            HashMap::new();
+        type Group<'a> = (
+            Vec<&'a Socket>,
+            Option<&'a crate::model::Owner>,
+            Vec<SocketInfo>,
+        );
+        let mut seen: HashMap<PortKey, Group<'_>> = HashMap::new();
         for port in d.ports.iter().filter(|p| !p.excluded) {
             let key = PortKey {
                 proto: port.socket.proto,
@@ -699,11 +765,16 @@ impl State {
             if entry.1.is_none() {
                 entry.1 = port.primary_owner();
             }
+            entry
+                .2
+                .push(SocketInfo::new(&port.socket, port.primary_owner()));
         }
         for p in self.ports.values_mut() {
             p.present = false;
+            p.sockets = Vec::new();
         }
-        for (key, (sockets, owner)) in seen {
+        for (key, (sockets, owner, mut infos)) in seen {
+            infos.sort();
             let identity = owner.map(|o| (o.pid, o.start_time));
             let (name, exe) = owner.map_or((String::new(), String::new()), |o| {
                 (o.process_name.clone(), o.exe_path.clone())
@@ -734,6 +805,7 @@ impl State {
                 last_seen: now,
                 tcp: None,
                 http: HttpClass::Unknown,
+                sockets: Vec::new(),
             });
             if state.owner != identity {
                 // Another process now: HTTP or not is asked anew; an HTTP
@@ -746,6 +818,7 @@ impl State {
             state.process_name = name;
             state.exe_path = exe;
             state.targets = targets;
+            state.sockets = infos;
             state.present = true;
             state.last_seen = now;
         }
@@ -788,6 +861,7 @@ impl State {
                     HttpClass::Http { alive } => Some(alive),
                     _ => None,
                 },
+                sockets: p.sockets.clone(),
             })
             .collect();
         ports.sort_by(|a, b| a.key.cmp(&b.key));
@@ -1090,6 +1164,7 @@ mod tests {
             user: "root".into(),
             ppid: 1,
             container: None,
+            cgroup_unrecognized: false,
         })
     }
 
@@ -1215,6 +1290,41 @@ mod tests {
             st.ports[&key(Proto::Tcp, 6379)].http,
             HttpClass::Http { alive: true }
         );
+    }
+
+    #[test]
+    fn port_info_describes_each_socket_while_it_listens() {
+        let mut st = state(Duration::from_secs(60));
+        let mut o = (*owner(50, "app")).clone();
+        o.container = Some(crate::discover::cgroup::Container {
+            id: "3f4e5d6c7b8a".into(),
+            pod_uid: Some("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".into()),
+        });
+        let o = Arc::new(o);
+        let mut v4 = port(Proto::Tcp, "0.0.0.0", 8080, Some(Arc::clone(&o)));
+        let mut v6 = port(Proto::Tcp, "::", 8080, Some(o));
+        v6.socket.inode += 1;
+        for p in [&mut v4, &mut v6] {
+            p.netns = "3f4e5d6c7b8a".into();
+        }
+        st.apply_discovery(&discovery(vec![v6, v4]), true);
+        let text = st.snapshot().encode(Format::Text);
+        let info: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("portwarden_port_info{"))
+            .collect();
+        let want = |family: &str, address: &str| {
+            format!(
+                "portwarden_port_info{{proto=\"tcp\",family=\"{family}\",address=\"{address}\",port=\"8080\",netns=\"3f4e5d6c7b8a\",pid=\"50\",user=\"root\",container=\"3f4e5d6c7b8a\",pod_uid=\"0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0\"}} 1"
+            )
+        };
+        assert_eq!(info, [want("ipv4", "0.0.0.0"), want("ipv6", "::")]);
+        // Gone: the port series stays for the retention, the info does not.
+        st.apply_discovery(&discovery(vec![]), false);
+        let snapshot = st.snapshot();
+        assert_eq!(snapshot.ports.len(), 1);
+        let text = snapshot.encode(Format::Text);
+        assert!(!text.contains("portwarden_port_info{"), "{text}");
     }
 
     #[test]

@@ -102,3 +102,110 @@ fn the_exporter_checks_namespaced_ports_from_inside_their_namespace() {
         "{text}"
     );
 }
+
+/// What a port's entry says, but for pids and start times, which depend on
+/// the PID namespace that reads them.
+fn pidless(entry: &serde_json::Value) -> serde_json::Value {
+    let mut e = entry.clone();
+    for o in e["owners"].as_array_mut().expect("owners") {
+        let o = o.as_object_mut().expect("owner");
+        o.remove("pid");
+        o.remove("start_time");
+    }
+    e
+}
+
+#[test]
+fn run_from_another_namespace_with_the_hosts_proc_reports_what_a_host_run_does() {
+    if skip_unless_root() {
+        return;
+    }
+    // Our own PID namespace with its proc mounted aside: PID 1 there sits
+    // in the host's network namespace, as the host's /proc at /host/proc
+    // looks from a container. Portwarden runs in namespace `pw`.
+    let view = ProcView::new();
+    let (a, pw) = (TestNetns::new("va"), TestNetns::new("pw"));
+    let python = |netns: Option<&str>| match netns {
+        None => view.command("python3"),
+        Some(ns) => {
+            let mut cmd = view.command("ip");
+            cmd.args(["netns", "exec", ns, "python3"]);
+            cmd
+        }
+    };
+    let host = Holder::spawn(
+        python(None),
+        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}, {"proto": "udp", "addr": "::1"}]}),
+    );
+    let port = host.port(0);
+    let inside = Holder::spawn(
+        python(Some(&a.0)),
+        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "port": port}]}),
+    );
+    let proc_prefix = view.proc.to_str().expect("utf-8 path").to_string();
+
+    let here = ls_json(&[]);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &pw.0])
+        .arg(bin())
+        .args(["ls", "--json"])
+        .env("PROC_PREFIX", &proc_prefix)
+        .env_remove("EXCLUDED_PROCESS_NAMES")
+        .output()
+        .expect("run portwarden in pw");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let there: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    for (holder, i, label) in [
+        (&host, 0, "host".to_string()),
+        (&host, 1, "host".to_string()),
+        (&inside, 0, a.label()),
+    ] {
+        let find = |list: &[serde_json::Value]| {
+            entry_for_inode(list, holder.inode(i))
+                .unwrap_or_else(|| panic!("socket {i} of {} not listed: {list:?}", holder.pid))
+        };
+        let (h, t) = (find(&here), find(&there));
+        assert_eq!(t["netns"], label.as_str(), "{t}");
+        assert_eq!(pidless(&h), pidless(&t));
+        // Pids as the proc root numbers them: the holders' own view.
+        assert_eq!(owner_pids(&t), vec![holder.pid]);
+    }
+
+    let exporter = Exporter::start_in(
+        &pw.0,
+        &[
+            ("PROC_PREFIX", proc_prefix.as_str()),
+            ("ENABLE_HTTP_DETECTION", "false"),
+            ("PORTWARDEN_PORT_RETENTION", "1m"),
+        ],
+    );
+    let (label, udp_port, host_pid) = (a.label(), host.port(1), host.pid);
+    let value = |t: &str, family: &str, p: u16, netns: &str| -> Option<String> {
+        let labels = format!("port=\"{p}\",netns=\"{netns}\"");
+        t.lines()
+            .find(|l| l.starts_with(&format!("{family}{{")) && l.contains(&labels))
+            .and_then(|l| l.rsplit(' ').next().map(str::to_string))
+    };
+    let text = exporter.wait_for(15, "host and namespace ports alive", |t| {
+        value(t, "node_tcp_port_alive", port, "host").as_deref() == Some("1")
+            && value(t, "node_tcp_port_alive", port, &label).as_deref() == Some("1")
+            && value(t, "node_udp_port_alive", udp_port, "host").as_deref() == Some("1")
+    });
+    let info = format!(
+        "portwarden_port_info{{proto=\"tcp\",family=\"ipv4\",address=\"127.0.0.1\",port=\"{port}\",netns=\"host\",pid=\"{host_pid}\","
+    );
+    assert!(text.lines().any(|l| l.starts_with(&info)), "{info}\n{text}");
+    // The host's loopback listener is checked in the host's namespace (not
+    // in pw, where nothing listens): it goes to 0 when it closes, and the
+    // namespace's stays up.
+    drop(host);
+    exporter.wait_for(15, "the host's port at 0", |t| {
+        value(t, "node_tcp_port_alive", port, "host").as_deref() == Some("0")
+            && value(t, "node_tcp_port_alive", port, &label).as_deref() == Some("1")
+    });
+    drop(inside);
+}

@@ -160,6 +160,7 @@ impl Discoverer {
         } = listing;
         stats.add(&listed);
         let ports = self.ports(sockets, &stats);
+        stats.container_unrecognized = count_unrecognized_cgroups(&ports);
         Ok(Discovery {
             ports,
             stats,
@@ -225,6 +226,18 @@ impl Discoverer {
             excluded,
         }
     }
+}
+
+/// Owners (each once) whose cgroup looked like a container's but named no
+/// id: their namespaces keep the `netns:<inode>` name.
+fn count_unrecognized_cgroups(ports: &[Port]) -> u64 {
+    let odd: IdSet<u32> = ports
+        .iter()
+        .flat_map(|p| &p.owners)
+        .filter(|o| o.cgroup_unrecognized)
+        .map(|o| o.pid)
+        .collect();
+    odd.len() as u64
 }
 
 /// Sorts ports by protocol, port, family, address, then inode.
@@ -483,6 +496,7 @@ mod tests {
             user: "root".into(),
             ppid,
             container: None,
+            cgroup_unrecognized: false,
         })
     }
 

@@ -6,7 +6,9 @@
 //! Namespaces are found through the processes inside them (one pid per
 //! distinct `/proc/<pid>/ns/net`) and through bind mounts under `/run/netns`
 //! and `/var/run/docker/netns`, which can hold sockets with no process
-//! inside.
+//! inside. With a proc root other than `/proc` (the host's /proc mounted
+//! into a container), those directories are also read on the host's side,
+//! through `<proc root>/1/root`.
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
@@ -125,8 +127,8 @@ pub fn enumerate(proc: &ProcRoot, bind_dirs: &[&str]) -> (Vec<Netns>, Skipped) {
             Err(_) => {}
         }
     }
-    for dir in bind_dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+    for dir in bind_dirs_seen_from(proc, bind_dirs) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
@@ -159,6 +161,21 @@ pub fn enumerate(proc: &ProcRoot, bind_dirs: &[&str]) -> (Vec<Netns>, Skipped) {
         .collect();
     out.sort_by_key(|n| (&*n.label != "host", n.inode));
     (out, skipped)
+}
+
+/// The bind-mount directories to read: ours, and under a foreign proc root
+/// the host's, through PID 1's root (the host's own first).
+fn bind_dirs_seen_from(proc: &ProcRoot, bind_dirs: &[&str]) -> Vec<PathBuf> {
+    let ours = bind_dirs.iter().map(PathBuf::from);
+    if proc.path() == Path::new("/proc") {
+        return ours.collect();
+    }
+    let root = proc.path().join("1/root");
+    bind_dirs
+        .iter()
+        .map(|d| root.join(d.trim_start_matches('/')))
+        .chain(ours)
+        .collect()
 }
 
 /// Our own namespace's inode, from our own /proc (not the proc root's).

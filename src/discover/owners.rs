@@ -800,9 +800,12 @@ fn read_owner(
         Ok(()) => procfs::cmdline_string(buf),
         Err(_) => String::new(),
     };
-    let container = match pid_dir.read("cgroup", buf) {
-        Ok(()) => super::cgroup::parse(&String::from_utf8_lossy(buf)),
-        Err(_) => None,
+    let (container, cgroup_unrecognized) = match pid_dir.read("cgroup", buf) {
+        Ok(()) => match super::cgroup::parse(&String::from_utf8_lossy(buf)) {
+            Ok(c) => (c, false),
+            Err(_) => (None, true),
+        },
+        Err(_) => (None, false),
     };
     pid_dir.read("status", buf).ok()?;
     let uid = procfs::parse_status_euid(buf)?;
@@ -820,6 +823,7 @@ fn read_owner(
         user: users.name(uid),
         ppid: stat.ppid,
         container,
+        cgroup_unrecognized,
     })
 }
 

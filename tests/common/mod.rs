@@ -175,17 +175,29 @@ impl Drop for Server {
 pub struct Exporter {
     child: Child,
     pub addr: std::net::SocketAddr,
+    /// The network namespace (`ip netns` name) it runs in, if not ours.
+    netns: Option<String>,
 }
 
 impl Exporter {
     /// Starts the exporter with `env` on top of fast test settings.
     pub fn start(env: &[(&str, &str)]) -> Exporter {
+        Exporter::launch(Command::new(bin()), None, env)
+    }
+
+    /// Starts it inside the `ip netns` namespace `netns`; scrapes enter it too.
+    pub fn start_in(netns: &str, env: &[(&str, &str)]) -> Exporter {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns]).arg(bin());
+        Exporter::launch(cmd, Some(netns.to_string()), env)
+    }
+
+    fn launch(mut cmd: Command, netns: Option<String>, env: &[(&str, &str)]) -> Exporter {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut cmd = Command::new(bin());
         cmd.args(["serve", "--web.listen-address", &addr.to_string()])
             .env_remove("PROC_PREFIX")
             .env_remove("EXCLUDED_PROCESS_NAMES")
@@ -198,9 +210,9 @@ impl Exporter {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start portwarden serve");
-        let exporter = Exporter { child, addr };
+        let exporter = Exporter { child, addr, netns };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while http_get(addr, "/-/healthy", &[]).is_err() {
+        while exporter.get("/-/healthy").is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "exporter did not come up on {addr}"
@@ -210,9 +222,17 @@ impl Exporter {
         exporter
     }
 
+    /// A GET from the exporter's namespace.
+    fn get(&self, path: &str) -> std::io::Result<(String, Vec<u8>)> {
+        match &self.netns {
+            None => http_get(self.addr, path, &[]),
+            Some(ns) => in_netns(ns, || http_get(self.addr, path, &[])),
+        }
+    }
+
     /// The text exposition.
     pub fn scrape(&self) -> String {
-        let (_, body) = http_get(self.addr, "/metrics", &[]).expect("scrape");
+        let (_, body) = self.get("/metrics").expect("scrape");
         String::from_utf8(body).expect("utf-8 exposition")
     }
 
@@ -328,7 +348,9 @@ impl Holder {
         Holder::spawn(cmd, spec)
     }
 
-    fn spawn(mut cmd: Command, spec: &Value) -> Holder {
+    /// Starts the holder with `cmd`, a command that ends by running
+    /// `python3` (with a wrapper such as `nsenter` before it).
+    pub fn spawn(mut cmd: Command, spec: &Value) -> Holder {
         cmd.arg("-c")
             .arg(SOCKET_HOLDER)
             .arg(spec.to_string())
@@ -510,6 +532,88 @@ impl TestNetns {
 impl Drop for TestNetns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Runs `f` on a thread that entered the `ip netns` namespace `name`.
+pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&ns),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .expect("setns");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
+/// A PID namespace of the test's with its own proc mounted in a temporary
+/// directory: PID 1 there is a process of ours in the host's network
+/// namespace, as the host's /proc mounted at `/host/proc` is to a
+/// container. Processes started with [`ProcView::command`] run inside it.
+/// Needs root.
+pub struct ProcView {
+    unshare: Child,
+    /// PID 1 of the view, as our own /proc knows it.
+    init: u32,
+    pub proc: PathBuf,
+    dir: TempDir,
+}
+
+impl ProcView {
+    pub fn new() -> ProcView {
+        let dir = TempDir::new("procview");
+        let proc = dir.0.join("proc");
+        std::fs::create_dir(&proc).expect("mkdir proc");
+        let mut unshare = Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child", "sh", "-c"])
+            .arg(r#"mount -t proc proc "$0" && echo ready && exec sleep 3600"#)
+            .arg(&proc)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare");
+        let mut line = String::new();
+        BufReader::new(unshare.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready");
+        assert_eq!(line.trim(), "ready", "the proc view was not mounted");
+        let pid = unshare.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .expect("unshare's child");
+        let init = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the view's PID 1");
+        ProcView {
+            unshare,
+            init,
+            proc,
+            dir,
+        }
+    }
+
+    /// A command that runs `program` inside the view's PID namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["--target", &self.init.to_string(), "--pid", "--", program]);
+        cmd
+    }
+}
+
+impl Drop for ProcView {
+    fn drop(&mut self) {
+        // Killing unshare kills PID 1 of the view, and with it every
+        // process inside; then the mount can go.
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+        let _ = Command::new("umount").arg("-l").arg(&self.proc).status();
+        let _ = &self.dir;
     }
 }
 
