@@ -209,3 +209,114 @@ fn run_from_another_namespace_with_the_hosts_proc_reports_what_a_host_run_does()
     });
     drop(inside);
 }
+
+/// The capabilities the README promises are enough: other users' owners
+/// (CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH) and other namespaces' ports,
+/// listed and checked from inside (CAP_SYS_ADMIN), as `nobody` with those
+/// three and nothing else.
+#[test]
+fn nobody_with_the_documented_capabilities_sees_and_checks_everything() {
+    if skip_unless_root() {
+        return;
+    }
+    let ns = TestNetns::new("caps");
+    let host = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let port = host.port(0);
+    let inside = Holder::start_in(
+        &ns.0,
+        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "port": port}]}),
+    );
+    let caps = ["sys_ptrace", "dac_read_search", "sys_admin"];
+
+    let mut cmd = as_nobody_with(&caps);
+    let out = cmd
+        .args(["ls", "--json", "--port", &port.to_string()])
+        .env_remove("PROC_PREFIX")
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    for (holder, label) in [(&host, "host".to_string()), (&inside, ns.label())] {
+        let e = entry_for_inode(&list, holder.inode(0)).expect("listed");
+        assert_eq!(e["netns"], label.as_str(), "{e}");
+        // A root process's owner, read by nobody.
+        assert_eq!(owner_pids(&e), vec![holder.pid], "{e}");
+        assert_eq!(e["owners"][0]["user"], "root", "{e}");
+    }
+
+    let exporter = Exporter::start_cmd(
+        as_nobody_with(&caps),
+        &[
+            ("ENABLE_HTTP_DETECTION", "false"),
+            ("PORTWARDEN_PORT_RETENTION", "1m"),
+        ],
+    );
+    let label = ns.label();
+    let line = |t: &str, netns: &str| {
+        let labels = format!("port=\"{port}\",netns=\"{netns}\"");
+        t.lines()
+            .find(|l| l.starts_with("node_tcp_port_alive{") && l.contains(&labels))
+            .map(str::to_string)
+    };
+    let text = exporter.wait_for(15, "both ports checked alive", |t| {
+        line(t, "host").is_some_and(|l| l.ends_with(" 1"))
+            && line(t, &label).is_some_and(|l| l.ends_with(" 1"))
+    });
+    // A root-owned listener, named by nobody.
+    assert!(
+        line(&text, "host").is_some_and(|l| l.contains("process_name=\"python3")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("result=\"unsupported\""),
+        "a check could not enter its namespace:\n{text}"
+    );
+    drop(inside);
+    exporter.wait_for(15, "the namespace's port at 0", |t| {
+        line(t, &label).is_some_and(|l| l.ends_with(" 0"))
+    });
+}
+
+/// Without CAP_SYS_ADMIN, a namespace's ports are still listed (from
+/// `/proc/<pid>/net`), but their checks say `unsupported`, never 0.
+#[test]
+fn without_sys_admin_namespaced_checks_are_unsupported_not_down() {
+    if skip_unless_root() {
+        return;
+    }
+    let ns = TestNetns::new("nocap");
+    let inside = Holder::start_in(
+        &ns.0,
+        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}),
+    );
+    let port = inside.port(0);
+    let exporter = Exporter::start_cmd(
+        as_nobody_with(&["sys_ptrace", "dac_read_search"]),
+        &[("ENABLE_HTTP_DETECTION", "false")],
+    );
+    let label = ns.label();
+    let text = exporter.wait_for(15, "an unsupported check", |t| {
+        t.lines()
+            .any(|l| l.starts_with("portwarden_probes_total{kind=\"tcp\",result=\"unsupported\"}"))
+    });
+    let listed = format!("port=\"{port}\",netns=\"{label}\"");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("portwarden_port_info{") && l.contains(&listed)),
+        "the namespace's port is not listed:\n{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("node_tcp_port_alive{") && l.contains(&listed)),
+        "an unsupported check must not be reported as a state:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("portwarden_discovery_errors_total{reason=\"setns_denied\"}")
+            && !l.ends_with(" 0")),
+        "{text}"
+    );
+}

@@ -192,6 +192,12 @@ impl Exporter {
         Exporter::launch(cmd, Some(netns.to_string()), env)
     }
 
+    /// Starts `cmd` (which ends by running the binary, after a wrapper such
+    /// as `setpriv`) as the exporter.
+    pub fn start_cmd(cmd: Command, env: &[(&str, &str)]) -> Exporter {
+        Exporter::launch(cmd, None, env)
+    }
+
     fn launch(mut cmd: Command, netns: Option<String>, env: &[(&str, &str)]) -> Exporter {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -533,6 +539,25 @@ impl Drop for TestNetns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
+}
+
+/// `setpriv` running the binary as `nobody` with exactly `caps` (names as
+/// setpriv spells them, e.g. `sys_ptrace`): ambient, inheritable and
+/// bounding set all limited to them.
+pub fn as_nobody_with(caps: &[&str]) -> Command {
+    let plus: Vec<String> = caps.iter().map(|c| format!("+{c}")).collect();
+    let list = plus.join(",");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    if caps.is_empty() {
+        cmd.arg("--bounding-set=-all");
+    } else {
+        cmd.arg(format!("--inh-caps=-all,{list}"))
+            .arg(format!("--ambient-caps=-all,{list}"))
+            .arg(format!("--bounding-set=-all,{list}"));
+    }
+    cmd.arg("--").arg(bin());
+    cmd
 }
 
 /// Runs `f` on a thread that entered the `ip netns` namespace `name`.
