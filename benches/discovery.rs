@@ -18,6 +18,7 @@ fn discoverer() -> Discoverer {
         proc_root: "/proc".into(),
         exclusions: Exclusions::none(),
         threads: 0,
+        connections: false,
     })
     .expect("open /proc");
     let first = d.discover_full().expect("first pass");

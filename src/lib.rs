@@ -25,6 +25,7 @@ pub mod config;
 pub mod discover;
 pub mod error;
 pub mod exclude;
+pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod probe;

@@ -67,6 +67,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> a
         proc_root: global.proc_root.clone(),
         exclusions,
         threads: 0,
+        connections: true,
     })?;
     init_logging(&settings.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -54,6 +54,16 @@ pub struct AcceptQueue {
     pub current: u32,
     /// The backlog; unknown (`None`) when read from `/proc/net/tcp`.
     pub max: Option<u32>,
+    /// Connections the kernel dropped because the queue was full (the
+    /// socket's drop counter, since it was created); unknown from `/proc/net/tcp`.
+    pub drops: Option<u32>,
+}
+
+impl AcceptQueue {
+    /// Whether the queue holds as many connections as it may.
+    pub fn is_full(&self) -> bool {
+        self.max.is_some_and(|max| self.current >= max.max(1))
+    }
 }
 
 /// One listening TCP socket or bound, unconnected UDP socket, as the kernel
@@ -70,6 +80,15 @@ pub struct Socket {
     pub uid: u32,
     /// Only for TCP listeners.
     pub accept_queue: Option<AcceptQueue>,
+}
+
+/// The connections a TCP listener accepted, by state, and their peers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// Counts indexed by kernel TCP state number (1 = established, …).
+    pub by_state: [u32; 12],
+    /// Distinct remote addresses, sorted.
+    pub peers: Vec<IpAddr>,
 }
 
 /// A process that holds a socket open.
@@ -117,6 +136,8 @@ pub struct Port {
     pub owner_unknown_reason: Option<String>,
     /// True when every owner is excluded by the exclusion list.
     pub excluded: bool,
+    /// A TCP listener's connections, when discovery counted them.
+    pub connections: Option<Box<Connections>>,
 }
 
 impl Port {

@@ -20,7 +20,9 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::config::Settings;
 use crate::discover::procfs::{self, ProcRoot};
-use crate::discover::{Discoverer, Discovery, SocketSource};
+use crate::discover::sockets::CONNECTION_STATES;
+use crate::discover::{Discoverer, Discovery, ListenCounters, SocketSource};
+use crate::health::{self, ConnectHistory, Health};
 use crate::metrics::{Encoder, Format, Kind};
 use crate::model::{Family, Proto, Socket};
 use crate::probe::{self, http::HttpOutcome, tcp::TcpOutcome};
@@ -63,6 +65,51 @@ struct PortState {
     http: HttpClass,
     /// The sockets behind the series, for `portwarden_port_info`.
     sockets: Vec<SocketInfo>,
+    /// Accept queue over the port's listeners (summed), when known.
+    queue: Option<QueueState>,
+    /// Consecutive passes with a full accept queue.
+    queue_full_passes: u32,
+    /// Connections of the port's listeners, when counted.
+    connections: Option<ConnSummary>,
+    /// Recent connect times, for `slow`.
+    history: ConnectHistory,
+}
+
+/// A port's accept queues, summed over its listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    pub current: u64,
+    pub max: Option<u64>,
+    /// The listeners' drop counters, summed (netlink only).
+    pub drops: Option<u64>,
+}
+
+/// A port's connections: counts by state, distinct peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnSummary {
+    pub by_state: [u64; 12],
+    pub peers: u64,
+}
+
+impl ConnSummary {
+    fn of<'a>(all: impl IntoIterator<Item = &'a crate::model::Connections>) -> Option<Self> {
+        let mut by_state = [0u64; 12];
+        let mut peers: Vec<IpAddr> = Vec::new();
+        let mut any = false;
+        for c in all {
+            any = true;
+            for (slot, n) in by_state.iter_mut().zip(c.by_state) {
+                *slot += u64::from(n);
+            }
+            peers.extend_from_slice(&c.peers);
+        }
+        peers.sort_unstable();
+        peers.dedup();
+        any.then_some(ConnSummary {
+            by_state,
+            peers: peers.len() as u64,
+        })
+    }
 }
 
 /// One socket of a port series, as `portwarden_port_info` describes it.
@@ -74,6 +121,42 @@ pub struct SocketInfo {
     pub user: String,
     pub container: String,
     pub pod_uid: String,
+}
+
+impl PortState {
+    /// The port's one word, from what the engine knows now.
+    fn health(&self, proto: Proto) -> Health {
+        let tcp_alive = self.tcp.map(|t| t.alive);
+        health::assess(&health::Signals {
+            proto,
+            present: self.present,
+            tcp_alive,
+            queue_full_passes: self.queue_full_passes,
+            http_stopped: tcp_alive == Some(true)
+                && self.http == HttpClass::Http { alive: false },
+            slow: self.history.is_slow(),
+        })
+    }
+}
+
+impl QueueState {
+    fn of(sockets: &[&Socket]) -> Option<Self> {
+        let queues: Vec<_> = sockets.iter().filter_map(|s| s.accept_queue).collect();
+        if queues.is_empty() {
+            return None;
+        }
+        let sum = |f: fn(&crate::model::AcceptQueue) -> Option<u32>| {
+            queues
+                .iter()
+                .map(|q| f(q).map(u64::from))
+                .sum::<Option<u64>>()
+        };
+        Some(QueueState {
+            current: queues.iter().map(|q| u64::from(q.current)).sum(),
+            max: sum(|q| q.max),
+            drops: sum(|q| q.drops),
+        })
+    }
 }
 
 impl SocketInfo {
@@ -139,6 +222,10 @@ struct State {
     vias: HashMap<Arc<str>, probe::Via>,
     /// Whether the first refused namespace entry was logged.
     warned_unsupported: bool,
+    /// Each namespace's `TcpExt` listen counters.
+    netns_listen: Vec<(Arc<str>, ListenCounters)>,
+    /// Whether discovery counts connections (so a port without any has 0).
+    counting_connections: bool,
 }
 
 /// A published, immutable view of the engine, encoded on demand.
@@ -146,6 +233,8 @@ struct State {
 pub struct Snapshot {
     pub ports: Vec<PortSeries>,
     pub processes: Vec<ProcessSeries>,
+    /// Each namespace's listen overflow and drop counters.
+    pub netns_listen: Vec<(Arc<str>, ListenCounters)>,
     pub telemetry: Telemetry,
     /// Format × gzip.
     encoded: [OnceLock<Arc<[u8]>>; 4],
@@ -164,6 +253,9 @@ pub struct PortSeries {
     pub http_alive: Option<bool>,
     /// Empty once the port is gone.
     pub sockets: Vec<SocketInfo>,
+    pub queue: Option<QueueState>,
+    pub connections: Option<ConnSummary>,
+    pub health: Health,
 }
 
 /// One owner process's series value.
@@ -304,12 +396,106 @@ impl Snapshot {
                 }
             }
         }
+        self.encode_load(&mut enc);
         self.telemetry.encode(&mut enc, &self.ports);
         enc.finish()
     }
+
+    /// Accept queues, drops, connections and health: how loaded each port is.
+    fn encode_load(&self, enc: &mut Encoder) {
+        let queue = |p: &PortSeries| p.queue.filter(|_| p.key.proto == Proto::Tcp);
+        port_family(
+            enc,
+            "portwarden_tcp_listen_queue_length",
+            "Connections waiting in the port's accept queues (summed over its listeners): the application has not accepted them yet.",
+            &self.ports,
+            |p| queue(p).map(|q| q.current as f64),
+        );
+        port_family(
+            enc,
+            "portwarden_tcp_listen_queue_max",
+            "The port's accept queue limit (the listen backlog, summed over its listeners).",
+            &self.ports,
+            |p| queue(p)?.max.map(|m| m as f64),
+        );
+        port_family_with(
+            enc,
+            ("portwarden_tcp_listen_drops", Kind::Counter),
+            "Connections the port's listeners dropped because their accept queue was full (the sockets' own drop counters).",
+            &self.ports,
+            None,
+            |p| queue(p)?.drops.map(|d| vec![("", d as f64)]),
+        );
+        {
+            let mut overflows = enc.family(
+                "portwarden_netns_listen_overflows",
+                "ListenOverflows of the namespace (TcpExt): handshakes completed while an accept queue was full.",
+                Kind::Counter,
+            );
+            for (netns, c) in &self.netns_listen {
+                overflows.sample(&[("netns", netns)], c.overflows as f64);
+            }
+        }
+        {
+            let mut drops = enc.family(
+                "portwarden_netns_listen_drops",
+                "ListenDrops of the namespace (TcpExt): connections dropped at any listener, overflows included.",
+                Kind::Counter,
+            );
+            for (netns, c) in &self.netns_listen {
+                drops.sample(&[("netns", netns)], c.drops as f64);
+            }
+        }
+        port_family_with(
+            enc,
+            ("portwarden_tcp_port_connections", Kind::Gauge),
+            "Connections the port accepted, by TCP state (established, syn_recv and close_wait always; other states when any).",
+            &self.ports,
+            Some("state"),
+            |p| {
+                let c = p.connections.as_ref()?;
+                Some(
+                    CONNECTION_STATES
+                        .iter()
+                        .filter(|(state, name)| {
+                            c.by_state[usize::from(*state)] > 0
+                                || matches!(*name, "established" | "syn_recv" | "close_wait")
+                        })
+                        .map(|(state, name)| (*name, c.by_state[usize::from(*state)] as f64))
+                        .collect(),
+                )
+            },
+        );
+        port_family(
+            enc,
+            "portwarden_tcp_port_peers",
+            "Distinct remote addresses among the port's connections.",
+            &self.ports,
+            |p| p.connections.as_ref().map(|c| c.peers as f64),
+        );
+        let mut f = enc.family(
+            "portwarden_port_health",
+            "1 for the port's health now: ok, slow (connect time far above its own recent median), hung (accept queue full at two passes in a row, or a once-HTTP port no longer answering HTTP), down (gone or refusing), unknown (not checked yet, or its namespace cannot be entered).",
+            Kind::Gauge,
+        );
+        for p in &self.ports {
+            let port = p.key.port.to_string();
+            for h in Health::ALL {
+                let labels = [
+                    ("process_name", or_slash(&p.process_name)),
+                    ("exe_path", or_slash(&p.exe_path)),
+                    ("proto", p.key.proto.as_str()),
+                    ("port", port.as_str()),
+                    ("netns", &*p.key.netns),
+                    ("health", h.as_str()),
+                ];
+                f.sample(&labels, f64::from(u8::from(h == p.health)));
+            }
+        }
+    }
 }
 
-/// One of the port families: a sample for every port `value` has one for.
+/// One of the port gauges: a sample for every port `value` has one for.
 fn port_family(
     enc: &mut Encoder,
     name: &str,
@@ -317,17 +503,40 @@ fn port_family(
     ports: &[PortSeries],
     value: impl Fn(&PortSeries) -> Option<f64>,
 ) {
-    let mut f = enc.family(name, help, Kind::Gauge);
+    port_family_with(enc, (name, Kind::Gauge), help, ports, None, |p| {
+        value(p).map(|v| vec![("", v)])
+    });
+}
+
+/// A port family of any kind, with an optional extra label: `values` gives
+/// each port's samples as (extra label value, value).
+fn port_family_with(
+    enc: &mut Encoder,
+    (name, kind): (&str, Kind),
+    help: &str,
+    ports: &[PortSeries],
+    extra: Option<&str>,
+    values: impl Fn(&PortSeries) -> Option<Vec<(&'static str, f64)>>,
+) {
+    let mut f = enc.family(name, help, kind);
     for p in ports {
-        if let Some(v) = value(p) {
-            let port = p.key.port.to_string();
-            let labels = [
+        let Some(samples) = values(p) else { continue };
+        let port = p.key.port.to_string();
+        for (extra_value, v) in samples {
+            let base = [
                 ("process_name", or_slash(&p.process_name)),
                 ("exe_path", or_slash(&p.exe_path)),
                 ("port", port.as_str()),
                 ("netns", &*p.key.netns),
             ];
-            f.sample(&labels, v);
+            match extra {
+                Some(label) => {
+                    let mut labels = base.to_vec();
+                    labels.push((label, extra_value));
+                    f.sample(&labels, v);
+                }
+                None => f.sample(&base, v),
+            }
         }
     }
 }
@@ -549,17 +758,10 @@ impl Engine {
     /// current tokio runtime).
     pub fn start(settings: Settings, discoverer: Discoverer) -> Engine {
         let shared = Arc::new(Shared::default());
-        let state = Arc::new(Mutex::new(State {
-            ports: HashMap::new(),
-            procs: HashMap::new(),
-            probes: HashMap::new(),
-            discovery_errors: HashMap::new(),
-            discovery_runs: HashMap::new(),
-            last_discovery: None,
-            retention: settings.retention,
-            vias: HashMap::new(),
-            warned_unsupported: false,
-        }));
+        let state = Arc::new(Mutex::new(State::new(
+            settings.retention,
+            discoverer.counts_connections(),
+        )));
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let (discovered_tx, discovered_rx) = watch::channel(0u64);
         let settings = Arc::new(settings);
@@ -714,6 +916,22 @@ fn check_processes(state: &Mutex<State>, proc_root: &ProcRoot) {
 }
 
 impl State {
+    fn new(retention: Duration, counting_connections: bool) -> Self {
+        State {
+            ports: HashMap::new(),
+            procs: HashMap::new(),
+            probes: HashMap::new(),
+            discovery_errors: HashMap::new(),
+            discovery_runs: HashMap::new(),
+            last_discovery: None,
+            retention,
+            vias: HashMap::new(),
+            warned_unsupported: false,
+            netns_listen: Vec::new(),
+            counting_connections,
+        }
+    }
+
     fn apply_discovery(&mut self, d: &Discovery, full: bool) {
         let now = Instant::now();
         *self
@@ -738,13 +956,18 @@ impl State {
         self.vias = d
             .namespaces
             .iter()
-            .map(|(label, entry)| {
-                let via = match entry {
+            .map(|ns| {
+                let via = match &ns.entry {
                     Some(path) => probe::Via::Netns(path.as_path().into()),
                     _ => probe::Via::Here,
                 };
-                (Arc::clone(label), via)
+                (Arc::clone(&ns.label), via)
             })
+            .collect();
+        self.netns_listen = d
+            .namespaces
+            .iter()
+            .filter_map(|ns| Some((Arc::clone(&ns.label), ns.listen?)))
             .collect();
 
         // Group sockets into port series; the first owned socket names it.
@@ -752,6 +975,7 @@ impl State {
             Vec<&'a Socket>,
             Option<&'a crate::model::Owner>,
             Vec<SocketInfo>,
+            Vec<&'a crate::model::Connections>,
         );
         let mut seen: HashMap<PortKey, Group<'_>> = HashMap::new();
         for port in d.ports.iter().filter(|p| !p.excluded) {
@@ -768,13 +992,27 @@ impl State {
             entry
                 .2
                 .push(SocketInfo::new(&port.socket, port.primary_owner()));
+            if let Some(c) = &port.connections {
+                entry.3.push(c);
+            }
         }
         for p in self.ports.values_mut() {
             p.present = false;
             p.sockets = Vec::new();
         }
-        for (key, (sockets, owner, mut infos)) in seen {
+        for (key, (sockets, owner, mut infos, conns)) in seen {
             infos.sort();
+            let queue = QueueState::of(&sockets);
+            let full = sockets
+                .iter()
+                .any(|s| s.accept_queue.is_some_and(|q| q.is_full()));
+            let connections = ConnSummary::of(conns).or_else(|| {
+                // Counted, and none: zero, not unknown.
+                (self.counting_connections && key.proto == Proto::Tcp).then_some(ConnSummary {
+                    by_state: [0; 12],
+                    peers: 0,
+                })
+            });
             let identity = owner.map(|o| (o.pid, o.start_time));
             let (name, exe) = owner.map_or((String::new(), String::new()), |o| {
                 (o.process_name.clone(), o.exe_path.clone())
@@ -806,6 +1044,10 @@ impl State {
                 tcp: None,
                 http: HttpClass::Unknown,
                 sockets: Vec::new(),
+                queue: None,
+                queue_full_passes: 0,
+                connections: None,
+                history: ConnectHistory::default(),
             });
             if state.owner != identity {
                 // Another process now: HTTP or not is asked anew; an HTTP
@@ -819,6 +1061,13 @@ impl State {
             state.exe_path = exe;
             state.targets = targets;
             state.sockets = infos;
+            state.queue = queue;
+            state.queue_full_passes = if full {
+                state.queue_full_passes + 1
+            } else {
+                0
+            };
+            state.connections = connections;
             state.present = true;
             state.last_seen = now;
         }
@@ -862,6 +1111,9 @@ impl State {
                     _ => None,
                 },
                 sockets: p.sockets.clone(),
+                queue: p.queue.filter(|_| p.present),
+                connections: p.connections.clone().filter(|_| p.present),
+                health: p.health(key.proto),
             })
             .collect();
         ports.sort_by(|a, b| a.key.cmp(&b.key));
@@ -888,9 +1140,12 @@ impl State {
         let mut discovery_runs: Vec<_> =
             self.discovery_runs.iter().map(|(k, v)| (*k, *v)).collect();
         discovery_runs.sort();
+        let mut netns_listen = self.netns_listen.clone();
+        netns_listen.sort_by(|a, b| a.0.cmp(&b.0));
         Snapshot {
             ports,
             processes,
+            netns_listen,
             telemetry: Telemetry {
                 probes,
                 discovery_errors,
@@ -1088,6 +1343,9 @@ fn tcp_round(
                 if let Some(p) = st.ports.get_mut(&key)
                     && p.present
                 {
+                    if outcome.alive {
+                        p.history.record(outcome.seconds);
+                    }
                     p.tcp = Some(outcome);
                 }
             })
@@ -1187,6 +1445,7 @@ mod tests {
             owners: owner.into_iter().collect(),
             owner_unknown_reason: None,
             excluded: false,
+            connections: None,
         }
     }
 
@@ -1201,22 +1460,16 @@ mod tests {
             stats: ScanStats::default(),
             source: SocketSource::Netlink,
             duration_seconds: 0.01,
-            namespaces: vec![("host".into(), None)],
+            namespaces: vec![crate::discover::Namespace {
+                label: "host".into(),
+                entry: None,
+                listen: None,
+            }],
         }
     }
 
     fn state(retention: Duration) -> State {
-        State {
-            ports: HashMap::new(),
-            procs: HashMap::new(),
-            probes: HashMap::new(),
-            discovery_errors: HashMap::new(),
-            discovery_runs: HashMap::new(),
-            last_discovery: None,
-            retention,
-            vias: HashMap::new(),
-            warned_unsupported: false,
-        }
+        State::new(retention, false)
     }
 
     fn key(proto: Proto, port: u16) -> PortKey {

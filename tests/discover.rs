@@ -22,6 +22,7 @@ fn discoverer(proc_root: &Path) -> Discoverer {
         proc_root: proc_root.to_path_buf(),
         exclusions: Exclusions::none(),
         threads: 2,
+        connections: false,
     })
     .expect("proc root opens")
 }

@@ -30,6 +30,7 @@ fn warm_refresh_follows_owners_without_rescanning() {
         proc_root: Path::new("/proc").to_path_buf(),
         exclusions: Exclusions::none(),
         threads: 2,
+        connections: false,
     })
     .expect("/proc opens");
     let mut holder =

@@ -27,6 +27,7 @@ pub fn run(
         proc_root: global.proc_root.clone(),
         exclusions: Exclusions::new(&global.excluded_process_names)?,
         threads: 0,
+        connections: false,
     })?;
     let mut discovery = discoverer.discover_full()?;
     crate::discover::sort_ports(&mut discovery.ports);
@@ -129,8 +130,11 @@ fn write_table(ports: &[&Port], out: &mut dyn Write) -> Result<(), Error> {
             Some(AcceptQueue {
                 current,
                 max: Some(max),
+                ..
             }) => format!("{current}/{max}"),
-            Some(AcceptQueue { current, max: None }) => format!("{current}/?"),
+            Some(AcceptQueue {
+                current, max: None, ..
+            }) => format!("{current}/?"),
             None => "-".to_string(),
         };
         let (pid, name, user, exe) = match p.primary_owner() {

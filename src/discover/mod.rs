@@ -6,6 +6,7 @@
 //! keeping that map between passes so a refresh is cheap.
 
 pub mod cgroup;
+pub mod connections;
 pub mod ids;
 pub mod netns;
 pub mod owners;
@@ -20,7 +21,7 @@ use std::time::Instant;
 
 use crate::error::Error;
 use crate::exclude::Exclusions;
-use crate::model::{Family, Owner, Owners, Port, Proto, ScanStats, Socket};
+use crate::model::{Connections, Family, Owner, Owners, Port, Proto, ScanStats, Socket};
 use netns::Netns;
 use owners::{OwnerIndex, Verification};
 use procfs::ProcRoot;
@@ -45,9 +46,49 @@ pub struct Discovery {
     pub source: SocketSource,
     /// How long the pass took, in seconds.
     pub duration_seconds: f64,
-    /// Every namespace listed: its label and the file to enter it by
-    /// (`None` for our own, the one a plain socket of ours reaches).
-    pub namespaces: Vec<(Arc<str>, Option<PathBuf>)>,
+    /// Every namespace listed.
+    pub namespaces: Vec<Namespace>,
+}
+
+/// A network namespace a pass listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    pub label: Arc<str>,
+    /// The file to enter it by; `None` for our own, the one a plain socket
+    /// of ours reaches.
+    pub entry: Option<PathBuf>,
+    /// Its `TcpExt` listen counters, when readable.
+    pub listen: Option<ListenCounters>,
+}
+
+/// A namespace's kernel counters of connections its listeners could not
+/// take (`/proc/net/netstat`, `TcpExt`), since the namespace was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenCounters {
+    /// `ListenOverflows`: a completed handshake found the accept queue full.
+    pub overflows: u64,
+    /// `ListenDrops`: every connection dropped at a listener, overflows included.
+    pub drops: u64,
+}
+
+/// Reads `ListenOverflows` and `ListenDrops` from the text of
+/// `/proc/net/netstat` (a `TcpExt:` line of names, then one of values). Pure.
+pub fn parse_netstat(text: &str) -> Option<ListenCounters> {
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?.split_ascii_whitespace().skip(1);
+    let values = lines.next()?.split_ascii_whitespace().skip(1);
+    let mut out = ListenCounters::default();
+    let mut found = 0;
+    for (name, value) in names.zip(values) {
+        let slot = match name {
+            "ListenOverflows" => &mut out.overflows,
+            "ListenDrops" => &mut out.drops,
+            _ => continue,
+        };
+        *slot = value.parse().ok()?;
+        found += 1;
+    }
+    (found == 2).then_some(out)
 }
 
 /// Settings of discovery.
@@ -57,6 +98,9 @@ pub struct Options {
     pub exclusions: Exclusions,
     /// Threads an owner scan may use; 0 = one per core.
     pub threads: usize,
+    /// Also count each TCP listener's connections (one dump of connected
+    /// sockets per namespace and pass).
+    pub connections: bool,
 }
 
 /// Discovers ports and owners, remembering owners between passes.
@@ -67,6 +111,7 @@ pub struct Discoverer {
     users: Users,
     exclusions: Exclusions,
     threads: usize,
+    connections: bool,
 }
 
 impl Discoverer {
@@ -83,8 +128,14 @@ impl Discoverer {
             owners: OwnerIndex::new(threads),
             threads,
             exclusions: options.exclusions,
+            connections: options.connections,
             proc,
         })
+    }
+
+    /// Whether passes count each listener's connections.
+    pub fn counts_connections(&self) -> bool {
+        self.connections
     }
 
     /// The proc root every read goes through.
@@ -115,6 +166,7 @@ impl Discoverer {
             let listing = list_alongside(
                 &self.proc,
                 self.threads,
+                self.connections,
                 |listing| {
                     // On failure the scan still ends: it then keeps every
                     // socket, and its result is thrown away below.
@@ -139,6 +191,7 @@ impl Discoverer {
             let listing = list_alongside(
                 proc,
                 self.threads,
+                self.connections,
                 |_| {},
                 || ready.get_or_init(|| owners.begin_verify(proc)).work(),
             );
@@ -209,7 +262,11 @@ impl Discoverer {
     }
 
     fn port(&self, listed: Listed, stats: &ScanStats) -> Port {
-        let Listed { socket, netns } = listed;
+        let Listed {
+            socket,
+            netns,
+            connections,
+        } = listed;
         let (owners, excluded) = order_owners(self.owners.owners(socket.inode), &self.exclusions);
         // A container's namespace goes by the container's name, as the
         // primary owner's cgroup gives it.
@@ -224,6 +281,7 @@ impl Discoverer {
             owners,
             owner_unknown_reason,
             excluded,
+            connections,
         }
     }
 }
@@ -296,13 +354,15 @@ fn unknown_reason(stats: &ScanStats) -> String {
 pub struct Listed {
     pub socket: Socket,
     pub netns: Arc<str>,
+    /// A TCP listener's connections, when counted.
+    pub connections: Option<Box<Connections>>,
 }
 
 /// The sockets of every namespace.
 #[derive(Debug, Default)]
 pub struct SocketList {
     pub sockets: Vec<Listed>,
-    pub namespaces: Vec<(Arc<str>, Option<PathBuf>)>,
+    pub namespaces: Vec<Namespace>,
     pub source: SocketSource,
     /// Namespaces skipped or listed the slow way.
     pub stats: ScanStats,
@@ -316,13 +376,14 @@ type Listing = Result<SocketList, Error>;
 fn list_alongside(
     proc: &ProcRoot,
     threads: usize,
+    connections: bool,
     listed: impl FnOnce(&Listing) + Send,
     work: impl Fn() + Sync,
 ) -> Listing {
     std::thread::scope(|s| {
         let work = &work;
         let lister = s.spawn(move || {
-            let listing = list_sockets(proc);
+            let listing = list_sockets(proc, connections);
             listed(&listing);
             work();
             listing
@@ -337,27 +398,41 @@ fn list_alongside(
     })
 }
 
+/// One namespace's listing.
+#[derive(Debug, Default)]
+struct NsListing {
+    sockets: Vec<Socket>,
+    source: SocketSource,
+    listen: Option<ListenCounters>,
+    /// Per listener inode, when counted.
+    connections: ids::IdMap<u64, Connections>,
+}
+
 /// Lists the sockets of every network namespace. Failing to list the host's
 /// namespace fails the pass; any other namespace that vanishes or cannot be
 /// entered is skipped and counted.
-fn list_sockets(proc: &ProcRoot) -> Listing {
+fn list_sockets(proc: &ProcRoot, connections: bool) -> Listing {
     let (namespaces, skipped) = netns::enumerate(proc, netns::BIND_DIRS);
     let mut list = SocketList::default();
     list.stats.netns_denied = skipped.denied;
     for ns in &namespaces {
-        list.namespaces
-            .push((Arc::clone(&ns.label), ns.entry_path(proc.path())));
         let listed = match &ns.handle {
-            netns::Handle::Own => list_here(proc, ns),
-            _ => list_entered(proc, ns, &mut list.stats),
+            netns::Handle::Own => list_here(proc, ns, connections),
+            _ => list_entered(proc, ns, connections, &mut list.stats),
         };
         match listed {
-            Ok(Some((sockets, source))) => {
-                if source == SocketSource::ProcNet {
+            Ok(Some(mut found)) => {
+                if found.source == SocketSource::ProcNet {
                     list.source = SocketSource::ProcNet;
                 }
+                list.namespaces.push(Namespace {
+                    label: Arc::clone(&ns.label),
+                    entry: ns.entry_path(proc.path()),
+                    listen: found.listen,
+                });
                 list.sockets
-                    .extend(sockets.into_iter().map(|socket| Listed {
+                    .extend(found.sockets.into_iter().map(|socket| Listed {
+                        connections: found.connections.remove(&socket.inode).map(Box::new),
                         socket,
                         netns: Arc::clone(&ns.label),
                     }));
@@ -375,8 +450,9 @@ fn list_sockets(proc: &ProcRoot) -> Listing {
 fn list_entered(
     proc: &ProcRoot,
     ns: &Netns,
+    connections: bool,
     stats: &mut ScanStats,
-) -> Result<Option<(Vec<Socket>, SocketSource)>, Error> {
+) -> Result<Option<NsListing>, Error> {
     let fd = match ns.open(proc) {
         Ok(fd) => fd,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -396,7 +472,7 @@ fn list_entered(
                 std::os::fd::AsFd::as_fd(&fd),
                 Some(rustix::thread::LinkNameSpaceType::Network),
             )
-            .map(|()| list_here(proc, ns))
+            .map(|()| list_here(proc, ns, connections))
         })
         .join()
     });
@@ -410,35 +486,61 @@ fn list_entered(
     }
 }
 
-/// A namespace listed from the /proc/net files of a process inside it.
-fn list_from_proc(
-    proc: &ProcRoot,
-    ns: &Netns,
-) -> Result<Option<(Vec<Socket>, SocketSource)>, Error> {
-    if ns.proc_entry().is_none() {
+/// A namespace listed from the /proc/net files of a process inside it
+/// (no connection counts: that would mean parsing every connection as text).
+fn list_from_proc(proc: &ProcRoot, ns: &Netns) -> Result<Option<NsListing>, Error> {
+    let Some(entry) = ns.proc_entry() else {
         return Ok(None);
-    }
+    };
     let refused = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
-    let mut all = list_proc_net(proc, ns, Proto::Tcp, refused())?;
-    all.extend(list_proc_net(proc, ns, Proto::Udp, refused())?);
-    Ok(Some((all, SocketSource::ProcNet)))
+    let mut sockets = list_proc_net(proc, ns, Proto::Tcp, refused())?;
+    sockets.extend(list_proc_net(proc, ns, Proto::Udp, refused())?);
+    let mut buf = Vec::new();
+    let listen = proc
+        .read_rel(format!("{entry}/net/netstat").as_str(), &mut buf)
+        .ok()
+        .and_then(|()| parse_netstat(&String::from_utf8_lossy(&buf)));
+    Ok(Some(NsListing {
+        sockets,
+        source: SocketSource::ProcNet,
+        listen,
+        connections: Default::default(),
+    }))
 }
 
 /// Lists sockets of every protocol in the namespace of the calling thread,
-/// by netlink where the kernel lets us, else from the /proc/net files.
-fn list_here(proc: &ProcRoot, ns: &Netns) -> Result<Option<(Vec<Socket>, SocketSource)>, Error> {
-    let mut all = Vec::new();
-    let mut source = SocketSource::Netlink;
+/// by netlink where the kernel lets us, else from the /proc/net files; with
+/// `connections`, counts each TCP listener's connections too.
+fn list_here(proc: &ProcRoot, ns: &Netns, connections: bool) -> Result<Option<NsListing>, Error> {
+    let mut out = NsListing::default();
+    let mut diag = sockets::Diag::open();
     for proto in [Proto::Tcp, Proto::Udp] {
-        match sockets::list_netlink(proto) {
-            Ok(found) => all.extend(found),
+        let listed = match diag.as_mut() {
+            Ok(d) => d.listening(proto),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        };
+        match listed {
+            Ok(found) => out.sockets.extend(found),
             Err(netlink) => {
-                source = SocketSource::ProcNet;
-                all.extend(list_proc_net(proc, ns, proto, netlink)?);
+                out.source = SocketSource::ProcNet;
+                out.sockets
+                    .extend(list_proc_net(proc, ns, proto, netlink)?);
             }
         }
     }
-    Ok(Some((all, source)))
+    if connections && let Ok(d) = diag.as_mut() {
+        let listeners: Vec<&Socket> = out.sockets.iter().collect();
+        let mut counter = connections::Counter::new(&listeners);
+        // A failed dump leaves the counts out, never the listeners.
+        if d.connections(&mut |c| counter.add(c)).is_ok() {
+            out.connections = counter.finish();
+        }
+    }
+    // The calling thread's own namespace, whatever the proc root.
+    out.listen = std::fs::read("/proc/thread-self/net/netstat")
+        .ok()
+        .and_then(|text| parse_netstat(&String::from_utf8_lossy(&text)));
+    Ok(Some(out))
 }
 
 fn list_proc_net(

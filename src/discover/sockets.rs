@@ -21,7 +21,9 @@ use netlink_packet_core::{
 };
 use netlink_packet_sock_diag::{
     SockDiagMessage,
-    constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SOCK_DIAG_BY_FAMILY},
+    constants::{
+        AF_INET, AF_INET6, INET_DIAG_SKMEMINFO, IPPROTO_TCP, IPPROTO_UDP, SOCK_DIAG_BY_FAMILY,
+    },
     inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
 };
 use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
@@ -32,38 +34,133 @@ use crate::model::{AcceptQueue, Family, Proto, Socket};
 const TCP_LISTEN: u8 = 10;
 const TCP_CLOSE: u8 = 7;
 
-/// Lists the sockets of `proto`, both families, through netlink.
-pub fn list_netlink(proto: Proto) -> io::Result<Vec<Socket>> {
-    let mut nl = NlSocket::new(NETLINK_SOCK_DIAG)?;
-    nl.bind_auto()?;
-    nl.connect(&SocketAddr::new(0, 0))?;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    for family in [Family::Ipv4, Family::Ipv6] {
-        dump(&nl, proto, family, &mut buf, &mut |resp| {
-            if let Some(socket) = from_response(proto, family, resp) {
-                out.push(socket);
-            }
-        })?;
-    }
-    Ok(out)
+/// Size of `struct inet_diag_msg`: the attributes follow it.
+const INET_DIAG_MSG_LEN: usize = 72;
+/// `INET_DIAG_SKMEMINFO` holds `u32 [SK_MEMINFO_VARS]`; this is the index of
+/// `SK_MEMINFO_DROPS` (include/uapi/linux/sock_diag.h).
+const SK_MEMINFO_DROPS: usize = 8;
+
+/// The TCP states of connections counted per listening port: every state a
+/// server's end of a connection passes through (not SYN_SENT, a client's).
+pub const CONNECTION_STATES: &[(u8, &str)] = &[
+    (1, "established"),
+    (3, "syn_recv"),
+    (4, "fin_wait1"),
+    (5, "fin_wait2"),
+    (6, "time_wait"),
+    (8, "close_wait"),
+    (9, "last_ack"),
+    (11, "closing"),
+];
+
+/// A netlink sock_diag socket, reused for every dump of one pass in one
+/// namespace.
+pub struct Diag {
+    nl: NlSocket,
+    buf: Vec<u8>,
 }
 
-/// Sends one inet_diag dump request and feeds every answer to `each`.
+impl Diag {
+    /// Opens it in the namespace of the calling thread.
+    pub fn open() -> io::Result<Diag> {
+        let mut nl = NlSocket::new(NETLINK_SOCK_DIAG)?;
+        nl.bind_auto()?;
+        nl.connect(&SocketAddr::new(0, 0))?;
+        Ok(Diag {
+            nl,
+            buf: vec![0u8; 64 * 1024],
+        })
+    }
+
+    /// The sockets of `proto`, both families: TCP listeners (with their
+    /// accept queue and drop counter) or unconnected UDP sockets.
+    pub fn listening(&mut self, proto: Proto) -> io::Result<Vec<Socket>> {
+        let (protocol, states, extensions) = match proto {
+            Proto::Tcp => (IPPROTO_TCP, StateFlags::LISTEN, ExtensionFlags::SKMEMINFO),
+            Proto::Udp => (IPPROTO_UDP, StateFlags::CLOSE, ExtensionFlags::empty()),
+        };
+        let mut out = Vec::new();
+        for family in [Family::Ipv4, Family::Ipv6] {
+            let request = Request {
+                protocol,
+                family,
+                states: states.clone(),
+                extensions: extensions.clone(),
+            };
+            dump(&self.nl, &request, &mut self.buf, &mut |resp, attrs| {
+                if let Some(socket) = from_response(proto, family, resp, attrs) {
+                    out.push(socket);
+                }
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Feeds every TCP connection in [`CONNECTION_STATES`], both families,
+    /// to `each`. One dump per family, whatever the number of listeners.
+    pub fn connections(&mut self, each: &mut dyn FnMut(Connection)) -> io::Result<()> {
+        let states = CONNECTION_STATES
+            .iter()
+            .fold(StateFlags::empty(), |acc, (state, _)| {
+                acc | StateFlags::from_bits_truncate(1 << state)
+            });
+        for family in [Family::Ipv4, Family::Ipv6] {
+            let request = Request {
+                protocol: IPPROTO_TCP,
+                family,
+                states: states.clone(),
+                extensions: ExtensionFlags::empty(),
+            };
+            dump(&self.nl, &request, &mut self.buf, &mut |h, _| {
+                each(Connection {
+                    family,
+                    state: h.state,
+                    local: h.socket_id.source_address,
+                    local_port: h.socket_id.source_port,
+                    remote: h.socket_id.destination_address,
+                })
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// One TCP connection's end in this namespace, as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    pub family: Family,
+    /// Kernel TCP state number.
+    pub state: u8,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+}
+
+/// Lists the sockets of `proto`, both families, through netlink.
+pub fn list_netlink(proto: Proto) -> io::Result<Vec<Socket>> {
+    Diag::open()?.listening(proto)
+}
+
+/// One inet_diag dump request.
+struct Request {
+    protocol: u8,
+    family: Family,
+    states: StateFlags,
+    extensions: ExtensionFlags,
+}
+
+/// Sends one inet_diag dump request and feeds every answer to `each`, with
+/// the bytes of its attributes.
 ///
 /// Answers are walked in place and only their fixed header is decoded: a dump
 /// of 10,000 listeners then costs no allocation per socket.
 fn dump(
     nl: &NlSocket,
-    proto: Proto,
-    family: Family,
+    req: &Request,
     buf: &mut [u8],
-    each: &mut dyn FnMut(&InetResponseHeader),
+    each: &mut dyn FnMut(&InetResponseHeader, &[u8]),
 ) -> io::Result<()> {
-    let (protocol, states) = match proto {
-        Proto::Tcp => (IPPROTO_TCP, StateFlags::LISTEN),
-        Proto::Udp => (IPPROTO_UDP, StateFlags::CLOSE),
-    };
+    let (protocol, states, family) = (req.protocol, req.states.clone(), req.family);
     let (af, socket_id) = match family {
         Family::Ipv4 => (AF_INET, SocketId::new_v4()),
         Family::Ipv6 => (AF_INET6, SocketId::new_v6()),
@@ -76,7 +173,7 @@ fn dump(
         SockDiagMessage::InetRequest(InetRequest {
             family: af,
             protocol,
-            extensions: ExtensionFlags::empty(),
+            extensions: req.extensions.clone(),
             states,
             socket_id,
         })
@@ -115,9 +212,9 @@ fn dump(
                     });
                 }
                 SOCK_DIAG_BY_FAMILY => {
-                    let header =
-                        InetResponseHeader::parse(msg.payload()).map_err(|e| invalid(&e))?;
-                    each(&header);
+                    let payload = msg.payload();
+                    let header = InetResponseHeader::parse(payload).map_err(|e| invalid(&e))?;
+                    each(&header, payload.get(INET_DIAG_MSG_LEN..).unwrap_or_default());
                 }
                 _ => {}
             }
@@ -130,12 +227,46 @@ fn dump(
     }
 }
 
-fn from_response(proto: Proto, family: Family, h: &InetResponseHeader) -> Option<Socket> {
+/// The payload of the netlink attribute of type `kind` among `attrs`.
+/// Pure; a malformed list ends the walk.
+pub fn attribute(mut attrs: &[u8], kind: u16) -> Option<&[u8]> {
+    // The top bits of the type are the NESTED and BYTEORDER flags.
+    const TYPE_MASK: u16 = 0x3fff;
+    while attrs.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+        let ty = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if ty & TYPE_MASK == kind {
+            return Some(&attrs[4..len]);
+        }
+        attrs = attrs.get((len + 3) & !3..)?;
+    }
+    None
+}
+
+/// The socket's drop counter from its `INET_DIAG_SKMEMINFO` attribute: on a
+/// listener, connections dropped because its accept queue was full.
+pub fn drops(attrs: &[u8]) -> Option<u32> {
+    let meminfo = attribute(attrs, INET_DIAG_SKMEMINFO)?;
+    let at = SK_MEMINFO_DROPS * 4;
+    let b = meminfo.get(at..at + 4)?;
+    Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn from_response(
+    proto: Proto,
+    family: Family,
+    h: &InetResponseHeader,
+    attrs: &[u8],
+) -> Option<Socket> {
     let accept_queue = match proto {
         // For a listener, rqueue is the accept queue and wqueue its backlog.
         Proto::Tcp if h.state == TCP_LISTEN => Some(AcceptQueue {
             current: h.recv_queue,
             max: Some(h.send_queue),
+            drops: drops(attrs),
         }),
         Proto::Tcp => return None,
         // A UDP socket with a peer is a connected client socket: not a door.
@@ -196,6 +327,7 @@ pub fn parse_proc_net(text: &str, proto: Proto, family: Family) -> Result<Vec<So
             Proto::Tcp if state == TCP_LISTEN => Some(AcceptQueue {
                 current: rx_queue,
                 max: None,
+                drops: None,
             }),
             Proto::Tcp => continue,
             Proto::Udp if state != TCP_CLOSE || !remote.is_unspecified() => continue,
@@ -280,7 +412,8 @@ mod tests {
             socks[0].accept_queue,
             Some(AcceptQueue {
                 current: 3,
-                max: None
+                max: None,
+                drops: None,
             })
         );
         assert_eq!(socks[1].address, "0.0.0.0".parse::<IpAddr>().expect("ip"));

@@ -1,0 +1,248 @@
+//! One word per port — `ok`, `slow`, `hung`, `down` (or `unknown` before a
+//! first check) — decided here and only here, for the metrics and for `ls`.
+//!
+//! - `down`: the port is gone, or a TCP connect failed.
+//! - `hung`: the port listens but its application does not take
+//!   connections: the accept queue was full at [`HUNG_PASSES`] passes in a
+//!   row (the kernel then drops new SYNs, so connects fail too: hung, not
+//!   down), or TCP connects succeed while a port that once answered HTTP no
+//!   longer does.
+//! - `slow`: the connect time is far above the port's own recent baseline
+//!   ([`ConnectHistory`]).
+//! - `ok`: none of these. A UDP port is `ok` while bound.
+
+use std::collections::VecDeque;
+
+use crate::model::Proto;
+
+/// Consecutive passes with a full accept queue that make a port hung: one
+/// full queue can be a burst the application is about to drain.
+pub const HUNG_PASSES: u32 = 2;
+
+/// A port's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Health {
+    Ok,
+    Slow,
+    Hung,
+    Down,
+    Unknown,
+}
+
+impl Health {
+    pub const ALL: [Health; 5] = [
+        Health::Ok,
+        Health::Slow,
+        Health::Hung,
+        Health::Down,
+        Health::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Slow => "slow",
+            Health::Hung => "hung",
+            Health::Down => "down",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is known of a port now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    pub proto: Proto,
+    /// Still listening (or bound).
+    pub present: bool,
+    /// The last TCP check: `None` before the first, or when the port's
+    /// namespace cannot be entered.
+    pub tcp_alive: Option<bool>,
+    /// Consecutive passes that found the accept queue full.
+    pub queue_full_passes: u32,
+    /// A port that once answered HTTP stopped answering it.
+    pub http_stopped: bool,
+    /// [`ConnectHistory::record`] says the connect time is far off.
+    pub slow: bool,
+}
+
+/// The one word for `s`.
+pub fn assess(s: &Signals) -> Health {
+    if !s.present {
+        return Health::Down;
+    }
+    if s.proto == Proto::Udp {
+        return Health::Ok;
+    }
+    if s.queue_full_passes >= HUNG_PASSES {
+        return Health::Hung;
+    }
+    match s.tcp_alive {
+        Some(false) => Health::Down,
+        _ if s.http_stopped => Health::Hung,
+        None => Health::Unknown,
+        Some(true) if s.slow => Health::Slow,
+        Some(true) => Health::Ok,
+    }
+}
+
+/// A port's recent connect times, to tell `slow` from its own normal: a
+/// check is off when it takes more than [`ConnectHistory::FACTOR`] times
+/// the median of the last [`ConnectHistory::WINDOW`] checks and at least
+/// [`ConnectHistory::MIN_EXCESS`] seconds more (loopback connects take
+/// microseconds; scheduling noise alone can multiply them). The port is
+/// slow after [`ConnectHistory::STREAK`] off checks in a row. A lasting
+/// change becomes the new normal once it fills half the window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectHistory {
+    samples: VecDeque<f64>,
+    streak: u32,
+}
+
+impl ConnectHistory {
+    pub const WINDOW: usize = 30;
+    pub const MIN_SAMPLES: usize = 5;
+    pub const FACTOR: f64 = 5.0;
+    pub const MIN_EXCESS: f64 = 0.010;
+    pub const STREAK: u32 = 2;
+
+    /// Records a successful check's connect time; says whether the port is
+    /// slow now.
+    pub fn record(&mut self, seconds: f64) -> bool {
+        let off = self.median().is_some_and(|m| {
+            self.samples.len() >= Self::MIN_SAMPLES
+                && seconds > m * Self::FACTOR
+                && seconds - m >= Self::MIN_EXCESS
+        });
+        self.streak = if off { self.streak + 1 } else { 0 };
+        if self.samples.len() == Self::WINDOW {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(seconds);
+        self.is_slow()
+    }
+
+    pub fn is_slow(&self) -> bool {
+        self.streak >= Self::STREAK
+    }
+
+    /// The median of the recent connect times.
+    pub fn median(&self) -> Option<f64> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<f64> = self.samples.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        Some(if sorted.len().is_multiple_of(2) {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        } else {
+            sorted[mid]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp() -> Signals {
+        Signals {
+            proto: Proto::Tcp,
+            present: true,
+            tcp_alive: Some(true),
+            queue_full_passes: 0,
+            http_stopped: false,
+            slow: false,
+        }
+    }
+
+    #[test]
+    fn one_word_with_the_worst_first() {
+        assert_eq!(assess(&tcp()), Health::Ok);
+        let gone = Signals {
+            present: false,
+            ..tcp()
+        };
+        assert_eq!(assess(&gone), Health::Down);
+        let dead = Signals {
+            tcp_alive: Some(false),
+            ..tcp()
+        };
+        assert_eq!(assess(&dead), Health::Down);
+        // A full queue makes connects fail too: that is a hung app.
+        let full = Signals {
+            tcp_alive: Some(false),
+            queue_full_passes: 2,
+            ..tcp()
+        };
+        assert_eq!(assess(&full), Health::Hung);
+        let once = Signals {
+            queue_full_passes: 1,
+            ..tcp()
+        };
+        assert_eq!(assess(&once), Health::Ok);
+        let http = Signals {
+            http_stopped: true,
+            slow: true,
+            ..tcp()
+        };
+        assert_eq!(assess(&http), Health::Hung);
+        let slow = Signals { slow: true, ..tcp() };
+        assert_eq!(assess(&slow), Health::Slow);
+        let unchecked = Signals {
+            tcp_alive: None,
+            ..tcp()
+        };
+        assert_eq!(assess(&unchecked), Health::Unknown);
+        let udp = Signals {
+            proto: Proto::Udp,
+            tcp_alive: None,
+            ..tcp()
+        };
+        assert_eq!(assess(&udp), Health::Ok);
+    }
+
+    #[test]
+    fn slow_is_far_above_its_own_median_twice_in_a_row() {
+        let mut h = ConnectHistory::default();
+        // Loopback noise: 50–400 µs is normal, never slow.
+        for s in [50e-6, 80e-6, 400e-6, 60e-6, 70e-6, 55e-6, 300e-6, 65e-6] {
+            assert!(!h.record(s));
+        }
+        // 5 ms is 80× the median but only 5 ms more: noise, not slow.
+        assert!(!h.record(0.005));
+        assert!(!h.record(0.005));
+        // 200 ms (a delay on the path): off once is not enough...
+        assert!(!h.record(0.2));
+        assert!(h.record(0.2));
+        assert!(h.record(0.2));
+        // ...and back to normal clears it.
+        assert!(!h.record(60e-6));
+    }
+
+    #[test]
+    fn a_lasting_change_becomes_the_new_normal() {
+        let mut h = ConnectHistory::default();
+        for _ in 0..10 {
+            h.record(100e-6);
+        }
+        let slow_checks = (0..40).filter(|_| h.record(0.2)).count();
+        assert!(slow_checks > 0 && slow_checks < 40, "{slow_checks}");
+        assert!(!h.is_slow());
+    }
+
+    #[test]
+    fn too_few_samples_say_nothing() {
+        let mut h = ConnectHistory::default();
+        for s in [100e-6, 0.5, 0.5] {
+            assert!(!h.record(s));
+        }
+    }
+}
