@@ -194,7 +194,10 @@ mod tests {
             ..tcp()
         };
         assert_eq!(assess(&http), Health::Hung);
-        let slow = Signals { slow: true, ..tcp() };
+        let slow = Signals {
+            slow: true,
+            ..tcp()
+        };
         assert_eq!(assess(&slow), Health::Slow);
         let unchecked = Signals {
             tcp_alive: None,

@@ -132,8 +132,7 @@ impl PortState {
             present: self.present,
             tcp_alive,
             queue_full_passes: self.queue_full_passes,
-            http_stopped: tcp_alive == Some(true)
-                && self.http == HttpClass::Http { alive: false },
+            http_stopped: tcp_alive == Some(true) && self.http == HttpClass::Http { alive: false },
             slow: self.history.is_slow(),
         })
     }
@@ -1062,11 +1061,7 @@ impl State {
             state.targets = targets;
             state.sockets = infos;
             state.queue = queue;
-            state.queue_full_passes = if full {
-                state.queue_full_passes + 1
-            } else {
-                0
-            };
+            state.queue_full_passes = if full { state.queue_full_passes + 1 } else { 0 };
             state.connections = connections;
             state.present = true;
             state.last_seen = now;

@@ -523,8 +523,7 @@ fn list_here(proc: &ProcRoot, ns: &Netns, connections: bool) -> Result<Option<Ns
             Ok(found) => out.sockets.extend(found),
             Err(netlink) => {
                 out.source = SocketSource::ProcNet;
-                out.sockets
-                    .extend(list_proc_net(proc, ns, proto, netlink)?);
+                out.sockets.extend(list_proc_net(proc, ns, proto, netlink)?);
             }
         }
     }

@@ -214,7 +214,10 @@ fn dump(
                 SOCK_DIAG_BY_FAMILY => {
                     let payload = msg.payload();
                     let header = InetResponseHeader::parse(payload).map_err(|e| invalid(&e))?;
-                    each(&header, payload.get(INET_DIAG_MSG_LEN..).unwrap_or_default());
+                    each(
+                        &header,
+                        payload.get(INET_DIAG_MSG_LEN..).unwrap_or_default(),
+                    );
                 }
                 _ => {}
             }
