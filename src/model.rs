@@ -127,8 +127,12 @@ pub type Owners = smallvec::SmallVec<[Arc<Owner>; 1]>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {
     pub socket: Socket,
-    /// Network namespace label (`host` for the namespace of PID 1).
+    /// Network namespace label (`host` for the namespace of PID 1; a
+    /// container's id when its owner's cgroup names one).
     pub netns: Arc<str>,
+    /// The namespace as discovery listed it (`host` or `netns:<inode>`):
+    /// the key to [`crate::discover::Discovery::namespaces`].
+    pub namespace: Arc<str>,
     /// Shared with the owner index: many ports, one process. Most sockets
     /// have one owner, kept inline.
     pub owners: Owners,

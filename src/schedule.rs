@@ -952,7 +952,9 @@ impl State {
             *self.discovery_errors.entry("netlink_refused").or_default() += 1;
         }
         self.last_discovery = Some((SystemTime::now(), d.duration_seconds));
-        self.vias = d
+        // How to reach each series' namespace, by the series' label (a
+        // container's id names its namespace once an owner is known).
+        let by_namespace: HashMap<&str, probe::Via> = d
             .namespaces
             .iter()
             .map(|ns| {
@@ -960,7 +962,15 @@ impl State {
                     Some(path) => probe::Via::Netns(path.as_path().into()),
                     _ => probe::Via::Here,
                 };
-                (Arc::clone(&ns.label), via)
+                (&*ns.label, via)
+            })
+            .collect();
+        self.vias = d
+            .ports
+            .iter()
+            .filter_map(|p| {
+                let via = by_namespace.get(&*p.namespace)?;
+                Some((Arc::clone(&p.netns), via.clone()))
             })
             .collect();
         self.netns_listen = d
@@ -1437,6 +1447,7 @@ mod tests {
                 accept_queue: None,
             },
             netns: "host".into(),
+            namespace: "host".into(),
             owners: owner.into_iter().collect(),
             owner_unknown_reason: None,
             excluded: false,
@@ -1573,6 +1584,30 @@ mod tests {
         assert_eq!(snapshot.ports.len(), 1);
         let text = snapshot.encode(Format::Text);
         assert!(!text.contains("portwarden_port_info{"), "{text}");
+    }
+
+    #[test]
+    fn a_container_named_namespace_is_checked_through_its_own_entry() {
+        let mut st = state(Duration::from_secs(60));
+        let mut p = listener(8080, 60, "app");
+        p.netns = "3f4e5d6c7b8a".into();
+        p.namespace = "netns:4026532000".into();
+        let mut d = discovery(vec![p]);
+        d.namespaces.push(crate::discover::Namespace {
+            label: "netns:4026532000".into(),
+            entry: Some("/proc/60/ns/net".into()),
+            listen: None,
+        });
+        st.apply_discovery(&d, true);
+        let key = PortKey {
+            proto: Proto::Tcp,
+            port: 8080,
+            netns: "3f4e5d6c7b8a".into(),
+        };
+        assert_eq!(
+            st.via(&key),
+            Some(probe::Via::Netns(std::path::Path::new("/proc/60/ns/net").into()))
+        );
     }
 
     #[test]

@@ -270,6 +270,7 @@ impl Discoverer {
         let (owners, excluded) = order_owners(self.owners.owners(socket.inode), &self.exclusions);
         // A container's namespace goes by the container's name, as the
         // primary owner's cgroup gives it.
+        let namespace = Arc::clone(&netns);
         let netns = match owners.first().and_then(|o| o.container.as_ref()) {
             Some(c) if &*netns != "host" => Arc::from(c.id.as_str()),
             _ => netns,
@@ -278,6 +279,7 @@ impl Discoverer {
         Port {
             socket,
             netns,
+            namespace,
             owners,
             owner_unknown_reason,
             excluded,
