@@ -467,6 +467,24 @@ pub struct LsArgs {
     /// Include sockets whose owners are all excluded.
     #[arg(long)]
     pub all: bool,
+    /// Do not check the ports: no connection is made, HEALTH is "-".
+    #[arg(long = "no-check")]
+    pub no_check: bool,
+    /// Timeout of each TCP check (a hung port costs at most this).
+    #[arg(
+        long = "timeout",
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = parse_check_timeout
+    )]
+    pub timeout: Duration,
+}
+
+fn parse_check_timeout(s: &str) -> Result<Duration, String> {
+    match parse_go_duration(s)? {
+        d if d.is_zero() => Err("expected a duration above 0, e.g. 500ms or 2s".into()),
+        d => Ok(d),
+    }
 }
 
 fn parse_proc_root(s: &str) -> Result<PathBuf, String> {

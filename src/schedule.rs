@@ -1606,7 +1606,9 @@ mod tests {
         };
         assert_eq!(
             st.via(&key),
-            Some(probe::Via::Netns(std::path::Path::new("/proc/60/ns/net").into()))
+            Some(probe::Via::Netns(
+                std::path::Path::new("/proc/60/ns/net").into()
+            ))
         );
     }
 

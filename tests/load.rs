@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::TcpStream;
-use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -42,27 +41,6 @@ fn health(text: &str, port: u16, netns: &str) -> Option<String> {
             ) == Some(1.0)
         })
         .map(str::to_string)
-}
-
-/// Starts a non-blocking connect to `port` on 127.0.0.1 from `source` (a
-/// loopback address); the handshake completes in the kernel whether or not
-/// the listener ever accepts. The connection lives as long as the fd.
-fn connect_from(source: &str, port: u16) -> OwnedFd {
-    use rustix::net::{AddressFamily, SocketAddrV4, SocketFlags, SocketType};
-    let fd = rustix::net::socket_with(
-        AddressFamily::INET,
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )
-    .expect("socket");
-    let src: std::net::Ipv4Addr = source.parse().expect("source");
-    rustix::net::bind(&fd, &SocketAddrV4::new(src, 0)).expect("bind source");
-    let dst = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
-    match rustix::net::connect(&fd, &dst) {
-        Ok(()) | Err(rustix::io::Errno::INPROGRESS) => fd,
-        Err(e) => panic!("connect: {e}"),
-    }
 }
 
 #[test]

@@ -59,7 +59,11 @@ fn ipv4_ipv6_and_wildcard_listeners_with_their_owner() {
         assert!(owner["start_time"].as_u64().is_some_and(|t| t > 0));
         assert!(e["owner_unknown_reason"].is_null());
         if *proto == "tcp" {
-            assert_eq!(e["accept_queue"], json!({"current": 0, "max": 16}), "{e}");
+            assert_eq!(
+                e["accept_queue"],
+                json!({"current": 0, "max": 16, "drops": 0}),
+                "{e}"
+            );
         } else {
             assert!(e["accept_queue"].is_null());
         }
@@ -388,4 +392,46 @@ fn hostsim_sockets_all_listed_with_their_owner() {
         missing.is_empty(),
         "not listed with the right owner: {missing:?}"
     );
+}
+
+#[test]
+fn ls_checks_each_listener_and_says_which_is_hung() {
+    // Backlog 1 and never accepts: full after two handshakes, both looks.
+    let stuck =
+        Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "backlog": 1}]}));
+    let _clients: Vec<_> = (0..4)
+        .map(|_| connect_from("127.0.0.1", stuck.port(0)))
+        .collect();
+    let fine = Holder::start(
+        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}, {"proto": "udp", "addr": "127.0.0.1"}]}),
+    );
+    let ports = [stuck.port(0), fine.port(0), fine.port(1)].map(|p| p.to_string());
+    let args = [
+        "--port", &ports[0], "--port", &ports[1], "--port", &ports[2],
+    ];
+
+    let list = ls_json(&[&args[..], &["--timeout", "300ms"]].concat());
+    let entry = |h: &Holder, i| entry_for_inode(&list, h.inode(i)).expect("listed");
+    assert_eq!(entry(&stuck, 0)["health"], "hung", "{list:?}");
+    let ok = entry(&fine, 0);
+    assert_eq!(ok["health"], "ok", "{ok}");
+    assert!(
+        ok["connect_seconds"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0 && s < 0.3)
+    );
+    assert_eq!(entry(&fine, 1)["health"], "ok");
+
+    // The table has the column; --no-check makes no connection at all.
+    let out = run(&[&["ls"][..], &args[..]].concat(), &[]);
+    let table = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        table.lines().next().is_some_and(|h| h.contains("HEALTH")),
+        "{table}"
+    );
+    assert!(table.contains(" hung "), "{table}");
+    let unchecked = ls_json(&[&args[..], &["--no-check"]].concat());
+    for e in &unchecked {
+        assert!(e["health"].is_null(), "{e}");
+    }
 }

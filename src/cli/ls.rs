@@ -9,10 +9,13 @@ use serde::Serialize;
 
 use super::printable;
 use crate::config::{GlobalArgs, LsArgs};
-use crate::discover::{Discoverer, Options};
+use crate::discover::ids::IdMap;
+use crate::discover::{Discoverer, Discovery, Options};
 use crate::error::Error;
 use crate::exclude::{Exclusions, NamePattern};
+use crate::health::{self, Health};
 use crate::model::{AcceptQueue, Family, Owner, Port, Proto};
+use crate::probe;
 
 /// Runs `ls`: one full discovery pass, filtered and printed to `out`;
 /// warnings go to `warn`.
@@ -54,11 +57,105 @@ pub fn run(
             discovery.stats.fd_denied
         )?;
     }
-    if args.json {
-        write_json(&ports, out)
+    let checks = if args.no_check {
+        IdMap::default()
     } else {
-        write_table(&ports, out)
+        check(&discoverer, &discovery, &ports, args.timeout)?
+    };
+    if args.json {
+        write_json(&ports, &checks, out)
+    } else {
+        write_table(&ports, &checks, out)
     }
+}
+
+/// What checking a socket told.
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    health: Health,
+    /// Connect time of a successful TCP check.
+    connect_seconds: Option<f64>,
+}
+
+/// Checks every TCP listener in `ports` once (a connect to its own
+/// address, from inside its namespace; 256 at a time; none lasts past
+/// `timeout`), then looks at the accept queues a second time: a queue full
+/// both times is a hung application. No history here, so never `slow`.
+fn check(
+    discoverer: &Discoverer,
+    discovery: &Discovery,
+    ports: &[&Port],
+    timeout: std::time::Duration,
+) -> Result<IdMap<u64, Checked>, Error> {
+    const CONCURRENCY: usize = 256;
+    let vias: std::collections::HashMap<&str, probe::Via> = discovery
+        .namespaces
+        .iter()
+        .map(|ns| {
+            let via = match &ns.entry {
+                Some(path) => probe::Via::Netns(path.as_path().into()),
+                None => probe::Via::Here,
+            };
+            (&*ns.label, via)
+        })
+        .collect();
+    let jobs: Vec<(u64, std::net::SocketAddr, probe::Via)> = ports
+        .iter()
+        .filter(|p| p.socket.proto == Proto::Tcp)
+        .filter_map(|p| {
+            let via = vias.get(&*p.namespace)?.clone();
+            Some((p.socket.inode, probe::target(&p.socket), via))
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcomes: IdMap<u64, probe::tcp::TcpOutcome> = runtime.block_on(async {
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let mut set = tokio::task::JoinSet::new();
+        for (inode, target, via) in jobs {
+            let limit = std::sync::Arc::clone(&limit);
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (inode, probe::tcp::probe(&[target], &via, timeout, 1).await)
+            });
+        }
+        let mut out = IdMap::default();
+        while let Some(done) = set.join_next().await {
+            if let Ok((inode, outcome)) = done {
+                out.insert(inode, outcome);
+            }
+        }
+        out
+    });
+    let second = discoverer.accept_queues()?;
+    Ok(ports
+        .iter()
+        .map(|p| {
+            let s = &p.socket;
+            let outcome = outcomes.get(&s.inode).filter(|o| !o.unsupported);
+            let full_first = s.accept_queue.is_some_and(|q| q.is_full());
+            let full_now = second.get(&s.inode).is_some_and(|q| q.is_full());
+            let signals = health::Signals {
+                proto: s.proto,
+                // Gone by the second look: down.
+                present: s.proto == Proto::Udp || second.contains_key(&s.inode),
+                tcp_alive: outcome.map(|o| o.alive),
+                queue_full_passes: match (full_first, full_now) {
+                    (true, true) => 2,
+                    (_, true) => 1,
+                    _ => 0,
+                },
+                http_stopped: false,
+                slow: false,
+            };
+            let checked = Checked {
+                health: health::assess(&signals),
+                connect_seconds: outcome.filter(|o| o.alive).map(|o| o.seconds),
+            };
+            (s.inode, checked)
+        })
+        .collect())
 }
 
 /// One element of the `ls --json` array.
@@ -75,15 +172,25 @@ struct JsonPort<'a> {
     container: Option<&'a str>,
     pod_uid: Option<&'a str>,
     accept_queue: Option<AcceptQueue>,
+    /// `ok`, `hung`, `down` or `unknown`; `null` with `--no-check`.
+    health: Option<&'static str>,
+    /// Connect time of the check, when it succeeded.
+    connect_seconds: Option<f64>,
     owners: &'a [Arc<Owner>],
     owner_unknown_reason: Option<&'a str>,
     excluded: bool,
 }
 
-fn write_json(ports: &[&Port], out: &mut dyn Write) -> Result<(), Error> {
+fn write_json(
+    ports: &[&Port],
+    checks: &IdMap<u64, Checked>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let items: Vec<JsonPort<'_>> = ports
         .iter()
         .map(|p| JsonPort {
+            health: checks.get(&p.socket.inode).map(|c| c.health.as_str()),
+            connect_seconds: checks.get(&p.socket.inode).and_then(|c| c.connect_seconds),
             proto: p.socket.proto,
             family: p.socket.family,
             address: p.socket.address.to_string(),
@@ -112,13 +219,17 @@ fn write_json(ports: &[&Port], out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-fn write_table(ports: &[&Port], out: &mut dyn Write) -> Result<(), Error> {
+fn write_table(
+    ports: &[&Port],
+    checks: &IdMap<u64, Checked>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let mut table = Table::new();
     table
         .load_style(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header([
-            "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "QUEUE", "EXE",
+            "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "QUEUE", "HEALTH", "EXE",
         ]);
     for p in ports {
         let s = &p.socket;
@@ -160,6 +271,10 @@ fn write_table(ports: &[&Port], out: &mut dyn Write) -> Result<(), Error> {
             name,
             user,
             queue,
+            checks
+                .get(&s.inode)
+                .map_or("-", |c| c.health.as_str())
+                .to_string(),
             exe,
         ]);
     }

@@ -133,6 +133,17 @@ impl Discoverer {
         })
     }
 
+    /// Every TCP listener's accept queue now, by inode: a second look, with
+    /// no owner work.
+    pub fn accept_queues(&self) -> Result<ids::IdMap<u64, crate::model::AcceptQueue>, Error> {
+        let list = list_sockets(&self.proc, false)?;
+        Ok(list
+            .sockets
+            .into_iter()
+            .filter_map(|l| Some((l.socket.inode, l.socket.accept_queue?)))
+            .collect())
+    }
+
     /// Whether passes count each listener's connections.
     pub fn counts_connections(&self) -> bool {
         self.connections

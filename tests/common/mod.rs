@@ -560,6 +560,27 @@ pub fn as_nobody_with(caps: &[&str]) -> Command {
     cmd
 }
 
+/// Starts a non-blocking connect to `port` on 127.0.0.1 from `source` (a
+/// loopback address); the handshake completes in the kernel whether or not
+/// the listener ever accepts. The connection lives as long as the fd.
+pub fn connect_from(source: &str, port: u16) -> std::os::fd::OwnedFd {
+    use rustix::net::{AddressFamily, SocketAddrV4, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    let src: std::net::Ipv4Addr = source.parse().expect("source");
+    rustix::net::bind(&fd, &SocketAddrV4::new(src, 0)).expect("bind source");
+    let dst = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+    match rustix::net::connect(&fd, &dst) {
+        Ok(()) | Err(rustix::io::Errno::INPROGRESS) => fd,
+        Err(e) => panic!("connect: {e}"),
+    }
+}
+
 /// Runs `f` on a thread that entered the `ip netns` namespace `name`.
 pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
