@@ -58,6 +58,25 @@ pub struct GlobalArgs {
         global = true
     )]
     pub excluded_process_names: String,
+
+    /// Where the baseline of expected ports is kept [default:
+    /// /var/lib/portwarden, or the user's state directory when that is not
+    /// writable].
+    #[arg(
+        long = "state.dir",
+        env = "PORTWARDEN_STATE_DIR",
+        value_name = "DIR",
+        value_parser = parse_state_dir,
+        global = true
+    )]
+    pub state_dir: Option<PathBuf>,
+}
+
+fn parse_state_dir(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() || s.contains('\0') {
+        return Err("expected a directory path such as /var/lib/portwarden".into());
+    }
+    Ok(PathBuf::from(s))
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +85,74 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// List listening ports and their owners (like `ss -ltnup`, but better).
     Ls(LsArgs),
+    /// Show or edit the baseline of expected ports.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+}
+
+/// `portwarden baseline …`.
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// List the expected ports.
+    Show {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Expect every port listening now (as the exporter names it), at once.
+    Accept(BaselineFilter),
+    /// Stop expecting ports: those matching every filter given, or --all.
+    Forget {
+        #[command(flatten)]
+        filter: BaselineFilter,
+        /// Forget every expected port.
+        #[arg(long, conflicts_with_all = ["ports", "proto", "netns", "process"])]
+        all: bool,
+    },
+}
+
+/// Which ports a baseline command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct BaselineFilter {
+    /// Only this port (repeatable).
+    #[arg(long = "port", value_name = "N", value_parser = parse_port)]
+    pub ports: Vec<u16>,
+    /// Only this protocol: tcp or udp.
+    #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
+    pub proto: Option<crate::model::Proto>,
+    /// Only this network namespace label (host, a container id, netns:<inode>).
+    #[arg(long, value_name = "NETNS")]
+    pub netns: Option<String>,
+    /// Only ports of this process name ('*' and '?' allowed).
+    #[arg(long, value_name = "NAME")]
+    pub process: Option<String>,
+}
+
+impl BaselineFilter {
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+            && self.proto.is_none()
+            && self.netns.is_none()
+            && self.process.is_none()
+    }
+
+    pub fn matches(&self, p: &crate::baseline::Expected) -> bool {
+        (self.ports.is_empty() || self.ports.contains(&p.port))
+            && self.proto.is_none_or(|proto| proto == p.proto)
+            && self.netns.as_ref().is_none_or(|n| *n == p.netns)
+            && self
+                .process
+                .as_deref()
+                .is_none_or(|name| crate::exclude::NamePattern::new(name).matches(&p.process_name))
+    }
+}
+
+fn parse_proto(s: &str) -> Result<crate::model::Proto, String> {
+    match s {
+        "tcp" => Ok(crate::model::Proto::Tcp),
+        "udp" => Ok(crate::model::Proto::Udp),
+        _ => Err("expected tcp or udp".into()),
+    }
 }
 
 /// Flags of the exporter. Values are validated by [`Settings::new`], which
@@ -197,6 +284,24 @@ pub struct ServeArgs {
     )]
     pub retention: String,
 
+    /// How long a port must listen without a break to become expected.
+    #[arg(
+        long = "baseline.learn",
+        env = "PORTWARDEN_BASELINE_LEARN",
+        value_name = "DURATION",
+        default_value = "1h"
+    )]
+    pub baseline_learn: String,
+
+    /// A file of ports that are never unexpected: `proto/port [process]`
+    /// per line, e.g. `tcp/22` or `tcp/8080 java*`.
+    #[arg(
+        long = "baseline.allowlist",
+        env = "PORTWARDEN_BASELINE_ALLOWLIST",
+        value_name = "FILE"
+    )]
+    pub baseline_allowlist: Option<PathBuf>,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(
         long = "log.level",
@@ -225,6 +330,10 @@ pub struct Settings {
     pub spread: bool,
     pub retention: Duration,
     pub log_level: String,
+    pub baseline_learn: Duration,
+    pub allowlist: crate::baseline::Allowlist,
+    /// `--state.dir` (a global flag, set by the caller); `None`: the default.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -371,6 +480,26 @@ impl Settings {
                 "PORTWARDEN_PORT_RETENTION",
             )?,
             log_level,
+            baseline_learn: duration(
+                &args.baseline_learn,
+                "baseline_learn",
+                "--baseline.learn",
+                "PORTWARDEN_BASELINE_LEARN",
+            )?,
+            allowlist: match &args.baseline_allowlist {
+                None => crate::baseline::Allowlist::default(),
+                Some(path) => crate::baseline::Allowlist::load(path).map_err(|m| {
+                    fail(
+                        name(
+                            "baseline_allowlist",
+                            "--baseline.allowlist",
+                            Some("PORTWARDEN_BASELINE_ALLOWLIST"),
+                        ),
+                        m,
+                    )
+                })?,
+            },
+            state_dir: None,
         })
     }
 }

@@ -12,6 +12,14 @@ pub enum Error {
     #[error("{setting}: {message}")]
     Config { setting: String, message: String },
 
+    /// The baseline file could not be read or written.
+    #[error("baseline in {}: {source}", dir.display())]
+    State { dir: PathBuf, source: io::Error },
+
+    /// A command found nothing to act on. Exit status 1.
+    #[error("{0}")]
+    NothingMatched(String),
+
     /// The proc root cannot be used. Exit status 2: it is a setting.
     #[error("--path.procfs / PROC_PREFIX: cannot use '{}' as the proc root: {source}", path.display())]
     ProcRoot { path: PathBuf, source: io::Error },

@@ -20,6 +20,7 @@
 //! - [`metrics`]: exposition of a snapshot, text 0.0.4 or OpenMetrics.
 //! - [`server`]: `/metrics`, the landing page, graceful shutdown.
 
+pub mod baseline;
 pub mod cli;
 pub mod config;
 pub mod discover;

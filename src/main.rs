@@ -51,6 +51,15 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             io::stdout().flush().ok();
             Ok(())
         }
+        Some(Command::Baseline(command)) => {
+            portwarden::cli::baseline::run(
+                &cli.global,
+                &command,
+                &mut io::stdout().lock(),
+                &mut io::stderr(),
+            )?;
+            Ok(())
+        }
         Some(Command::Serve(args)) => {
             let sub = matches.subcommand_matches("serve").unwrap_or(matches);
             serve(&cli.global, &args, sub)
@@ -61,7 +70,8 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
 
 /// `portwarden serve`: validate everything first, then run until SIGTERM.
 fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-    let settings = Settings::new(args, matches)?;
+    let mut settings = Settings::new(args, matches)?;
+    settings.state_dir = global.state_dir.clone();
     let exclusions = Exclusions::new(&global.excluded_process_names)?;
     let discoverer = Discoverer::new(Options {
         proc_root: global.proc_root.clone(),

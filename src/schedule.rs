@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Semaphore, watch};
 
+use crate::baseline::{self, Allowlist, Baseline, Expected};
 use crate::config::Settings;
 use crate::discover::procfs::{self, ProcRoot};
 use crate::discover::sockets::CONNECTION_STATES;
@@ -225,6 +226,8 @@ struct State {
     netns_listen: Vec<(Arc<str>, ListenCounters)>,
     /// Whether discovery counts connections (so a port without any has 0).
     counting_connections: bool,
+    /// Expected ports, when a baseline is kept.
+    baseline: Option<BaselineView>,
 }
 
 /// A published, immutable view of the engine, encoded on demand.
@@ -234,6 +237,7 @@ pub struct Snapshot {
     pub processes: Vec<ProcessSeries>,
     /// Each namespace's listen overflow and drop counters.
     pub netns_listen: Vec<(Arc<str>, ListenCounters)>,
+    pub baseline: Option<BaselineView>,
     pub telemetry: Telemetry,
     /// Format × gzip.
     encoded: [OnceLock<Arc<[u8]>>; 4],
@@ -396,6 +400,9 @@ impl Snapshot {
             }
         }
         self.encode_load(&mut enc);
+        if let Some(b) = &self.baseline {
+            encode_baseline(&mut enc, b);
+        }
         self.telemetry.encode(&mut enc, &self.ports);
         enc.finish()
     }
@@ -492,6 +499,61 @@ impl Snapshot {
             }
         }
     }
+}
+
+/// Expected ports, up or not, and unexpected ones.
+fn encode_baseline(enc: &mut Encoder, b: &BaselineView) {
+    let labels = |p: &Expected, port: &str| -> [(&'static str, String); 5] {
+        [
+            ("process_name", or_slash(&p.process_name).to_string()),
+            ("exe_path", or_slash(&p.exe_path).to_string()),
+            ("proto", p.proto.as_str().to_string()),
+            ("port", port.to_string()),
+            ("netns", p.netns.clone()),
+        ]
+    };
+    {
+        let mut f = enc.family(
+            "portwarden_expected_port_up",
+            "1 if an expected port (in the baseline) listens now, 0 if not: after a restart or reboot, a service that did not come back.",
+            Kind::Gauge,
+        );
+        for (p, up) in &b.expected {
+            let l = labels(p, &p.port.to_string());
+            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            f.sample(&l, f64::from(u8::from(*up)));
+        }
+    }
+    {
+        let mut f = enc.family(
+            "portwarden_port_unexpected",
+            "1 for a listening port that is neither in the baseline nor in the allowlist; 0 for one that is.",
+            Kind::Gauge,
+        );
+        let mut present: Vec<&(Expected, bool)> = b.present.iter().collect();
+        present.sort();
+        for (p, unexpected) in present {
+            let l = labels(p, &p.port.to_string());
+            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            f.sample(&l, f64::from(u8::from(*unexpected)));
+        }
+    }
+    enc.family(
+        "portwarden_baseline_ports",
+        "Ports in the baseline of expected ports.",
+        Kind::Gauge,
+    )
+    .sample(&[], b.expected.len() as f64);
+    enc.by_label(
+        "portwarden_baseline_errors",
+        "Baseline files found unreadable (kept aside as .bad, a fresh one started), and failed writes.",
+        Kind::Counter,
+        "reason",
+        [
+            ("unreadable", b.recovered as f64),
+            ("write_failed", b.write_errors as f64),
+        ],
+    );
 }
 
 /// One of the port gauges: a sample for every port `value` has one for.
@@ -840,6 +902,7 @@ fn discovery_loop(
     discovered: watch::Sender<u64>,
 ) {
     let every = settings.status_interval.min(settings.udp_status_interval);
+    let mut baseline = BaselineState::open(settings);
     let now = Instant::now();
     let (mut next_discovery, mut next_full, mut next_procs) =
         (now, now, now + settings.process_interval);
@@ -859,6 +922,14 @@ fn discovery_loop(
                     st.apply_discovery(&d, full);
                     // A fresh owner list is also a process check.
                     next_procs = Instant::now() + settings.process_interval;
+                    if let Some(b) = baseline.as_mut() {
+                        // The file work happens without the lock.
+                        let present = st.present_ports();
+                        drop(st);
+                        let view = b.observe(&present);
+                        st = lock(state);
+                        st.baseline = Some(view);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("discovery failed: {e}");
@@ -882,6 +953,142 @@ fn discovery_loop(
         let wake = next_discovery.min(next_procs);
         if sleep_or_stop(stop, wake.saturating_duration_since(Instant::now())) {
             return;
+        }
+    }
+}
+
+/// The baseline as the discovery thread keeps it: the file, and since when
+/// each present port has listened without a break.
+struct BaselineState {
+    file: Baseline,
+    learn: Duration,
+    allowlist: Allowlist,
+    since: HashMap<Expected, Instant>,
+    recovered: u64,
+    write_errors: u64,
+}
+
+/// What the metrics show of the baseline.
+#[derive(Debug, Clone, Default)]
+pub struct BaselineView {
+    /// Every expected port and whether it listens now.
+    pub expected: Vec<(Expected, bool)>,
+    /// Every present port, and whether it is neither expected nor allowed.
+    pub present: Vec<(Expected, bool)>,
+    /// Baseline files found unreadable and kept aside.
+    pub recovered: u64,
+    /// Failed writes of the file (learning goes on in memory).
+    pub write_errors: u64,
+}
+
+impl BaselineState {
+    /// Opens the baseline in the state directory; without one, the
+    /// exporter runs without expected ports and says why once.
+    fn open(settings: &Settings) -> Option<BaselineState> {
+        let dir = match baseline::state_dir(settings.state_dir.as_deref()) {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::warn!("no state directory for the baseline of expected ports: {e}");
+                return None;
+            }
+        };
+        let (file, recovered) = match Baseline::open(&dir) {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "cannot open the baseline of expected ports: {e}");
+                return None;
+            }
+        };
+        let mut b = BaselineState {
+            file,
+            learn: settings.baseline_learn,
+            allowlist: settings.allowlist.clone(),
+            since: HashMap::new(),
+            recovered: 0,
+            write_errors: 0,
+        };
+        b.note(recovered);
+        tracing::info!(
+            file = %b.file.path().display(),
+            expected = b.file.entries().len(),
+            "baseline of expected ports"
+        );
+        Some(b)
+    }
+
+    fn note(&mut self, recovered: Option<baseline::Recovered>) {
+        if let Some(r) = recovered {
+            self.recovered += 1;
+            tracing::error!(
+                kept_as = %r.kept_as.display(),
+                "the baseline file was unreadable ({}); kept aside, starting a fresh one",
+                r.reason
+            );
+        }
+    }
+
+    /// Takes in the ports present now: picks up edits made by `portwarden
+    /// baseline`, learns ports that listened long enough, and says what is
+    /// expected, up or not, and what is unexpected.
+    fn observe(&mut self, present: &[Expected]) -> BaselineView {
+        let now = Instant::now();
+        match self.file.reload_if_changed() {
+            Ok((changed, recovered)) => {
+                self.note(recovered);
+                if changed {
+                    // A forgotten port that still listens is learned anew.
+                    let file = &self.file;
+                    self.since.retain(|p, _| file.contains(p));
+                }
+            }
+            Err(e) => tracing::warn!("cannot re-read the baseline: {e}"),
+        }
+        let here: std::collections::HashSet<&Expected> = present.iter().collect();
+        self.since.retain(|p, _| here.contains(p));
+        for p in present {
+            self.since.entry(p.clone()).or_insert(now);
+        }
+        let learned: Vec<Expected> = self
+            .since
+            .iter()
+            .filter(|(p, since)| {
+                !self.file.contains(p) && now.duration_since(**since) >= self.learn
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        if !learned.is_empty() {
+            let at = baseline::now();
+            let result = self.file.update(|entries| {
+                for p in &learned {
+                    entries.entry(p.clone()).or_insert(at);
+                }
+                true
+            });
+            match result {
+                Ok(recovered) => self.note(recovered),
+                Err(e) => {
+                    self.write_errors += 1;
+                    tracing::warn!(file = %self.file.path().display(), "cannot write the baseline: {e}");
+                }
+            }
+        }
+        BaselineView {
+            expected: self
+                .file
+                .entries()
+                .keys()
+                .map(|p| (p.clone(), here.contains(p)))
+                .collect(),
+            present: present
+                .iter()
+                .map(|p| {
+                    let unexpected = !self.file.contains(p)
+                        && !self.allowlist.allows(p.proto, p.port, &p.process_name);
+                    (p.clone(), unexpected)
+                })
+                .collect(),
+            recovered: self.recovered,
+            write_errors: self.write_errors,
         }
     }
 }
@@ -928,7 +1135,23 @@ impl State {
             warned_unsupported: false,
             netns_listen: Vec::new(),
             counting_connections,
+            baseline: None,
         }
+    }
+
+    /// The ports listening now, as the baseline knows ports.
+    fn present_ports(&self) -> Vec<Expected> {
+        self.ports
+            .iter()
+            .filter(|(_, p)| p.present)
+            .map(|(k, p)| Expected {
+                proto: k.proto,
+                port: k.port,
+                netns: k.netns.to_string(),
+                process_name: p.process_name.clone(),
+                exe_path: p.exe_path.clone(),
+            })
+            .collect()
     }
 
     fn apply_discovery(&mut self, d: &Discovery, full: bool) {
@@ -1151,6 +1374,7 @@ impl State {
             ports,
             processes,
             netns_listen,
+            baseline: self.baseline.clone(),
             telemetry: Telemetry {
                 probes,
                 discovery_errors,

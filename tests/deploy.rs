@@ -121,6 +121,21 @@ fn daemonset_runs_the_image_with_the_hosts_proc_and_only_the_documented_capabili
         .find(|v| v["name"] == mount["name"])
         .expect("the mount's volume");
     assert_eq!(str_at(volume, "/hostPath/path"), "/proc");
+    // The baseline needs a writable state directory that outlives the pod.
+    let state = at(c, "/volumeMounts")
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["mountPath"] == "/var/lib/portwarden")
+        .expect("a state mount");
+    assert_ne!(state.get("readOnly"), Some(&Value::Bool(true)));
+    let volume = at(pod, "/volumes")
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == state["name"])
+        .expect("the state volume");
+    assert_eq!(str_at(volume, "/hostPath/path"), "/var/lib/portwarden");
 
     // The port the binary listens on by default, probed where it answers.
     let port = &at(c, "/ports").as_array().expect("ports")[0];
@@ -185,6 +200,7 @@ fn compose_matches_the_daemonset() {
     assert!(strings(at(s, "/security_opt")).contains("no-new-privileges:true"));
     let prefix = str_at(s, "/environment/PROC_PREFIX");
     assert!(strings(at(s, "/volumes")).contains(&format!("/proc:{prefix}:ro")));
+    assert!(strings(at(s, "/volumes")).contains("/var/lib/portwarden:/var/lib/portwarden"));
     let port = default_port();
     assert!(strings(at(s, "/ports")).contains(&format!("{port}:{port}")));
     assert_eq!(at(s, "/read_only"), &Value::Bool(true));
@@ -246,6 +262,7 @@ fn systemd_unit_holds_only_the_documented_capabilities_and_is_what_cargo_deb_ins
         ("NoNewPrivileges", "yes"),
         ("ProtectSystem", "strict"),
         ("DynamicUser", "yes"),
+        ("StateDirectory", "portwarden"),
         ("ExecStart", "/usr/bin/portwarden serve"),
     ] {
         assert_eq!(unit_values(&unit, key), [want], "{key}");

@@ -1,5 +1,6 @@
 //! One-shot commands that print to a terminal or a pipe.
 
+pub mod baseline;
 pub mod ls;
 
 /// Makes a value from a hostile source (a process name, a path, a command

@@ -177,6 +177,8 @@ pub struct Exporter {
     pub addr: std::net::SocketAddr,
     /// The network namespace (`ip netns` name) it runs in, if not ours.
     netns: Option<String>,
+    /// Its own state directory, unless the test gave one.
+    _state: Option<TempDir>,
 }
 
 impl Exporter {
@@ -212,11 +214,22 @@ impl Exporter {
             .env("PORT_CHECK_TIMEOUT", "500ms")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        // Never the machine's /var/lib/portwarden.
+        let state = (!env.iter().any(|(k, _)| *k == "PORTWARDEN_STATE_DIR")).then(|| {
+            let dir = TempDir::new("state");
+            cmd.env("PORTWARDEN_STATE_DIR", &dir.0);
+            dir
+        });
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start portwarden serve");
-        let exporter = Exporter { child, addr, netns };
+        let exporter = Exporter {
+            child,
+            addr,
+            netns,
+            _state: state,
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while exporter.get("/-/healthy").is_err() {
             assert!(
@@ -429,7 +442,8 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin());
     cmd.args(args)
         .env_remove("PROC_PREFIX")
-        .env_remove("EXCLUDED_PROCESS_NAMES");
+        .env_remove("EXCLUDED_PROCESS_NAMES")
+        .env_remove("PORTWARDEN_STATE_DIR");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -1,0 +1,156 @@
+//! `portwarden baseline show|accept|forget`: the baseline of expected ports,
+//! edited under the same lock the exporter takes, so a running exporter
+//! picks the change up at its next pass.
+
+use std::io::Write;
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde::Serialize;
+
+use super::printable;
+use crate::baseline::{self, Baseline, Expected};
+use crate::config::{BaselineCommand, BaselineFilter, GlobalArgs};
+use crate::discover::{Discoverer, Options};
+use crate::error::Error;
+use crate::exclude::Exclusions;
+
+/// Runs a baseline command, printing to `out`, notes to `note`.
+pub fn run(
+    global: &GlobalArgs,
+    command: &BaselineCommand,
+    out: &mut dyn Write,
+    note: &mut dyn Write,
+) -> Result<(), Error> {
+    let dir = baseline::state_dir(global.state_dir.as_deref()).map_err(|e| Error::Config {
+        setting: "--state.dir / PORTWARDEN_STATE_DIR".into(),
+        message: format!("no usable state directory: {e}"),
+    })?;
+    let state = |source| Error::State {
+        dir: dir.clone(),
+        source,
+    };
+    let (mut file, recovered) = Baseline::open(&dir).map_err(state)?;
+    if let Some(r) = recovered {
+        writeln!(
+            note,
+            "portwarden: the baseline was unreadable ({}); kept as {}, starting a fresh one",
+            r.reason,
+            r.kept_as.display()
+        )?;
+    }
+    match command {
+        BaselineCommand::Show { json } => show(&file, *json, out),
+        BaselineCommand::Accept(filter) => {
+            let mut discoverer = Discoverer::new(Options {
+                proc_root: global.proc_root.clone(),
+                exclusions: Exclusions::new(&global.excluded_process_names)?,
+                threads: 0,
+                connections: false,
+            })?;
+            let now: Vec<Expected> = baseline::from_ports(&discoverer.discover_full()?.ports)
+                .into_iter()
+                .filter(|p| filter.matches(p))
+                .collect();
+            let at = baseline::now();
+            let mut added = 0;
+            file.update(|entries| {
+                for p in &now {
+                    if entries.insert(p.clone(), at).is_none() {
+                        added += 1;
+                    }
+                }
+                added > 0
+            })
+            .map_err(state)?;
+            writeln!(
+                note,
+                "portwarden: {added} ports added, {} expected in {}",
+                file.entries().len(),
+                file.path().display()
+            )?;
+            Ok(())
+        }
+        BaselineCommand::Forget { filter, all } => {
+            forget(&mut file, filter, *all, note).map_err(|e| match e {
+                Error::Output(source) => state(source),
+                e => e,
+            })
+        }
+    }
+}
+
+fn forget(
+    file: &mut Baseline,
+    filter: &BaselineFilter,
+    all: bool,
+    note: &mut dyn Write,
+) -> Result<(), Error> {
+    if !all && filter.is_empty() {
+        return Err(Error::Config {
+            setting: "baseline forget".into(),
+            message: "say which ports (--port, --proto, --netns, --process) or --all".into(),
+        });
+    }
+    let mut removed = 0;
+    file.update(|entries| {
+        let before = entries.len();
+        entries.retain(|p, _| !(all || filter.matches(p)));
+        removed = before - entries.len();
+        removed > 0
+    })
+    .map_err(Error::Output)?;
+    if removed == 0 {
+        return Err(Error::NothingMatched(
+            "no expected port matches; see `portwarden baseline show`".into(),
+        ));
+    }
+    writeln!(
+        note,
+        "portwarden: {removed} ports forgotten, {} expected",
+        file.entries().len()
+    )?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct JsonEntry<'a> {
+    #[serde(flatten)]
+    port: &'a Expected,
+    /// Expected since, in seconds since the epoch.
+    since: u64,
+}
+
+fn show(file: &Baseline, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let mut out = std::io::BufWriter::new(out);
+    if json {
+        let items: Vec<JsonEntry<'_>> = file
+            .entries()
+            .iter()
+            .map(|(port, since)| JsonEntry {
+                port,
+                since: *since,
+            })
+            .collect();
+        serde_json::to_writer(&mut out, &items).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        let mut table = Table::new();
+        table
+            .load_style(presets::NOTHING)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(["PROTO", "PORT", "NETNS", "PROCESS", "EXE", "SINCE"]);
+        for (p, since) in file.entries() {
+            table.add_row([
+                p.proto.as_str().to_string(),
+                p.port.to_string(),
+                printable(&p.netns).into_owned(),
+                printable(&p.process_name).into_owned(),
+                printable(&p.exe_path).into_owned(),
+                baseline::utc(*since),
+            ]);
+        }
+        writeln!(out, "{table}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
