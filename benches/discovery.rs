@@ -5,6 +5,9 @@
 //! - `refresh_warm`: a refresh when nothing changed (verify known owners,
 //!   read no fd table) — target ≤ 20 ms with 10,000 listeners.
 //! - `full_scan`: a cold pass reading every process's fd table.
+//! - `refresh_warm_connections`: the same refresh counting every TCP
+//!   listener's connections (what the exporter runs) — with 20,000
+//!   established connections, ≤ 1.5 × `refresh_warm` (`bench/connections.sh`).
 //! - `readlink_floor`: the kernel's share alone — one `readlinkat` per socket
 //!   fd on the host, on one thread, through kept fd directories — the floor
 //!   a warm refresh's verification stands on, measured in the same run.
@@ -13,12 +16,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use portwarden::discover::{Discoverer, Options};
 use portwarden::exclude::Exclusions;
 
-fn discoverer() -> Discoverer {
+fn discoverer(connections: bool) -> Discoverer {
     let mut d = Discoverer::new(Options {
         proc_root: "/proc".into(),
         exclusions: Exclusions::none(),
         threads: 0,
-        connections: false,
+        connections,
     })
     .expect("open /proc");
     let first = d.discover_full().expect("first pass");
@@ -61,13 +64,26 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("discovery");
     group.sample_size(30);
 
-    let mut d = discoverer();
+    let mut d = discoverer(false);
     group.bench_function("refresh_warm", |b| {
         b.iter(|| {
             let found = d.refresh().expect("refresh");
             assert!(!found.stats.full_scan);
             found.ports.len()
         })
+    });
+    let mut with = discoverer(true);
+    let counted: u64 = with
+        .refresh()
+        .expect("refresh")
+        .ports
+        .iter()
+        .filter_map(|p| p.connections.as_ref())
+        .map(|c| u64::from(c.by_state.iter().sum::<u32>()))
+        .sum();
+    eprintln!("{counted} connections counted on listening ports");
+    group.bench_function("refresh_warm_connections", |b| {
+        b.iter(|| with.refresh().expect("refresh").ports.len())
     });
 
     let fds = socket_fds();
