@@ -7,7 +7,11 @@
 //! - `full_scan`: a cold pass reading every process's fd table.
 //! - `refresh_warm_connections`: the same refresh counting every TCP
 //!   listener's connections (what the exporter runs) — with 20,000
-//!   established connections, ≤ 1.5 × `refresh_warm` (`bench/connections.sh`).
+//!   established connections added, ≤ 1.5 × itself without them
+//!   (`bench/connections.sh`).
+//! - `connections_dump_floor`: the kernel's share of counting them — the
+//!   same filtered dumps (the listening ports in two halves), one thread,
+//!   nothing matched.
 //! - `readlink_floor`: the kernel's share alone — one `readlinkat` per socket
 //!   fd on the host, on one thread, through kept fd directories — the floor
 //!   a warm refresh's verification stands on, measured in the same run.
@@ -84,6 +88,25 @@ fn bench(c: &mut Criterion) {
     eprintln!("{counted} connections counted on listening ports");
     group.bench_function("refresh_warm_connections", |b| {
         b.iter(|| with.refresh().expect("refresh").ports.len())
+    });
+
+    // The kernel's share of counting: the filtered dumps alone, one thread,
+    // no matching.
+    let mut diag = portwarden::discover::sockets::Diag::open().expect("netlink");
+    let ports: Vec<u16> = diag
+        .listening(portwarden::model::Proto::Tcp)
+        .expect("listeners")
+        .iter()
+        .map(|s| s.port)
+        .collect();
+    group.bench_function("connections_dump_floor", |b| {
+        b.iter(|| {
+            let mut n = 0u32;
+            for part in ports.chunks(ports.len().div_ceil(2).max(1)) {
+                diag.connections(part, &mut |_| n += 1).expect("dump");
+            }
+            n
+        })
     });
 
     let fds = socket_fds();

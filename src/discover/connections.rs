@@ -66,6 +66,25 @@ impl<'a> Counter<'a> {
     }
 }
 
+/// Cuts `listeners` into at most `parts` groups by port, each a run of
+/// consecutive port numbers, every listener of one port in the same group,
+/// the groups about equal in ports.
+pub fn split_by_port(mut listeners: Vec<Socket>, parts: usize) -> Vec<Vec<Socket>> {
+    listeners.sort_unstable_by_key(|l| l.port);
+    let mut ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
+    ports.dedup();
+    let per_part = ports.len().div_ceil(parts.max(1)).max(1);
+    let mut out: Vec<Vec<Socket>> = Vec::new();
+    let mut rest = listeners.as_slice();
+    for chunk in ports.chunks(per_part) {
+        let last = chunk[chunk.len() - 1];
+        let cut = rest.partition_point(|l| l.port <= last);
+        out.push(rest[..cut].to_vec());
+        rest = &rest[cut..];
+    }
+    out
+}
+
 /// The listener that owns a connection to `local`: one bound to that very
 /// address, else a wildcard one of the same family.
 fn accepting<'a>(candidates: &[&'a Socket], family: Family, local: IpAddr) -> Option<&'a Socket> {
@@ -146,5 +165,26 @@ mod tests {
         assert_eq!(counts[&3].by_state[3], 1);
         assert!(!counts.contains_key(&4));
         assert_eq!(counts.len(), 3);
+    }
+
+    #[test]
+    fn split_by_port_keeps_a_ports_listeners_together_in_runs_of_ports() {
+        let listeners = vec![
+            listener("0.0.0.0", 80, 1),
+            listener("::", 80, 2),
+            listener("127.0.0.1", 22, 3),
+            listener("0.0.0.0", 443, 4),
+            listener("0.0.0.0", 8080, 5),
+        ];
+        let parts = split_by_port(listeners.clone(), 2);
+        let ports: Vec<Vec<u16>> = parts
+            .iter()
+            .map(|p| p.iter().map(|l| l.port).collect())
+            .collect();
+        assert_eq!(ports, vec![vec![22, 80, 80], vec![443, 8080]]);
+        assert_eq!(split_by_port(listeners.clone(), 1).len(), 1);
+        // More parts than ports: one per port.
+        assert_eq!(split_by_port(listeners, 9).len(), 4);
+        assert!(split_by_port(Vec::new(), 2).is_empty());
     }
 }

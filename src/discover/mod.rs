@@ -221,6 +221,7 @@ impl Discoverer {
             source,
             stats: listed,
             namespaces,
+            uncounted: _,
         } = listing;
         stats.add(&listed);
         let ports = self.ports(sockets, &stats);
@@ -379,13 +380,20 @@ pub struct SocketList {
     pub source: SocketSource,
     /// Namespaces skipped or listed the slow way.
     pub stats: ScanStats,
+    /// Namespaces whose connections are still to count: their sockets in
+    /// `sockets`, and the netlink socket made inside them.
+    /// (Whether it is our own namespace.)
+    uncounted: Vec<(std::ops::Range<usize>, sockets::Diag, bool)>,
 }
 
 type Listing = Result<SocketList, Error>;
 
 /// Runs `work` on `threads` threads while one of them first fetches the
 /// socket list (and hands it to `listed`): the /proc work needs both cores,
-/// and a third thread for the list would only time-slice them.
+/// and a third thread for the list would only time-slice them. With
+/// `connections`, the lister then cuts the counting of connections into
+/// jobs, and every thread takes from them once its own work is done (the
+/// lister before its share of `work`).
 fn list_alongside(
     proc: &ProcRoot,
     threads: usize,
@@ -393,22 +401,150 @@ fn list_alongside(
     listed: impl FnOnce(&Listing) + Send,
     work: impl Fn() + Sync,
 ) -> Listing {
-    std::thread::scope(|s| {
-        let work = &work;
+    let counting = Counting::default();
+    let mut listing = std::thread::scope(|s| {
+        let (work, counting) = (&work, &counting);
         let lister = s.spawn(move || {
-            let listing = list_sockets(proc, connections);
+            let mut published = Publish(counting);
+            let mut listing = list_sockets(proc, connections);
             listed(&listing);
+            if let Ok(list) = listing.as_mut() {
+                published.jobs(list, threads);
+            }
+            drop(published);
+            counting.run();
             work();
             listing
         });
         for _ in 2..threads {
-            s.spawn(work);
+            s.spawn(move || {
+                work();
+                counting.run();
+            });
         }
         work();
+        counting.run();
         lister
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
+    });
+    if let Ok(list) = listing.as_mut() {
+        counting.apply(list);
+    }
+    listing
+}
+
+/// Counting connections, cut into jobs: one per namespace, and our own
+/// namespace (the host's, usually, where most connections are) cut by port
+/// into one job per thread, as any thread can open a netlink socket there.
+/// Each dump walks every socket of the host once, and copies out only
+/// those whose local port is one of its job's.
+#[derive(Default)]
+struct Counting {
+    jobs: OnceLock<std::sync::Mutex<Vec<CountJob>>>,
+    done: std::sync::Mutex<Vec<Counted>>,
+}
+
+/// A job's counts: the namespace's sockets in the listing, and the
+/// connections of each listener it counted, by inode.
+type Counted = (std::ops::Range<usize>, ids::IdMap<u64, Connections>);
+
+/// Connections of some of one namespace's listeners.
+struct CountJob {
+    /// The namespace's sockets in the listing.
+    range: std::ops::Range<usize>,
+    /// The TCP listeners this job counts for (all of one port or none).
+    listeners: Vec<Socket>,
+    /// The netlink socket made inside the namespace; `None` for our own
+    /// namespace, where the thread that takes the job opens one.
+    diag: Option<sockets::Diag>,
+}
+
+/// Publishes the jobs once, and no jobs at all if the lister fails first:
+/// the other threads wait for it.
+struct Publish<'a>(&'a Counting);
+
+impl Publish<'_> {
+    fn jobs(&mut self, list: &mut SocketList, threads: usize) {
+        let mut jobs = Vec::new();
+        for (range, diag, own) in std::mem::take(&mut list.uncounted) {
+            let Some(listed) = list.sockets.get(range.clone()) else {
+                continue;
+            };
+            let listeners: Vec<Socket> = listed
+                .iter()
+                .filter(|l| l.socket.proto == Proto::Tcp)
+                .map(|l| l.socket.clone())
+                .collect();
+            if listeners.is_empty() {
+                continue;
+            }
+            let parts = if own {
+                threads
+                    .clamp(1, 4)
+                    .max(sockets::filter_parts(listeners.iter().map(|l| l.port)))
+            } else {
+                1
+            };
+            let mut diag = Some(diag);
+            for part in connections::split_by_port(listeners, parts) {
+                jobs.push(CountJob {
+                    range: range.clone(),
+                    listeners: part,
+                    diag: diag.take(),
+                });
+            }
+        }
+        let _ = self.0.jobs.set(std::sync::Mutex::new(jobs));
+    }
+}
+
+impl Drop for Publish<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.jobs.set(std::sync::Mutex::new(Vec::new()));
+    }
+}
+
+impl Counting {
+    /// Takes jobs until none is left (once they are published).
+    fn run(&self) {
+        let jobs = self.jobs.wait();
+        loop {
+            let job = jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            let Some(job) = job else { return };
+            let Some(mut diag) = job.diag.or_else(|| sockets::Diag::open().ok()) else {
+                continue;
+            };
+            let listeners: Vec<&Socket> = job.listeners.iter().collect();
+            let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
+            let mut counter = connections::Counter::new(&listeners);
+            // A failed dump leaves the counts out, never the listeners.
+            if diag.connections(&ports, &mut |c| counter.add(c)).is_ok() {
+                self.done
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((job.range, counter.finish()));
+            }
+        }
+    }
+
+    /// Gives every counted listener its connections.
+    fn apply(self, list: &mut SocketList) {
+        let done = self
+            .done
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (range, mut counted) in done {
+            for l in list.sockets.get_mut(range).into_iter().flatten() {
+                if let Some(c) = counted.remove(&l.socket.inode) {
+                    l.connections = Some(Box::new(c));
+                }
+            }
+        }
+    }
 }
 
 /// One namespace's listing.
@@ -417,8 +553,8 @@ struct NsListing {
     sockets: Vec<Socket>,
     source: SocketSource,
     listen: Option<ListenCounters>,
-    /// Per listener inode, when counted.
-    connections: ids::IdMap<u64, Connections>,
+    /// The namespace's netlink socket, kept to count connections with.
+    diag: Option<sockets::Diag>,
 }
 
 /// Lists the sockets of every network namespace. Failing to list the host's
@@ -434,7 +570,7 @@ fn list_sockets(proc: &ProcRoot, connections: bool) -> Listing {
             _ => list_entered(proc, ns, connections, &mut list.stats),
         };
         match listed {
-            Ok(Some(mut found)) => {
+            Ok(Some(found)) => {
                 if found.source == SocketSource::ProcNet {
                     list.source = SocketSource::ProcNet;
                 }
@@ -443,12 +579,17 @@ fn list_sockets(proc: &ProcRoot, connections: bool) -> Listing {
                     entry: ns.entry_path(proc.path()),
                     listen: found.listen,
                 });
+                let first = list.sockets.len();
                 list.sockets
                     .extend(found.sockets.into_iter().map(|socket| Listed {
-                        connections: found.connections.remove(&socket.inode).map(Box::new),
+                        connections: None,
                         socket,
                         netns: Arc::clone(&ns.label),
                     }));
+                if let Some(diag) = found.diag.filter(|_| connections) {
+                    let own = matches!(ns.handle, netns::Handle::Own);
+                    list.uncounted.push((first..list.sockets.len(), diag, own));
+                }
             }
             Ok(None) => {}
             Err(e) if &*ns.label == "host" => return Err(e),
@@ -517,7 +658,7 @@ fn list_from_proc(proc: &ProcRoot, ns: &Netns) -> Result<Option<NsListing>, Erro
         sockets,
         source: SocketSource::ProcNet,
         listen,
-        connections: Default::default(),
+        diag: None,
     }))
 }
 
@@ -540,13 +681,8 @@ fn list_here(proc: &ProcRoot, ns: &Netns, connections: bool) -> Result<Option<Ns
             }
         }
     }
-    if connections && let Ok(d) = diag.as_mut() {
-        let listeners: Vec<&Socket> = out.sockets.iter().collect();
-        let mut counter = connections::Counter::new(&listeners);
-        // A failed dump leaves the counts out, never the listeners.
-        if d.connections(&mut |c| counter.add(c)).is_ok() {
-            out.connections = counter.finish();
-        }
+    if connections {
+        out.diag = diag.ok();
     }
     // The calling thread's own namespace, whatever the proc root.
     out.listen = std::fs::read("/proc/thread-self/net/netstat")

@@ -60,6 +60,12 @@ pub struct Diag {
     buf: Vec<u8>,
 }
 
+impl std::fmt::Debug for Diag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Diag").finish_non_exhaustive()
+    }
+}
+
 impl Diag {
     /// Opens it in the namespace of the calling thread.
     pub fn open() -> io::Result<Diag> {
@@ -86,6 +92,7 @@ impl Diag {
                 family,
                 states: states.clone(),
                 extensions: extensions.clone(),
+                filter: None,
             };
             dump(&self.nl, &request, &mut self.buf, &mut |resp, attrs| {
                 if let Some(socket) = from_response(proto, family, resp, attrs) {
@@ -97,21 +104,37 @@ impl Diag {
     }
 
     /// Feeds every TCP connection in [`CONNECTION_STATES`], both families,
+    /// whose local port is one of `ports` (the namespace's listening ports)
     /// to `each`. One dump per family, whatever the number of listeners.
-    pub fn connections(&mut self, each: &mut dyn FnMut(Connection)) -> io::Result<()> {
+    ///
+    /// The ports become a filter the kernel runs before it copies a socket
+    /// out ([`port_filter`]): a client's end of a connection, with its
+    /// ephemeral local port, costs the kernel a comparison or two instead of
+    /// a message. The filter may let a few other ports through when there
+    /// are very many listening ports; `each` sees their sockets too.
+    pub fn connections(
+        &mut self,
+        ports: &[u16],
+        each: &mut dyn FnMut(Connection),
+    ) -> io::Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
         let states = CONNECTION_STATES
             .iter()
             .fold(StateFlags::empty(), |acc, (state, _)| {
                 acc | StateFlags::from_bits_truncate(1 << state)
             });
+        let mut filter = Some(port_filter(ports));
         for family in [Family::Ipv4, Family::Ipv6] {
-            let request = Request {
+            let mut request = Request {
                 protocol: IPPROTO_TCP,
                 family,
                 states: states.clone(),
                 extensions: ExtensionFlags::empty(),
+                filter: filter.take(),
             };
-            dump(&self.nl, &request, &mut self.buf, &mut |h, _| {
+            let mut handle = |h: &InetResponseHeader, _: &[u8]| {
                 each(Connection {
                     family,
                     state: h.state,
@@ -119,10 +142,187 @@ impl Diag {
                     local_port: h.socket_id.source_port,
                     remote: h.socket_id.destination_address,
                 })
-            })?;
+            };
+            match dump(&self.nl, &request, &mut self.buf, &mut handle) {
+                // A kernel that rejects the filter gets the plain dump.
+                Err(e)
+                    if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
+                        && request.filter.is_some() =>
+                {
+                    request.filter = None;
+                    dump(&self.nl, &request, &mut self.buf, &mut handle)?;
+                }
+                other => other?,
+            }
+            filter = request.filter;
         }
         Ok(())
     }
+}
+
+/// `INET_DIAG_REQ_BYTECODE`: the request attribute carrying a filter.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+/// Filter op codes (include/uapi/linux/inet_diag.h).
+const INET_DIAG_BC_JMP: u8 = 1;
+const INET_DIAG_BC_S_GE: u8 = 2;
+const INET_DIAG_BC_S_LE: u8 = 3;
+/// Bytes of a port comparison (the op and the port) and of a jump.
+const CMP_LEN: usize = 8;
+const JMP_LEN: usize = 4;
+/// Most ranges in one filter: jumps are 16-bit and so is the attribute's
+/// length.
+const MAX_RANGES: usize = 3000;
+
+/// An `inet_diag` bytecode filter accepting a socket whose local port lies
+/// in one of the ranges covering `ports`. Past [`MAX_RANGES`] the closest
+/// ranges are merged (the filter then lets a few other ports through; the
+/// caller matches exactly).
+///
+/// The kernel checks a filter before running it (`inet_diag_bc_audit`):
+/// every op's `yes` must be its own length, and every `no` jump must land on
+/// an op boundary, at the end (accept) or 4 bytes past it (reject). Proving
+/// that a jump lands on a boundary walks the filter from its start, so a
+/// filter with thousands of jumps into itself costs the kernel more to check
+/// than the dump it saves. The ranges are therefore cut into about √n blocks:
+/// a binary search tree over the blocks (two jumps into the filter per
+/// block), each block a linear scan whose jumps all go to accept or reject.
+/// The kernel runs a few dozen comparisons per socket and checks the filter
+/// in well under a millisecond.
+pub fn port_filter(ports: &[u16]) -> Vec<u8> {
+    let ranges = cover(ports, MAX_RANGES);
+    let per_block = ranges.len().isqrt().max(1);
+    let blocks: Vec<&[(u16, u16)]> = ranges.chunks(per_block).collect();
+    let end = tree_len(&blocks);
+    let mut out = vec![0u8; end];
+    emit(&blocks, 0, end, &mut out);
+    out
+}
+
+/// How many filters `ports` needs for each to be exact (no ranges merged).
+pub fn filter_parts(ports: impl Iterator<Item = u16>) -> usize {
+    let mut sorted: Vec<u16> = ports.collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let ranges = 1 + sorted.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    ranges.div_ceil(MAX_RANGES)
+}
+
+/// Sorted, disjoint ranges covering `ports`, at most `max` of them (the
+/// smallest gaps closed first).
+fn cover(ports: &[u16], max: usize) -> Vec<(u16, u16)> {
+    let mut sorted = ports.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut ranges: Vec<(u16, u16)> = Vec::new();
+    for p in sorted {
+        match ranges.last_mut() {
+            Some((_, hi)) if u32::from(*hi) + 1 == u32::from(p) => *hi = p,
+            _ => ranges.push((p, p)),
+        }
+    }
+    if ranges.len() > max.max(1) {
+        // Close the (len - max) smallest gaps: gap i lies after range i.
+        let mut gaps: Vec<(u16, usize)> = ranges
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| (w[1].0 - w[0].1, i))
+            .collect();
+        gaps.sort_unstable();
+        let mut close = vec![false; ranges.len()];
+        for &(_, i) in &gaps[..ranges.len() - max.max(1)] {
+            close[i] = true;
+        }
+        let mut merged: Vec<(u16, u16)> = Vec::with_capacity(max);
+        let mut extend = false;
+        for (i, r) in ranges.iter().enumerate() {
+            match merged.last_mut() {
+                Some(last) if extend => last.1 = r.1,
+                _ => merged.push(*r),
+            }
+            extend = close[i];
+        }
+        ranges = merged;
+    }
+    ranges
+}
+
+/// Bytes of a block's linear scan: two comparisons per range but its last,
+/// and a jump.
+fn block_len(block: &[(u16, u16)]) -> usize {
+    2 * CMP_LEN * (block.len() - 1) + JMP_LEN
+}
+
+/// Bytes of the search tree over `blocks`: per block, its two bounds and
+/// its scan.
+fn tree_len(blocks: &[&[(u16, u16)]]) -> usize {
+    blocks.iter().map(|b| 2 * CMP_LEN + block_len(b)).sum()
+}
+
+/// Writes the search tree over `blocks` at byte `at` of a filter `end`
+/// bytes long: the middle block's bounds, its scan, the left subtree, the
+/// right subtree.
+fn emit(blocks: &[&[(u16, u16)]], at: usize, end: usize, out: &mut [u8]) {
+    if blocks.is_empty() {
+        return;
+    }
+    let mid = blocks.len() / 2;
+    let (left, block, right) = (&blocks[..mid], blocks[mid], &blocks[mid + 1..]);
+    let (lo, hi) = (block[0].0, block[block.len() - 1].1);
+    let scan_at = at + 2 * CMP_LEN;
+    let left_at = scan_at + block_len(block);
+    let right_at = left_at + tree_len(left);
+    let reject = end + 4;
+    let target = |subtree: &[&[(u16, u16)]], start: usize| {
+        if subtree.is_empty() { reject } else { start }
+    };
+    // Above the block: the right subtree.
+    op(
+        out,
+        at,
+        INET_DIAG_BC_S_LE,
+        CMP_LEN,
+        target(right, right_at) - at,
+    );
+    port(out, at, hi);
+    // Below it: the left subtree.
+    let ge = at + CMP_LEN;
+    op(
+        out,
+        ge,
+        INET_DIAG_BC_S_GE,
+        CMP_LEN,
+        target(left, left_at) - ge,
+    );
+    port(out, ge, lo);
+    // Within its bounds: past each range but the last, either inside it
+    // (accept) or in the gap after it (reject) or further on.
+    let mut cursor = scan_at;
+    for pair in block.windows(2) {
+        let ((_, prev_hi), (next_lo, _)) = (pair[0], pair[1]);
+        // `prev_hi` < `next_lo`, so `prev_hi + 1` does not overflow.
+        op(out, cursor, INET_DIAG_BC_S_GE, CMP_LEN, end - cursor);
+        port(out, cursor, prev_hi + 1);
+        cursor += CMP_LEN;
+        op(out, cursor, INET_DIAG_BC_S_GE, CMP_LEN, reject - cursor);
+        port(out, cursor, next_lo);
+        cursor += CMP_LEN;
+    }
+    // Inside the last range.
+    op(out, cursor, INET_DIAG_BC_JMP, JMP_LEN, end - cursor);
+    emit(left, left_at, end, out);
+    emit(right, right_at, end, out);
+}
+
+/// `struct inet_diag_bc_op { u8 code; u8 yes; u16 no; }` at `at`.
+fn op(out: &mut [u8], at: usize, code: u8, yes: usize, no: usize) {
+    out[at] = code;
+    out[at + 1] = yes as u8;
+    out[at + 2..at + 4].copy_from_slice(&(no as u16).to_ne_bytes());
+}
+
+/// A comparison's port: the `no` field of the op after it, in host order.
+fn port(out: &mut [u8], at: usize, port: u16) {
+    out[at + 6..at + 8].copy_from_slice(&port.to_ne_bytes());
 }
 
 /// One TCP connection's end in this namespace, as the kernel reports it.
@@ -147,6 +347,8 @@ struct Request {
     family: Family,
     states: StateFlags,
     extensions: ExtensionFlags,
+    /// An `inet_diag` bytecode filter, sent as `INET_DIAG_REQ_BYTECODE`.
+    filter: Option<Vec<u8>>,
 }
 
 /// Sends one inet_diag dump request and feeds every answer to `each`, with
@@ -182,6 +384,16 @@ fn dump(
     request.finalize();
     let mut req_buf = vec![0u8; request.buffer_len()];
     request.serialize(&mut req_buf);
+    if let Some(filter) = &req.filter {
+        // The attribute follows the request; the message grows by it.
+        let attr_len = 4 + filter.len();
+        req_buf.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+        req_buf.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+        req_buf.extend_from_slice(filter);
+        req_buf.resize(req_buf.len().next_multiple_of(4), 0);
+        let total = req_buf.len() as u32;
+        req_buf[..4].copy_from_slice(&total.to_ne_bytes());
+    }
     nl.send(&req_buf, 0)?;
 
     let invalid =
@@ -472,5 +684,129 @@ mod tests {
             parse_proc_net(TCP4.lines().next().unwrap_or(""), Proto::Tcp, Family::Ipv4),
             Ok(vec![])
         );
+    }
+
+    /// The kernel's `inet_diag_bc_audit`, for the ops `port_filter` emits:
+    /// the ops it walks in all, when the filter is valid.
+    fn audit(bc: &[u8]) -> Result<usize, String> {
+        let walked = std::cell::Cell::new(0usize);
+        let valid_cc = |cc: usize| {
+            let (mut at, mut len) = (0usize, bc.len());
+            loop {
+                walked.set(walked.get() + 1);
+                if cc > len {
+                    return false;
+                }
+                if cc == len {
+                    return true;
+                }
+                let yes = usize::from(bc[at + 1]);
+                if yes < 4 || yes % 4 != 0 {
+                    return false;
+                }
+                at += yes;
+                len -= yes;
+            }
+        };
+        let (mut at, mut len) = (0usize, bc.len());
+        while len > 0 {
+            let (code, yes) = (bc[at], usize::from(bc[at + 1]));
+            let no = usize::from(u16::from_ne_bytes([bc[at + 2], bc[at + 3]]));
+            let min_len = match code {
+                INET_DIAG_BC_S_GE | INET_DIAG_BC_S_LE if len >= 8 => 8,
+                INET_DIAG_BC_JMP => 4,
+                _ => return Err(format!("bad op {code} at {at}")),
+            };
+            if no < min_len || no > len + 4 || no % 4 != 0 {
+                return Err(format!("bad no {no} at {at}"));
+            }
+            if no < len && !valid_cc(len - no) {
+                return Err(format!("no {no} at {at} lands inside an op"));
+            }
+            if yes < min_len || yes > len + 4 || yes % 4 != 0 {
+                return Err(format!("bad yes {yes} at {at}"));
+            }
+            at += yes;
+            len -= yes;
+        }
+        Ok(walked.get())
+    }
+
+    /// The kernel's `inet_diag_bc_run` on a socket with local port `sport`.
+    fn run(bc: &[u8], sport: u16) -> bool {
+        let (mut at, mut len) = (0usize, bc.len() as isize);
+        let mut steps = 0;
+        while len > 0 {
+            steps += 1;
+            assert!(steps <= 200, "a tree of scans of about √3000 ranges");
+            let code = bc[at];
+            let op_port = || u16::from_ne_bytes([bc[at + 6], bc[at + 7]]);
+            let ok = match code {
+                INET_DIAG_BC_S_GE => sport >= op_port(),
+                INET_DIAG_BC_S_LE => sport <= op_port(),
+                _ => false,
+            };
+            let step = if ok {
+                usize::from(bc[at + 1])
+            } else {
+                usize::from(u16::from_ne_bytes([bc[at + 2], bc[at + 3]]))
+            };
+            at += step;
+            len -= step as isize;
+        }
+        len == 0
+    }
+
+    #[test]
+    fn port_filter_accepts_exactly_the_ports_it_was_given() {
+        let sets: [&[u16]; 7] = [
+            &[80],
+            &[0, 65535],
+            &[22, 80, 443, 8080, 8081, 8082, 9090],
+            &[65535],
+            &[1, 2, 3, 4, 5],
+            &[443, 80, 80, 22],
+            &[1000, 3000, 5000, 7000, 9000, 11000, 13000, 15000, 17000],
+        ];
+        // And 1,500 scattered ports, some adjacent: blocks of ~38 ranges.
+        let mut x: u32 = 12345;
+        let scattered: Vec<u16> = (0..1500)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u16
+            })
+            .collect();
+        for ports in sets.into_iter().chain([scattered.as_slice()]) {
+            let bc = port_filter(ports);
+            audit(&bc).unwrap_or_else(|e| panic!("{ports:?}: {e}"));
+            for sport in 0..=u16::MAX {
+                assert_eq!(
+                    run(&bc, sport),
+                    ports.contains(&sport),
+                    "{ports:?} at {sport}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn port_filter_past_its_size_merges_the_closest_ports_and_stays_valid() {
+        // Every third port: 21,845 ranges, far more than fit.
+        let ports: Vec<u16> = (0..=u16::MAX).step_by(3).collect();
+        let bc = port_filter(&ports);
+        assert!(bc.len() + 4 <= usize::from(u16::MAX), "fits the attribute");
+        let walked = audit(&bc).expect("the kernel takes it");
+        // The kernel's check walks the filter once per jump into it: a
+        // plain search tree over 3,000 ranges made it walk ~40 million ops.
+        assert!(
+            walked < 1_000_000,
+            "the kernel walks {walked} ops to check it"
+        );
+        for &p in &ports {
+            assert!(run(&bc, p), "port {p} must pass");
+        }
+        // A handful of wide ranges far apart: merged where they are closest.
+        let ranges = cover(&[10, 11, 12, 20, 1000, 1001, 5000], 3);
+        assert_eq!(ranges, vec![(10, 20), (1000, 1001), (5000, 5000)]);
     }
 }
