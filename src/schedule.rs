@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -297,30 +296,31 @@ impl Snapshot {
     pub fn body(&self, format: Format, gzip: bool) -> Arc<[u8]> {
         let slot = &self.encoded[format as usize * 2 + usize::from(gzip)];
         Arc::clone(slot.get_or_init(|| {
-            let mut text = self.encode(format).into_bytes();
-            if !gzip {
-                text.shrink_to_fit();
-                return text.into();
-            }
-            let mut z = flate2::write::GzEncoder::new(
-                Vec::with_capacity(text.len() / 16),
-                flate2::Compression::fast(),
-            );
-            // Writing to a Vec cannot fail.
-            let _ = z.write_all(&text);
-            drop(text);
-            let mut packed = z.finish().unwrap_or_default();
-            packed.shrink_to_fit();
-            packed.into()
+            let mut enc = if gzip {
+                Encoder::gzip(format)
+            } else {
+                Encoder::new(format)
+            };
+            self.write(&mut enc);
+            let body = enc.finish();
+            // Into an Arc<[u8]> of exactly its size.
+            body.into()
         }))
     }
 
+    /// The exposition in `format`, as text.
+    #[cfg(test)]
     fn encode(&self, format: Format) -> String {
         let mut enc = Encoder::new(format);
+        self.write(&mut enc);
+        String::from_utf8(enc.finish()).unwrap_or_default()
+    }
+
+    fn write(&self, enc: &mut Encoder) {
         let tcp = |p: &PortSeries| p.key.proto == Proto::Tcp;
         let gone_is_zero = |p: &PortSeries, up: bool| f64::from(u8::from(up && p.present));
         port_family(
-            &mut enc,
+            enc,
             "node_tcp_port_alive",
             "1 if a TCP connection to the port succeeded at the last check, 0 if not.",
             &self.ports,
@@ -331,7 +331,7 @@ impl Snapshot {
             },
         );
         port_family(
-            &mut enc,
+            enc,
             "node_tcp_port_response_seconds",
             "TCP connect time of the last check, in seconds (0 once the port is gone).",
             &self.ports,
@@ -342,7 +342,7 @@ impl Snapshot {
             },
         );
         port_family(
-            &mut enc,
+            enc,
             "node_http_port_alive",
             "1 if the port answered an HTTP request with a status line and headers, 0 if it stopped; only ports that once answered HTTP.",
             &self.ports,
@@ -353,7 +353,7 @@ impl Snapshot {
             },
         );
         port_family(
-            &mut enc,
+            enc,
             "node_udp_port_alive",
             "1 while a UDP socket is bound (with no peer) on the port, 0 once it is gone.",
             &self.ports,
@@ -399,12 +399,11 @@ impl Snapshot {
                 }
             }
         }
-        self.encode_load(&mut enc);
+        self.encode_load(enc);
         if let Some(b) = &self.baseline {
-            encode_baseline(&mut enc, b);
+            encode_baseline(enc, b);
         }
-        self.telemetry.encode(&mut enc, &self.ports);
-        enc.finish()
+        self.telemetry.encode(enc, &self.ports);
     }
 
     /// Accept queues, drops, connections and health: how loaded each port is.
@@ -455,7 +454,7 @@ impl Snapshot {
         port_family_with(
             enc,
             ("portwarden_tcp_port_connections", Kind::Gauge),
-            "Connections the port accepted, by TCP state (established, syn_recv and close_wait always; other states when any).",
+            "Connections the port accepted, by TCP state (established always; syn_recv, close_wait and the others when any).",
             &self.ports,
             Some("state"),
             |p| {
@@ -464,8 +463,7 @@ impl Snapshot {
                     CONNECTION_STATES
                         .iter()
                         .filter(|(state, name)| {
-                            c.by_state[usize::from(*state)] > 0
-                                || matches!(*name, "established" | "syn_recv" | "close_wait")
+                            c.by_state[usize::from(*state)] > 0 || *name == "established"
                         })
                         .map(|(state, name)| (*name, c.by_state[usize::from(*state)] as f64))
                         .collect(),
@@ -481,22 +479,20 @@ impl Snapshot {
         );
         let mut f = enc.family(
             "portwarden_port_health",
-            "1 for the port's health now: ok, slow (connect time far above its own recent median), hung (accept queue full at two passes in a row, or a once-HTTP port no longer answering HTTP), down (gone or refusing), unknown (not checked yet, or its namespace cannot be entered).",
+            "The port's health now, in the health label (one series per port, always 1): ok, slow (connect time far above its own recent median), hung (accept queue full at two passes in a row, or a once-HTTP port no longer answering HTTP), down (gone or refusing), unknown (not checked yet, or its namespace cannot be entered).",
             Kind::Gauge,
         );
         for p in &self.ports {
             let port = p.key.port.to_string();
-            for h in Health::ALL {
-                let labels = [
-                    ("process_name", or_slash(&p.process_name)),
-                    ("exe_path", or_slash(&p.exe_path)),
-                    ("proto", p.key.proto.as_str()),
-                    ("port", port.as_str()),
-                    ("netns", &*p.key.netns),
-                    ("health", h.as_str()),
-                ];
-                f.sample(&labels, f64::from(u8::from(h == p.health)));
-            }
+            let labels = [
+                ("process_name", or_slash(&p.process_name)),
+                ("exe_path", or_slash(&p.exe_path)),
+                ("proto", p.key.proto.as_str()),
+                ("port", port.as_str()),
+                ("netns", &*p.key.netns),
+                ("health", p.health.as_str()),
+            ];
+            f.sample(&labels, 1.0);
         }
     }
 }
