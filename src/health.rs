@@ -101,7 +101,7 @@ pub fn assess(s: &Signals) -> Health {
 /// change becomes the new normal once it fills half the window.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectHistory {
-    samples: VecDeque<f64>,
+    samples: VecDeque<f32>,
     streak: u32,
 }
 
@@ -124,7 +124,11 @@ impl ConnectHistory {
         if self.samples.len() == Self::WINDOW {
             self.samples.pop_front();
         }
-        self.samples.push_back(seconds);
+        // One allocation of the window's exact size per port, at its first
+        // check (microsecond precision is plenty for a connect time).
+        self.samples
+            .reserve_exact(Self::WINDOW - self.samples.len());
+        self.samples.push_back(seconds as f32);
         self.is_slow()
     }
 
@@ -137,7 +141,7 @@ impl ConnectHistory {
         if self.samples.is_empty() {
             return None;
         }
-        let mut sorted: Vec<f64> = self.samples.iter().copied().collect();
+        let mut sorted: Vec<f64> = self.samples.iter().map(|&s| f64::from(s)).collect();
         sorted.sort_by(f64::total_cmp);
         let mid = sorted.len() / 2;
         Some(if sorted.len().is_multiple_of(2) {

@@ -1230,6 +1230,9 @@ impl State {
         }
         for (key, (sockets, owner, mut infos, conns)) in seen {
             infos.sort();
+            // Kept for the port's life: no room for pushes that never come
+            // (a Vec grows to 4 at its first push; most ports have 1 socket).
+            infos.shrink_to_fit();
             let queue = QueueState::of(&sockets);
             let full = sockets
                 .iter()
@@ -1261,7 +1264,8 @@ impl State {
                 proc.alive = true;
                 proc.last_seen = now;
             }
-            let targets = probe::targets(sockets.iter().copied());
+            let mut targets = probe::targets(sockets.iter().copied());
+            targets.shrink_to_fit();
             let state = self.ports.entry(key).or_insert_with(|| PortState {
                 process_name: name.clone(),
                 exe_path: exe.clone(),
