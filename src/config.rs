@@ -302,6 +302,25 @@ pub struct ServeArgs {
     )]
     pub baseline_allowlist: Option<PathBuf>,
 
+    /// The most port series exported; past it, new ports are left out,
+    /// counted in portwarden_ports_over_limit and logged.
+    #[arg(
+        long = "discovery.max-ports",
+        env = "PORTWARDEN_DISCOVERY_MAX_PORTS",
+        value_name = "N",
+        default_value = "20000"
+    )]
+    pub max_ports: String,
+
+    /// The most /metrics requests served at once (more get 503); 0: no limit.
+    #[arg(
+        long = "web.max-requests",
+        env = "PORTWARDEN_WEB_MAX_REQUESTS",
+        value_name = "N",
+        default_value = "40"
+    )]
+    pub max_requests: String,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(
         long = "log.level",
@@ -334,6 +353,9 @@ pub struct Settings {
     pub allowlist: crate::baseline::Allowlist,
     /// `--state.dir` (a global flag, set by the caller); `None`: the default.
     pub state_dir: Option<PathBuf>,
+    pub max_ports: usize,
+    /// 0: no limit.
+    pub max_requests: usize,
 }
 
 impl Settings {
@@ -500,6 +522,21 @@ impl Settings {
                 })?,
             },
             state_dir: None,
+            max_ports: count(
+                &args.max_ports,
+                "max_ports",
+                "--discovery.max-ports",
+                Some("PORTWARDEN_DISCOVERY_MAX_PORTS"),
+            )?,
+            max_requests: match args.max_requests.trim() {
+                "0" => 0,
+                _ => count(
+                    &args.max_requests,
+                    "max_requests",
+                    "--web.max-requests",
+                    Some("PORTWARDEN_WEB_MAX_REQUESTS"),
+                )?,
+            },
         })
     }
 }

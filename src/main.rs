@@ -10,6 +10,7 @@ use portwarden::discover::{Discoverer, Options};
 use portwarden::exclude::Exclusions;
 
 fn main() -> ExitCode {
+    portwarden::schedule::limit_malloc_arenas();
     let parsed = Cli::command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
@@ -88,6 +89,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> a
     runtime.block_on(async {
         let listener = portwarden::server::bind(settings.listen_address).await?;
         let path = settings.telemetry_path.clone();
+        let max_requests = settings.max_requests;
         tracing::info!(
             address = %settings.listen_address,
             path = %path,
@@ -95,7 +97,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> a
             "serving metrics"
         );
         let engine = portwarden::schedule::Engine::start(settings, discoverer);
-        let router = portwarden::server::app(engine.shared.clone(), &path);
+        let router = portwarden::server::app(engine.shared.clone(), &path, max_requests);
         let served =
             portwarden::server::serve(listener, router, portwarden::server::shutdown_signal())
                 .await;

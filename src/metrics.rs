@@ -253,9 +253,37 @@ fn write_value(out: &mut String, v: f64) {
     }
 }
 
+/// Longest label value written, in bytes before escaping. Values come from hostile sources
+/// (a path can be 4,096 bytes, and every series repeats it); a longer one is
+/// cut at a character boundary and ends in `…` and a hash of the whole
+/// value, so two long values that share a beginning stay two series.
+pub const MAX_LABEL_VALUE: usize = 512;
+
 /// Escapes a label value: backslash, double quote and line feed, as both
-/// formats require. Anything else (any UTF-8) passes as is.
+/// formats require. Anything else (any UTF-8) passes as is. Values over
+/// [`MAX_LABEL_VALUE`] bytes are shortened first.
 pub fn escape_label_value(out: &mut String, v: &str) {
+    if v.len() > MAX_LABEL_VALUE {
+        // Room for "…" (3 bytes) and 16 hex digits.
+        let mut cut = MAX_LABEL_VALUE - 3 - 16;
+        while !v.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        escape_chars(out, &v[..cut]);
+        let _ = write!(out, "…{:016x}", fnv1a(v.as_bytes()));
+        return;
+    }
+    escape_chars(out, v);
+}
+
+/// FNV-1a, 64 bits: stable across runs and versions, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn escape_chars(out: &mut String, v: &str) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -366,5 +394,27 @@ mod tests {
                 .expect("gunzip");
             assert!(unpacked == plain, "{format:?}");
         }
+    }
+
+    #[test]
+    fn long_label_values_are_cut_and_stay_distinct() {
+        let a = format!("/{}a", "x".repeat(4000));
+        let b = format!("/{}b", "x".repeat(4000));
+        let (mut ea, mut eb) = (String::new(), String::new());
+        escape_label_value(&mut ea, &a);
+        escape_label_value(&mut eb, &b);
+        assert!(ea.len() <= MAX_LABEL_VALUE && eb.len() <= MAX_LABEL_VALUE);
+        assert_ne!(ea, eb);
+        assert!(ea.starts_with("/xxx") && ea.contains('…'));
+        // Cut on a character boundary, escapes kept whole.
+        let c = "é\"".repeat(400);
+        let mut ec = String::new();
+        escape_label_value(&mut ec, &c);
+        assert!(ec.len() <= 2 * MAX_LABEL_VALUE);
+        assert!(!ec.ends_with('\\') || ec.ends_with("\\\\"));
+        // Short values are untouched.
+        let mut short = String::new();
+        escape_label_value(&mut short, "/usr/sbin/nginx");
+        assert_eq!(short, "/usr/sbin/nginx");
     }
 }

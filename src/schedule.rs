@@ -227,6 +227,10 @@ struct State {
     counting_connections: bool,
     /// Expected ports, when a baseline is kept.
     baseline: Option<BaselineView>,
+    /// `--discovery.max-ports`: most port series kept, present or retained.
+    max_ports: usize,
+    /// Ports found at the last pass and not exported for the cap.
+    over_limit: usize,
 }
 
 /// A published, immutable view of the engine, encoded on demand.
@@ -276,6 +280,8 @@ pub struct Telemetry {
     discovery_runs: Vec<(&'static str, u64)>,
     last_discovery: Option<(SystemTime, f64)>,
     process: Option<SelfProcess>,
+    /// (`--discovery.max-ports`, ports left out for it at the last pass).
+    limit: (usize, usize),
 }
 
 /// `process_*` figures of portwarden itself, read in the background.
@@ -630,6 +636,20 @@ impl Telemetry {
             "proto",
             [Proto::Tcp, Proto::Udp].map(|p| (p.as_str(), present(p))),
         );
+        enc.family(
+            "portwarden_ports_over_limit",
+            "Ports found at the last discovery pass and not exported: more than --discovery.max-ports.",
+            Kind::Gauge,
+        )
+        .sample(&[], self.limit.1 as f64);
+        if self.limit.0 != usize::MAX {
+            enc.family(
+                "portwarden_ports_limit",
+                "--discovery.max-ports: the most port series exported.",
+                Kind::Gauge,
+            )
+            .sample(&[], self.limit.0 as f64);
+        }
         if let Some((at, seconds)) = self.last_discovery {
             enc.family(
                 "portwarden_discovery_duration_seconds",
@@ -790,6 +810,20 @@ impl Shared {
     }
 }
 
+/// Caps glibc's heap arenas at two, before any thread starts. glibc gives
+/// each thread that allocates concurrently an arena of its own (up to 8 per
+/// core), and memory freed in one stays resident there; with the discovery
+/// threads of every pass, the tokio workers and the blocking pool, that
+/// cost ~5–9 MB of RSS on a busy host (bench/serve.sh) for no speed we
+/// could measure.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; it takes no pointer.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Hands freed heap back to the kernel. glibc keeps freed memory in its
 /// arenas; with the old snapshot (a few MB of text) freed at every publish,
 /// that would count as resident for nothing.
@@ -818,6 +852,7 @@ impl Engine {
         let state = Arc::new(Mutex::new(State::new(
             settings.retention,
             discoverer.counts_connections(),
+            settings.max_ports,
         )));
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let (discovered_tx, discovered_rx) = watch::channel(0u64);
@@ -1118,8 +1153,10 @@ fn check_processes(state: &Mutex<State>, proc_root: &ProcRoot) {
 }
 
 impl State {
-    fn new(retention: Duration, counting_connections: bool) -> Self {
+    fn new(retention: Duration, counting_connections: bool, max_ports: usize) -> Self {
         State {
+            max_ports,
+            over_limit: 0,
             ports: HashMap::new(),
             procs: HashMap::new(),
             probes: HashMap::new(),
@@ -1133,6 +1170,56 @@ impl State {
             counting_connections,
             baseline: None,
         }
+    }
+
+    /// Keeps the port series within `--discovery.max-ports`: ports already
+    /// known first (a series never flaps for the cap), then new ones in
+    /// (protocol, port, namespace) order while there is room; retained
+    /// series of gone ports make room first, oldest first. Past the cap,
+    /// counts what was left out and says so once in the log.
+    fn within_limit<G>(&mut self, seen: HashMap<PortKey, G>) -> HashMap<PortKey, G> {
+        let (mut kept, mut new): (HashMap<PortKey, G>, Vec<(PortKey, G)>) =
+            (HashMap::with_capacity(seen.len()), Vec::new());
+        for (key, group) in seen {
+            if self.ports.contains_key(&key) {
+                kept.insert(key, group);
+            } else {
+                new.push((key, group));
+            }
+        }
+        let found = kept.len() + new.len();
+        let room = self.max_ports.saturating_sub(kept.len());
+        let over = new.len().saturating_sub(room);
+        if over > 0 {
+            new.sort_by(|a, b| a.0.cmp(&b.0));
+            new.truncate(room);
+        }
+        // Room for the newcomers: drop retained series of gone ports.
+        let excess = (self.ports.len() + new.len()).saturating_sub(self.max_ports);
+        if excess > 0 {
+            let mut gone: Vec<(Instant, PortKey)> = self
+                .ports
+                .iter()
+                .filter(|(k, _)| !kept.contains_key(*k))
+                .map(|(k, p)| (p.last_seen, k.clone()))
+                .collect();
+            gone.sort();
+            for (_, key) in gone.into_iter().take(excess) {
+                self.ports.remove(&key);
+            }
+        }
+        if over > 0 && self.over_limit == 0 {
+            tracing::warn!(
+                "{} ports found, more than --discovery.max-ports ({}): {over} are not exported (portwarden_ports_over_limit)",
+                found,
+                self.max_ports
+            );
+        } else if over == 0 && self.over_limit > 0 {
+            tracing::info!("every port is exported again (within --discovery.max-ports)");
+        }
+        self.over_limit = over;
+        kept.extend(new);
+        kept
     }
 
     /// The ports listening now, as the baseline knows ports.
@@ -1228,6 +1315,7 @@ impl State {
             p.present = false;
             p.sockets = Vec::new();
         }
+        let seen = self.within_limit(seen);
         for (key, (sockets, owner, mut infos, conns)) in seen {
             infos.sort();
             // Kept for the port's life: no room for pushes that never come
@@ -1381,6 +1469,7 @@ impl State {
                 discovery_runs,
                 last_discovery: self.last_discovery,
                 process: self_process(),
+                limit: (self.max_ports, self.over_limit),
             },
             encoded: Default::default(),
         }
@@ -1699,7 +1788,7 @@ mod tests {
     }
 
     fn state(retention: Duration) -> State {
-        State::new(retention, false)
+        State::new(retention, false, usize::MAX)
     }
 
     fn key(proto: Proto, port: u16) -> PortKey {

@@ -8,25 +8,58 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, Response};
 use axum::routing::get;
+use tokio::sync::Semaphore;
 
 use crate::error::Error;
 use crate::metrics::Format;
 use crate::schedule::Shared;
 
-/// The router: metrics at `telemetry_path`, a landing page at `/`.
-pub fn app(shared: Arc<Shared>, telemetry_path: &str) -> Router {
+/// The router: metrics at `telemetry_path`, a landing page at `/`. At most
+/// `max_requests` scrapes are served at once (0: no limit); more get 503
+/// at once rather than queueing, as node_exporter's `--web.max-requests`.
+pub fn app(shared: Arc<Shared>, telemetry_path: &str, max_requests: usize) -> Router {
     let landing = landing_page(telemetry_path);
+    let limit = Scrapes {
+        shared,
+        slots: (max_requests > 0).then(|| Arc::new(Semaphore::new(max_requests))),
+        max_requests,
+    };
     Router::new()
         .route(telemetry_path, get(metrics))
         .route("/", get(move || async move { Html(landing) }))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
-        .with_state(shared)
+        .with_state(limit)
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+/// What a scrape needs: the snapshot, and a slot among the concurrent ones.
+#[derive(Clone)]
+struct Scrapes {
+    shared: Arc<Shared>,
+    slots: Option<Arc<Semaphore>>,
+    max_requests: usize,
+}
+
+async fn metrics(State(scrapes): State<Scrapes>, headers: HeaderMap) -> Response {
+    let _slot = match scrapes
+        .slots
+        .as_ref()
+        .map(|s| s.clone().try_acquire_owned())
+    {
+        Some(Err(_)) => {
+            let mut r = Response::new(Body::from(format!(
+                "too many concurrent scrapes (--web.max-requests {})\n",
+                scrapes.max_requests
+            )));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return r;
+        }
+        Some(Ok(slot)) => Some(slot),
+        None => None,
+    };
+    let shared = scrapes.shared;
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = headers
         .get(header::ACCEPT_ENCODING)

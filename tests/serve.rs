@@ -361,6 +361,16 @@ fn bad_settings_exit_2_naming_the_setting() {
     let _serial = serial();
     let cases: &[(&str, &str, &str)] = &[
         (
+            "PORTWARDEN_DISCOVERY_MAX_PORTS",
+            "lots",
+            "PORTWARDEN_DISCOVERY_MAX_PORTS: invalid number 'lots' (expected a whole number from 1 to 100000)",
+        ),
+        (
+            "PORTWARDEN_WEB_MAX_REQUESTS",
+            "-1",
+            "PORTWARDEN_WEB_MAX_REQUESTS: invalid number",
+        ),
+        (
             "PORT_STATUS_INTERVAL",
             "banana",
             "PORT_STATUS_INTERVAL: invalid duration 'banana' (expected e.g. 30s, 1m, 8h)",
