@@ -275,36 +275,19 @@ fn emit(blocks: &[&[(u16, u16)]], at: usize, end: usize, out: &mut [u8]) {
     let target = |subtree: &[&[(u16, u16)]], start: usize| {
         if subtree.is_empty() { reject } else { start }
     };
-    // Above the block: the right subtree.
-    op(
-        out,
-        at,
-        INET_DIAG_BC_S_LE,
-        CMP_LEN,
-        target(right, right_at) - at,
-    );
-    port(out, at, hi);
-    // Below it: the left subtree.
+    // Above the block: the right subtree; below it, the left one.
+    compare(out, at, INET_DIAG_BC_S_LE, hi, target(right, right_at) - at);
     let ge = at + CMP_LEN;
-    op(
-        out,
-        ge,
-        INET_DIAG_BC_S_GE,
-        CMP_LEN,
-        target(left, left_at) - ge,
-    );
-    port(out, ge, lo);
+    compare(out, ge, INET_DIAG_BC_S_GE, lo, target(left, left_at) - ge);
     // Within its bounds: past each range but the last, either inside it
     // (accept) or in the gap after it (reject) or further on.
     let mut cursor = scan_at;
     for pair in block.windows(2) {
         let ((_, prev_hi), (next_lo, _)) = (pair[0], pair[1]);
         // `prev_hi` < `next_lo`, so `prev_hi + 1` does not overflow.
-        op(out, cursor, INET_DIAG_BC_S_GE, CMP_LEN, end - cursor);
-        port(out, cursor, prev_hi + 1);
+        compare(out, cursor, INET_DIAG_BC_S_GE, prev_hi + 1, end - cursor);
         cursor += CMP_LEN;
-        op(out, cursor, INET_DIAG_BC_S_GE, CMP_LEN, reject - cursor);
-        port(out, cursor, next_lo);
+        compare(out, cursor, INET_DIAG_BC_S_GE, next_lo, reject - cursor);
         cursor += CMP_LEN;
     }
     // Inside the last range.
@@ -320,8 +303,10 @@ fn op(out: &mut [u8], at: usize, code: u8, yes: usize, no: usize) {
     out[at + 2..at + 4].copy_from_slice(&(no as u16).to_ne_bytes());
 }
 
-/// A comparison's port: the `no` field of the op after it, in host order.
-fn port(out: &mut [u8], at: usize, port: u16) {
+/// A port comparison at `at`: on success the next op, else `no` bytes on.
+/// The port is the `no` field of a second op, in host order.
+fn compare(out: &mut [u8], at: usize, code: u8, port: u16, no: usize) {
+    op(out, at, code, CMP_LEN, no);
     out[at + 6..at + 8].copy_from_slice(&port.to_ne_bytes());
 }
 
