@@ -3,9 +3,9 @@
 //! label values read back as the (UTF-8-decoded) input, and JSON that parses
 //! back to it. Property tests over arbitrary bytes.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
 
+use common::promtool_check;
 use portwarden::metrics::{Encoder, Format, Kind, MAX_LABEL_VALUE};
 use proptest::prelude::*;
 
@@ -55,32 +55,6 @@ fn label_values(line: &str) -> Vec<String> {
     values
 }
 
-fn promtool(text: &str) -> String {
-    let mut lint = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is missing: apt-get install prometheus (bash .ci/run does)");
-    lint.stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed promtool");
-    let out = lint.wait_with_output().expect("promtool ends");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        said.trim().to_string()
-    } else {
-        format!("failed: {said}")
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -89,7 +63,7 @@ proptest! {
         values in proptest::collection::vec((name(), name()), 1..8)
     ) {
         let text = exposition(&values);
-        let said = promtool(&text);
+        let said = promtool_check(&text);
         prop_assert!(said.is_empty(), "promtool: {said}\n{text}");
         let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         prop_assert_eq!(lines.len(), values.len());
@@ -116,7 +90,7 @@ proptest! {
         let a = String::from_utf8_lossy(&a).into_owned();
         let b = format!("{a}{}", char::from(tail % 64 + 32));
         let text = exposition(&[(a.clone(), "/".into()), (b, "/".into())]);
-        let said = promtool(&text);
+        let said = promtool_check(&text);
         prop_assert!(said.is_empty(), "promtool: {said}");
         let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         let (ra, rb) = (label_values(lines[0]), label_values(lines[1]));

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -272,25 +272,8 @@ fn exposition_passes_promtool_in_both_encodings() {
     let text = exporter.wait_for(20, "probes done", |t| {
         t.contains("node_http_port_alive{") && t.contains("we\\\"ird \\\\ näme")
     });
-    let mut lint = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    std::io::Write::write_all(&mut lint.stdin.take().expect("stdin"), text.as_bytes())
-        .expect("feed promtool");
-    let out = lint.wait_with_output().expect("promtool ends");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}"
-    );
+    let said = promtool_check(&text);
+    assert!(said.is_empty(), "promtool: {said}");
 
     // Prometheus's own Accept header gets OpenMetrics; gzip when allowed.
     let accept = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3";
