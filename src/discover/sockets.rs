@@ -381,8 +381,6 @@ fn dump(
     }
     nl.send(&req_buf, 0)?;
 
-    let invalid =
-        |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
     loop {
         let size = nl.recv(&mut &mut buf[..], 0)?;
         if size == 0 {
@@ -391,40 +389,55 @@ fn dump(
                 "netlink closed mid-dump",
             ));
         }
-        let mut offset = 0;
-        while offset < size {
-            let msg = NetlinkBuffer::new_checked(&buf[offset..size]).map_err(|e| invalid(&e))?;
-            let len = msg.length() as usize;
-            match msg.message_type() {
-                NLMSG_DONE => return Ok(()),
-                NLMSG_ERROR => {
-                    let code = msg
-                        .payload()
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(0);
-                    return Err(match code {
-                        0 => io::Error::other("netlink error without code"),
-                        code => io::Error::from_raw_os_error(-code),
-                    });
-                }
-                SOCK_DIAG_BY_FAMILY => {
-                    let payload = msg.payload();
-                    let header = InetResponseHeader::parse(payload).map_err(|e| invalid(&e))?;
-                    each(
-                        &header,
-                        payload.get(INET_DIAG_MSG_LEN..).unwrap_or_default(),
-                    );
-                }
-                _ => {}
-            }
-            if len == 0 {
-                break;
-            }
-            // Messages are 4-byte aligned inside one datagram.
-            offset += (len + 3) & !3;
+        if walk_datagram(&buf[..size], each)? {
+            return Ok(());
         }
     }
+}
+
+/// Walks one datagram of a sock_diag dump, feeding each answer's header and
+/// attribute bytes to `each`; `Ok(true)` once the dump is done. Pure: the
+/// kernel's bytes are untrusted input like any other (fuzzed).
+pub fn walk_datagram(
+    datagram: &[u8],
+    each: &mut dyn FnMut(&InetResponseHeader, &[u8]),
+) -> io::Result<bool> {
+    let invalid =
+        |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+    let mut offset = 0;
+    while offset < datagram.len() {
+        let msg = NetlinkBuffer::new_checked(&datagram[offset..]).map_err(|e| invalid(&e))?;
+        let len = msg.length() as usize;
+        match msg.message_type() {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => {
+                let code = msg
+                    .payload()
+                    .get(..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
+                return Err(match code {
+                    0 => io::Error::other("netlink error without code"),
+                    code => io::Error::from_raw_os_error(code.saturating_neg()),
+                });
+            }
+            SOCK_DIAG_BY_FAMILY => {
+                let payload = msg.payload();
+                let header = InetResponseHeader::parse(payload).map_err(|e| invalid(&e))?;
+                each(
+                    &header,
+                    payload.get(INET_DIAG_MSG_LEN..).unwrap_or_default(),
+                );
+            }
+            _ => {}
+        }
+        if len == 0 {
+            break;
+        }
+        // Messages are 4-byte aligned inside one datagram.
+        offset = offset.saturating_add((len + 3) & !3);
+    }
+    Ok(false)
 }
 
 /// The payload of the netlink attribute of type `kind` among `attrs`.
