@@ -30,14 +30,6 @@ pub enum Health {
 }
 
 impl Health {
-    pub const ALL: [Health; 5] = [
-        Health::Ok,
-        Health::Slow,
-        Health::Hung,
-        Health::Down,
-        Health::Unknown,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Health::Ok => "ok",

@@ -280,8 +280,10 @@ pub struct Telemetry {
     discovery_runs: Vec<(&'static str, u64)>,
     last_discovery: Option<(SystemTime, f64)>,
     process: Option<SelfProcess>,
-    /// (`--discovery.max-ports`, ports left out for it at the last pass).
-    limit: (usize, usize),
+    /// `--discovery.max-ports`.
+    max_ports: usize,
+    /// Ports left out for it at the last pass.
+    over_limit: usize,
 }
 
 /// `process_*` figures of portwarden itself, read in the background.
@@ -641,15 +643,13 @@ impl Telemetry {
             "Ports found at the last discovery pass and not exported: more than --discovery.max-ports.",
             Kind::Gauge,
         )
-        .sample(&[], self.limit.1 as f64);
-        if self.limit.0 != usize::MAX {
-            enc.family(
-                "portwarden_ports_limit",
-                "--discovery.max-ports: the most port series exported.",
-                Kind::Gauge,
-            )
-            .sample(&[], self.limit.0 as f64);
-        }
+        .sample(&[], self.over_limit as f64);
+        enc.family(
+            "portwarden_ports_limit",
+            "--discovery.max-ports: the most port series exported.",
+            Kind::Gauge,
+        )
+        .sample(&[], self.max_ports as f64);
         if let Some((at, seconds)) = self.last_discovery {
             enc.family(
                 "portwarden_discovery_duration_seconds",
@@ -1177,22 +1177,20 @@ impl State {
     /// (protocol, port, namespace) order while there is room; retained
     /// series of gone ports make room first, oldest first. Past the cap,
     /// counts what was left out and says so once in the log.
-    fn within_limit<G>(&mut self, seen: HashMap<PortKey, G>) -> HashMap<PortKey, G> {
-        let (mut kept, mut new): (HashMap<PortKey, G>, Vec<(PortKey, G)>) =
-            (HashMap::with_capacity(seen.len()), Vec::new());
-        for (key, group) in seen {
-            if self.ports.contains_key(&key) {
-                kept.insert(key, group);
-            } else {
-                new.push((key, group));
-            }
-        }
-        let found = kept.len() + new.len();
-        let room = self.max_ports.saturating_sub(kept.len());
+    fn within_limit<G>(&mut self, seen: &mut HashMap<PortKey, G>) {
+        let found = seen.len();
+        let mut new: Vec<PortKey> = seen
+            .keys()
+            .filter(|k| !self.ports.contains_key(*k))
+            .cloned()
+            .collect();
+        let room = self.max_ports.saturating_sub(found - new.len());
         let over = new.len().saturating_sub(room);
         if over > 0 {
-            new.sort_by(|a, b| a.0.cmp(&b.0));
-            new.truncate(room);
+            new.sort_unstable();
+            for key in new.drain(room..) {
+                seen.remove(&key);
+            }
         }
         // Room for the newcomers: drop retained series of gone ports.
         let excess = (self.ports.len() + new.len()).saturating_sub(self.max_ports);
@@ -1200,7 +1198,7 @@ impl State {
             let mut gone: Vec<(Instant, PortKey)> = self
                 .ports
                 .iter()
-                .filter(|(k, _)| !kept.contains_key(*k))
+                .filter(|(k, _)| !seen.contains_key(*k))
                 .map(|(k, p)| (p.last_seen, k.clone()))
                 .collect();
             gone.sort();
@@ -1210,16 +1208,13 @@ impl State {
         }
         if over > 0 && self.over_limit == 0 {
             tracing::warn!(
-                "{} ports found, more than --discovery.max-ports ({}): {over} are not exported (portwarden_ports_over_limit)",
-                found,
+                "{found} ports found, more than --discovery.max-ports ({}): {over} are not exported (portwarden_ports_over_limit)",
                 self.max_ports
             );
         } else if over == 0 && self.over_limit > 0 {
             tracing::info!("every port is exported again (within --discovery.max-ports)");
         }
         self.over_limit = over;
-        kept.extend(new);
-        kept
     }
 
     /// The ports listening now, as the baseline knows ports.
@@ -1315,7 +1310,7 @@ impl State {
             p.present = false;
             p.sockets = Vec::new();
         }
-        let seen = self.within_limit(seen);
+        self.within_limit(&mut seen);
         for (key, (sockets, owner, mut infos, conns)) in seen {
             infos.sort();
             // Kept for the port's life: no room for pushes that never come
@@ -1469,7 +1464,8 @@ impl State {
                 discovery_runs,
                 last_discovery: self.last_discovery,
                 process: self_process(),
-                limit: (self.max_ports, self.over_limit),
+                max_ports: self.max_ports,
+                over_limit: self.over_limit,
             },
             encoded: Default::default(),
         }

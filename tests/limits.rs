@@ -56,24 +56,6 @@ time.sleep(3600)
     (child, line.trim().parse().expect("a count"))
 }
 
-/// Every sample of `family` as (labels, value).
-fn samples<'a>(text: &'a str, family: &str) -> Vec<(&'a str, f64)> {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(family)
-                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-        })
-        .filter_map(|l| {
-            let (labels, v) = l.rsplit_once(' ')?;
-            Some((labels, v.parse().ok()?))
-        })
-        .collect()
-}
-
-fn total(text: &str, family: &str) -> f64 {
-    samples(text, family).iter().map(|(_, v)| v).sum()
-}
-
 #[test]
 fn past_max_ports_the_cap_is_exported_and_the_rest_counted() {
     // 30,000 sockets: TCP and UDP on 15,000 ports, in two processes (each

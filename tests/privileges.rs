@@ -18,9 +18,10 @@ fn alive_line(text: &str, port: u16) -> Option<String> {
 
 /// The sum of `portwarden_discovery_errors_total{reason="fd_denied"}`.
 fn fd_denied(text: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with("portwarden_discovery_errors_total{reason=\"fd_denied\"}"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    samples(text, "portwarden_discovery_errors_total")
+        .iter()
+        .filter(|(labels, _)| labels.contains("reason=\"fd_denied\""))
+        .map(|(_, v)| v)
         .sum()
 }
 

@@ -380,10 +380,20 @@ pub struct SocketList {
     pub source: SocketSource,
     /// Namespaces skipped or listed the slow way.
     pub stats: ScanStats,
-    /// Namespaces whose connections are still to count: their sockets in
-    /// `sockets`, and the netlink socket made inside them.
-    /// (Whether it is our own namespace.)
-    uncounted: Vec<(std::ops::Range<usize>, sockets::Diag, bool)>,
+    /// Namespaces whose connections are still to count.
+    uncounted: Vec<Uncounted>,
+}
+
+/// A namespace listed through netlink, its connections not counted yet.
+#[derive(Debug)]
+struct Uncounted {
+    /// Its sockets in [`SocketList::sockets`].
+    range: std::ops::Range<usize>,
+    /// The netlink socket made inside it.
+    diag: sockets::Diag,
+    /// Whether it is our own namespace (any thread can open another socket
+    /// there).
+    own: bool,
 }
 
 type Listing = Result<SocketList, Error>;
@@ -467,7 +477,7 @@ struct Publish<'a>(&'a Counting);
 impl Publish<'_> {
     fn jobs(&mut self, list: &mut SocketList, threads: usize) {
         let mut jobs = Vec::new();
-        for (range, diag, own) in std::mem::take(&mut list.uncounted) {
+        for Uncounted { range, diag, own } in std::mem::take(&mut list.uncounted) {
             let Some(listed) = list.sockets.get(range.clone()) else {
                 continue;
             };
@@ -587,8 +597,11 @@ fn list_sockets(proc: &ProcRoot, connections: bool) -> Listing {
                         netns: Arc::clone(&ns.label),
                     }));
                 if let Some(diag) = found.diag.filter(|_| connections) {
-                    let own = matches!(ns.handle, netns::Handle::Own);
-                    list.uncounted.push((first..list.sockets.len(), diag, own));
+                    list.uncounted.push(Uncounted {
+                        range: first..list.sockets.len(),
+                        diag,
+                        own: matches!(ns.handle, netns::Handle::Own),
+                    });
                 }
             }
             Ok(None) => {}

@@ -125,14 +125,15 @@ impl Diag {
             .fold(StateFlags::empty(), |acc, (state, _)| {
                 acc | StateFlags::from_bits_truncate(1 << state)
             });
-        let mut filter = Some(port_filter(ports));
+        let bytecode = port_filter(ports);
+        let mut filter = Some(bytecode.as_slice());
         for family in [Family::Ipv4, Family::Ipv6] {
             let mut request = Request {
                 protocol: IPPROTO_TCP,
                 family,
                 states: states.clone(),
                 extensions: ExtensionFlags::empty(),
-                filter: filter.take(),
+                filter,
             };
             let mut handle = |h: &InetResponseHeader, _: &[u8]| {
                 each(Connection {
@@ -144,17 +145,18 @@ impl Diag {
                 })
             };
             match dump(&self.nl, &request, &mut self.buf, &mut handle) {
-                // A kernel that rejects the filter gets the plain dump.
+                // A kernel that rejects the filter gets the plain dump, for
+                // both families.
                 Err(e)
                     if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
-                        && request.filter.is_some() =>
+                        && filter.is_some() =>
                 {
+                    filter = None;
                     request.filter = None;
                     dump(&self.nl, &request, &mut self.buf, &mut handle)?;
                 }
                 other => other?,
             }
-            filter = request.filter;
         }
         Ok(())
     }
@@ -327,13 +329,13 @@ pub fn list_netlink(proto: Proto) -> io::Result<Vec<Socket>> {
 }
 
 /// One inet_diag dump request.
-struct Request {
+struct Request<'a> {
     protocol: u8,
     family: Family,
     states: StateFlags,
     extensions: ExtensionFlags,
     /// An `inet_diag` bytecode filter, sent as `INET_DIAG_REQ_BYTECODE`.
-    filter: Option<Vec<u8>>,
+    filter: Option<&'a [u8]>,
 }
 
 /// Sends one inet_diag dump request and feeds every answer to `each`, with
@@ -369,7 +371,7 @@ fn dump(
     request.finalize();
     let mut req_buf = vec![0u8; request.buffer_len()];
     request.serialize(&mut req_buf);
-    if let Some(filter) = &req.filter {
+    if let Some(filter) = req.filter {
         // The attribute follows the request; the message grows by it.
         let attr_len = 4 + filter.len();
         req_buf.extend_from_slice(&(attr_len as u16).to_ne_bytes());

@@ -727,3 +727,22 @@ pub fn promtool_check(text: &str) -> String {
         false => format!("failed: {said}"),
     }
 }
+
+/// Every sample of `family` in a text exposition, as (name and labels, value).
+pub fn samples<'a>(text: &'a str, family: &str) -> Vec<(&'a str, f64)> {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| {
+            let (labels, v) = l.rsplit_once(' ')?;
+            Some((labels, v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of every sample of `family`.
+pub fn total(text: &str, family: &str) -> f64 {
+    samples(text, family).iter().map(|(_, v)| v).sum()
+}
