@@ -379,15 +379,21 @@ impl Settings {
             }
             Ok(d)
         };
-        let count = |value: &str, id: &str, flag: &str, env: Option<&str>| match value
-            .trim()
-            .parse::<usize>()
-        {
-            Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-            _ => Err(fail(
-                name(id, flag, env),
-                format!("invalid number '{value}' (expected a whole number from 1 to 100000)"),
-            )),
+        let count_from =
+            |min: usize, value: &str, id: &str, flag: &str, env: Option<&str>| match value
+                .trim()
+                .parse::<usize>(
+            ) {
+                Ok(n) if (min..=100_000).contains(&n) => Ok(n),
+                _ => Err(fail(
+                    name(id, flag, env),
+                    format!(
+                        "invalid number '{value}' (expected a whole number from {min} to 100000)"
+                    ),
+                )),
+            };
+        let count = |value: &str, id: &str, flag: &str, env: Option<&str>| {
+            count_from(1, value, id, flag, env)
         };
         let status_interval = duration(
             &args.status_interval,
@@ -528,15 +534,14 @@ impl Settings {
                 "--discovery.max-ports",
                 Some("PORTWARDEN_DISCOVERY_MAX_PORTS"),
             )?,
-            max_requests: match args.max_requests.trim() {
-                "0" => 0,
-                _ => count(
-                    &args.max_requests,
-                    "max_requests",
-                    "--web.max-requests",
-                    Some("PORTWARDEN_WEB_MAX_REQUESTS"),
-                )?,
-            },
+            // 0: no limit.
+            max_requests: count_from(
+                0,
+                &args.max_requests,
+                "max_requests",
+                "--web.max-requests",
+                Some("PORTWARDEN_WEB_MAX_REQUESTS"),
+            )?,
         })
     }
 }
