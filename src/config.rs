@@ -321,6 +321,26 @@ pub struct ServeArgs {
     )]
     pub max_requests: String,
 
+    /// TLS, client certificates, basic auth and headers, in the format of
+    /// Prometheus's exporter-toolkit (as node_exporter's flag of this name).
+    /// Reloaded when it changes and on SIGHUP.
+    #[arg(
+        long = "web.config.file",
+        env = "PORTWARDEN_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Time a client has to send a request's headers, and to read the
+    /// whole response; idle kept-alive connections close after it.
+    #[arg(
+        long = "web.request-timeout",
+        env = "PORTWARDEN_WEB_REQUEST_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s"
+    )]
+    pub request_timeout: String,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(
         long = "log.level",
@@ -356,6 +376,8 @@ pub struct Settings {
     pub max_ports: usize,
     /// 0: no limit.
     pub max_requests: usize,
+    pub web_config_file: Option<PathBuf>,
+    pub request_timeout: Duration,
 }
 
 impl Settings {
@@ -541,6 +563,13 @@ impl Settings {
                 "max_requests",
                 "--web.max-requests",
                 Some("PORTWARDEN_WEB_MAX_REQUESTS"),
+            )?,
+            web_config_file: args.web_config_file.clone(),
+            request_timeout: duration(
+                &args.request_timeout,
+                "request_timeout",
+                "--web.request-timeout",
+                "PORTWARDEN_WEB_REQUEST_TIMEOUT",
             )?,
         })
     }

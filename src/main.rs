@@ -81,6 +81,22 @@ fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> a
         connections: true,
     })?;
     init_logging(&settings.log_level);
+    // Read before anything starts: a broken file is a usage error (exit 2).
+    let web = std::sync::Arc::new(
+        portwarden::server::web_config::Web::new(settings.web_config_file.clone()).map_err(
+            |e| portwarden::Error::Config {
+                setting: format!(
+                    "--web.config.file {}",
+                    settings
+                        .web_config_file
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new(""))
+                        .display()
+                ),
+                message: e.to_string(),
+            },
+        )?,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("portwarden")
@@ -90,18 +106,30 @@ fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> a
         let listener = portwarden::server::bind(settings.listen_address).await?;
         let path = settings.telemetry_path.clone();
         let max_requests = settings.max_requests;
+        let request_timeout = settings.request_timeout;
         tracing::info!(
             address = %settings.listen_address,
             path = %path,
+            tls = web.current().tls.is_some(),
+            basic_auth = web.current().users.is_some(),
             version = env!("CARGO_PKG_VERSION"),
             "serving metrics"
         );
         let engine = portwarden::schedule::Engine::start(settings, discoverer);
-        let router = portwarden::server::app(engine.shared.clone(), &path, max_requests);
-        let served =
-            portwarden::server::serve(listener, router, portwarden::server::shutdown_signal())
-                .await;
+        let watcher = tokio::spawn(portwarden::server::web_config::watch(web.clone()));
+        let serving = portwarden::server::listen::Serving {
+            router: portwarden::server::app(engine.shared.clone(), &path, max_requests),
+            web,
+            request_timeout,
+        };
+        let served = portwarden::server::listen::serve(
+            listener,
+            serving,
+            portwarden::server::shutdown_signal(),
+        )
+        .await;
         tracing::info!("shutting down");
+        watcher.abort();
         engine.stop();
         served
     })?;

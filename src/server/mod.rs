@@ -1,6 +1,11 @@
 //! The HTTP side: `/metrics` (encoding the latest snapshot, nothing else), a
 //! landing page, and a health endpoint. `app()` builds the router so tests
-//! can call it without a socket.
+//! can call it without a socket; [`listen`] serves it over plain HTTP or
+//! TLS with basic auth as [`web_config`] says, within [`listen`]'s limits.
+
+pub mod auth;
+pub mod listen;
+pub mod web_config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -126,18 +131,6 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind { addr, source })
-}
-
-/// Serves until `shutdown` resolves, then finishes requests in flight.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Output)
 }
 
 /// Resolves on SIGTERM or ctrl-c.
