@@ -4,12 +4,13 @@
 # kept in target/fuzz-corpus/<target>; crashes land in fuzz/artifacts/<target>),
 # and prints each run's executions.
 #
-#   bash fuzz/run.sh [SECONDS]   # needs: rustup toolchain install nightly; cargo install cargo-fuzz
+#   bash fuzz/run.sh [SECONDS [TARGET...]]   # needs: rustup toolchain install nightly; cargo install cargo-fuzz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-600}
 JOBS=${JOBS:-2}
-targets=(proc_net netlink http_response baseline)
+targets=(proc_net netlink http_response baseline web_config)
+if [ $# -gt 1 ]; then targets=("${@:2}"); fi
 cargo +nightly fuzz build --release
 mkdir -p target/fuzz-logs
 run() {

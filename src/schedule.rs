@@ -53,8 +53,10 @@ pub enum HttpClass {
 
 #[derive(Debug, Clone)]
 struct PortState {
-    process_name: String,
-    exe_path: String,
+    /// Shared with the snapshots (and, unchanged, kept across passes): a
+    /// publish copies no name.
+    process_name: Arc<str>,
+    exe_path: Arc<str>,
     /// (pid, start time) of the primary owner: when it changes, HTTP is
     /// detected again.
     owner: Option<(u32, u64)>,
@@ -63,8 +65,9 @@ struct PortState {
     last_seen: Instant,
     tcp: Option<TcpOutcome>,
     http: HttpClass,
-    /// The sockets behind the series, for `portwarden_port_info`.
-    sockets: Vec<SocketInfo>,
+    /// The sockets behind the series, for `portwarden_port_info`; shared
+    /// with the snapshots.
+    sockets: Arc<[SocketInfo]>,
     /// Accept queue over the port's listeners (summed), when known.
     queue: Option<QueueState>,
     /// Consecutive passes with a full accept queue.
@@ -74,6 +77,9 @@ struct PortState {
     /// Recent connect times, for `slow`.
     history: ConnectHistory,
 }
+
+/// An owner process as its series name it: (process_name, exe_path).
+type ProcKey = (Arc<str>, Arc<str>);
 
 /// A port's accept queues, summed over its listeners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +216,7 @@ impl ProbeStats {
 #[derive(Debug)]
 struct State {
     ports: HashMap<PortKey, PortState>,
-    procs: HashMap<(String, String), ProcState>,
+    procs: HashMap<ProcKey, ProcState>,
     probes: HashMap<&'static str, ProbeStats>,
     discovery_errors: HashMap<&'static str, u64>,
     discovery_runs: HashMap<&'static str, u64>,
@@ -250,15 +256,15 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortSeries {
     pub key: PortKey,
-    pub process_name: String,
-    pub exe_path: String,
+    pub process_name: Arc<str>,
+    pub exe_path: Arc<str>,
     pub present: bool,
     /// (alive, connect seconds) of the last TCP check.
     pub tcp: Option<(bool, f64)>,
     /// Only for ports that once answered HTTP.
     pub http_alive: Option<bool>,
     /// Empty once the port is gone.
-    pub sockets: Vec<SocketInfo>,
+    pub sockets: Arc<[SocketInfo]>,
     pub queue: Option<QueueState>,
     pub connections: Option<ConnSummary>,
     pub health: Health,
@@ -267,8 +273,8 @@ pub struct PortSeries {
 /// One owner process's series value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessSeries {
-    pub process_name: String,
-    pub exe_path: String,
+    pub process_name: Arc<str>,
+    pub exe_path: Arc<str>,
     pub alive: bool,
 }
 
@@ -389,7 +395,7 @@ impl Snapshot {
             );
             for p in self.ports.iter().filter(|p| p.present) {
                 let port = p.key.port.to_string();
-                for s in &p.sockets {
+                for s in p.sockets.iter() {
                     let address = s.address.to_string();
                     let pid = s.pid.map(|p| p.to_string()).unwrap_or_default();
                     let labels = [
@@ -1130,13 +1136,13 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 /// Checks each owner by pid and start time: a reused pid is not the owner.
 fn check_processes(state: &Mutex<State>, proc_root: &ProcRoot) {
-    let targets: Vec<((String, String), u32, u64)> = lock(state)
+    let targets: Vec<(ProcKey, u32, u64)> = lock(state)
         .procs
         .iter()
         .map(|(k, p)| (k.clone(), p.pid, p.start_time))
         .collect();
     let mut buf = Vec::new();
-    let verdicts: Vec<((String, String), bool)> = targets
+    let verdicts: Vec<(ProcKey, bool)> = targets
         .into_iter()
         .map(|(key, pid, start)| {
             let alive = proc_root.read(pid, "stat", &mut buf).is_ok()
@@ -1226,8 +1232,8 @@ impl State {
                 proto: k.proto,
                 port: k.port,
                 netns: k.netns.to_string(),
-                process_name: p.process_name.clone(),
-                exe_path: p.exe_path.clone(),
+                process_name: p.process_name.to_string(),
+                exe_path: p.exe_path.to_string(),
             })
             .collect()
     }
@@ -1308,14 +1314,10 @@ impl State {
         }
         for p in self.ports.values_mut() {
             p.present = false;
-            p.sockets = Vec::new();
         }
         self.within_limit(&mut seen);
         for (key, (sockets, owner, mut infos, conns)) in seen {
             infos.sort();
-            // Kept for the port's life: no room for pushes that never come
-            // (a Vec grows to 4 at its first push; most ports have 1 socket).
-            infos.shrink_to_fit();
             let queue = QueueState::of(&sockets);
             let full = sockets
                 .iter()
@@ -1328,9 +1330,22 @@ impl State {
                 })
             });
             let identity = owner.map(|o| (o.pid, o.start_time));
-            let (name, exe) = owner.map_or((String::new(), String::new()), |o| {
-                (o.process_name.clone(), o.exe_path.clone())
+            // The names in force when unchanged (no allocation), else new.
+            let known = self.ports.get(&key);
+            let share = |new: &str, old: Option<&Arc<str>>| match old {
+                Some(old) if **old == *new => Arc::clone(old),
+                _ => Arc::from(new),
+            };
+            let (name, exe) = owner.map_or(("".into(), "".into()), |o| {
+                (
+                    share(&o.process_name, known.map(|k| &k.process_name)),
+                    share(&o.exe_path, known.map(|k| &k.exe_path)),
+                )
             });
+            let infos: Arc<[SocketInfo]> = match known {
+                Some(k) if *k.sockets == *infos => Arc::clone(&k.sockets),
+                _ => infos.into(),
+            };
             if let Some(o) = owner {
                 let proc = self
                     .procs
@@ -1358,7 +1373,7 @@ impl State {
                 last_seen: now,
                 tcp: None,
                 http: HttpClass::Unknown,
-                sockets: Vec::new(),
+                sockets: Arc::from([]),
                 queue: None,
                 queue_full_passes: 0,
                 connections: None,
@@ -1387,7 +1402,7 @@ impl State {
             .retain(|_, p| p.present || now.duration_since(p.last_seen) < retention);
         // A process is seen while it owns a port; gone ones stay at 0 for
         // the retention too.
-        let owners: std::collections::HashSet<(String, String)> = self
+        let owners: std::collections::HashSet<ProcKey> = self
             .ports
             .values()
             .filter(|p| p.present && p.owner.is_some())
@@ -1421,7 +1436,12 @@ impl State {
                     HttpClass::Http { alive } => Some(alive),
                     _ => None,
                 },
-                sockets: p.sockets.clone(),
+                // Gone ports' series have no sockets.
+                sockets: if p.present {
+                    Arc::clone(&p.sockets)
+                } else {
+                    Arc::from([])
+                },
                 queue: p.queue.filter(|_| p.present),
                 connections: p.connections.clone().filter(|_| p.present),
                 health: p.health(key.proto),
@@ -1809,7 +1829,7 @@ mod tests {
         );
         assert_eq!(st.ports.len(), 2);
         let tcp = &st.ports[&key(Proto::Tcp, 80)];
-        assert_eq!(tcp.process_name, "nginx");
+        assert_eq!(&*tcp.process_name, "nginx");
         assert_eq!(
             tcp.targets,
             vec![
@@ -1827,7 +1847,7 @@ mod tests {
         st.apply_discovery(&discovery(vec![]), false);
         let p = &st.ports[&key(Proto::Tcp, 8080)];
         assert!(!p.present);
-        assert!(!st.procs[&("app".to_string(), "/usr/bin/app".to_string())].alive);
+        assert!(!st.procs[&(Arc::from("app"), Arc::from("/usr/bin/app"))].alive);
         let snap = st.snapshot();
         assert_eq!(snap.ports.len(), 1);
         assert!(!snap.ports[0].present);
@@ -1847,7 +1867,7 @@ mod tests {
         let p = &st.ports[&key(Proto::Tcp, 6379)];
         assert_eq!(p.owner, Some((31, 310)));
         assert_eq!(p.http, HttpClass::Unknown);
-        let proc = &st.procs[&("redis".to_string(), "/usr/bin/redis".to_string())];
+        let proc = &st.procs[&(Arc::from("redis"), Arc::from("/usr/bin/redis"))];
         assert_eq!((proc.pid, proc.alive), (31, true));
         assert_eq!(st.procs.len(), 1);
         // An HTTP port keeps its series through an owner change.
