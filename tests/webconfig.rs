@@ -520,7 +520,7 @@ fn bad_files_are_refused_at_start_with_status_2() {
             "http_server_config:\n  headers:\n    Server: portwarden\n",
             "headers.Server",
         ),
-        ("tls_server_config: [\n", "yaml"),
+        ("tls_server_config: [\n", "YAML"),
     ];
     for (text, named) in cases {
         let file = dir.0.join("web.yml");
