@@ -215,7 +215,9 @@ impl ProbeStats {
 /// Everything the engine knows; behind one lock, held briefly.
 #[derive(Debug)]
 struct State {
-    ports: HashMap<PortKey, PortState>,
+    /// Boxed: the table keeps ~40% of its slots empty, and a slot is a
+    /// pointer rather than a whole state (~380 bytes).
+    ports: HashMap<PortKey, Box<PortState>>,
     procs: HashMap<ProcKey, ProcState>,
     probes: HashMap<&'static str, ProbeStats>,
     discovery_errors: HashMap<&'static str, u64>,
@@ -816,17 +818,22 @@ impl Shared {
     }
 }
 
-/// Caps glibc's heap arenas at two, before any thread starts. glibc gives
-/// each thread that allocates concurrently an arena of its own (up to 8 per
-/// core), and memory freed in one stays resident there; with the discovery
-/// threads of every pass, the tokio workers and the blocking pool, that
-/// cost ~5–9 MB of RSS on a busy host (bench/serve.sh) for no speed we
-/// could measure.
+/// Tunes glibc's allocator for a long-running process, before any thread
+/// starts. Arenas are capped at two: glibc gives each thread that allocates
+/// concurrently an arena of its own (up to 8 per core), and memory freed in
+/// one stays resident there; with the discovery threads of every pass, the
+/// tokio workers and the blocking pool, that cost ~5–9 MB of RSS on a busy
+/// host (bench/serve.sh) for no speed we could measure. And blocks from
+/// 256 KiB up are always their own mappings, returned whole when freed:
+/// left to itself glibc raises that threshold to the largest block freed so
+/// far (up to 32 MB), after which the per-pass tables and encoded bodies
+/// are carved from the heap and leave it fragmented (bench/soak.sh).
 pub fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator tunable; it takes no pointer.
+    // SAFETY: mallopt only sets allocator tunables; it takes no pointer.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 
@@ -1364,20 +1371,22 @@ impl State {
             }
             let mut targets = probe::targets(sockets.iter().copied());
             targets.shrink_to_fit();
-            let state = self.ports.entry(key).or_insert_with(|| PortState {
-                process_name: name.clone(),
-                exe_path: exe.clone(),
-                owner: identity,
-                targets: targets.clone(),
-                present: true,
-                last_seen: now,
-                tcp: None,
-                http: HttpClass::Unknown,
-                sockets: Arc::from([]),
-                queue: None,
-                queue_full_passes: 0,
-                connections: None,
-                history: ConnectHistory::default(),
+            let state = self.ports.entry(key).or_insert_with(|| {
+                Box::new(PortState {
+                    process_name: name.clone(),
+                    exe_path: exe.clone(),
+                    owner: identity,
+                    targets: targets.clone(),
+                    present: true,
+                    last_seen: now,
+                    tcp: None,
+                    http: HttpClass::Unknown,
+                    sockets: Arc::from([]),
+                    queue: None,
+                    queue_full_passes: 0,
+                    connections: None,
+                    history: ConnectHistory::default(),
+                })
             });
             if state.owner != identity {
                 // Another process now: HTTP or not is asked anew; an HTTP
