@@ -10,7 +10,7 @@ use portwarden::discover::{Discoverer, Options};
 use portwarden::exclude::Exclusions;
 
 fn main() -> ExitCode {
-    portwarden::schedule::limit_malloc_arenas();
+    portwarden::schedule::tune_allocator();
     let parsed = Cli::command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
@@ -82,21 +82,9 @@ fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> a
     })?;
     init_logging(&settings.log_level);
     // Read before anything starts: a broken file is a usage error (exit 2).
-    let web = std::sync::Arc::new(
-        portwarden::server::web_config::Web::new(settings.web_config_file.clone()).map_err(
-            |e| portwarden::Error::Config {
-                setting: format!(
-                    "--web.config.file {}",
-                    settings
-                        .web_config_file
-                        .as_deref()
-                        .unwrap_or(std::path::Path::new(""))
-                        .display()
-                ),
-                message: e.to_string(),
-            },
-        )?,
-    );
+    let web = std::sync::Arc::new(portwarden::server::web_config::Web::new(
+        settings.web_config_file.clone(),
+    )?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("portwarden")

@@ -828,7 +828,7 @@ impl Shared {
 /// left to itself glibc raises that threshold to the largest block freed so
 /// far (up to 32 MB), after which the per-pass tables and encoded bodies
 /// are carved from the heap and leave it fragmented (bench/soak.sh).
-pub fn limit_malloc_arenas() {
+pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator tunables; it takes no pointer.
     unsafe {

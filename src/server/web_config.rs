@@ -90,7 +90,9 @@ const EXTRA_HEADERS: &[(&str, Option<&[&str]>)] = &[
 const CLIENT_AUTH_TYPES: &str = "NoClientCert, RequestClientCert, RequireAnyClientCert, \
                                  VerifyClientCertIfGiven or RequireAndVerifyClientCert";
 
-/// A validated web config, ready to serve with.
+/// A validated web config, ready to serve with. The default (no file):
+/// plain HTTP, no auth, no extra headers.
+#[derive(Default)]
 pub struct WebConfig {
     /// `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -103,16 +105,6 @@ pub struct WebConfig {
 }
 
 impl WebConfig {
-    /// No file: plain HTTP, no auth, no extra headers.
-    pub fn plain() -> WebConfig {
-        WebConfig {
-            tls: None,
-            headers: Vec::new(),
-            users: None,
-            sources: Vec::new(),
-        }
-    }
-
     /// Reads and validates the file at `path`, and the files it names.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let text = fs::read_to_string(path)
@@ -609,11 +601,15 @@ fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
 }
 
 impl Web {
-    /// Loads the file at `path` (`None`: plain HTTP, nothing to reload).
-    pub fn new(path: Option<PathBuf>) -> Result<Web, WebConfigError> {
+    /// Loads the file at `path` (`None`: plain HTTP, nothing to reload). A
+    /// file that does not load is a setting's error (exit status 2).
+    pub fn new(path: Option<PathBuf>) -> Result<Web, crate::Error> {
         let config = match &path {
-            Some(p) => WebConfig::load(p)?,
-            None => WebConfig::plain(),
+            Some(p) => WebConfig::load(p).map_err(|e| crate::Error::Config {
+                setting: format!("--web.config.file {}", p.display()),
+                message: e.to_string(),
+            })?,
+            None => WebConfig::default(),
         };
         let seen = stamps(&config.sources);
         Ok(Web {
@@ -668,12 +664,12 @@ pub async fn watch(web: Arc<Web>) {
                 }
             } => true,
         };
-        if web.path.is_none() {
+        let Some(file) = web.path.as_deref().map(Path::display) else {
             if asked {
                 tracing::info!("SIGHUP: no --web.config.file to reload");
             }
             continue;
-        }
+        };
         let looked = Arc::clone(&web);
         if !asked
             && !tokio::task::spawn_blocking(move || looked.changed())
@@ -685,12 +681,12 @@ pub async fn watch(web: Arc<Web>) {
         let loading = Arc::clone(&web);
         match tokio::task::spawn_blocking(move || loading.reload()).await {
             Ok(Ok(())) => tracing::info!(
-                file = %web.path.as_deref().unwrap_or(Path::new("")).display(),
+                file = %file,
                 tls = web.current().tls.is_some(),
                 "web config reloaded"
             ),
             Ok(Err(e)) => tracing::error!(
-                file = %web.path.as_deref().unwrap_or(Path::new("")).display(),
+                file = %file,
                 error = %e,
                 "web config not reloaded: keeping the one in force"
             ),
