@@ -25,7 +25,8 @@ use crate::discover::{Discoverer, Discovery, ListenCounters, SocketSource};
 use crate::health::{self, ConnectHistory, Health};
 use crate::metrics::{Encoder, Format, Kind};
 use crate::model::{Family, Proto, Socket};
-use crate::probe::{self, http::HttpOutcome, tcp::TcpOutcome};
+use crate::probe::http::{HttpOutcome, Verdict};
+use crate::probe::{self, tcp::TcpOutcome};
 
 /// Upper bounds of the probe duration histogram, in seconds.
 const DURATION_BUCKETS: [f64; 12] = [
@@ -43,12 +44,95 @@ pub struct PortKey {
 /// Whether a TCP port speaks HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpClass {
-    /// Not checked yet (a new port, or a new owner on it).
-    Unknown,
-    /// Answered something else: never asked again while the owner is the same.
-    NotHttp,
+    /// Has not answered HTTP (yet): a new port, a new owner on it, or one
+    /// that answered something else or nothing. Asked again from `next` on,
+    /// with a back-off: a first answer is never the last word (a busy server
+    /// drops or delays a request now and then).
+    Unknown {
+        /// Definitive answers that were not HTTP, in a row.
+        refused: u16,
+        /// Inconclusive ones (timeout, unreachable), in a row.
+        silent: u16,
+        next: Instant,
+    },
     /// Answered HTTP once; `alive` is the last check.
     Http { alive: bool },
+}
+
+/// Inconclusive answers asked again at the very next round before backing off.
+const SILENT_RETRIES: u16 = 3;
+
+impl HttpClass {
+    /// Not known: to be asked at the next round.
+    fn unknown() -> HttpClass {
+        HttpClass::Unknown {
+            refused: 0,
+            silent: 0,
+            next: Instant::now(),
+        }
+    }
+
+    /// Whether a round starting at `now` asks it.
+    fn due(&self, now: Instant) -> bool {
+        match self {
+            HttpClass::Unknown { next, .. } => *next <= now,
+            HttpClass::Http { .. } => true,
+        }
+    }
+
+    /// What an answer to a check started at `asked` makes of it. `period`
+    /// is the HTTP interval; no port goes unasked for longer than `longest`
+    /// (the label interval, when owners are rescanned in full).
+    fn after(
+        self,
+        outcome: &HttpOutcome,
+        asked: Instant,
+        period: Duration,
+        longest: Duration,
+    ) -> HttpClass {
+        let (mut refused, mut silent) = match self {
+            _ if outcome.is_http() => return HttpClass::Http { alive: true },
+            // Once HTTP, any other answer is a stop: 0, kept.
+            HttpClass::Http { .. } => return HttpClass::Http { alive: false },
+            HttpClass::Unknown {
+                refused, silent, ..
+            } => (refused, silent),
+        };
+        let wait = match outcome.verdict() {
+            // A server that speaks first: not asked again before the next
+            // full rescan (or a new owner).
+            _ if *outcome == HttpOutcome::Banner => {
+                refused = refused.saturating_add(1);
+                longest
+            }
+            Verdict::NotHttp => {
+                refused = refused.saturating_add(1);
+                silent = 0;
+                backoff(period, refused, longest)
+            }
+            _ => {
+                silent = silent.saturating_add(1);
+                if silent <= SILENT_RETRIES {
+                    period
+                } else {
+                    backoff(period, silent - SILENT_RETRIES, longest)
+                }
+            }
+        };
+        HttpClass::Unknown {
+            refused,
+            silent,
+            // Due at the round that starts `wait` after this one; half a
+            // period of slack for where in its round the check ran.
+            next: asked + wait.saturating_sub(period / 2),
+        }
+    }
+}
+
+/// One period after the first miss, doubling after each, at most `longest`.
+fn backoff(period: Duration, misses: u16, longest: Duration) -> Duration {
+    let doublings = u32::from(misses.max(1) - 1).min(20);
+    period.saturating_mul(1 << doublings).min(longest)
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +323,8 @@ struct State {
     max_ports: usize,
     /// Ports found at the last pass and not exported for the cap.
     over_limit: usize,
+    /// A port had its first TCP check since the last round ended.
+    first_checks: bool,
 }
 
 /// A published, immutable view of the engine, encoded on demand.
@@ -853,7 +939,7 @@ fn release_free_memory() {
 pub struct Engine {
     pub shared: Arc<Shared>,
     state: Arc<Mutex<State>>,
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    wake: Arc<Wake>,
     discovery: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -867,21 +953,21 @@ impl Engine {
             discoverer.counts_connections(),
             settings.max_ports,
         )));
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let wake = Arc::new(Wake::default());
         let (discovered_tx, discovered_rx) = watch::channel(0u64);
         let settings = Arc::new(settings);
 
         let discovery = {
-            let (state, shared, stop, settings) = (
+            let (state, shared, wake, settings) = (
                 state.clone(),
                 shared.clone(),
-                stop.clone(),
+                wake.clone(),
                 settings.clone(),
             );
             std::thread::Builder::new()
                 .name("discovery".into())
                 .spawn(move || {
-                    discovery_loop(&settings, discoverer, &state, &shared, &stop, discovered_tx)
+                    discovery_loop(&settings, discoverer, &state, &shared, &wake, discovered_tx)
                 })
                 .ok()
         };
@@ -889,11 +975,11 @@ impl Engine {
             tracing::error!("could not start the discovery thread");
         }
         let global = Arc::new(Semaphore::new(settings.probe_concurrency));
+        let engine = (state.clone(), shared.clone(), wake.clone());
         tokio::spawn(rounds(
             tcp_round(&settings, &state),
             settings.clone(),
-            state.clone(),
-            shared.clone(),
+            engine.clone(),
             global.clone(),
             discovered_rx.clone(),
         ));
@@ -901,8 +987,7 @@ impl Engine {
             tokio::spawn(rounds(
                 http_round(&settings, &state),
                 settings.clone(),
-                state.clone(),
-                shared.clone(),
+                engine,
                 global,
                 discovered_rx,
             ));
@@ -910,16 +995,14 @@ impl Engine {
         Engine {
             shared,
             state,
-            stop,
+            wake,
             discovery,
         }
     }
 
     /// Stops the discovery thread (probe tasks end with the runtime).
     pub fn stop(mut self) {
-        let (flag, cvar) = &*self.stop;
-        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cvar.notify_all();
+        self.wake.stop();
         if let Some(handle) = self.discovery.take() {
             let _ = handle.join();
         }
@@ -927,14 +1010,53 @@ impl Engine {
     }
 }
 
-/// Waits `timeout` or until stopped; true when stopped.
-fn sleep_or_stop(stop: &(Mutex<bool>, Condvar), timeout: Duration) -> bool {
-    let (flag, cvar) = stop;
-    let guard = flag.lock().unwrap_or_else(|e| e.into_inner());
-    let (guard, _) = cvar
-        .wait_timeout_while(guard, timeout, |stopped| !*stopped)
-        .unwrap_or_else(|e| e.into_inner());
-    *guard
+/// Wakes the discovery thread between passes: to stop, or to refresh now.
+#[derive(Debug, Default)]
+struct Wake {
+    flags: Mutex<WakeFlags>,
+    cvar: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct WakeFlags {
+    stop: bool,
+    refresh: bool,
+}
+
+/// Why a wait on [`Wake`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Woken {
+    Stop,
+    Refresh,
+    Timeout,
+}
+
+impl Wake {
+    fn stop(&self) {
+        self.flags.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.cvar.notify_all();
+    }
+
+    fn refresh(&self) {
+        self.flags.lock().unwrap_or_else(|e| e.into_inner()).refresh = true;
+        self.cvar.notify_all();
+    }
+
+    /// Waits up to `timeout` for a stop or a refresh request.
+    fn wait(&self, timeout: Duration) -> Woken {
+        let guard = self.flags.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut flags, _) = self
+            .cvar
+            .wait_timeout_while(guard, timeout, |f| !f.stop && !f.refresh)
+            .unwrap_or_else(|e| e.into_inner());
+        if flags.stop {
+            Woken::Stop
+        } else if std::mem::take(&mut flags.refresh) {
+            Woken::Refresh
+        } else {
+            Woken::Timeout
+        }
+    }
 }
 
 fn discovery_loop(
@@ -942,7 +1064,7 @@ fn discovery_loop(
     mut discoverer: Discoverer,
     state: &Mutex<State>,
     shared: &Shared,
-    stop: &(Mutex<bool>, Condvar),
+    wake: &Wake,
     discovered: watch::Sender<u64>,
 ) {
     let every = settings.status_interval.min(settings.udp_status_interval);
@@ -994,9 +1116,12 @@ fn discovery_loop(
             shared.publish(lock(state).snapshot());
             next_procs = Instant::now() + settings.process_interval;
         }
-        let wake = next_discovery.min(next_procs);
-        if sleep_or_stop(stop, wake.saturating_duration_since(Instant::now())) {
-            return;
+        let wake_at = next_discovery.min(next_procs);
+        match wake.wait(wake_at.saturating_duration_since(Instant::now())) {
+            Woken::Stop => return,
+            // A refresh now; the next full pass stays when it was due.
+            Woken::Refresh => next_discovery = Instant::now(),
+            Woken::Timeout => {}
         }
     }
 }
@@ -1170,6 +1295,7 @@ impl State {
         State {
             max_ports,
             over_limit: 0,
+            first_checks: false,
             ports: HashMap::new(),
             procs: HashMap::new(),
             probes: HashMap::new(),
@@ -1380,7 +1506,7 @@ impl State {
                     present: true,
                     last_seen: now,
                     tcp: None,
-                    http: HttpClass::Unknown,
+                    http: HttpClass::unknown(),
                     sockets: Arc::from([]),
                     queue: None,
                     queue_full_passes: 0,
@@ -1389,10 +1515,11 @@ impl State {
                 })
             });
             if state.owner != identity {
-                // Another process now: HTTP or not is asked anew; an HTTP
-                // port keeps its series until the answer says otherwise.
-                if state.http == HttpClass::NotHttp {
-                    state.http = HttpClass::Unknown;
+                // Another process now: HTTP or not is asked anew, at once;
+                // an HTTP port keeps its series until the answer says
+                // otherwise.
+                if let HttpClass::Unknown { .. } = state.http {
+                    state.http = HttpClass::unknown();
                 }
                 state.owner = identity;
             }
@@ -1565,17 +1692,32 @@ fn pacing(spread: bool, interval: Duration, jobs: usize) -> Duration {
 /// Runs one job of a round to completion, recording its result.
 type Check<J> = Arc<dyn Fn(J) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// Whether a job goes ahead, decided from the latest state just before it
+/// would start (after the wait for a permit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    Now,
+    /// After every other job of this round.
+    Later,
+    /// Not this round.
+    Skip,
+}
+
 /// Where a round of one kind of check gets its jobs and how it runs one.
 struct Round<J> {
     kind: &'static str,
     period: Duration,
     /// The jobs of a round, read from the state at its start.
     jobs: fn(&State) -> Vec<J>,
+    /// Each job's go-ahead, from the state as it is when its turn comes.
+    admit: fn(&State, &J) -> Admit,
     /// A cap of this kind's own, taken before a global permit so that
     /// waiting checks never hold permits the other kinds need.
     limit: Option<Arc<Semaphore>>,
     /// Runs one job (permits taken inside) and records its result.
     check: Check<J>,
+    /// Runs after each round, with the state.
+    after: fn(&mut State, &Wake),
 }
 
 /// Runs rounds of one kind forever: the first after the first discovery,
@@ -1584,8 +1726,7 @@ struct Round<J> {
 async fn rounds<J: Send + 'static>(
     round: Round<J>,
     settings: Arc<Settings>,
-    state: Arc<Mutex<State>>,
-    shared: Arc<Shared>,
+    (state, shared, wake): (Arc<Mutex<State>>, Arc<Shared>, Arc<Wake>),
     global: Arc<Semaphore>,
     mut discovered: watch::Receiver<u64>,
 ) {
@@ -1597,10 +1738,20 @@ async fn rounds<J: Send + 'static>(
             return;
         }
         round_start = tokio::time::Instant::now();
-        let jobs = (round.jobs)(&lock(&state));
+        let mut jobs = std::collections::VecDeque::from((round.jobs)(&lock(&state)));
         let gap = pacing(settings.spread, round.period, jobs.len());
+        let mut later = Vec::new();
+        let mut deferring = true;
         let mut tasks = tokio::task::JoinSet::new();
-        for job in jobs {
+        loop {
+            let Some(job) = jobs.pop_front() else {
+                if !deferring || later.is_empty() {
+                    break;
+                }
+                deferring = false;
+                jobs.extend(later.drain(..));
+                continue;
+            };
             let slot = match &round.limit {
                 Some(limit) => match limit.clone().acquire_owned().await {
                     Ok(slot) => Some(slot),
@@ -1611,6 +1762,15 @@ async fn rounds<J: Send + 'static>(
             let Ok(permit) = global.clone().acquire_owned().await else {
                 return;
             };
+            match (round.admit)(&lock(&state), &job) {
+                Admit::Now => {}
+                Admit::Later if !deferring => {}
+                Admit::Later => {
+                    later.push(job);
+                    continue;
+                }
+                Admit::Skip => continue,
+            }
             let check = (round.check)(job);
             tasks.spawn(async move {
                 check.await;
@@ -1629,6 +1789,7 @@ async fn rounds<J: Send + 'static>(
             let stats = st.probes.entry(round.kind).or_default();
             stats.last_round = Some(SystemTime::now());
             stats.last_round_seconds = round_start.elapsed().as_secs_f64();
+            (round.after)(&mut st, &wake);
             st.snapshot()
         };
         shared.publish(snapshot);
@@ -1652,6 +1813,7 @@ fn tcp_round(
                 .filter_map(|(k, p)| Some((k.clone(), p.targets.clone(), st.via(k)?)))
                 .collect()
         },
+        admit: |_, _| Admit::Now,
         check: Arc::new(move |(key, targets, via)| {
             let (settings, state) = (settings.clone(), state.clone());
             Box::pin(async move {
@@ -1683,25 +1845,40 @@ fn tcp_round(
                     .entry("tcp")
                     .or_default()
                     .record(result, outcome.seconds);
+                let mut first = false;
                 if let Some(p) = st.ports.get_mut(&key)
                     && p.present
                 {
                     if outcome.alive {
                         p.history.record(outcome.seconds);
                     }
+                    first = p.tcp.is_none();
                     p.tcp = Some(outcome);
                 }
+                st.first_checks |= first;
             })
         }),
+        // A port's first connection sits in its accept queue until the
+        // owner accepts it: one that never does shows itself there. A
+        // refresh now lets HTTP detection pass such ports over at once,
+        // instead of spending a slot and a timeout on each until the next
+        // scheduled pass.
+        after: |st, wake| {
+            if std::mem::take(&mut st.first_checks) {
+                wake.refresh();
+            }
+        },
     }
 }
 
-/// HTTP: new TCP ports are classified; ports that answered HTTP once are
-/// checked again; the rest are left alone.
-fn http_round(
-    settings: &Arc<Settings>,
-    state: &Arc<Mutex<State>>,
-) -> Round<(PortKey, SocketAddr, probe::Via)> {
+/// One HTTP check: the port, where to connect, and how to ask.
+type HttpJob = (PortKey, SocketAddr, probe::Via, HttpClass);
+
+/// HTTP: ports that answered HTTP are checked every round; the others are
+/// asked whether they speak HTTP when due (new ports at once, then with a
+/// back-off), never while their accept queue is full, and after the rest
+/// of the round while it holds connections not yet accepted.
+fn http_round(settings: &Arc<Settings>, state: &Arc<Mutex<State>>) -> Round<HttpJob> {
     let (settings, state) = (settings.clone(), state.clone());
     let banner_wait = (settings.check_timeout / 4).min(Duration::from_millis(250));
     Round {
@@ -1709,24 +1886,46 @@ fn http_round(
         period: settings.http_status_interval,
         limit: Some(Arc::new(Semaphore::new(settings.http_concurrency))),
         jobs: |st| {
-            st.ports
+            let now = Instant::now();
+            let mut jobs: Vec<HttpJob> = st
+                .ports
                 .iter()
-                .filter(|(k, p)| k.proto == Proto::Tcp && p.present && p.http != HttpClass::NotHttp)
+                .filter(|(k, p)| k.proto == Proto::Tcp && p.present && p.http.due(now))
                 .filter_map(|(k, p)| {
                     let addr = p
                         .tcp
                         .and_then(|t| t.answered)
                         .or_else(|| p.targets.first().copied())?;
-                    Some((k.clone(), addr, st.via(k)?))
+                    Some((k.clone(), addr, st.via(k)?, p.http))
                 })
-                .collect()
+                .collect();
+            // Liveness of known HTTP ports first, then detection.
+            jobs.sort_by_key(|j| !matches!(j.3, HttpClass::Http { .. }));
+            jobs
         },
-        check: Arc::new(move |(key, addr, via)| {
+        admit: |st, (key, _, _, class)| {
+            if let HttpClass::Http { .. } = class {
+                return Admit::Now;
+            }
+            match st.ports.get(key) {
+                Some(p) if !p.present => Admit::Skip,
+                // It cannot take our connection: not asked, not a miss.
+                Some(p) if p.queue_full_passes > 0 => Admit::Skip,
+                Some(p) if p.queue.is_some_and(|q| q.current > 0) => Admit::Later,
+                Some(_) => Admit::Now,
+                None => Admit::Skip,
+            }
+        },
+        check: Arc::new(move |(key, addr, via, class)| {
             let (settings, state) = (settings.clone(), state.clone());
+            // A port that answered HTTP waits for its client: no banner wait.
+            let wait = match class {
+                HttpClass::Http { .. } => Duration::ZERO,
+                HttpClass::Unknown { .. } => banner_wait,
+            };
             Box::pin(async move {
                 let started = Instant::now();
-                let outcome =
-                    probe::http::probe(addr, &via, settings.check_timeout, banner_wait).await;
+                let outcome = probe::http::probe(addr, &via, settings.check_timeout, wait).await;
                 let mut st = lock(&state);
                 let seconds = started.elapsed().as_secs_f64();
                 st.probes
@@ -1736,16 +1935,16 @@ fn http_round(
                 if let Some(p) = st.ports.get_mut(&key)
                     && p.present
                 {
-                    p.http = match (p.http, &outcome) {
-                        (_, o) if o.is_http() => HttpClass::Http { alive: true },
-                        (HttpClass::Http { .. }, _) => HttpClass::Http { alive: false },
-                        // Unreachable tells nothing yet: ask again next round.
-                        (HttpClass::Unknown, HttpOutcome::Unreachable) => HttpClass::Unknown,
-                        _ => HttpClass::NotHttp,
-                    };
+                    p.http = p.http.after(
+                        &outcome,
+                        started,
+                        settings.http_status_interval,
+                        settings.label_interval,
+                    );
                 }
             })
         }),
+        after: |_, _| {},
     }
 }
 
@@ -1870,12 +2069,26 @@ mod tests {
     fn a_new_owner_takes_over_and_is_asked_about_http_again() {
         let mut st = state(Duration::from_secs(60));
         st.apply_discovery(&discovery(vec![listener(6379, 30, "redis")]), true);
-        st.ports.get_mut(&key(Proto::Tcp, 6379)).expect("port").http = HttpClass::NotHttp;
+        // Said no, and not due again for an hour.
+        let later = Instant::now() + Duration::from_secs(3600);
+        st.ports.get_mut(&key(Proto::Tcp, 6379)).expect("port").http = HttpClass::Unknown {
+            refused: 5,
+            silent: 0,
+            next: later,
+        };
         // Restarted under a new pid: same labels, new identity.
         st.apply_discovery(&discovery(vec![listener(6379, 31, "redis")]), false);
         let p = &st.ports[&key(Proto::Tcp, 6379)];
         assert_eq!(p.owner, Some((31, 310)));
-        assert_eq!(p.http, HttpClass::Unknown);
+        assert!(p.http.due(Instant::now()), "{:?}", p.http);
+        assert!(matches!(
+            p.http,
+            HttpClass::Unknown {
+                refused: 0,
+                silent: 0,
+                ..
+            }
+        ));
         let proc = &st.procs[&(Arc::from("redis"), Arc::from("/usr/bin/redis"))];
         assert_eq!((proc.pid, proc.alive), (31, true));
         assert_eq!(st.procs.len(), 1);
@@ -1887,6 +2100,77 @@ mod tests {
             st.ports[&key(Proto::Tcp, 6379)].http,
             HttpClass::Http { alive: true }
         );
+    }
+
+    /// Where an HTTP class stands after each outcome in turn, as the
+    /// number of periods until it is asked again (None: asked every round).
+    fn waits(outcomes: &[HttpOutcome]) -> Vec<Option<u32>> {
+        let period = Duration::from_secs(10);
+        let longest = Duration::from_secs(3600);
+        let asked = Instant::now();
+        let mut class = HttpClass::unknown();
+        outcomes
+            .iter()
+            .map(|o| {
+                class = class.after(o, asked, period, longest);
+                match class {
+                    HttpClass::Http { .. } => None,
+                    HttpClass::Unknown { next, .. } => {
+                        // Half a period of slack is taken off `next`.
+                        let wait = next - asked + period / 2;
+                        Some((wait.as_secs_f64() / period.as_secs_f64()).round() as u32)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn http_detection_backs_off_but_never_gives_up() {
+        use HttpOutcome::*;
+        // A drop, a reset, bytes that are not HTTP: asked again at the next
+        // round, then after 2, 4, 8 ... rounds, at most the label interval.
+        assert_eq!(
+            waits(&[Closed, Closed, NotHttp, Closed]),
+            [Some(1), Some(2), Some(4), Some(8)]
+        );
+        let many = vec![Closed; 20];
+        assert_eq!(waits(&many).last(), Some(&Some(360)));
+        // Silence or no connection: the next round three times, then back off.
+        assert_eq!(
+            waits(&[Timeout, Unreachable, Timeout, Timeout, Timeout]),
+            [Some(1), Some(1), Some(1), Some(1), Some(2)]
+        );
+        // A banner: not before the next full rescan.
+        assert_eq!(waits(&[Banner]), [Some(360)]);
+        // An answer at any point: HTTP from then on, 0 when it stops.
+        assert_eq!(waits(&[Closed, Timeout, Answered { status: 200 }])[2], None);
+        let class = HttpClass::unknown()
+            .after(
+                &Closed,
+                Instant::now(),
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+            )
+            .after(
+                &Answered { status: 404 },
+                Instant::now(),
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+            );
+        assert_eq!(class, HttpClass::Http { alive: true });
+        for o in [Timeout, Closed, Banner, NotHttp, Unreachable] {
+            assert_eq!(
+                class.after(
+                    &o,
+                    Instant::now(),
+                    Duration::from_secs(1),
+                    Duration::from_secs(60)
+                ),
+                HttpClass::Http { alive: false },
+                "{o:?}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use portwarden::probe::http::{self, HttpOutcome};
+use portwarden::probe::http::{self, HttpOutcome, Verdict};
 use portwarden::probe::{Via, tcp};
 
 /// Serves each connection with `behave` on a thread of its own.
@@ -43,14 +43,15 @@ fn check(addr: SocketAddr) -> (HttpOutcome, Duration) {
 }
 
 #[test]
-fn a_server_that_never_answers_is_no_answer_by_the_deadline() {
+fn a_server_that_never_answers_is_a_timeout_by_the_deadline() {
     let addr = server(|mut c| {
         let mut buf = [0u8; 256];
         let _ = c.read(&mut buf);
         std::thread::sleep(Duration::from_secs(10));
     });
     let (outcome, took) = check(addr);
-    assert_eq!(outcome, HttpOutcome::NoAnswer);
+    assert_eq!(outcome, HttpOutcome::Timeout);
+    assert_eq!(outcome.verdict(), Verdict::Inconclusive);
     assert!(took >= TIMEOUT && took < TIMEOUT + SLACK, "{took:?}");
 }
 
@@ -76,12 +77,12 @@ fn endless_bytes_are_read_no_further_than_4_kib() {
         }
     });
     let (outcome, took) = check(addr);
-    assert_eq!(outcome, HttpOutcome::NoAnswer);
+    assert_eq!(outcome, HttpOutcome::NotHttp);
     assert!(took < TIMEOUT + SLACK, "{took:?}");
 }
 
 #[test]
-fn a_reset_is_no_answer_at_once() {
+fn a_reset_is_closed_at_once() {
     let addr = server(|c| {
         // SO_LINGER 0: close sends a RST.
         let sock = socket2_linger_zero(c);
@@ -91,7 +92,7 @@ fn a_reset_is_no_answer_at_once() {
     // The RST may land before the connect's result is read: then the
     // connect itself fails. Either way: not HTTP, and over at once.
     assert!(
-        matches!(outcome, HttpOutcome::NoAnswer | HttpOutcome::Unreachable),
+        matches!(outcome, HttpOutcome::Closed | HttpOutcome::Unreachable),
         "{outcome:?}"
     );
     assert!(took < TIMEOUT, "{took:?}");
@@ -116,8 +117,57 @@ fn a_trickling_server_is_cut_at_the_deadline() {
         }
     });
     let (outcome, took) = check(addr);
-    assert_eq!(outcome, HttpOutcome::NoAnswer);
+    assert_eq!(outcome, HttpOutcome::Timeout);
     assert!(took >= TIMEOUT && took < TIMEOUT + SLACK, "{took:?}");
+}
+
+#[test]
+fn a_close_after_the_request_is_definitive() {
+    let addr = server(|mut c| {
+        let mut buf = [0u8; 256];
+        let _ = c.read(&mut buf);
+    });
+    let (outcome, took) = check(addr);
+    assert_eq!(outcome, HttpOutcome::Closed);
+    assert_eq!(outcome.verdict(), Verdict::NotHttp);
+    assert!(took < TIMEOUT, "{took:?}");
+}
+
+#[test]
+fn bytes_that_are_not_a_status_line_are_not_http() {
+    let addr = server(|mut c| {
+        let mut buf = [0u8; 256];
+        let _ = c.read(&mut buf);
+        let _ = c.write_all(b"-ERR unknown command 'GET'\r\n");
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let (outcome, took) = check(addr);
+    assert_eq!(outcome, HttpOutcome::NotHttp);
+    assert!(took < TIMEOUT, "{took:?}");
+}
+
+#[test]
+fn a_banner_is_definitive_and_without_a_banner_wait_the_request_goes_at_once() {
+    let addr = server(|mut c| {
+        let _ = c.write_all(b"SSH-2.0-OpenSSH_9.2\r\n");
+        let mut buf = [0u8; 256];
+        let _ = c.read(&mut buf);
+    });
+    let (outcome, _) = check(addr);
+    assert_eq!(outcome, HttpOutcome::Banner);
+    assert_eq!(outcome.verdict(), Verdict::NotHttp);
+
+    // A port known to wait for its client is asked at once: an answer in
+    // less than the banner wait.
+    let addr = server(|mut c| {
+        let mut buf = [0u8; 256];
+        let _ = c.read(&mut buf);
+        let _ = c.write_all(b"HTTP/1.1 204 No Content\r\n\r\n");
+    });
+    let t = Instant::now();
+    let outcome = rt().block_on(http::probe(addr, &Via::Here, TIMEOUT, Duration::ZERO));
+    assert_eq!(outcome, HttpOutcome::Answered { status: 204 });
+    assert!(t.elapsed() < BANNER_WAIT, "{:?}", t.elapsed());
 }
 
 #[test]

@@ -70,7 +70,7 @@ fn http_detected_only_on_http_ports_and_zero_once_hung() {
     });
     let text = exporter.wait_for(20, "silent port probed", |t| {
         series_value(t, "node_tcp_port_alive", silent.port) == Some(1.0)
-            && t.contains("portwarden_probes_total{kind=\"http\",result=\"no_answer\"}")
+            && t.contains("portwarden_probes_total{kind=\"http\",result=\"timeout\"}")
     });
     assert_eq!(
         series_value(&text, "node_http_port_alive", silent.port),
@@ -91,18 +91,47 @@ fn http_detected_only_on_http_ports_and_zero_once_hung() {
 }
 
 #[test]
-fn banner_servers_are_sent_nothing_and_redis_never_sees_host_or_post() {
+fn a_first_request_dropped_or_stalled_is_asked_again() {
     let _serial = serial();
     let exporter = Exporter::start(&[("PORT_HTTP_STATUS_INTERVAL", "500ms")]);
+    let mut dropped = Server::start("drop-first");
+    let mut stalled = Server::start("stall-first");
+    // Closed without a word, or silent past the timeout: neither is the
+    // last word. Both answer HTTP from their second request on.
+    exporter.wait_for(20, "both http alive 1", |t| {
+        series_value(t, "node_http_port_alive", dropped.port) == Some(1.0)
+            && series_value(t, "node_http_port_alive", stalled.port) == Some(1.0)
+    });
+    for server in [&mut dropped, &mut stalled] {
+        let asked = server.received();
+        assert!(
+            asked.iter().filter(|r| r.starts_with("GET / ")).count() >= 2,
+            "{asked:?}"
+        );
+    }
+    let text = exporter.scrape();
+    assert!(text.contains("result=\"closed\""), "{text}");
+    assert!(text.contains("result=\"timeout\""), "{text}");
+}
+
+#[test]
+fn banner_servers_are_sent_nothing_and_redis_never_sees_host_or_post() {
+    let _serial = serial();
     let mut banner = Server::start("banner");
     let mut redis = Server::start("redis");
+    // TCP checks connect too: one round at start, the next in an hour.
+    let exporter = Exporter::start(&[
+        ("PORT_STATUS_INTERVAL", "1h"),
+        ("PORT_UDP_STATUS_INTERVAL", "500ms"),
+        ("PORT_HTTP_STATUS_INTERVAL", "500ms"),
+    ]);
     exporter.wait_for(20, "both probed for HTTP", |t| {
-        t.contains("result=\"banner\"")
-            && series_value(t, "node_tcp_port_alive", redis.port).is_some()
+        t.contains("result=\"banner\"") && t.contains("result=\"not_http\"")
     });
-    // Two more rounds: neither is asked again.
-    std::thread::sleep(Duration::from_millis(1500));
-    let text = exporter.scrape();
+    // Eight more rounds: the banner server is not connected to again before
+    // the next full rescan (an hour); Redis is asked again with a back-off
+    // (after 1, 2 and 4 rounds), never every round.
+    let text = exporter.wait_rounds("http", 8, 30);
     assert_eq!(
         series_value(&text, "node_http_port_alive", banner.port),
         None
@@ -113,9 +142,10 @@ fn banner_servers_are_sent_nothing_and_redis_never_sees_host_or_post() {
     );
 
     let to_banner = banner.received();
-    assert!(
-        !to_banner.is_empty(),
-        "the banner server was never connected to"
+    assert_eq!(
+        to_banner.len(),
+        2,
+        "not one TCP and one HTTP connection to the banner server: {to_banner:?}"
     );
     assert!(
         to_banner.iter().all(String::is_empty),
@@ -124,18 +154,47 @@ fn banner_servers_are_sent_nothing_and_redis_never_sees_host_or_post() {
 
     let to_redis = redis.received();
     let asked: Vec<&String> = to_redis.iter().filter(|r| !r.is_empty()).collect();
-    assert_eq!(
-        asked.len(),
-        1,
-        "asked more than once, or never: {to_redis:?}"
-    );
-    let request = asked[0];
-    assert!(request.starts_with("GET / HTTP/1.0\r\n"), "{request:?}");
     assert!(
-        !request.to_ascii_lowercase().contains("host:"),
-        "{request:?}"
+        (2..=5).contains(&asked.len()),
+        "asked {} times in 8 rounds: {to_redis:?}",
+        asked.len()
     );
-    assert!(!request.contains("POST"), "{request:?}");
+    for request in asked {
+        assert!(request.starts_with("GET / HTTP/1.0\r\n"), "{request:?}");
+        assert!(
+            !request.to_ascii_lowercase().contains("host:"),
+            "{request:?}"
+        );
+        assert!(!request.contains("POST"), "{request:?}");
+    }
+}
+
+#[test]
+fn a_listener_with_a_full_accept_queue_is_not_asked_about_http() {
+    let _serial = serial();
+    // Never accepts; one connection fills a backlog of 0.
+    let holder =
+        Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "backlog": 0}]}));
+    let port = holder.port(0);
+    let _queued = std::net::TcpStream::connect(("127.0.0.1", port)).expect("fill the queue");
+    // One TCP round (an hour apart), discovery and HTTP rounds every 500 ms.
+    let exporter = Exporter::start(&[
+        ("PORT_STATUS_INTERVAL", "1h"),
+        ("PORT_UDP_STATUS_INTERVAL", "500ms"),
+        ("PORT_HTTP_STATUS_INTERVAL", "500ms"),
+    ]);
+    exporter.wait_for(20, "the TCP check's verdict", |t| {
+        series_value(t, "node_tcp_port_alive", port) == Some(0.0)
+    });
+    let text = exporter.wait_rounds("http", 6, 30);
+    // Every SYN to a full queue is dropped and counted on the listener:
+    // the one TCP check's (and its retransmission), none of HTTP's.
+    let drops = series_value(&text, "portwarden_tcp_listen_drops_total", port).expect("drops");
+    assert!(
+        drops <= 2.0,
+        "{drops} SYNs dropped: HTTP asked a full queue\n{text}"
+    );
+    assert_eq!(series_value(&text, "node_http_port_alive", port), None);
 }
 
 #[test]
@@ -143,11 +202,10 @@ fn http_detection_can_be_switched_off() {
     let _serial = serial();
     let exporter = Exporter::start(&[("ENABLE_HTTP_DETECTION", "false")]);
     let mut http = Server::start("http");
-    exporter.wait_for(20, "tcp checked twice", |t| {
+    exporter.wait_for(20, "tcp checked", |t| {
         series_value(t, "node_tcp_port_alive", http.port) == Some(1.0)
     });
-    std::thread::sleep(Duration::from_millis(1200));
-    let text = exporter.scrape();
+    let text = exporter.wait_rounds("tcp", 2, 20);
     assert!(!text.contains("kind=\"http\""), "{text}");
     assert_eq!(series_value(&text, "node_http_port_alive", http.port), None);
     // TCP checks send nothing.

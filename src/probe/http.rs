@@ -37,11 +37,28 @@ pub enum HttpOutcome {
     Answered { status: u16 },
     /// The server spoke first: not HTTP. Nothing was sent.
     Banner,
-    /// Connected and asked, but no well-formed answer (garbage, closed,
-    /// silent past the deadline, or more than 4 KiB of headers).
-    NoAnswer,
+    /// Answered our request with bytes that are not an HTTP response (or
+    /// more than 4 KiB of headers).
+    NotHttp,
+    /// Closed or reset the connection without an answer.
+    Closed,
+    /// Connected, but no complete answer by the deadline.
+    Timeout,
     /// Could not connect by the deadline.
     Unreachable,
+}
+
+/// What an outcome says about whether the port speaks HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It answered HTTP.
+    Http,
+    /// It said something that HTTP servers do not say (a banner, bytes that
+    /// are not a status line, a close or reset after our request).
+    NotHttp,
+    /// Nothing to go by: it did not answer in time, or could not be
+    /// reached. A busy server looks like this.
+    Inconclusive,
 }
 
 impl HttpOutcome {
@@ -49,12 +66,22 @@ impl HttpOutcome {
         matches!(self, HttpOutcome::Answered { .. })
     }
 
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            HttpOutcome::Answered { .. } => Verdict::Http,
+            HttpOutcome::Banner | HttpOutcome::NotHttp | HttpOutcome::Closed => Verdict::NotHttp,
+            HttpOutcome::Timeout | HttpOutcome::Unreachable => Verdict::Inconclusive,
+        }
+    }
+
     /// The value of the `result` label of `portwarden_probes_total`.
     pub fn result(&self) -> &'static str {
         match self {
             HttpOutcome::Answered { .. } => "http",
             HttpOutcome::Banner => "banner",
-            HttpOutcome::NoAnswer => "no_answer",
+            HttpOutcome::NotHttp => "not_http",
+            HttpOutcome::Closed => "closed",
+            HttpOutcome::Timeout => "timeout",
             HttpOutcome::Unreachable => "unreachable",
         }
     }
@@ -88,7 +115,8 @@ pub fn parse_response(buf: &[u8]) -> Parsed {
 }
 
 /// Checks `addr` for HTTP, all within `timeout`; waits up to `banner_wait`
-/// for the server to speak first.
+/// for the server to speak first (zero: the port is known to wait for its
+/// client, ask at once).
 pub async fn probe(
     addr: SocketAddr,
     via: &Via,
@@ -101,34 +129,38 @@ pub async fn probe(
         return HttpOutcome::Unreachable;
     };
     let mut buf = vec![0u8; MAX_RESPONSE];
-    let banner_deadline = (tokio::time::Instant::now() + banner_wait).min(deadline);
-    match tokio::time::timeout_at(banner_deadline, stream.read(&mut buf)).await {
-        // Silence: a client-speaks-first protocol. Ask.
-        Err(_elapsed) => {}
-        // Bytes, or a close before we said anything: not HTTP.
-        Ok(Ok(n)) if n > 0 => return HttpOutcome::Banner,
-        Ok(_) => return HttpOutcome::NoAnswer,
+    if !banner_wait.is_zero() {
+        let banner_deadline = (tokio::time::Instant::now() + banner_wait).min(deadline);
+        match tokio::time::timeout_at(banner_deadline, stream.read(&mut buf)).await {
+            // Silence: a client-speaks-first protocol. Ask.
+            Err(_elapsed) => {}
+            // Bytes before we said anything: not HTTP.
+            Ok(Ok(n)) if n > 0 => return HttpOutcome::Banner,
+            // Closed or reset before we said anything.
+            Ok(_) => return HttpOutcome::Closed,
+        }
     }
-    if !matches!(
-        tokio::time::timeout_at(deadline, stream.write_all(REQUEST)).await,
-        Ok(Ok(()))
-    ) {
-        return HttpOutcome::NoAnswer;
+    match tokio::time::timeout_at(deadline, stream.write_all(REQUEST)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return HttpOutcome::Closed,
+        Err(_elapsed) => return HttpOutcome::Timeout,
     }
     let mut len = 0;
     while len < buf.len() {
-        let read = tokio::time::timeout_at(deadline, stream.read(&mut buf[len..])).await;
-        match read {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf[len..])).await {
             Ok(Ok(n)) if n > 0 => len += n,
-            _ => break,
+            // EOF or reset before a whole answer.
+            Ok(_) => return HttpOutcome::Closed,
+            Err(_elapsed) => return HttpOutcome::Timeout,
         }
         match parse_response(&buf[..len]) {
             Parsed::Complete { status } => return HttpOutcome::Answered { status },
-            Parsed::Invalid => return HttpOutcome::NoAnswer,
+            Parsed::Invalid => return HttpOutcome::NotHttp,
             Parsed::Partial => {}
         }
     }
-    HttpOutcome::NoAnswer
+    // 4 KiB and still no end of headers.
+    HttpOutcome::NotHttp
 }
 
 #[cfg(test)]

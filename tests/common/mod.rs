@@ -62,7 +62,10 @@ for line in sys.stdin:
 /// A Python child serving TCP on loopback in a given `mode`, reporting its
 /// port as JSON. Modes: `http` (answers every request), `silent` (accepts,
 /// never writes), `banner` (greets first, like SSH), `redis` (replies
-/// `-ERR`, like Redis). On stdin: `hang` (stop answering), `report` (print
+/// `-ERR`, like Redis), `drop-first` (closes its first connection without a
+/// word once the request is in, then serves HTTP: a busy server with a short
+/// read timeout), `stall-first` (answers its first request after 3 s, then
+/// serves HTTP at once). On stdin: `hang` (stop answering), `report` (print
 /// every byte received so far, as a JSON list of latin-1 strings).
 pub const SERVER: &str = r#"
 import json, socket, sys, threading
@@ -75,6 +78,8 @@ s.listen(64)
 received, hang, lock = [], threading.Event(), threading.Lock()
 def serve(c):
     c.settimeout(5)
+    with lock:
+        received.append(None)
     try:
         if mode == "banner":
             c.sendall(b"SSH-2.0-OpenSSH_9.2 fake\r\n")
@@ -85,10 +90,16 @@ def serve(c):
             except OSError:
                 pass
         with lock:
-            received.append(data.decode("latin-1"))
-        if hang.is_set() or mode == "silent":
+            first = bool(data) and not any(received)
+            received[received.index(None)] = data.decode("latin-1")
+        if first and mode == "drop-first":
+            pass
+        elif first and mode == "stall-first":
+            threading.Event().wait(3)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        elif hang.is_set() or mode == "silent":
             threading.Event().wait(30)
-        elif mode == "http":
+        elif mode in ("http", "drop-first", "stall-first"):
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
         elif mode == "redis":
             c.sendall(b"-ERR unknown command\r\n")
@@ -109,7 +120,7 @@ for line in sys.stdin:
         print("ok", flush=True)
     elif cmd == "report":
         with lock:
-            print(json.dumps(received), flush=True)
+            print(json.dumps([r or "" for r in received]), flush=True)
 "#;
 
 /// A running [`SERVER`].
@@ -268,6 +279,37 @@ impl Exporter {
                 "timed out waiting for {what}; last scrape:\n{text}"
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `n` more rounds of checks of `kind` (`tcp`, `http`) have
+    /// ended, up to `seconds`: evidence that what a test waits *not* to
+    /// see had its chances to happen.
+    pub fn wait_rounds(&self, kind: &str, n: usize, seconds: u64) -> String {
+        let key = format!("portwarden_last_probe_round_timestamp_seconds{{kind=\"{kind}\"}}");
+        let stamp = |t: &str| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .map(|v| v.trim().to_string())
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        let mut last = stamp(&self.scrape());
+        let mut seen = 0;
+        loop {
+            let text = self.scrape();
+            let now = stamp(&text);
+            if now.is_some() && now != last {
+                seen += 1;
+                last = now;
+                if seen >= n {
+                    return text;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {seen} of {n} {kind} rounds in {seconds} s; last scrape:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 
