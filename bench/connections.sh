@@ -8,10 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROCS=${PROCS:-500} TCP=${TCP:-20} UDP=${UDP:-2} FDS=${FDS:-200} CONNS=${CONNS:-20000}
-cargo build --release --quiet
+cargo build --release --quiet --bin portwarden --example hostsim
 
 ready=$(mktemp -u /tmp/portwarden-hostsim.XXXXXX.json)
-python3 ../shared/tools/hostsim.py --procs "$PROCS" --tcp "$TCP" --udp "$UDP" --fds "$FDS" \
+"$PWD/target/release/examples/hostsim" --procs "$PROCS" --tcp "$TCP" --udp "$UDP" --fds "$FDS" \
   --ready-file "$ready" &
 pids=($!)
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -f "$ready" /tmp/pwconn-*.ready' EXIT

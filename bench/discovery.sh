@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Discovery benchmark on a busy host made by ../shared/tools/hostsim.py:
+# Discovery benchmark on a busy host made by examples/hostsim.rs:
 # cold `portwarden ls --json` against `ss -ltnup` (hyperfine, same run), peak
 # RSS of `ls` (/usr/bin/time -v) and a warm refresh (criterion).
 #
@@ -13,11 +13,11 @@ PROCS=${PROCS:-500} TCP=${TCP:-20} UDP=${UDP:-2} FDS=${FDS:-200} RUNS=${RUNS:-20
 out=${OUT:-target/bench}
 mkdir -p "$out"
 
-cargo build --release --quiet
+cargo build --release --quiet --bin portwarden --example hostsim
 bin=target/release/portwarden
 
 ready=$(mktemp -u /tmp/portwarden-hostsim.XXXXXX.json)
-python3 ../shared/tools/hostsim.py --procs "$PROCS" --tcp "$TCP" --udp "$UDP" --fds "$FDS" \
+"$PWD/target/release/examples/hostsim" --procs "$PROCS" --tcp "$TCP" --udp "$UDP" --fds "$FDS" \
   --ready-file "$ready" &
 sim=$!
 trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null; rm -f "$ready"' EXIT

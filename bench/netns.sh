@@ -13,11 +13,11 @@ cd "$(dirname "$0")/.."
 PROCS=${PROCS:-500} TCP=${TCP:-20} UDP=${UDP:-2} FDS=${FDS:-200}
 out=${OUT:-target/bench}
 mkdir -p "$out"
-cargo build --release --quiet
+cargo build --release --quiet --bin portwarden --example hostsim
 bin=target/release/portwarden
 
 ready=$(mktemp -u /tmp/portwarden-hostsim.XXXXXX.json)
-python3 ../shared/tools/hostsim.py --procs "$PROCS" --tcp "$TCP" --udp "$UDP" --fds "$FDS" \
+"$PWD/target/release/examples/hostsim" --procs "$PROCS" --tcp "$TCP" --udp "$UDP" --fds "$FDS" \
   --ready-file "$ready" &
 sim=$!
 holders=()

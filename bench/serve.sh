@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Exporter benchmark on a busy host made by ../shared/tools/hostsim.py
+# Exporter benchmark on a busy host made by examples/hostsim.rs
 # (--procs 500 --tcp 20 --udp 2 --fds 200 --http 1 --accept), run twice in one
 # go: once with 500 hung ports (--hung 1: listening, never accepting), once
 # without. For each: the first full TCP round over the 10,000 ports (checks
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROCS=${PROCS:-500} SCRAPES=${SCRAPES:-200}
-cargo build --release --quiet
+cargo build --release --quiet --bin portwarden --example hostsim
 bin=$PWD/target/release/portwarden
 out=target/bench
 mkdir -p "$out"
@@ -27,7 +27,7 @@ trap cleanup EXIT
 run_case() {
   local label=$1 hung=$2 ready port
   ready=$(mktemp -u /tmp/portwarden-hostsim.XXXXXX.json)
-  python3 ../shared/tools/hostsim.py --procs "$PROCS" --tcp 20 --udp 2 --fds 200 --http 1 --hung "$hung" \
+  "$PWD/target/release/examples/hostsim" --procs "$PROCS" --tcp 20 --udp 2 --fds 200 --http 1 --hung "$hung" \
     --accept --ready-file "$ready" &
   sim=$!
   until [ -f "$ready" ]; do kill -0 $sim 2>/dev/null || { echo "hostsim died" >&2; exit 1; }; sleep 0.5; done

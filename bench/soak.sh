@@ -15,9 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-600}
-cargo build --release --quiet
+cargo build --release --quiet --bin portwarden --example hostsim
 ready=$(mktemp -u /tmp/portwarden-hostsim.XXXXXX.json)
-python3 ../shared/tools/hostsim.py --procs 50 --tcp 10 --udp 2 --fds 20 --http 1 --hung 1 --accept \
+"$PWD/target/release/examples/hostsim" --procs 50 --tcp 10 --udp 2 --fds 20 --http 1 --hung 1 --accept \
   --ready-file "$ready" &
 sim=$!
 trap 'kill $sim 2>/dev/null; wait 2>/dev/null; rm -f "$ready"' EXIT

@@ -1,5 +1,5 @@
 //! Discovery benchmarks on the host they run on: run them beside
-//! `../shared/tools/hostsim.py` (see `bench/discovery.sh`) for the figures
+//! the project's simulator, `examples/hostsim.rs` (see `bench/discovery.sh`), for the figures
 //! in the README.
 //!
 //! - `refresh_warm`: a refresh when nothing changed (verify known owners,

@@ -300,7 +300,9 @@ fn systemd_unit_holds_only_the_documented_capabilities_and_is_what_cargo_deb_ins
         .map(Path::new)
         .find(|p| p.exists())
     else {
-        eprintln!("skipped systemd-analyze verify: systemd-analyze not installed");
+        cannot_run(
+            "systemd-analyze verify: systemd-analyze not installed (apt-get install systemd)",
+        );
         return;
     };
     let dir = TempDir::new("unit");

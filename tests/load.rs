@@ -137,14 +137,14 @@ fn connections_are_counted_per_listening_port_with_their_peers() {
 #[test]
 fn a_port_whose_connect_time_jumps_turns_slow() {
     if !is_root() {
-        eprintln!("skipped: needs root for a network namespace and nft");
+        cannot_run("needs root for a network namespace and nft");
         return;
     }
     let nft = ["/usr/sbin/nft", "/sbin/nft"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
     let Some(nft) = nft else {
-        eprintln!("skipped: nft not installed (Debian: apt-get install -y nftables)");
+        cannot_run("nft not installed (Debian: apt-get install -y nftables)");
         return;
     };
     // The kernel here has no netem; loss does the same honestly: with every

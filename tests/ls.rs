@@ -315,7 +315,7 @@ fn empty_proc_prefix_means_proc() {
 #[test]
 fn unprivileged_run_lists_sockets_and_warns_once() {
     if !is_root() {
-        eprintln!("skipped: needs root to start a listener as root and run portwarden as nobody");
+        cannot_run("needs root to start a listener as root and run portwarden as nobody");
         return;
     }
     let holder = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
@@ -342,14 +342,7 @@ fn unprivileged_run_lists_sockets_and_warns_once() {
 fn hostsim_sockets_all_listed_with_their_owner() {
     let dir = TempDir::new("hostsim");
     let ready = dir.0.join("ready.json");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/hostsim.py");
-    if !script.exists() {
-        eprintln!("skipped: {} not found", script.display());
-        return;
-    }
-    let mut sim = Command::new("python3")
-        .arg(&script)
+    let mut sim = Command::new(hostsim())
         .args([
             "--procs", "20", "--tcp", "6", "--udp", "2", "--fds", "30", "--http", "1", "--hung",
             "1",

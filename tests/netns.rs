@@ -8,7 +8,7 @@ use serde_json::json;
 
 fn skip_unless_root() -> bool {
     if !is_root() {
-        eprintln!("skipped: creating network namespaces needs root");
+        cannot_run("creating network namespaces needs root");
         return true;
     }
     false

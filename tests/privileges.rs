@@ -28,7 +28,7 @@ fn fd_denied(text: &str) -> f64 {
 #[test]
 fn nobody_with_ptrace_and_dac_read_search_names_roots_listeners_and_without_degrades() {
     if !is_root() {
-        eprintln!("skipped: running the exporter as another user needs root (setpriv)");
+        cannot_run("running the exporter as another user needs root (setpriv)");
         return;
     }
     // A root-owned listener.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TempDir, bin};
+use common::{TempDir, bin, cannot_run};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "s3cret pass";
@@ -232,8 +232,8 @@ fn have_node_exporter() -> bool {
 #[test]
 fn same_outcomes_as_node_exporter() {
     if !have_node_exporter() {
-        eprintln!(
-            "skipped: prometheus-node-exporter not installed (apt-get install prometheus-node-exporter; .ci/run does)"
+        cannot_run(
+            "prometheus-node-exporter not installed (apt-get install prometheus-node-exporter; .ci/run does)",
         );
         return;
     }

@@ -6,7 +6,8 @@
 //!
 //! - A **full scan** reads every fd table, spread over all cores, with no
 //!   allocation per fd: `readlinkat` on an open directory fd into a stack
-//!   buffer (see `../shared/PERF.md` for the floor this is held to).
+//!   buffer: about 2 µs of kernel time per fd, `bench/discovery.sh`'s
+//!   `readlink_floor`, is the floor this is held to.
 //! - A **refresh** keeps what the last scan found, as (pid, fd) pairs plus an
 //!   open `/proc/<pid>/fd` directory per owner. It verifies each known pair
 //!   with one `readlinkat` and reads fd tables only for inodes it has never

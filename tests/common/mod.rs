@@ -14,6 +14,43 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_portwarden"))
 }
 
+/// The project's busy-host simulator (`examples/hostsim.rs`), built beside
+/// the tests: `cargo test` builds examples; when only some tests were
+/// built, it is built here.
+pub fn hostsim() -> PathBuf {
+    static BUILT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    // target/<profile>/deps/<test> → target/<profile>/examples/hostsim
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples/hostsim");
+    if !path.exists() {
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "--example", "hostsim"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cargo.arg("--release");
+        }
+        let status = cargo
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --example hostsim");
+        assert!(status.success(), "cargo build --example hostsim failed");
+    }
+    path
+}
+
+/// A test that cannot run here: under CI (`CI` set, as `.ci/run` runs)
+/// that is a failure with the reason; elsewhere it says why it skips.
+pub fn cannot_run(why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("cannot run under CI: {why}");
+    }
+    eprintln!("skipped: {why}");
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
