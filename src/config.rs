@@ -667,10 +667,14 @@ pub struct LsArgs {
     /// Include sockets whose owners are all excluded.
     #[arg(long)]
     pub all: bool,
-    /// Do not check the ports: no connection is made, HEALTH is "-".
+    /// Connect to every TCP listener once (HEALTH from the connect too, and
+    /// connect_seconds in JSON). Without it no connection is made.
+    #[arg(long, conflicts_with = "no_check")]
+    pub check: bool,
+    /// Make no connection (the default; kept for scripts).
     #[arg(long = "no-check")]
     pub no_check: bool,
-    /// Timeout of each TCP check (a hung port costs at most this).
+    /// Timeout of each TCP check with --check (a hung port costs at most this).
     #[arg(
         long = "timeout",
         value_name = "DURATION",

@@ -84,6 +84,18 @@ pub fn assess(s: &Signals) -> Health {
     }
 }
 
+/// The word from what can be read without touching the port (`ls` without
+/// `--check`): a socket in LISTEN completes handshakes by itself unless its
+/// accept queue is full, so that is what a connect would have found; a
+/// queue full at both looks is hung.
+pub fn assess_unchecked(s: &Signals) -> Health {
+    assess(&Signals {
+        tcp_alive: Some(true),
+        slow: false,
+        ..*s
+    })
+}
+
 /// A port's recent connect times, to tell `slow` from its own normal: a
 /// check is off when it takes more than [`ConnectHistory::FACTOR`] times
 /// the median of the last [`ConnectHistory::WINDOW`] checks and at least

@@ -403,7 +403,7 @@ fn ls_checks_each_listener_and_says_which_is_hung() {
         "--port", &ports[0], "--port", &ports[1], "--port", &ports[2],
     ];
 
-    let list = ls_json(&[&args[..], &["--timeout", "300ms"]].concat());
+    let list = ls_json(&[&args[..], &["--check", "--timeout", "300ms"]].concat());
     let entry = |h: &Holder, i| entry_for_inode(&list, h.inode(i)).expect("listed");
     assert_eq!(entry(&stuck, 0)["health"], "hung", "{list:?}");
     let ok = entry(&fine, 0);
@@ -415,7 +415,8 @@ fn ls_checks_each_listener_and_says_which_is_hung() {
     );
     assert_eq!(entry(&fine, 1)["health"], "ok");
 
-    // The table has the column; --no-check makes no connection at all.
+    // The table has the column, and without --check the queues alone say
+    // which is hung; no connection is made, so no connect time.
     let out = run(&[&["ls"][..], &args[..]].concat(), &[]);
     let table = String::from_utf8(out.stdout).expect("utf-8");
     assert!(
@@ -423,8 +424,53 @@ fn ls_checks_each_listener_and_says_which_is_hung() {
         "{table}"
     );
     assert!(table.contains(" hung "), "{table}");
-    let unchecked = ls_json(&[&args[..], &["--no-check"]].concat());
-    for e in &unchecked {
-        assert!(e["health"].is_null(), "{e}");
+    for unchecked in [
+        ls_json(&args),
+        ls_json(&[&args[..], &["--no-check"]].concat()),
+    ] {
+        let entry = |h: &Holder, i| entry_for_inode(&unchecked, h.inode(i)).expect("listed");
+        assert_eq!(entry(&stuck, 0)["health"], "hung", "{unchecked:?}");
+        assert_eq!(entry(&fine, 0)["health"], "ok", "{unchecked:?}");
+        assert_eq!(entry(&fine, 1)["health"], "ok", "{unchecked:?}");
+        for e in &unchecked {
+            assert!(e["connect_seconds"].is_null(), "{e}");
+        }
     }
+}
+
+#[test]
+fn ls_connects_to_nothing_unless_asked() {
+    // Counts the connections it accepts (one entry each).
+    let mut server = Server::start("silent");
+    let port = server.port.to_string();
+    let accepted = |server: &mut Server, want: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let n = server.received().len();
+            if n >= want || std::time::Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    for args in [
+        &["ls", "--port", &port][..],
+        &["ls", "--json", "--port", &port],
+    ] {
+        let out = run(args, &[]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    assert_eq!(accepted(&mut server, 1), 0, "ls connected");
+    let list = ls_json(&["--check", "--port", &port]);
+    assert_eq!(
+        accepted(&mut server, 1),
+        1,
+        "ls --check did not connect once"
+    );
+    assert!(
+        list.iter().any(|e| e["connect_seconds"].as_f64().is_some()),
+        "{list:?}"
+    );
+    let out = run(&["ls", "--check", "--no-check"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }

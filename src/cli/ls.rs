@@ -57,11 +57,12 @@ pub fn run(
             discovery.stats.fd_denied
         )?;
     }
-    let checks = if args.no_check {
-        IdMap::default()
-    } else {
-        check(&discoverer, &discovery, &ports, args.timeout)?
-    };
+    let checks = assess(
+        &discoverer,
+        &discovery,
+        &ports,
+        args.check.then_some(args.timeout),
+    )?;
     if args.json {
         write_json(&ports, &checks, out)
     } else {
@@ -77,16 +78,61 @@ struct Checked {
     connect_seconds: Option<f64>,
 }
 
-/// Checks every TCP listener in `ports` once (a connect to its own
-/// address, from inside its namespace; 256 at a time; none lasts past
-/// `timeout`), then looks at the accept queues a second time: a queue full
-/// both times is a hung application. No history here, so never `slow`.
-fn check(
+/// Looks at the accept queues a second time: a queue full both times is a
+/// hung application. With a `timeout` (`--check`), first checks every TCP
+/// listener in `ports` once (a connect to its own address, from inside its
+/// namespace; 256 at a time; none lasts past `timeout`). No history here,
+/// so never `slow`.
+fn assess(
     discoverer: &Discoverer,
     discovery: &Discovery,
     ports: &[&Port],
-    timeout: std::time::Duration,
+    timeout: Option<std::time::Duration>,
 ) -> Result<IdMap<u64, Checked>, Error> {
+    let outcomes = match timeout {
+        Some(timeout) => connect_all(discovery, ports, timeout)?,
+        None => IdMap::default(),
+    };
+    let second = discoverer.accept_queues()?;
+    Ok(ports
+        .iter()
+        .map(|p| {
+            let s = &p.socket;
+            let outcome = outcomes.get(&s.inode).filter(|o| !o.unsupported);
+            let full_first = s.accept_queue.is_some_and(|q| q.is_full());
+            let full_now = second.get(&s.inode).is_some_and(|q| q.is_full());
+            let signals = health::Signals {
+                proto: s.proto,
+                // Gone by the second look: down.
+                present: s.proto == Proto::Udp || second.contains_key(&s.inode),
+                tcp_alive: outcome.map(|o| o.alive),
+                queue_full_passes: match (full_first, full_now) {
+                    (true, true) => 2,
+                    (_, true) => 1,
+                    _ => 0,
+                },
+                http_stopped: false,
+                slow: false,
+            };
+            let health = match timeout {
+                Some(_) => health::assess(&signals),
+                None => health::assess_unchecked(&signals),
+            };
+            let checked = Checked {
+                health,
+                connect_seconds: outcome.filter(|o| o.alive).map(|o| o.seconds),
+            };
+            (s.inode, checked)
+        })
+        .collect())
+}
+
+/// Connects to every TCP listener in `ports` once, 256 at a time.
+fn connect_all(
+    discovery: &Discovery,
+    ports: &[&Port],
+    timeout: std::time::Duration,
+) -> Result<IdMap<u64, probe::tcp::TcpOutcome>, Error> {
     const CONCURRENCY: usize = 256;
     let vias: std::collections::HashMap<&str, probe::Via> = discovery
         .namespaces
@@ -128,34 +174,7 @@ fn check(
         }
         out
     });
-    let second = discoverer.accept_queues()?;
-    Ok(ports
-        .iter()
-        .map(|p| {
-            let s = &p.socket;
-            let outcome = outcomes.get(&s.inode).filter(|o| !o.unsupported);
-            let full_first = s.accept_queue.is_some_and(|q| q.is_full());
-            let full_now = second.get(&s.inode).is_some_and(|q| q.is_full());
-            let signals = health::Signals {
-                proto: s.proto,
-                // Gone by the second look: down.
-                present: s.proto == Proto::Udp || second.contains_key(&s.inode),
-                tcp_alive: outcome.map(|o| o.alive),
-                queue_full_passes: match (full_first, full_now) {
-                    (true, true) => 2,
-                    (_, true) => 1,
-                    _ => 0,
-                },
-                http_stopped: false,
-                slow: false,
-            };
-            let checked = Checked {
-                health: health::assess(&signals),
-                connect_seconds: outcome.filter(|o| o.alive).map(|o| o.seconds),
-            };
-            (s.inode, checked)
-        })
-        .collect())
+    Ok(outcomes)
 }
 
 /// One element of the `ls --json` array.
@@ -172,7 +191,8 @@ struct JsonPort<'a> {
     container: Option<&'a str>,
     pod_uid: Option<&'a str>,
     accept_queue: Option<AcceptQueue>,
-    /// `ok`, `hung`, `down` or `unknown`; `null` with `--no-check`.
+    /// `ok`, `hung`, `down` or `unknown` (`--check` in a namespace we may
+    /// not enter).
     health: Option<&'static str>,
     /// Connect time of the check, when it succeeded.
     connect_seconds: Option<f64>,
