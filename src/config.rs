@@ -88,6 +88,19 @@ pub enum Command {
     /// Show or edit the baseline of expected ports.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Print a shell completion script (e.g. `portwarden completions bash >
+    /// /etc/bash_completion.d/portwarden`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff; `portwarden man | man -l -`): portwarden(1),
+    /// or with a command's name that command's page, e.g. portwarden-ls(1).
+    Man {
+        /// serve, ls or baseline.
+        #[arg(value_parser = ["serve", "ls", "baseline"])]
+        command: Option<String>,
+    },
 }
 
 /// `portwarden baseline …`.

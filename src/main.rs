@@ -61,6 +61,28 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
+        Some(Command::Completions { shell }) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "portwarden", &mut io::stdout().lock());
+            Ok(())
+        }
+        Some(Command::Man { command }) => {
+            let top = Cli::command();
+            let page = match command.as_deref() {
+                Some(name @ ("serve" | "ls" | "baseline")) => {
+                    let (page, usage) = match name {
+                        "serve" => ("portwarden-serve", "portwarden serve"),
+                        "ls" => ("portwarden-ls", "portwarden ls"),
+                        _ => ("portwarden-baseline", "portwarden baseline"),
+                    };
+                    let sub = top.find_subcommand(name).cloned().unwrap_or_default();
+                    sub.name(page).bin_name(usage)
+                }
+                _ => top,
+            };
+            clap_mangen::Man::new(page).render(&mut io::stdout().lock())?;
+            Ok(())
+        }
         Some(Command::Serve(args)) => {
             let sub = matches.subcommand_matches("serve").unwrap_or(matches);
             serve(&cli.global, &args, sub)

@@ -214,11 +214,18 @@ fn dockerfile_builds_a_static_binary_into_an_empty_image() {
         .map(str::trim)
         .filter(|l| !l.starts_with('#'))
         .collect();
+    // The build is deploy/build-static.sh, which CI runs and smoke-tests:
+    // the image and CI cannot drift apart.
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("--target x86_64-unknown-linux-musl"))
+            .any(|l| l.starts_with("RUN bash deploy/build-static.sh /portwarden")),
+        "{text}"
     );
+    let script = read("build-static.sh");
+    assert!(script.contains("--target \"$target\""), "{script}");
+    assert!(script.contains("target=x86_64-unknown-linux-musl"), "{script}");
+    assert!(script.contains("musl-tools"), "{script}");
     assert_eq!(
         lines.iter().rfind(|l| l.starts_with("FROM ")),
         Some(&"FROM scratch")

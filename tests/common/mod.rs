@@ -9,9 +9,14 @@ use std::process::{Child, ChildStdin, Command, Output, Stdio};
 
 use serde_json::Value;
 
-/// The binary under test.
+/// The binary under test: this build's, or `PORTWARDEN_BIN` (`.ci/run`
+/// points it at the static build for tests/smoke.rs).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_portwarden"))
+    match std::env::var_os("PORTWARDEN_BIN") {
+        Some(path) => std::fs::canonicalize(&path)
+            .unwrap_or_else(|e| panic!("PORTWARDEN_BIN={}: {e}", path.to_string_lossy())),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_portwarden")),
+    }
 }
 
 /// The project's busy-host simulator (`examples/hostsim.rs`), built beside
