@@ -6,8 +6,13 @@
 //! mid-write leaves the old file or the new one, never a torn one; every
 //! read-modify-write holds an exclusive lock on a lock file beside it, so
 //! the exporter and `portwarden baseline …` never lose each other's edits.
-//! A file that does not parse is kept aside as `baseline.json.bad` and a
-//! fresh baseline started.
+//! A file that does not parse is kept aside as `baseline.json.bad.<time>`
+//! (the newest [`KEEP_BAD`] are kept) and a fresh baseline started; one of a
+//! newer version (after a downgrade) is left untouched and read as far as it
+//! can be, read-only. Reads take no lock (writes are atomic renames); the
+//! exporter only ever *tries* the lock, so another process holding it delays
+//! a write, never discovery. On a read-only state directory the baseline is
+//! still read and exported; what is learnt stays in memory.
 //!
 //! An optional allowlist file names ports that are never *unexpected*:
 //! one `proto/port` per line (`tcp/22`, `udp/53`), optionally followed by a
@@ -29,6 +34,8 @@ use crate::model::Proto;
 pub const FILE: &str = "baseline.json";
 const LOCK: &str = "baseline.lock";
 const VERSION: u32 = 1;
+/// Unreadable files kept aside, at most.
+pub const KEEP_BAD: usize = 3;
 
 /// What identifies an expected port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -57,16 +64,54 @@ struct Contents {
     ports: Vec<Entry>,
 }
 
+/// A newer version's file, read as far as this version understands it.
+#[derive(Debug, Deserialize)]
+struct Newer {
+    version: u32,
+    #[serde(default)]
+    ports: Vec<NewerEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NewerEntry {
+    #[serde(flatten)]
+    port: Option<Expected>,
+    #[serde(default)]
+    since: u64,
+}
+
 /// Why a baseline file was refused.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(String);
+pub enum ParseError {
+    #[error("{0}")]
+    Invalid(String),
+    /// Written by a newer portwarden: not ours to replace. What could be
+    /// read of it comes along.
+    #[error("version {version} (this portwarden reads version {VERSION} and older)")]
+    Newer {
+        version: u32,
+        readable: BTreeMap<Expected, u64>,
+    },
+}
 
 /// Parses a baseline file's text: expected ports and since when. Pure.
 pub fn parse(text: &[u8]) -> Result<BTreeMap<Expected, u64>, ParseError> {
-    let contents: Contents = serde_json::from_slice(text).map_err(|e| ParseError(e.to_string()))?;
+    if let Ok(newer) = serde_json::from_slice::<Newer>(text)
+        && newer.version > VERSION
+    {
+        return Err(ParseError::Newer {
+            version: newer.version,
+            readable: newer
+                .ports
+                .into_iter()
+                .filter_map(|e| Some((e.port?, e.since)))
+                .collect(),
+        });
+    }
+    let contents: Contents =
+        serde_json::from_slice(text).map_err(|e| ParseError::Invalid(e.to_string()))?;
     if contents.version != VERSION {
-        return Err(ParseError(format!(
+        return Err(ParseError::Invalid(format!(
             "version {} (this portwarden reads version {VERSION})",
             contents.version
         )));
@@ -195,20 +240,55 @@ pub struct Baseline {
     entries: BTreeMap<Expected, u64>,
     /// Modification time and length of the file as last read or written.
     seen: Option<(SystemTime, u64)>,
+    /// Why it cannot be written (a read-only directory, a newer version's
+    /// file): it is still read, and learning stays in memory.
+    read_only: Option<String>,
+}
+
+/// Why the exporter's update did not reach the file.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// Another process holds the lock: tried again at the next pass.
+    #[error("another process holds {LOCK}")]
+    Busy,
+    /// The change is kept in memory only.
+    #[error("read-only: {0}")]
+    ReadOnly(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 impl Baseline {
-    /// Opens the baseline in `dir` (none yet: empty). An unreadable file is
-    /// moved aside to `baseline.json.bad` and reported.
+    /// Opens the baseline in `dir` (none yet: empty), without waiting for
+    /// the lock. An unreadable file is moved aside and reported (when the
+    /// lock is free and the directory writable).
     pub fn open(dir: &Path) -> io::Result<(Baseline, Option<Recovered>)> {
+        if !dir.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
         let mut b = Baseline {
             dir: dir.to_path_buf(),
             entries: BTreeMap::new(),
             seen: None,
+            read_only: None,
         };
-        let _lock = b.lock()?;
-        let recovered = b.read()?;
+        let lock = match b.lock(false) {
+            Ok(lock) => lock,
+            Err(e) => {
+                b.read_only = Some(e.to_string());
+                None
+            }
+        };
+        let recovered = b.read(lock.is_some())?;
         Ok((b, recovered))
+    }
+
+    /// Why the file cannot be written, if it cannot.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
     pub fn path(&self) -> PathBuf {
@@ -224,39 +304,80 @@ impl Baseline {
     }
 
     /// Re-reads the file if someone else changed it since we last looked
-    /// (one `stat`). Returns whether it did.
+    /// (one `stat`). Returns whether it did. Takes no lock.
     pub fn reload_if_changed(&mut self) -> io::Result<(bool, Option<Recovered>)> {
         if self.stamp() == self.seen {
             return Ok((false, None));
         }
-        let _lock = self.lock()?;
-        let recovered = self.read()?;
+        let lock = self.lock(false).ok().flatten();
+        let recovered = self.read(lock.is_some())?;
         Ok((true, recovered))
     }
 
-    /// Adds or removes entries under the lock, on top of the file as it is
-    /// now, and writes the result atomically. `edit` returns whether it
-    /// changed anything.
+    /// Adds or removes entries under the lock, waiting for it, on top of
+    /// the file as it is now, and writes the result atomically (what
+    /// `portwarden baseline` does). `edit` returns whether it changed
+    /// anything.
     pub fn update(
         &mut self,
         edit: impl FnOnce(&mut BTreeMap<Expected, u64>) -> bool,
     ) -> io::Result<Option<Recovered>> {
-        let _lock = self.lock()?;
-        let recovered = self.read()?;
+        self.change(true, edit).map_err(|e| match e {
+            UpdateError::Io(e) => e,
+            e => io::Error::other(e.to_string()),
+        })
+    }
+
+    /// As [`Baseline::update`], but never waits for the lock (the
+    /// exporter's discovery thread); read-only, the edit is kept in memory.
+    pub fn try_update(
+        &mut self,
+        edit: impl FnOnce(&mut BTreeMap<Expected, u64>) -> bool,
+    ) -> Result<Option<Recovered>, UpdateError> {
+        self.change(false, edit)
+    }
+
+    fn change(
+        &mut self,
+        wait: bool,
+        edit: impl FnOnce(&mut BTreeMap<Expected, u64>) -> bool,
+    ) -> Result<Option<Recovered>, UpdateError> {
+        if let Some(why) = &self.read_only {
+            edit(&mut self.entries);
+            return Err(UpdateError::ReadOnly(why.clone()));
+        }
+        let Some(_lock) = self.lock(wait)? else {
+            return Err(UpdateError::Busy);
+        };
+        let recovered = self.read(true)?;
+        if let Some(why) = &self.read_only {
+            // A newer version's file appeared: not ours to write.
+            edit(&mut self.entries);
+            return Err(UpdateError::ReadOnly(why.clone()));
+        }
         if edit(&mut self.entries) || recovered.is_some() {
             self.write()?;
         }
         Ok(recovered)
     }
 
-    fn lock(&self) -> io::Result<File> {
+    /// The lock, waiting for it or not; `None`: another process holds it.
+    fn lock(&self, wait: bool) -> io::Result<Option<File>> {
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(self.dir.join(LOCK))?;
-        rustix::fs::flock(f.as_fd(), rustix::fs::FlockOperation::LockExclusive)?;
-        Ok(f)
+        let how = if wait {
+            rustix::fs::FlockOperation::LockExclusive
+        } else {
+            rustix::fs::FlockOperation::NonBlockingLockExclusive
+        };
+        match rustix::fs::flock(f.as_fd(), how) {
+            Ok(()) => Ok(Some(f)),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn stamp(&self) -> Option<(SystemTime, u64)> {
@@ -264,8 +385,9 @@ impl Baseline {
         Some((meta.modified().ok()?, meta.len()))
     }
 
-    /// Reads the file (under the lock).
-    fn read(&mut self) -> io::Result<Option<Recovered>> {
+    /// Reads the file; an unreadable one is moved aside only by a holder of
+    /// the lock (`locked`).
+    fn read(&mut self, locked: bool) -> io::Result<Option<Recovered>> {
         let path = self.path();
         let text = match fs::read(&path) {
             Ok(text) => text,
@@ -282,9 +404,30 @@ impl Baseline {
                 self.seen = self.stamp();
                 Ok(None)
             }
+            Err(ParseError::Newer { version, readable }) => {
+                self.entries = readable;
+                self.seen = self.stamp();
+                self.read_only = Some(format!(
+                    "{} is version {version}, written by a newer portwarden (this one writes version {VERSION}); left as it is",
+                    path.display()
+                ));
+                Ok(None)
+            }
+            Err(e @ ParseError::Invalid(_)) if !locked => {
+                // Not ours to move now: looked at again when it changes.
+                self.entries.clear();
+                self.seen = self.stamp();
+                Ok(Some(Recovered {
+                    kept_as: path,
+                    reason: format!(
+                        "{e}; left in place (the lock is held elsewhere, or the directory is read-only)"
+                    ),
+                }))
+            }
             Err(e) => {
-                let kept_as = self.dir.join(format!("{FILE}.bad"));
+                let kept_as = self.bad_name();
                 fs::rename(&path, &kept_as)?;
+                self.prune_bad();
                 self.entries.clear();
                 self.seen = None;
                 Ok(Some(Recovered {
@@ -292,6 +435,46 @@ impl Baseline {
                     reason: e.to_string(),
                 }))
             }
+        }
+    }
+
+    /// A new name for an unreadable file: `baseline.json.bad.<seconds>.<ns>`
+    /// (names sort by time; a name freed by pruning is never reused).
+    fn bad_name(&self) -> PathBuf {
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut ns = at.subsec_nanos();
+        loop {
+            let name = self
+                .dir
+                .join(format!("{FILE}.bad.{}.{ns:09}", at.as_secs()));
+            if !name.exists() {
+                return name;
+            }
+            ns = ns.saturating_add(1);
+        }
+    }
+
+    /// Removes all but the newest [`KEEP_BAD`] unreadable files kept aside.
+    fn prune_bad(&self) {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        // Named by the time they were kept aside: in name order, oldest first.
+        let mut bad: Vec<PathBuf> = dir
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{FILE}.bad"))
+            })
+            .map(|e| e.path())
+            .collect();
+        bad.sort();
+        let excess = bad.len().saturating_sub(KEEP_BAD);
+        for path in bad.into_iter().take(excess) {
+            let _ = fs::remove_file(path);
         }
     }
 
@@ -423,7 +606,12 @@ mod tests {
         fs::write(dir.join(FILE), b"\x00\x01 not json").expect("write");
         let (mut b, recovered) = Baseline::open(&dir).expect("opens");
         let recovered = recovered.expect("reported");
-        assert_eq!(recovered.kept_as, dir.join("baseline.json.bad"));
+        let name = recovered
+            .kept_as
+            .file_name()
+            .expect("name")
+            .to_string_lossy();
+        assert!(name.starts_with("baseline.json.bad."), "{name}");
         assert_eq!(
             fs::read(&recovered.kept_as).expect("kept"),
             b"\x00\x01 not json"
@@ -434,6 +622,67 @@ mod tests {
         let (again, none) = Baseline::open(&dir).expect("reopens");
         assert!(none.is_none());
         assert!(again.contains(&expected(22)));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unreadable_files_kept_aside_are_not_overwritten_and_only_the_newest_kept() {
+        let dir = tempdir("bad-files");
+        let mut kept = Vec::new();
+        for i in 0..5u8 {
+            fs::write(dir.join(FILE), [b'x', i]).expect("write");
+            let (_, recovered) = Baseline::open(&dir).expect("opens");
+            kept.push(recovered.expect("reported").kept_as);
+        }
+        let left: Vec<_> = kept.iter().filter(|p| p.exists()).collect();
+        assert_eq!(left.len(), KEEP_BAD, "{kept:?}");
+        // The newest three, each with its own content.
+        for (i, path) in kept.iter().enumerate().skip(2) {
+            assert_eq!(fs::read(path).expect("kept"), [b'x', i as u8]);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_newer_versions_file_is_read_as_far_as_it_can_be_and_left_alone() {
+        let dir = tempdir("newer");
+        let text = br#"{"version": 9, "ports": [{"proto": "tcp", "port": 22, "netns": "host", "process_name": "sshd", "exe_path": "/usr/sbin/sshd", "since": 5, "checksum": "x"}], "signed": true}"#;
+        fs::write(dir.join(FILE), text).expect("write");
+        let (mut b, recovered) = Baseline::open(&dir).expect("opens");
+        assert!(recovered.is_none());
+        assert!(b.read_only().is_some_and(|w| w.contains("version 9")));
+        assert_eq!(b.entries().len(), 1);
+        let err = b.try_update(|e| e.insert(expected(80), 1).is_none());
+        assert!(matches!(err, Err(UpdateError::ReadOnly(_))), "{err:?}");
+        // Learnt in memory, the file untouched.
+        assert!(b.contains(&expected(80)));
+        assert_eq!(fs::read(dir.join(FILE)).expect("file"), text);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_exporter_never_waits_for_the_lock() {
+        let dir = tempdir("lock");
+        let (mut b, _) = Baseline::open(&dir).expect("opens");
+        let held = b.lock(true).expect("lock").expect("free");
+        let started = std::time::Instant::now();
+        let err = b.try_update(|e| e.insert(expected(1), 0).is_none());
+        assert!(matches!(err, Err(UpdateError::Busy)), "{err:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        drop(held);
+        b.try_update(|e| e.insert(expected(1), 0).is_none())
+            .expect("written once the lock is free");
+        assert!(b.contains(&expected(1)));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_state_dir_that_is_a_file_is_refused() {
+        let dir = tempdir("notdir");
+        let file = dir.join("plain");
+        fs::write(&file, b"").expect("write");
+        let err = Baseline::open(&file).expect_err("a file");
+        assert_eq!(err.kind(), io::ErrorKind::NotADirectory);
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -12,6 +12,7 @@
 //!   socket to the processes holding it, cheaply on refresh.
 //! - [`model`]: plain data handed between stages.
 //! - [`exclude`]: which owners are not worth watching.
+//! - [`fds`]: our own file descriptors, a budget.
 //! - [`config`]: every flag, its environment variable and its validation.
 //! - [`cli`]: one-shot commands (`ls`).
 //! - [`probe`]: TCP and HTTP checks; a failed check is data, never an error.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod discover;
 pub mod error;
 pub mod exclude;
+pub mod fds;
 pub mod health;
 pub mod metrics;
 pub mod model;

@@ -9,8 +9,23 @@ use portwarden::config::{Cli, Command, GlobalArgs, ServeArgs, Settings};
 use portwarden::discover::{Discoverer, Options};
 use portwarden::exclude::Exclusions;
 
+/// SIGHUP is taken before `main`, before even the Rust runtime starts: a
+/// constructor the C library runs right after loading. Its default action
+/// ends the process, and `systemctl reload` may send it at any moment.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static HOLD_HANGUPS: extern "C" fn() = {
+    extern "C" fn hold() {
+        portwarden::server::web_config::hold_hangups();
+    }
+    hold
+};
+
 fn main() -> ExitCode {
     portwarden::schedule::tune_allocator();
+    // Every command reads many fd tables: as Go's runtime does, the soft
+    // open-file limit goes up to the hard one.
+    portwarden::fds::raise_limit();
     let parsed = Cli::command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
@@ -40,6 +55,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    if !matches!(cli.command, None | Some(Command::Serve(_))) {
+        portwarden::server::web_config::release_hangups();
+    }
     match cli.command {
         Some(Command::Ls(args)) => {
             // stderr unlocked: a worker thread that logs must not wait on us.
@@ -95,6 +113,17 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
 fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let mut settings = Settings::new(args, matches)?;
     settings.state_dir = global.state_dir.clone();
+    if let Some(dir) = &settings.state_dir
+        && dir.exists()
+        && !dir.is_dir()
+    {
+        return Err(portwarden::Error::Config {
+            setting: "--state.dir / PORTWARDEN_STATE_DIR".into(),
+            message: format!("{} is not a directory", dir.display()),
+        }
+        .into());
+    }
+    let fd_limit = portwarden::fds::raise_limit();
     let exclusions = Exclusions::new(&global.excluded_process_names)?;
     let discoverer = Discoverer::new(Options {
         proc_root: global.proc_root.clone(),
@@ -103,6 +132,20 @@ fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> a
         connections: true,
     })?;
     init_logging(&settings.log_level);
+    // Checks in flight never take more descriptors than are left.
+    let budget = portwarden::fds::check_budget(
+        fd_limit,
+        portwarden::fds::open_now(std::path::Path::new("/proc")),
+        settings.max_parallel_ip_checks,
+    );
+    if budget < settings.probe_concurrency {
+        tracing::warn!(
+            fd_limit,
+            "only {budget} checks at once fit in the open-file limit (--probe.concurrency is {}); raise LimitNOFILE / ulimit -n",
+            settings.probe_concurrency
+        );
+        settings.probe_concurrency = budget;
+    }
     // Read before anything starts: a broken file is a usage error (exit 2).
     let web = std::sync::Arc::new(portwarden::server::web_config::Web::new(
         settings.web_config_file.clone(),

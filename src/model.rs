@@ -159,6 +159,9 @@ pub struct ScanStats {
     pub fd_denied: u64,
     /// Processes that exited between listing and reading.
     pub vanished: u64,
+    /// Processes whose fd table we could not open for want of descriptors
+    /// (or memory) of our own: read again at the next pass.
+    pub fd_exhausted: u64,
     /// Processes whose fd table was read in this pass.
     pub processes_scanned: u64,
     /// Fd links read in this pass.
@@ -180,6 +183,7 @@ impl ScanStats {
     pub fn add(&mut self, other: &ScanStats) {
         self.fd_denied += other.fd_denied;
         self.vanished += other.vanished;
+        self.fd_exhausted += other.fd_exhausted;
         self.processes_scanned += other.processes_scanned;
         self.fds_read += other.fds_read;
         self.netns_vanished += other.netns_vanished;

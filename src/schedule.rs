@@ -92,6 +92,8 @@ impl HttpClass {
     ) -> HttpClass {
         let (mut refused, mut silent) = match self {
             _ if outcome.is_http() => return HttpClass::Http { alive: true },
+            // Our own fault: the last value stands.
+            _ if outcome.verdict() == Verdict::Ours => return self,
             // Once HTTP, any other answer is a stop: 0, kept.
             HttpClass::Http { .. } => return HttpClass::Http { alive: false },
             HttpClass::Unknown {
@@ -325,6 +327,8 @@ struct State {
     over_limit: usize,
     /// A port had its first TCP check since the last round ended.
     first_checks: bool,
+    /// When a check that failed on our side was last logged.
+    our_fault_logged: Option<Instant>,
 }
 
 /// A published, immutable view of the engine, encoded on demand.
@@ -644,12 +648,13 @@ fn encode_baseline(enc: &mut Encoder, b: &BaselineView) {
     .sample(&[], b.expected.len() as f64);
     enc.by_label(
         "portwarden_baseline_errors",
-        "Baseline files found unreadable (kept aside as .bad, a fresh one started), and failed writes.",
+        "Baseline files found unreadable (kept aside as .bad.<time>, a fresh one started), failed writes (learning goes on in memory), and writes put off because another process held the lock.",
         Kind::Counter,
         "reason",
         [
             ("unreadable", b.recovered as f64),
             ("write_failed", b.write_errors as f64),
+            ("lock_busy", b.lock_busy as f64),
         ],
     );
 }
@@ -1135,6 +1140,12 @@ struct BaselineState {
     since: HashMap<Expected, Instant>,
     recovered: u64,
     write_errors: u64,
+    /// Writes put off because another process held the lock.
+    lock_busy: u64,
+    /// A failed write was logged (once is enough: it is counted).
+    warned_write: bool,
+    /// `--discovery.max-ports`: expected ports exported at most.
+    max_ports: usize,
 }
 
 /// What the metrics show of the baseline.
@@ -1148,6 +1159,8 @@ pub struct BaselineView {
     pub recovered: u64,
     /// Failed writes of the file (learning goes on in memory).
     pub write_errors: u64,
+    /// Writes put off for another process holding the lock.
+    pub lock_busy: u64,
 }
 
 impl BaselineState {
@@ -1175,6 +1188,9 @@ impl BaselineState {
             since: HashMap::new(),
             recovered: 0,
             write_errors: 0,
+            lock_busy: 0,
+            warned_write: false,
+            max_ports: settings.max_ports,
         };
         b.note(recovered);
         tracing::info!(
@@ -1182,6 +1198,18 @@ impl BaselineState {
             expected = b.file.entries().len(),
             "baseline of expected ports"
         );
+        if let Some(why) = b.file.read_only() {
+            tracing::warn!(
+                "the baseline is read-only ({why}): it is exported, and what is learnt is kept in memory only"
+            );
+        }
+        if b.file.entries().len() > b.max_ports {
+            tracing::warn!(
+                expected = b.file.entries().len(),
+                "more expected ports than --discovery.max-ports ({}): the first {0} are exported",
+                b.max_ports
+            );
+        }
         Some(b)
     }
 
@@ -1227,7 +1255,9 @@ impl BaselineState {
             .collect();
         if !learned.is_empty() {
             let at = baseline::now();
-            let result = self.file.update(|entries| {
+            // Never waits: another process's lock puts the write off to the
+            // next pass; a failed write keeps what was learnt in memory.
+            let result = self.file.try_update(|entries| {
                 for p in &learned {
                     entries.entry(p.clone()).or_insert(at);
                 }
@@ -1235,9 +1265,12 @@ impl BaselineState {
             });
             match result {
                 Ok(recovered) => self.note(recovered),
+                Err(baseline::UpdateError::Busy) => self.lock_busy += 1,
                 Err(e) => {
                     self.write_errors += 1;
-                    tracing::warn!(file = %self.file.path().display(), "cannot write the baseline: {e}");
+                    if !std::mem::replace(&mut self.warned_write, true) {
+                        tracing::warn!(file = %self.file.path().display(), "cannot write the baseline ({e}); learning goes on in memory (counted in portwarden_baseline_errors_total)");
+                    }
                 }
             }
         }
@@ -1246,6 +1279,7 @@ impl BaselineState {
                 .file
                 .entries()
                 .keys()
+                .take(self.max_ports)
                 .map(|p| (p.clone(), here.contains(p)))
                 .collect(),
             present: present
@@ -1258,6 +1292,7 @@ impl BaselineState {
                 .collect(),
             recovered: self.recovered,
             write_errors: self.write_errors,
+            lock_busy: self.lock_busy,
         }
     }
 }
@@ -1296,6 +1331,7 @@ impl State {
             max_ports,
             over_limit: 0,
             first_checks: false,
+            our_fault_logged: None,
             ports: HashMap::new(),
             procs: HashMap::new(),
             probes: HashMap::new(),
@@ -1381,6 +1417,7 @@ impl State {
         for (reason, n) in [
             ("fd_denied", st.fd_denied),
             ("vanished", st.vanished),
+            ("fd_exhausted", st.fd_exhausted),
             ("netns_vanished", st.netns_vanished),
             ("setns_denied", st.setns_denied),
             ("netns_denied", st.netns_denied),
@@ -1451,6 +1488,9 @@ impl State {
         self.within_limit(&mut seen);
         for (key, (sockets, owner, mut infos, conns)) in seen {
             infos.sort();
+            // SO_REUSEPORT: listeners on one address and port in one
+            // process are one socket to a reader, and one series.
+            infos.dedup();
             let queue = QueueState::of(&sockets);
             let full = sockets
                 .iter()
@@ -1551,6 +1591,28 @@ impl State {
         }
         self.procs
             .retain(|k, p| owners.contains(k) || now.duration_since(p.last_seen) < retention);
+    }
+
+    /// A check that could not be made for a lack of our own: counted as
+    /// `result="error"`, logged at most once a minute, and the port's last
+    /// value kept — never a 0 that pages someone for our limits.
+    fn our_fault(&mut self, kind: &'static str, reason: &'static str, seconds: f64) {
+        self.probes
+            .entry(kind)
+            .or_default()
+            .record("error", seconds);
+        let now = Instant::now();
+        if self
+            .our_fault_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+        {
+            self.our_fault_logged = Some(now);
+            tracing::warn!(
+                kind,
+                reason,
+                "a check could not be made on our side (raise LimitNOFILE / ulimit -n, or lower --probe.concurrency); the ports keep their last values"
+            );
+        }
     }
 
     /// How a check reaches the port's namespace, if it can.
@@ -1669,11 +1731,12 @@ fn self_process() -> Option<SelfProcess> {
 async fn next_round(
     discovered: &mut watch::Receiver<u64>,
     first: &mut bool,
+    after_pass: u64,
     period: Duration,
 ) -> bool {
     if *first {
         *first = false;
-        return discovered.wait_for(|g| *g > 0).await.is_ok();
+        return discovered.wait_for(|g| *g >= after_pass).await.is_ok();
     }
     tokio::time::sleep(period).await;
     true
@@ -1711,13 +1774,12 @@ struct Round<J> {
     jobs: fn(&State) -> Vec<J>,
     /// Each job's go-ahead, from the state as it is when its turn comes.
     admit: fn(&State, &J) -> Admit,
-    /// A cap of this kind's own, taken before a global permit so that
-    /// waiting checks never hold permits the other kinds need.
-    limit: Option<Arc<Semaphore>>,
     /// Runs one job (permits taken inside) and records its result.
     check: Check<J>,
     /// Runs after each round, with the state.
     after: fn(&mut State, &Wake),
+    /// The discovery pass the first round waits for.
+    first_after: u64,
 }
 
 /// Runs rounds of one kind forever: the first after the first discovery,
@@ -1734,7 +1796,7 @@ async fn rounds<J: Send + 'static>(
     let mut round_start = tokio::time::Instant::now();
     loop {
         let wait = round.period.saturating_sub(round_start.elapsed());
-        if !next_round(&mut discovered, &mut first, wait).await {
+        if !next_round(&mut discovered, &mut first, round.first_after, wait).await {
             return;
         }
         round_start = tokio::time::Instant::now();
@@ -1742,6 +1804,7 @@ async fn rounds<J: Send + 'static>(
         let gap = pacing(settings.spread, round.period, jobs.len());
         let mut later = Vec::new();
         let mut deferring = true;
+        let mut started = 0u32;
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             let Some(job) = jobs.pop_front() else {
@@ -1751,13 +1814,6 @@ async fn rounds<J: Send + 'static>(
                 deferring = false;
                 jobs.extend(later.drain(..));
                 continue;
-            };
-            let slot = match &round.limit {
-                Some(limit) => match limit.clone().acquire_owned().await {
-                    Ok(slot) => Some(slot),
-                    Err(_) => return,
-                },
-                None => None,
             };
             let Ok(permit) = global.clone().acquire_owned().await else {
                 return;
@@ -1774,13 +1830,18 @@ async fn rounds<J: Send + 'static>(
             let check = (round.check)(job);
             tasks.spawn(async move {
                 check.await;
-                drop((permit, slot));
+                drop(permit);
             });
             // Finished checks are reaped as we go: a round of 10,000 must
             // not keep 10,000 task records.
             while tasks.try_join_next().is_some() {}
+            // Each start at its place on the round's schedule: a gap below
+            // the timer's millisecond is taken in batches, not rounded up
+            // to a millisecond per check (10,000 checks would take 10 s
+            // where 2.5 s were meant).
             if !gap.is_zero() {
-                tokio::time::sleep(gap).await;
+                started += 1;
+                tokio::time::sleep_until(round_start + gap * started).await;
             }
         }
         while tasks.join_next().await.is_some() {}
@@ -1805,7 +1866,6 @@ fn tcp_round(
     Round {
         kind: "tcp",
         period: settings.status_interval,
-        limit: None,
         jobs: |st| {
             st.ports
                 .iter()
@@ -1840,6 +1900,11 @@ fn tcp_round(
                         .record("unsupported", outcome.seconds);
                     return;
                 }
+                if let Some(reason) = outcome.error {
+                    // Not the port's fault: its last value stands.
+                    st.our_fault("tcp", reason, outcome.seconds);
+                    return;
+                }
                 let result = if outcome.alive { "alive" } else { "dead" };
                 st.probes
                     .entry("tcp")
@@ -1868,6 +1933,7 @@ fn tcp_round(
                 wake.refresh();
             }
         },
+        first_after: 1,
     }
 }
 
@@ -1881,10 +1947,17 @@ type HttpJob = (PortKey, SocketAddr, probe::Via, HttpClass);
 fn http_round(settings: &Arc<Settings>, state: &Arc<Mutex<State>>) -> Round<HttpJob> {
     let (settings, state) = (settings.clone(), state.clone());
     let banner_wait = (settings.check_timeout / 4).min(Duration::from_millis(250));
+    // HTTP_DETECTION_CONCURRENCY caps requests in flight; the banner wait
+    // before one only listens, under the global cap alone.
+    let requests = Arc::new(Semaphore::new(settings.http_concurrency));
     Round {
         kind: "http",
         period: settings.http_status_interval,
-        limit: Some(Arc::new(Semaphore::new(settings.http_concurrency))),
+        // After the pass that follows the first TCP round: its connections
+        // wait in the queues of listeners that never accept, which that
+        // pass sees, so detection passes them over instead of spending a
+        // request and a timeout on each.
+        first_after: 2,
         jobs: |st| {
             let now = Instant::now();
             let mut jobs: Vec<HttpJob> = st
@@ -1917,7 +1990,7 @@ fn http_round(settings: &Arc<Settings>, state: &Arc<Mutex<State>>) -> Round<Http
             }
         },
         check: Arc::new(move |(key, addr, via, class)| {
-            let (settings, state) = (settings.clone(), state.clone());
+            let (settings, state, requests) = (settings.clone(), state.clone(), requests.clone());
             // A port that answered HTTP waits for its client: no banner wait.
             let wait = match class {
                 HttpClass::Http { .. } => Duration::ZERO,
@@ -1925,9 +1998,15 @@ fn http_round(settings: &Arc<Settings>, state: &Arc<Mutex<State>>) -> Round<Http
             };
             Box::pin(async move {
                 let started = Instant::now();
-                let outcome = probe::http::probe(addr, &via, settings.check_timeout, wait).await;
+                let outcome =
+                    probe::http::probe(addr, &via, settings.check_timeout, wait, Some(&requests))
+                        .await;
                 let mut st = lock(&state);
                 let seconds = started.elapsed().as_secs_f64();
+                if let HttpOutcome::Error(reason) = outcome {
+                    st.our_fault("http", reason, seconds);
+                    return;
+                }
                 st.probes
                     .entry("http")
                     .or_default()

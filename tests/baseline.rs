@@ -113,8 +113,21 @@ fn an_unreadable_baseline_is_kept_aside_and_a_fresh_one_started() {
             text.contains("portwarden_baseline_errors_total{reason=\"unreadable\"} 1"),
             "{what}: {text}"
         );
-        let kept = std::fs::read(dir.0.join("baseline.json.bad")).expect("kept aside");
-        assert_eq!(kept, content, "{what}");
+        let kept: Vec<_> = std::fs::read_dir(&dir.0)
+            .expect("state dir")
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("baseline.json.bad.")
+            })
+            .collect();
+        assert_eq!(kept.len(), 1, "{what}");
+        assert_eq!(
+            std::fs::read(kept[0].path()).expect("kept aside"),
+            content,
+            "{what}"
+        );
         assert!(shown(&dir).iter().any(|e| e["port"] == port), "{what}");
     }
 }
@@ -167,5 +180,197 @@ fn ports_are_unexpected_until_accepted_or_allowlisted() {
     assert!(
         stderr.contains("PORTWARDEN_BASELINE_ALLOWLIST") && stderr.contains("line 1"),
         "{stderr}"
+    );
+}
+
+/// A baseline file expecting `ports` (TCP, host) of `exe` (`svc` when
+/// none), as `portwarden baseline` would have written it.
+fn baseline_file(dir: &std::path::Path, ports: &[(u16, Option<u32>)]) {
+    let entries: Vec<Value> = ports
+        .iter()
+        .map(|&(port, pid)| {
+            let exe = pid.map_or_else(
+                || "/usr/bin/svc".to_string(),
+                |pid| {
+                    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
+                    exe.to_str().expect("utf-8").to_string()
+                },
+            );
+            let name = exe.rsplit('/').next().unwrap_or_default().to_string();
+            json!({"proto": "tcp", "port": port, "netns": "host", "process_name": name,
+                   "exe_path": exe, "since": 1})
+        })
+        .collect();
+    let text = json!({"version": 1, "ports": entries}).to_string();
+    std::fs::write(dir.join("baseline.json"), text).expect("write baseline");
+}
+
+/// A read-only bind mount of a directory, undone on drop.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn mount(from: &std::path::Path, at: &std::path::Path) -> ReadOnly {
+        std::fs::create_dir_all(at).expect("mount point");
+        for args in [
+            vec![
+                "--bind",
+                from.to_str().expect("utf-8"),
+                at.to_str().expect("utf-8"),
+            ],
+            vec!["-o", "remount,ro,bind", at.to_str().expect("utf-8")],
+        ] {
+            let st = std::process::Command::new("mount")
+                .args(&args)
+                .status()
+                .expect("mount");
+            assert!(st.success(), "mount {args:?}");
+        }
+        ReadOnly(at.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_state_dir_still_exports_the_expected_ports() {
+    if !is_root() {
+        cannot_run("a read-only bind mount needs root");
+        return;
+    }
+    let dir = TempDir::new("ro-src");
+    let service = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let port = service.port(0);
+    // One expected port that listens and one that does not.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    baseline_file(&dir.0, &[(port, Some(service.pid)), (gone, None)]);
+    let mount = TempDir::new("ro");
+    let ro = ReadOnly::mount(&dir.0, &mount.0.join("state"));
+    let state = ro.0.to_str().expect("utf-8").to_string();
+    let exporter = Exporter::start(&[
+        ("PORTWARDEN_STATE_DIR", state.as_str()),
+        ("PORTWARDEN_BASELINE_LEARN", "1s"),
+        ("ENABLE_HTTP_DETECTION", "false"),
+    ]);
+    let text = exporter.wait_for(15, "expected ports exported", |t| {
+        port_value(t, "portwarden_expected_port_up", port) == Some(1.0)
+            && port_value(t, "portwarden_expected_port_up", gone) == Some(0.0)
+    });
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("portwarden_baseline_ports ") && !l.ends_with(" 0")),
+        "{text}"
+    );
+    // What it learns (the exporter's own ports, this test's) cannot be
+    // written: counted, and kept in memory as expected.
+    let text = exporter.wait_for(15, "a write failed", |t| {
+        t.lines().any(|l| {
+            l.starts_with("portwarden_baseline_errors_total{reason=\"write_failed\"}")
+                && !l.ends_with(" 0")
+        })
+    });
+    let learned = text
+        .lines()
+        .filter(|l| l.starts_with("portwarden_expected_port_up{"))
+        .count();
+    assert!(learned > 2, "{text}");
+}
+
+#[test]
+fn a_state_dir_that_is_a_file_is_a_usage_error() {
+    let dir = TempDir::new("notdir");
+    let file = dir.0.join("plain");
+    std::fs::write(&file, b"").expect("write");
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--web.listen-address", "127.0.0.1:0"])
+        .env("PORTWARDEN_STATE_DIR", &file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PORTWARDEN_STATE_DIR") && stderr.contains("not a directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn another_process_holding_the_lock_never_stops_discovery() {
+    let dir = TempDir::new("locked");
+    // Holds baseline.lock for 8 s, as a long `portwarden baseline` or a
+    // backup tool might.
+    let lock = dir.0.join("baseline.lock");
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'w'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(8)",
+        ])
+        .arg(&lock)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("locked");
+    let state = dir.0.to_str().expect("utf-8").to_string();
+    let service = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let exporter = Exporter::start(&[
+        ("PORTWARDEN_STATE_DIR", state.as_str()),
+        ("PORTWARDEN_BASELINE_LEARN", "1s"),
+        ("ENABLE_HTTP_DETECTION", "false"),
+    ]);
+    let stamp = |t: &str| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("portwarden_last_discovery_timestamp_seconds "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    // Passes go on while the lock is held: the timestamp advances.
+    let first =
+        stamp(&exporter.wait_for(10, "a discovery", |t| stamp(t).is_some())).expect("stamp");
+    exporter.wait_for(4, "discovery going on under the lock", |t| {
+        stamp(t).is_some_and(|s| s >= first + 1.0)
+    });
+    assert!(
+        holder.try_wait().expect("wait").is_none(),
+        "the lock holder ended early"
+    );
+    // Once free, what was learnt is written.
+    let _ = holder.wait();
+    exporter.wait_for(15, "learnt once the lock is free", |t| {
+        port_value(t, "portwarden_expected_port_up", service.port(0)) == Some(1.0)
+    });
+    assert!(shown(&dir).iter().any(|e| e["port"] == service.port(0)));
+}
+
+#[test]
+fn expected_ports_are_bounded_by_max_ports() {
+    let dir = TempDir::new("bounded");
+    let ports: Vec<(u16, Option<u32>)> = (40_000..40_050).map(|p| (p, None)).collect();
+    baseline_file(&dir.0, &ports);
+    let state = dir.0.to_str().expect("utf-8").to_string();
+    let exporter = Exporter::start(&[
+        ("PORTWARDEN_STATE_DIR", state.as_str()),
+        ("PORTWARDEN_DISCOVERY_MAX_PORTS", "10"),
+        ("ENABLE_HTTP_DETECTION", "false"),
+    ]);
+    let text = exporter.wait_for(15, "expected ports exported", |t| {
+        t.contains("portwarden_expected_port_up{")
+    });
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("portwarden_expected_port_up{"))
+        .count();
+    assert!(
+        series <= 10,
+        "{series} expected-port series with max-ports 10"
     );
 }

@@ -204,6 +204,8 @@ fn compose_matches_the_daemonset() {
     let port = default_port();
     assert!(strings(at(s, "/ports")).contains(&format!("{port}:{port}")));
     assert_eq!(at(s, "/read_only"), &Value::Bool(true));
+    assert_eq!(at(s, "/ulimits/nofile/soft"), &Value::from(65536));
+    assert_eq!(at(s, "/ulimits/nofile/hard"), &Value::from(65536));
 }
 
 #[test]
@@ -224,7 +226,10 @@ fn dockerfile_builds_a_static_binary_into_an_empty_image() {
     );
     let script = read("build-static.sh");
     assert!(script.contains("--target \"$target\""), "{script}");
-    assert!(script.contains("target=x86_64-unknown-linux-musl"), "{script}");
+    assert!(
+        script.contains("target=x86_64-unknown-linux-musl"),
+        "{script}"
+    );
     assert!(script.contains("musl-tools"), "{script}");
     assert_eq!(
         lines.iter().rfind(|l| l.starts_with("FROM ")),
@@ -271,6 +276,8 @@ fn systemd_unit_holds_only_the_documented_capabilities_and_is_what_cargo_deb_ins
         ("DynamicUser", "yes"),
         ("StateDirectory", "portwarden"),
         ("ExecStart", "/usr/bin/portwarden serve"),
+        // Room for checks in flight and a kept fd-table handle per owner.
+        ("LimitNOFILE", "65536"),
     ] {
         assert_eq!(unit_values(&unit, key), [want], "{key}");
     }

@@ -144,6 +144,70 @@ fn control_characters_in_names_are_escaped_in_the_table_and_kept_in_json() {
 }
 
 #[test]
+fn a_name_that_reorders_the_row_is_escaped_in_the_table() {
+    let dir = TempDir::new("bidi");
+    let name = "evil\u{202E}fdp.sh";
+    let (_, holder) = listener_named(&dir.0, name);
+    let port = holder.port(0).to_string();
+    let out = run(&["ls", "--port", &port], &[]);
+    let table = String::from_utf8(out.stdout).expect("utf-8 table");
+    assert!(
+        !table.contains('\u{202E}'),
+        "raw override reached the terminal: {table:?}"
+    );
+    assert!(table.contains("evil\\u{202e}fdp.sh"), "{table}");
+    let list = ls_json(&["--port", &port]);
+    let entry = entry_for_inode(&list, holder.inode(0)).expect("listed");
+    assert_eq!(entry["owners"][0]["process_name"], name);
+}
+
+#[test]
+fn a_process_named_with_invalid_utf8_is_still_its_sockets_owner() {
+    let holder = Holder::start(&json!({
+        "comm_hex": "626164fffe",
+        "sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]
+    }));
+    let comm = std::fs::read(format!("/proc/{}/comm", holder.pid)).expect("comm");
+    assert_eq!(comm, b"bad\xff\xfe\n", "the name did not take");
+    let list = ls_json(&["--port", &holder.port(0).to_string()]);
+    let entry = entry_for_inode(&list, holder.inode(0)).expect("listed");
+    assert_eq!(owner_pids(&entry), vec![holder.pid], "{entry}");
+}
+
+#[test]
+fn a_terminal_of_zero_columns_is_of_unknown_width_and_columns_is_honoured() {
+    let holder = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let port = holder.port(0).to_string();
+    // `script` runs ls on a pseudo-terminal; with no terminal of ours it
+    // reports 0 × 0, as some `docker exec -t` do.
+    let command = format!("{} ls --port {port}", bin().display());
+    let on_pty = |columns: Option<&str>| {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &command, "/dev/null"])
+            .stdin(Stdio::null())
+            .env_remove("COLUMNS");
+        if let Some(c) = columns {
+            cmd.env("COLUMNS", c);
+        }
+        let out = cmd.output().expect("script (util-linux)");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    let table = on_pty(None);
+    let header = table.lines().next().unwrap_or_default();
+    for column in ["PROTO", "ADDRESS", "PROCESS", "HEALTH", "EXE"] {
+        assert!(header.contains(column), "{column} not whole in:\n{table}");
+    }
+    assert_eq!(table.lines().count(), 2, "rows wrapped:\n{table}");
+    // COLUMNS narrows it: the path wraps within 60 columns.
+    let narrow = on_pty(Some("60"));
+    assert!(
+        narrow.lines().all(|l| l.trim_end().chars().count() <= 60),
+        "{narrow}"
+    );
+}
+
+#[test]
 fn deleted_executable_suffix_is_stripped() {
     let dir = TempDir::new("deleted");
     let (exe, holder) = listener_named(&dir.0, "upgraded-daemon");

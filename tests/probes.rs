@@ -38,7 +38,7 @@ const SLACK: Duration = Duration::from_millis(700);
 
 fn check(addr: SocketAddr) -> (HttpOutcome, Duration) {
     let t = Instant::now();
-    let outcome = rt().block_on(http::probe(addr, &Via::Here, TIMEOUT, BANNER_WAIT));
+    let outcome = rt().block_on(http::probe(addr, &Via::Here, TIMEOUT, BANNER_WAIT, None));
     (outcome, t.elapsed())
 }
 
@@ -165,7 +165,7 @@ fn a_banner_is_definitive_and_without_a_banner_wait_the_request_goes_at_once() {
         let _ = c.write_all(b"HTTP/1.1 204 No Content\r\n\r\n");
     });
     let t = Instant::now();
-    let outcome = rt().block_on(http::probe(addr, &Via::Here, TIMEOUT, Duration::ZERO));
+    let outcome = rt().block_on(http::probe(addr, &Via::Here, TIMEOUT, Duration::ZERO, None));
     assert_eq!(outcome, HttpOutcome::Answered { status: 204 });
     assert!(t.elapsed() < BANNER_WAIT, "{:?}", t.elapsed());
 }

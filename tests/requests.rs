@@ -177,11 +177,44 @@ fn a_client_that_does_not_read_loses_the_connection() {
 }
 
 #[test]
+fn idle_connections_never_lock_a_scrape_out() {
+    let exporter = Exporter::start(&[("PORTWARDEN_WEB_REQUEST_TIMEOUT", "30s")]);
+    // 600 connections that never say a word: past the cap of 512.
+    let mut idle: Vec<TcpStream> = (0..600).map(|_| connect(&exporter)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let (head, body) = common::http_get(exporter.addr, "/metrics", &[]).expect("scrape");
+    let took = started.elapsed();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    assert!(!body.is_empty());
+    assert!(took < Duration::from_secs(1), "scrape took {took:?}");
+    // The oldest of them made room: closed without a word.
+    let first = &mut idle[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    assert!(read_all(first).is_empty());
+}
+
+#[test]
 fn connections_past_the_cap_are_closed_at_once() {
     let exporter = Exporter::start(&[("PORTWARDEN_WEB_REQUEST_TIMEOUT", "30s")]);
-    let held: Vec<TcpStream> = (0..512).map(|_| connect(&exporter)).collect();
-    // Each of those is accepted and waits for headers; one more is not.
-    std::thread::sleep(Duration::from_millis(500));
+    // 512 connections in use: each asked once and is kept alive.
+    let held: Vec<TcpStream> = (0..512)
+        .map(|_| {
+            let mut s = connect(&exporter);
+            s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("send");
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).expect("answer");
+            assert_eq!(status(&buf[..n]), Some(200));
+            s
+        })
+        .collect();
+    // One more is not served: none of those is idle to make room.
     let mut extra = connect(&exporter);
     extra
         .set_read_timeout(Some(Duration::from_secs(5)))

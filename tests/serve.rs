@@ -512,3 +512,92 @@ fn sigterm_shuts_down_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn reuseport_listeners_in_one_process_are_one_info_series() {
+    let _serial = serial();
+    let holder = Holder::start(&json!({"sockets": [
+        {"proto": "tcp", "addr": "127.0.0.1", "reuseport": true},
+        {"proto": "tcp", "addr": "127.0.0.1", "reuseport": true, "port": "previous"},
+    ]}));
+    let port = holder.port(0);
+    assert_eq!(holder.port(1), port);
+    let exporter = Exporter::start(&[("ENABLE_HTTP_DETECTION", "false")]);
+    let text = exporter.wait_for(20, "the port checked", |t| {
+        series_value(t, "node_tcp_port_alive", port) == Some(1.0)
+    });
+    let label = format!("port=\"{port}\"");
+    let info: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("portwarden_port_info{") && l.contains(&label))
+        .collect();
+    assert_eq!(info.len(), 1, "{info:#?}");
+    // And no family anywhere has a label set twice.
+    let mut seen = std::collections::HashSet::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let series = line.rsplit_once(' ').map_or(line, |(s, _)| s);
+        assert!(seen.insert(series), "twice: {series}");
+    }
+}
+
+#[test]
+fn sighups_right_after_start_are_reloads_not_deaths() {
+    let _serial = serial();
+    let state = TempDir::new("hup");
+    for attempt in 0..8 {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        let mut child = Command::new(bin())
+            .args(["serve", "--web.listen-address", &addr.to_string()])
+            .env("PORTWARDEN_STATE_DIR", &state.0)
+            .env("ENABLE_HTTP_DETECTION", "false")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start portwarden serve");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+        // As `systemctl reload` right after start would: 20 at once, as
+        // soon as the process runs code of its own (its handler shows in
+        // SigCgt: the loader is done), and never later than 2 ms after
+        // spawn. No program can take a signal while the kernel and the
+        // dynamic loader are still setting it up (well under a millisecond
+        // here); before this fix the window was ~5 ms, up to the server's
+        // start.
+        let spawned = Instant::now();
+        while spawned.elapsed() < Duration::from_millis(2) && !catches_sighup(child.id()) {
+            std::hint::spin_loop();
+        }
+        for _ in 0..20 {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::HUP);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http_get(addr, "/-/healthy", &[]).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("attempt {attempt}: ended by SIGHUP: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "attempt {attempt}: never healthy"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "attempt {attempt}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Whether process `pid` has a handler for SIGHUP (bit 1 of SigCgt).
+fn catches_sighup(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let mask = s.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        .is_some_and(|m| m & 1 != 0)
+}

@@ -4,7 +4,6 @@
 
 use std::io::Write;
 
-use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 
 use super::printable;
@@ -134,11 +133,7 @@ fn show(file: &Baseline, json: bool, out: &mut dyn Write) -> Result<(), Error> {
         serde_json::to_writer(&mut out, &items).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else {
-        let mut table = Table::new();
-        table
-            .load_style(presets::NOTHING)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header(["PROTO", "PORT", "NETNS", "PROCESS", "EXE", "SINCE"]);
+        let mut table = super::table(&["PROTO", "PORT", "NETNS", "PROCESS", "EXE", "SINCE"]);
         for (p, since) in file.entries() {
             table.add_row([
                 p.proto.as_str().to_string(),

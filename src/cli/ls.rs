@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 
 use super::printable;
@@ -50,6 +49,13 @@ pub fn run(
         })
         .collect();
 
+    if discovery.stats.fd_exhausted > 0 {
+        writeln!(
+            warn,
+            "portwarden: warning: the fd tables of {} processes could not be read for want of open files (raise ulimit -n); their sockets are listed without owners",
+            discovery.stats.fd_exhausted
+        )?;
+    }
     if discovery.stats.fd_denied > 0 {
         writeln!(
             warn,
@@ -244,13 +250,9 @@ fn write_table(
     checks: &IdMap<u64, Checked>,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header([
-            "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "QUEUE", "HEALTH", "EXE",
-        ]);
+    let mut table = super::table(&[
+        "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "QUEUE", "HEALTH", "EXE",
+    ]);
     for p in ports {
         let s = &p.socket;
         let proto = match s.family {

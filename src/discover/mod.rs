@@ -353,7 +353,12 @@ pub fn order_owners(owners: Owners, exclusions: &Exclusions) -> (Owners, bool) {
 }
 
 fn unknown_reason(stats: &ScanStats) -> String {
-    if stats.fd_denied > 0 {
+    if stats.fd_exhausted > 0 {
+        format!(
+            "not found yet: {} processes' fds could not be read for want of open files of our own (raise ulimit -n / LimitNOFILE)",
+            stats.fd_exhausted
+        )
+    } else if stats.fd_denied > 0 {
         format!(
             "no readable process holds it; {} processes' fds could not be read (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
             stats.fd_denied

@@ -119,6 +119,8 @@ impl OwnerIndex {
                 wanted: Wanted::Later(wanted),
                 known: self.known_start_times(),
                 users,
+                held: AtomicUsize::new(0),
+                budget: self.dir_budget,
             },
             pids,
             None,
@@ -177,11 +179,14 @@ impl OwnerIndex {
         // New sockets mostly belong to new processes: look there first.
         pids.sort_unstable_by(|a, b| b.cmp(a));
 
+        let budget = self.dir_budget;
         let ctx = |known| ScanCtx {
             proc,
             wanted: Wanted::Now(wanted),
             known,
             users,
+            held: AtomicUsize::new(0),
+            budget,
         };
         // Stage 1: newest first until every unknown inode has a holder.
         let first = run_scan(
@@ -236,8 +241,10 @@ impl OwnerIndex {
         }
 
         self.rebuild_checks();
-        if scanned_until == pids.len() {
-            // Every process was read: what is still unfound has no visible owner.
+        if scanned_until == pids.len() && stats.fd_exhausted == 0 {
+            // Every process was read: what is still unfound has no visible
+            // owner. (Not so when we ran out of descriptors: those tables
+            // are read again at the next pass.)
             self.ownerless.extend(
                 unknown
                     .iter()
@@ -398,7 +405,7 @@ impl OwnerIndex {
                     }
                 }
             };
-            let fd_dir = (self.procs.len() < self.dir_budget).then_some(f.fd_dir);
+            let fd_dir = f.fd_dir.filter(|_| self.procs.len() < self.dir_budget);
             self.procs.insert(f.pid, Proc { owner, fd_dir });
         }
         for (inode, pid, fd) in hits {
@@ -534,6 +541,12 @@ struct ScanCtx<'a> {
     /// Processes whose details are already known (pid → start time).
     known: IdMap<u32, u64>,
     users: &'a Users,
+    /// Fd directories this scan holds open for the index, and how many it
+    /// may: past that they are closed at once (the process is then checked
+    /// by start time), so a host of many owners cannot exhaust our
+    /// descriptors mid-scan.
+    held: AtomicUsize,
+    budget: usize,
 }
 
 /// What we know of a process found holding a socket.
@@ -551,7 +564,7 @@ enum Details {
 struct Found {
     pid: u32,
     start_time: u64,
-    fd_dir: OwnedFd,
+    fd_dir: Option<OwnedFd>,
     details: Details,
 }
 
@@ -751,6 +764,7 @@ fn scan_one(ctx: &ScanCtx<'_>, pid: u32, dir_buf: &mut [MaybeUninit<u8>], out: &
     if out.hits.len() == before {
         return;
     }
+    let fd_dir = (ctx.held.fetch_add(1, Ordering::Relaxed) < ctx.budget).then_some(fd_dir);
     if wanted.is_none() {
         out.found.push(Found {
             pid,
@@ -777,6 +791,8 @@ fn scan_one(ctx: &ScanCtx<'_>, pid: u32, dir_buf: &mut [MaybeUninit<u8>], out: &
 fn count_error(e: &io::Error, stats: &mut ScanStats) {
     match Errno::from_io_error(e) {
         Some(Errno::ACCESS) | Some(Errno::PERM) => stats.fd_denied += 1,
+        // Ours, not the process's: read again at the next pass.
+        Some(Errno::MFILE) | Some(Errno::NFILE) | Some(Errno::NOMEM) => stats.fd_exhausted += 1,
         _ => stats.vanished += 1,
     }
 }

@@ -237,10 +237,18 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
 }
 
 /// Effective uid from `/proc/<pid>/status` (`Uid: real effective saved fs`).
+/// Read as bytes: the `Name:` line holds whatever the process named itself
+/// (`prctl(PR_SET_NAME)` takes any bytes), which must not hide its uid.
 pub fn parse_status_euid(text: &[u8]) -> Option<u32> {
-    let text = std::str::from_utf8(text).ok()?;
-    let line = text.lines().find_map(|l| l.strip_prefix("Uid:"))?;
-    line.split_ascii_whitespace().nth(1)?.parse().ok()
+    let line = text
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Uid:"))?;
+    std::str::from_utf8(line)
+        .ok()?
+        .split_ascii_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// `/proc/<pid>/cmdline` (NUL-separated arguments) as one space-separated line.
@@ -318,6 +326,9 @@ mod tests {
         let text = b"Name:\tx\nUid:\t1000\t1001\t1000\t1000\nGid:\t0\t0\t0\t0\n";
         assert_eq!(parse_status_euid(text), Some(1001));
         assert_eq!(parse_status_euid(b"Name:\tx\n"), None);
+        // A name that is not UTF-8 hides nothing.
+        let text = b"Name:\tbad\xff\xfe\nUmask:\t0022\nUid:\t0\t7\t0\t0\n";
+        assert_eq!(parse_status_euid(text), Some(7));
     }
 
     #[test]

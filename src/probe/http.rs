@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
 
 use super::Via;
 
@@ -46,6 +47,9 @@ pub enum HttpOutcome {
     Timeout,
     /// Could not connect by the deadline.
     Unreachable,
+    /// Could not even try, for a lack of our own (see
+    /// [`super::our_fault`]): no verdict on the port.
+    Error(&'static str),
 }
 
 /// What an outcome says about whether the port speaks HTTP.
@@ -59,6 +63,8 @@ pub enum Verdict {
     /// Nothing to go by: it did not answer in time, or could not be
     /// reached. A busy server looks like this.
     Inconclusive,
+    /// We could not ask: nothing is learnt, nothing changes.
+    Ours,
 }
 
 impl HttpOutcome {
@@ -71,6 +77,7 @@ impl HttpOutcome {
             HttpOutcome::Answered { .. } => Verdict::Http,
             HttpOutcome::Banner | HttpOutcome::NotHttp | HttpOutcome::Closed => Verdict::NotHttp,
             HttpOutcome::Timeout | HttpOutcome::Unreachable => Verdict::Inconclusive,
+            HttpOutcome::Error(_) => Verdict::Ours,
         }
     }
 
@@ -83,6 +90,7 @@ impl HttpOutcome {
             HttpOutcome::Closed => "closed",
             HttpOutcome::Timeout => "timeout",
             HttpOutcome::Unreachable => "unreachable",
+            HttpOutcome::Error(_) => "error",
         }
     }
 }
@@ -114,19 +122,33 @@ pub fn parse_response(buf: &[u8]) -> Parsed {
     }
 }
 
-/// Checks `addr` for HTTP, all within `timeout`; waits up to `banner_wait`
-/// for the server to speak first (zero: the port is known to wait for its
-/// client, ask at once).
+/// Checks `addr` for HTTP, giving the server `timeout` in all; waits up to
+/// `banner_wait` for the server to speak first (zero: the port is known to
+/// wait for its client, ask at once). `requests` caps the HTTP requests in
+/// flight (`HTTP_DETECTION_CONCURRENCY`): a permit is taken before asking —
+/// after the banner wait, which only listens, so that hundreds of silent
+/// seconds do not queue behind each other — and the time spent waiting for
+/// it is ours, not the server's.
 pub async fn probe(
     addr: SocketAddr,
     via: &Via,
     timeout: Duration,
     banner_wait: Duration,
+    requests: Option<&Semaphore>,
 ) -> HttpOutcome {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let Ok(Ok(mut stream)) = tokio::time::timeout_at(deadline, super::connect(addr, via)).await
-    else {
-        return HttpOutcome::Unreachable;
+    // Known to wait for its client: the permit first, then connect and ask.
+    let early = match requests {
+        Some(s) if banner_wait.is_zero() => Some(s.acquire().await),
+        _ => None,
+    };
+    let start = tokio::time::Instant::now();
+    let mut deadline = start + timeout;
+    let mut stream = match tokio::time::timeout_at(deadline, super::connect(addr, via)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            return super::our_fault(&e).map_or(HttpOutcome::Unreachable, HttpOutcome::Error);
+        }
+        Err(_elapsed) => return HttpOutcome::Unreachable,
     };
     let mut buf = vec![0u8; MAX_RESPONSE];
     if !banner_wait.is_zero() {
@@ -140,6 +162,16 @@ pub async fn probe(
             Ok(_) => return HttpOutcome::Closed,
         }
     }
+    let _permit = match (early, requests) {
+        (Some(permit), _) => Some(permit),
+        (None, Some(s)) => {
+            let waited = tokio::time::Instant::now();
+            let permit = s.acquire().await;
+            deadline += waited.elapsed();
+            Some(permit)
+        }
+        (None, None) => None,
+    };
     match tokio::time::timeout_at(deadline, stream.write_all(REQUEST)).await {
         Ok(Ok(())) => {}
         Ok(Err(_)) => return HttpOutcome::Closed,

@@ -18,6 +18,19 @@ use tokio::net::TcpStream;
 
 use crate::model::Socket;
 
+/// Why a connection could not even be tried on our side: out of file
+/// descriptors, socket buffers or memory. Such a failure says nothing about
+/// the port, and must never read as "down".
+pub fn our_fault(e: &io::Error) -> Option<&'static str> {
+    match e.raw_os_error()? {
+        libc::EMFILE => Some("fd_exhausted"),
+        libc::ENFILE => Some("system_fd_exhausted"),
+        libc::ENOBUFS => Some("no_buffers"),
+        libc::ENOMEM => Some("no_memory"),
+        _ => None,
+    }
+}
+
 /// Where a check's connections come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {

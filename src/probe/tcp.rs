@@ -17,6 +17,9 @@ pub struct TcpOutcome {
     pub answered: Option<SocketAddr>,
     /// We may not enter the port's namespace: nothing was checked.
     pub unsupported: bool,
+    /// Not alive, but only because we could not try (see
+    /// [`super::our_fault`]): no verdict on the port.
+    pub error: Option<&'static str>,
 }
 
 /// Connects to `targets` in order, at most `parallel` at once, until one
@@ -32,22 +35,28 @@ pub async fn probe(
     let mut pending = targets.iter().copied();
     let mut running = JoinSet::new();
     let mut denied = 0;
+    let mut error = None;
     let spawn = |set: &mut JoinSet<_>, addr: SocketAddr| {
         let via = via.clone();
         set.spawn(async move {
             let t = Instant::now();
             let result = tokio::time::timeout_at(deadline, super::connect(addr, &via)).await;
-            let denied =
-                matches!(&result, Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied);
-            (addr, matches!(result, Ok(Ok(_))), denied, t.elapsed())
+            let failed = match &result {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => Failed::Denied,
+                Ok(Err(e)) => super::our_fault(e).map_or(Failed::Port, Failed::Ours),
+                _ => Failed::Port,
+            };
+            (addr, matches!(result, Ok(Ok(_))), failed, t.elapsed())
         });
     };
     for addr in pending.by_ref().take(parallel.max(1)) {
         spawn(&mut running, addr);
     }
     while let Some(done) = running.join_next().await {
-        if let Ok((_, false, true, _)) = done {
-            denied += 1;
+        match done {
+            Ok((_, false, Failed::Denied, _)) => denied += 1,
+            Ok((_, false, Failed::Ours(reason), _)) => error = Some(reason),
+            _ => {}
         }
         if let Ok((addr, true, _, took)) = done {
             // The stream was dropped on return: a FIN, nothing sent.
@@ -57,6 +66,7 @@ pub async fn probe(
                 seconds: took.as_secs_f64(),
                 answered: Some(addr),
                 unsupported: false,
+                error: None,
             };
         }
         if let Some(addr) = pending.next() {
@@ -68,7 +78,19 @@ pub async fn probe(
         seconds: started.elapsed().as_secs_f64(),
         answered: None,
         unsupported: denied > 0 && denied == targets.len(),
+        error,
     }
+}
+
+/// Why one connect did not succeed.
+#[derive(Debug, Clone, Copy)]
+enum Failed {
+    /// Refused, timed out, unreachable: the port's answer.
+    Port,
+    /// We may not enter the namespace.
+    Denied,
+    /// Our own lack of a resource.
+    Ours(&'static str),
 }
 
 #[cfg(test)]

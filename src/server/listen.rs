@@ -1,6 +1,9 @@
 //! Accepting connections: TLS or plain HTTP as the web config says, basic
 //! auth and extra headers, and the limits that keep a client from holding
-//! the exporter: at most [`MAX_CONNECTIONS`] at once, request headers within
+//! the exporter: at most [`MAX_CONNECTIONS`] at once (at the cap, the oldest
+//! connection that has not sent a request yet makes room, so idle ones can
+//! never lock a scrape out), the first byte within [`FIRST_BYTE`], request
+//! headers within
 //! the request timeout (which also closes idle keep-alive connections) and
 //! at most [`MAX_HEAD`] bytes of them, no request bodies, and every response
 //! written within the request timeout of its request, however slowly the
@@ -22,7 +25,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
@@ -30,8 +32,12 @@ use super::auth::Denied;
 use super::web_config::Web;
 use crate::error::Error;
 
-/// Connections served at once; more are closed as soon as accepted.
+/// Connections served at once. At the cap, the oldest that has not sent a
+/// request yet is closed for a new one; with none such, the new one is.
 pub const MAX_CONNECTIONS: usize = 512;
+/// How long a new connection may stay silent (no TLS hello, no request
+/// line) before it is closed, at most: scrapers write at once.
+pub const FIRST_BYTE: Duration = Duration::from_secs(5);
 /// The most bytes of request line and headers read for one request (hyper's
 /// smallest buffer); more is refused with 431.
 pub const MAX_HEAD: usize = 8192;
@@ -58,7 +64,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(Mutex::new(Open::default()));
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -73,16 +79,20 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!("{MAX_CONNECTIONS} connections open: closing a new one");
+        let Some((id, conn)) = lock(&open).admit() else {
+            tracing::debug!("{MAX_CONNECTIONS} connections open, all in use: closing a new one");
             continue;
         };
         let serving = serving.clone();
         let watcher = graceful.watcher();
+        let open = Arc::clone(&open);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            connection(stream, serving, watcher).await;
-            drop(slot);
+            tokio::select! {
+                () = connection(stream, serving, watcher, Arc::clone(&conn)) => {}
+                () = conn.close.notified() => {}
+            }
+            lock(&open).conns.remove(&id);
         });
     }
     drop(listener);
@@ -93,31 +103,77 @@ pub async fn serve(
     Ok(())
 }
 
+/// The connections open, in the order they came.
+#[derive(Default)]
+struct Open {
+    next: u64,
+    conns: std::collections::BTreeMap<u64, Arc<Conn>>,
+}
+
+/// One open connection, as the accept loop sees it.
+#[derive(Default)]
+struct Conn {
+    /// No request has come yet.
+    idle: std::sync::atomic::AtomicBool,
+    /// Told to close, to make room.
+    close: tokio::sync::Notify,
+}
+
+impl Open {
+    /// Makes room for a new connection if there is any to make: at the cap
+    /// the oldest idle one is closed. `None`: every one is in use.
+    fn admit(&mut self) -> Option<(u64, Arc<Conn>)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.conns.len() >= MAX_CONNECTIONS {
+            let oldest_idle = self
+                .conns
+                .iter()
+                .find(|(_, c)| c.idle.load(Relaxed))
+                .map(|(id, _)| *id)?;
+            if let Some(c) = self.conns.remove(&oldest_idle) {
+                c.close.notify_one();
+            }
+        }
+        let id = self.next;
+        self.next += 1;
+        let conn = Arc::new(Conn::default());
+        conn.idle.store(true, Relaxed);
+        self.conns.insert(id, Arc::clone(&conn));
+        Some((id, conn))
+    }
+}
+
+fn lock(open: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
+    open.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 async fn connection(
     mut stream: TcpStream,
     serving: Serving,
     watcher: hyper_util::server::graceful::Watcher,
+    conn: Arc<Conn>,
 ) {
     let timeout = serving.request_timeout;
     let tls = serving.web.current().tls.clone();
     let clock = Arc::new(Clock::default());
+    // Silent since it connected: closed soon, whatever the request timeout.
+    let first = match tokio::time::timeout(timeout.min(FIRST_BYTE), first_byte(&stream)).await {
+        Ok(Ok(Some(b))) => b,
+        _ => return,
+    };
     let Some(tls) = tls else {
         let io = Timed::new(stream, Arc::clone(&clock));
-        http(io, serving, clock, watcher).await;
+        http(io, serving, clock, watcher, conn).await;
         return;
     };
-    match tokio::time::timeout(timeout, first_byte(&stream)).await {
-        Ok(Ok(Some(0x16))) => {}
-        Ok(Ok(Some(_))) => {
-            refuse_plain_http(&mut stream, timeout).await;
-            return;
-        }
-        _ => return,
+    if first != 0x16 {
+        refuse_plain_http(&mut stream, timeout).await;
+        return;
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let io = Timed::new(stream, Arc::clone(&clock));
     match tokio::time::timeout(timeout, acceptor.accept(io)).await {
-        Ok(Ok(tls_stream)) => http(tls_stream, serving, clock, watcher).await,
+        Ok(Ok(tls_stream)) => http(tls_stream, serving, clock, watcher, conn).await,
         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!("TLS handshake timed out"),
     }
@@ -157,11 +213,13 @@ async fn http<S>(
     serving: Serving,
     clock: Arc<Clock>,
     watcher: hyper_util::server::graceful::Watcher,
+    conn: Arc<Conn>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let timeout = serving.request_timeout;
     let service = hyper::service::service_fn(move |request| {
+        conn.idle.store(false, std::sync::atomic::Ordering::Relaxed);
         clock.arm(Instant::now() + timeout);
         respond(request, serving.clone())
     });

@@ -646,24 +646,58 @@ impl Web {
     }
 }
 
+/// A SIGHUP received before [`watch`] listens.
+static EARLY_HANGUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_hangup(_: libc::c_int) {
+    EARLY_HANGUP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Takes SIGHUP from the first thing `main` does: its default action ends
+/// the process, and `systemctl reload` may send it right after start. Until
+/// [`watch`] listens it is only noted; `watch` then reloads once.
+pub fn hold_hangups() {
+    // SAFETY: installs a handler that only stores to an atomic, which is
+    // async-signal-safe; the sigaction struct is fully initialised.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = note_hangup as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGHUP, &action, std::ptr::null_mut());
+    }
+}
+
+/// Gives SIGHUP its default action back, for the one-shot commands (a
+/// hung-up terminal ends `ls` as it ends any command).
+pub fn release_hangups() {
+    // SAFETY: resets one signal's disposition to the default.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_DFL);
+    }
+}
+
 /// Reloads the web config when its files change (checked every second) or
 /// on SIGHUP, for as long as the server runs. Without a file, SIGHUP is
 /// still taken (and only logged) so that it does not end the process.
 pub async fn watch(web: Arc<Web>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup()).ok();
+    // One that came before we listened (see `hold_hangups`) is acted on now.
+    let mut early = EARLY_HANGUP.swap(false, std::sync::atomic::Ordering::Relaxed);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let asked = tokio::select! {
-            _ = tick.tick() => false,
-            Some(()) = async {
-                match hangup.as_mut() {
-                    Some(h) => h.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => true,
-        };
+        let asked = std::mem::take(&mut early)
+            || tokio::select! {
+                _ = tick.tick() => false,
+                Some(()) = async {
+                    match hangup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => true,
+            };
         let Some(file) = web.path.as_deref().map(Path::display) else {
             if asked {
                 tracing::info!("SIGHUP: no --web.config.file to reload");

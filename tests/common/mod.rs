@@ -67,6 +67,10 @@ pub fn is_root() -> bool {
 pub const SOCKET_HOLDER: &str = r#"
 import json, os, socket, sys, time
 spec = json.loads(sys.argv[1])
+if spec.get("comm_hex"):
+    import ctypes
+    # prctl(PR_SET_NAME): any bytes, as any process may name itself.
+    ctypes.CDLL(None).prctl(15, ctypes.c_char_p(bytes.fromhex(spec["comm_hex"])), 0, 0, 0)
 socks, info = [], []
 for s in spec.get("sockets", []):
     fam = socket.AF_INET6 if ":" in s["addr"] else socket.AF_INET
@@ -74,7 +78,10 @@ for s in spec.get("sockets", []):
     sk = socket.socket(fam, kind)
     if fam == socket.AF_INET6:
         sk.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if s.get("v6only", True) else 0)
-    sk.bind((s["addr"], s.get("port", 0)))
+    if s.get("reuseport"):
+        sk.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    port = s.get("port", 0)
+    sk.bind((s["addr"], info[-1]["port"] if port == "previous" else port))
     if kind == socket.SOCK_STREAM:
         sk.listen(s.get("backlog", 16))
     if s.get("connect"):
