@@ -287,11 +287,22 @@ fn a_state_dir_that_is_a_file_is_a_usage_error() {
     let dir = TempDir::new("notdir");
     let file = dir.0.join("plain");
     std::fs::write(&file, b"").expect("write");
-    let out = std::process::Command::new(bin())
+    let mut child = std::process::Command::new(bin())
         .args(["serve", "--web.listen-address", "127.0.0.1:0"])
         .env("PORTWARDEN_STATE_DIR", &file)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started with a state dir that is a file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
