@@ -558,14 +558,14 @@ fn sighups_right_after_start_are_reloads_not_deaths() {
             .expect("start portwarden serve");
         let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
         // As `systemctl reload` right after start would: 20 at once, as
-        // soon as the process runs code of its own (its handler shows in
-        // SigCgt: the loader is done), and never later than 2 ms after
-        // spawn. No program can take a signal while the kernel and the
-        // dynamic loader are still setting it up (well under a millisecond
-        // here); before this fix the window was ~5 ms, up to the server's
-        // start.
+        // soon as the process runs code of its own. No program can take a
+        // signal while the kernel and the dynamic loader still set it up;
+        // the first thing the Rust runtime does before `main` is to ignore
+        // SIGPIPE, so by then SIGHUP must be taken (before this fix it was
+        // taken only once the server ran, ~5 ms later).
         let spawned = Instant::now();
-        while spawned.elapsed() < Duration::from_millis(2) && !catches_sighup(child.id()) {
+        while !started_running(child.id()) {
+            assert!(spawned.elapsed() < Duration::from_secs(5), "never started");
             std::hint::spin_loop();
         }
         for _ in 0..20 {
@@ -591,13 +591,19 @@ fn sighups_right_after_start_are_reloads_not_deaths() {
     }
 }
 
-/// Whether process `pid` has a handler for SIGHUP (bit 1 of SigCgt).
-fn catches_sighup(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let mask = s.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
-            u64::from_str_radix(mask.trim(), 16).ok()
-        })
-        .is_some_and(|m| m & 1 != 0)
+/// Whether process `pid` runs code of its own: it takes SIGHUP (bit 1 of
+/// SigCgt) or ignores SIGPIPE (bit 13 of SigIgn, the Rust runtime's first
+/// act).
+fn started_running(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    mask("SigCgt:") & 1 != 0 || mask("SigIgn:") & (1 << 12) != 0
 }
