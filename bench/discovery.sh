@@ -30,11 +30,11 @@ fds=$(find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
 echo "host: $sockets hostsim sockets, $fds open fds"
 
 hyperfine -N -w 2 -r "$RUNS" --export-json "$out/ls-vs-ss.json" \
-  'ss -ltnup' "$bin ls --json --no-check"
+  'ss -ltnup' "$bin ls --json"
 
 rss=0
 for _ in 1 2 3 4 5; do
-  kb=$(/usr/bin/time -v "$bin" ls --json --no-check 2>&1 >/dev/null | awk '/Maximum resident/ {print $6}')
+  kb=$(/usr/bin/time -v "$bin" ls --json 2>&1 >/dev/null | awk '/Maximum resident/ {print $6}')
   [ "$kb" -gt "$rss" ] && rss=$kb
 done
 
@@ -50,7 +50,7 @@ rss_mb = int(sys.argv[2]) / 1024
 print()
 print("| figure | measured | target |")
 print("|---|---|---|")
-print(f"| cold `ls --json` vs `ss -ltnup` (mean) | {ls['mean']*1e3:.0f} ms vs {ss['mean']*1e3:.0f} ms = {ls['mean']/ss['mean']:.2f}x | <= 0.5x |")
+print(f"| cold `ls --json` (the default: no connection) vs `ss -ltnup` (mean) | {ls['mean']*1e3:.0f} ms vs {ss['mean']*1e3:.0f} ms = {ls['mean']/ss['mean']:.2f}x | <= 0.5x |")
 print(f"| warm refresh, nothing changed (criterion median) | {est('refresh_warm'):.1f} ms | <= 20 ms |")
 print(f"| its kernel floor: one readlinkat per socket fd, one thread | {est('readlink_floor'):.1f} ms | - |")
 print(f"| full owner scan in-process (criterion median) | {est('full_scan'):.0f} ms | - |")
