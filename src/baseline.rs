@@ -342,16 +342,16 @@ impl Baseline {
         wait: bool,
         edit: impl FnOnce(&mut BTreeMap<Expected, u64>) -> bool,
     ) -> Result<Option<Recovered>, UpdateError> {
-        if let Some(why) = &self.read_only {
-            edit(&mut self.entries);
-            return Err(UpdateError::ReadOnly(why.clone()));
+        // Read-only (from the start, or since a newer version's file
+        // appeared under the lock): the edit lives in memory only.
+        // The lock, held to the end of the write.
+        let mut _held = None;
+        let mut recovered = None;
+        if self.read_only.is_none() {
+            _held = Some(self.lock(wait)?.ok_or(UpdateError::Busy)?);
+            recovered = self.read(true)?;
         }
-        let Some(_lock) = self.lock(wait)? else {
-            return Err(UpdateError::Busy);
-        };
-        let recovered = self.read(true)?;
         if let Some(why) = &self.read_only {
-            // A newer version's file appeared: not ours to write.
             edit(&mut self.entries);
             return Err(UpdateError::ReadOnly(why.clone()));
         }

@@ -10,56 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// The project's simulator with `procs` processes of `tcp` listeners each,
-/// all accepting; stopped on drop.
-struct Sim {
-    child: std::process::Child,
-    sockets: Vec<Value>,
-    _dir: TempDir,
-}
-
-impl Sim {
-    fn start(procs: usize, tcp: usize) -> Sim {
-        let dir = TempDir::new("sim");
-        let ready = dir.0.join("ready.json");
-        let child = Command::new(hostsim())
-            .args(["--procs", &procs.to_string(), "--tcp", &tcp.to_string()])
-            .args(["--udp", "0", "--fds", "0", "--accept", "--ready-file"])
-            .arg(&ready)
-            .spawn()
-            .expect("start hostsim");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !ready.exists() {
-            assert!(Instant::now() < deadline, "hostsim did not get ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let report: Value =
-            serde_json::from_slice(&std::fs::read(&ready).expect("ready")).expect("json");
-        let sockets = report["sockets"].as_array().expect("sockets").clone();
-        Sim {
-            child,
-            sockets,
-            _dir: dir,
-        }
-    }
-
-    fn ports(&self) -> Vec<u16> {
-        self.sockets
-            .iter()
-            .map(|s| s["port"].as_u64().expect("port") as u16)
-            .collect()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 fn prlimit(nofile: u32) -> Command {
     let mut cmd = Command::new("prlimit");
     cmd.arg(format!("--nofile={nofile}:{nofile}"))
@@ -71,7 +21,9 @@ fn prlimit(nofile: u32) -> Command {
 #[test]
 fn out_of_descriptors_no_port_reads_down() {
     let _serial = serial();
-    let sim = Sim::start(1, 200);
+    let sim = Sim::start(&[
+        "--procs", "1", "--tcp", "200", "--udp", "0", "--fds", "0", "--accept",
+    ]);
     let ports = sim.ports();
     let exporter = Exporter::start_cmd(
         prlimit(64),
@@ -106,7 +58,9 @@ fn out_of_descriptors_no_port_reads_down() {
 #[test]
 fn eleven_hundred_owners_are_all_named_at_an_ordinary_file_limit() {
     let _serial = serial();
-    let sim = Sim::start(1100, 1);
+    let sim = Sim::start(&[
+        "--procs", "1100", "--tcp", "1", "--udp", "0", "--fds", "0", "--accept",
+    ]);
     // ls under the common default limit.
     let out = prlimit(1024)
         .args(["ls", "--json", "--tcp"])
@@ -150,10 +104,4 @@ fn eleven_hundred_owners_are_all_named_at_an_ordinary_file_limit() {
         unnamed.len(),
         &unnamed[..unnamed.len().min(3)]
     );
-}
-
-/// Both tests run an exporter that checks every port on the host.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

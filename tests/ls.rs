@@ -404,30 +404,12 @@ fn unprivileged_run_lists_sockets_and_warns_once() {
 
 #[test]
 fn hostsim_sockets_all_listed_with_their_owner() {
-    let dir = TempDir::new("hostsim");
-    let ready = dir.0.join("ready.json");
-    let mut sim = Command::new(hostsim())
-        .args([
-            "--procs", "20", "--tcp", "6", "--udp", "2", "--fds", "30", "--http", "1", "--hung",
-            "1",
-        ])
-        .arg("--ready-file")
-        .arg(&ready)
-        .spawn()
-        .expect("start hostsim");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "hostsim did not get ready"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&ready).expect("ready file")).expect("json");
+    let sim = Sim::start(&[
+        "--procs", "20", "--tcp", "6", "--udp", "2", "--fds", "30", "--http", "1", "--hung", "1",
+    ]);
     let list = ls_json(&["--all"]);
     let mut missing = Vec::new();
-    for s in report["sockets"].as_array().expect("sockets") {
+    for s in &sim.sockets {
         let proto = if s["proto"].as_str().expect("proto").starts_with("tcp") {
             "tcp"
         } else {
@@ -442,9 +424,7 @@ fn hostsim_sockets_all_listed_with_their_owner() {
             missing.push(s.clone());
         }
     }
-    let _ = Command::new("kill").arg(sim.id().to_string()).status();
-    let _ = sim.wait();
-    assert_eq!(report["sockets"].as_array().expect("sockets").len(), 20 * 8);
+    assert_eq!(sim.sockets.len(), 20 * 8);
     assert!(
         missing.is_empty(),
         "not listed with the right owner: {missing:?}"

@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-/// Every exporter probes every port on the host, so two tests' exporters
-/// would see (and probe) each other's servers: these tests run one at a time.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[test]
 fn tcp_alive_then_zero_for_the_retention_then_gone() {
     let _serial = serial();

@@ -56,6 +56,67 @@ pub fn cannot_run(why: &str) {
     eprintln!("skipped: {why}");
 }
 
+/// A running [`hostsim`] with `args`, its sockets as its ready file lists
+/// them; stopped on drop.
+pub struct Sim {
+    child: Child,
+    pub sockets: Vec<Value>,
+    _dir: TempDir,
+}
+
+impl Sim {
+    pub fn start(args: &[&str]) -> Sim {
+        let dir = TempDir::new("sim");
+        let ready = dir.0.join("ready.json");
+        let child = Command::new(hostsim())
+            .args(args)
+            .arg("--ready-file")
+            .arg(&ready)
+            .spawn()
+            .expect("start hostsim");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !ready.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hostsim did not get ready"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let report: Value =
+            serde_json::from_slice(&std::fs::read(&ready).expect("ready file")).expect("json");
+        let sockets = report["sockets"].as_array().expect("sockets").clone();
+        Sim {
+            child,
+            sockets,
+            _dir: dir,
+        }
+    }
+
+    /// Every socket's port, in the ready file's order.
+    pub fn ports(&self) -> Vec<u16> {
+        self.sockets
+            .iter()
+            .map(|s| s["port"].as_u64().expect("port") as u16)
+            .collect()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Tests whose exporters check every port on the host run one at a time
+/// within a test binary: they would see (and check) each other's servers.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
