@@ -14,28 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROCS=${PROCS:-500} HOLD=${HOLD:-300}
-cargo build --release --quiet --bin portwarden --example hostsim
-bin=$PWD/target/release/portwarden
-sim_bin=$PWD/target/release/examples/hostsim
-out=target/bench
-mkdir -p "$out"
-
-sim=""; exporter=""
-cleanup() {
-  [ -n "$exporter" ] && kill "$exporter" 2>/dev/null && wait "$exporter" 2>/dev/null
-  [ -n "$sim" ] && kill "$sim" 2>/dev/null && wait "$sim" 2>/dev/null
-  exporter=""; sim=""
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 run_case() {
-  local label=$1 tcp=$2 hung=$3 hold=$4 ready port
-  ready=$(mktemp -u /tmp/portwarden-hostsim.XXXXXX.json)
-  "$sim_bin" --procs "$PROCS" --tcp "$tcp" --udp 2 --fds 200 --http 1 --hung "$hung" --accept \
-    --ready-file "$ready" &
-  sim=$!
-  until [ -f "$ready" ]; do kill -0 $sim 2>/dev/null || { echo "hostsim died" >&2; exit 1; }; sleep 0.5; done
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  local label=$1 tcp=$2 hung=$3 hold=$4 port
+  start_sim --procs "$PROCS" --tcp "$tcp" --udp 2 --fds 200 --http 1 --hung "$hung" --accept
+  port=$(free_port)
   PORT_STATUS_INTERVAL=5s PORT_HTTP_STATUS_INTERVAL=5s PORT_UDP_STATUS_INTERVAL=5s PORT_CHECK_TIMEOUT=1s \
     "$bin" serve --web.listen-address "127.0.0.1:$port" 2>"$out/http-detection-$label.log" &
   exporter=$!
@@ -91,16 +75,15 @@ print(f"| {label} | {len(tcp)} TCP, {len(http)} HTTP | "
       + (f"{lowest} of {len(http)}, {len(zeros)} ever 0 |" if hold else ""))
 PY
   cleanup
-  rm -f "$ready"
 }
 
 if [ "${ONLY:-}" != first-pass ]; then
   echo "| host | ports | HTTP alive 1 at 90 s | all HTTP alive 1 after | fewest over the next ${HOLD} s |"
   echo "|---|---|---|---|---|"
   run_case "no hung listeners" 20 0 "$HOLD"
-  run_case "500 never-accepting" 20 1 "$HOLD"
+  run_case "$PROCS never-accepting" 20 1 "$HOLD"
   echo
 fi
 echo "| host | ports | every HTTP port alive 1 after (target: ≤ 10 s = 2 × 5 s) |"
 echo "|---|---|---|"
-run_case "500 never-accepting" 13 1 0
+run_case "$PROCS never-accepting" 13 1 0

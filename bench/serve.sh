@@ -11,27 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROCS=${PROCS:-500} SCRAPES=${SCRAPES:-200}
-cargo build --release --quiet --bin portwarden --example hostsim
-bin=$PWD/target/release/portwarden
-out=target/bench
-mkdir -p "$out"
-
-sim=""; exporter=""
-cleanup() {
-  [ -n "$exporter" ] && kill "$exporter" 2>/dev/null && wait "$exporter" 2>/dev/null
-  [ -n "$sim" ] && kill "$sim" 2>/dev/null && wait "$sim" 2>/dev/null
-  exporter=""; sim=""
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 run_case() {
-  local label=$1 hung=$2 ready port
-  ready=$(mktemp -u /tmp/portwarden-hostsim.XXXXXX.json)
-  "$PWD/target/release/examples/hostsim" --procs "$PROCS" --tcp 20 --udp 2 --fds 200 --http 1 --hung "$hung" \
-    --accept --ready-file "$ready" &
-  sim=$!
-  until [ -f "$ready" ]; do kill -0 $sim 2>/dev/null || { echo "hostsim died" >&2; exit 1; }; sleep 0.5; done
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  local label=$1 hung=$2 port
+  start_sim --procs "$PROCS" --tcp 20 --udp 2 --fds 200 --http 1 --hung "$hung" --accept
+  port=$(free_port)
   PORT_STATUS_INTERVAL=20s PORTWARDEN_PROBE_SPREAD=false \
     "$bin" serve --web.listen-address "127.0.0.1:$port" 2>"$out/serve-$label.log" &
   exporter=$!
@@ -85,7 +70,6 @@ print(json.dumps(res))
 json.dump(res, open(f"target/bench/serve-{label}.json", "w"))
 PY
   cleanup
-  rm -f "$ready"
 }
 
 run_case hung 1
