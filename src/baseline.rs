@@ -139,29 +139,25 @@ fn render(entries: &BTreeMap<Expected, u64>) -> Vec<u8> {
     text
 }
 
-/// The ports of a discovery as the exporter's series name them: one per
-/// protocol, port and namespace, named by the first owned socket's primary
-/// owner (the exporter's rule); excluded ports left out.
+/// The ports of a discovery as the exporter's series name them
+/// ([`crate::model::series`]), in order.
 pub fn from_ports(ports: &[crate::model::Port]) -> Vec<Expected> {
-    let mut named: BTreeMap<(Proto, u16, &str), Option<&crate::model::Owner>> = BTreeMap::new();
-    for p in ports.iter().filter(|p| !p.excluded) {
-        let slot = named
-            .entry((p.socket.proto, p.socket.port, &*p.netns))
-            .or_default();
-        if slot.is_none() {
-            *slot = p.primary_owner();
-        }
-    }
-    named
+    let mut out: Vec<Expected> = crate::model::series(ports)
         .into_iter()
-        .map(|((proto, port, netns), owner)| Expected {
-            proto,
-            port,
-            netns: netns.to_string(),
-            process_name: owner.map_or_else(String::new, |o| o.process_name.clone()),
-            exe_path: owner.map_or_else(String::new, |o| o.exe_path.clone()),
+        .map(|(key, series)| Expected {
+            proto: key.proto,
+            port: key.port,
+            netns: key.netns.to_string(),
+            process_name: series
+                .owner
+                .map_or_else(String::new, |o| o.process_name.clone()),
+            exe_path: series
+                .owner
+                .map_or_else(String::new, |o| o.exe_path.clone()),
         })
-        .collect()
+        .collect();
+    out.sort_by(|a, b| (a.proto, a.port, &a.netns).cmp(&(b.proto, b.port, &b.netns)));
+    out
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch.

@@ -7,10 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::error::Error;
+use crate::collectors::Collectors;
 
 /// Command line of the `portwarden` binary.
 #[derive(Debug, Parser)]
@@ -168,8 +167,9 @@ fn parse_proto(s: &str) -> Result<crate::model::Proto, String> {
     }
 }
 
-/// Flags of the exporter. Values are validated by [`Settings::new`], which
-/// names the environment variable or flag a bad value came from.
+/// Flags of the exporter, each with its type and parser: a bad value is
+/// refused by clap, and [`explain`] names the flag or environment variable
+/// it came from.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to serve metrics on: [host]:port (":9765" = every address).
@@ -177,15 +177,17 @@ pub struct ServeArgs {
         long = "web.listen-address",
         env = "PORTWARDEN_LISTEN_ADDRESS",
         value_name = "ADDR",
-        default_value = ":9765"
+        default_value = ":9765",
+        value_parser = parse_listen_address
     )]
-    pub listen_address: String,
+    pub listen_address: SocketAddr,
 
     /// Path under which metrics are served.
     #[arg(
         long = "web.telemetry-path",
         value_name = "PATH",
-        default_value = "/metrics"
+        default_value = "/metrics",
+        value_parser = parse_url_path
     )]
     pub telemetry_path: String,
 
@@ -194,34 +196,38 @@ pub struct ServeArgs {
         long = "port.status-interval",
         env = "PORT_STATUS_INTERVAL",
         value_name = "DURATION",
-        default_value = "1m"
+        default_value = "1m",
+        value_parser = parse_interval
     )]
-    pub status_interval: String,
+    pub status_interval: Duration,
 
     /// How often HTTP liveness is checked [default: the status interval].
     #[arg(
         long = "port.http-status-interval",
         env = "PORT_HTTP_STATUS_INTERVAL",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        value_parser = parse_interval
     )]
-    pub http_status_interval: Option<String>,
+    pub http_status_interval: Option<Duration>,
 
     /// How often UDP presence is checked [default: the status interval].
     #[arg(
         long = "port.udp-status-interval",
         env = "PORT_UDP_STATUS_INTERVAL",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        value_parser = parse_interval
     )]
-    pub udp_status_interval: Option<String>,
+    pub udp_status_interval: Option<Duration>,
 
     /// How often owner processes are checked for liveness.
     #[arg(
         long = "process.alive-status-interval",
         env = "PROCESS_ALIVE_STATUS_INTERVAL",
         value_name = "DURATION",
-        default_value = "1m"
+        default_value = "1m",
+        value_parser = parse_interval
     )]
-    pub process_interval: String,
+    pub process_interval: Duration,
 
     /// Longest time between two full owner rescans (reading every process's
     /// fd table); refreshes in between are cheap.
@@ -229,54 +235,61 @@ pub struct ServeArgs {
         long = "port.label-interval",
         env = "PORT_LABEL_INTERVAL",
         value_name = "DURATION",
-        default_value = "1h"
+        default_value = "1h",
+        value_parser = parse_interval
     )]
-    pub label_interval: String,
+    pub label_interval: Duration,
 
     /// Timeout of one TCP or HTTP check.
     #[arg(
         long = "probe.timeout",
         env = "PORT_CHECK_TIMEOUT",
         value_name = "DURATION",
-        default_value = "1s"
+        default_value = "1s",
+        value_parser = parse_interval
     )]
-    pub check_timeout: String,
+    pub check_timeout: Duration,
 
     /// Addresses of one port tried at once.
     #[arg(
         long = "probe.max-parallel-ip-checks",
         env = "MAX_PARALLEL_IP_CHECKS",
         value_name = "N",
-        default_value = "8"
+        default_value = "8",
+        value_parser = parse_count::<1>
     )]
-    pub max_parallel_ip_checks: String,
+    pub max_parallel_ip_checks: usize,
 
     /// HTTP checks in flight at once.
     #[arg(
         long = "probe.http-concurrency",
         env = "HTTP_DETECTION_CONCURRENCY",
         value_name = "N",
-        default_value = "10"
+        default_value = "10",
+        value_parser = parse_count::<1>
     )]
-    pub http_concurrency: String,
+    pub http_concurrency: usize,
 
     /// Whether to detect and check HTTP on TCP ports.
     #[arg(
         long = "probe.http",
         env = "ENABLE_HTTP_DETECTION",
         value_name = "BOOL",
-        default_value = "true"
+        default_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_go_bool
     )]
-    pub http_detection: String,
+    pub http_detection: bool,
 
     /// Checks of any kind in flight at once.
     #[arg(
         long = "probe.concurrency",
         env = "PORTWARDEN_PROBE_CONCURRENCY",
         value_name = "N",
-        default_value = "64"
+        default_value = "64",
+        value_parser = parse_count::<1>
     )]
-    pub probe_concurrency: String,
+    pub probe_concurrency: usize,
 
     /// Spread the checks of a round over half its interval (true), or start
     /// them as fast as --probe.concurrency allows (false).
@@ -284,36 +297,41 @@ pub struct ServeArgs {
         long = "probe.spread",
         env = "PORTWARDEN_PROBE_SPREAD",
         value_name = "BOOL",
-        default_value = "true"
+        default_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_go_bool
     )]
-    pub spread: String,
+    pub spread: bool,
 
     /// How long a port that disappeared keeps its series (at 0).
     #[arg(
         long = "port.retention",
         env = "PORTWARDEN_PORT_RETENTION",
         value_name = "DURATION",
-        default_value = "15m"
+        default_value = "15m",
+        value_parser = parse_interval
     )]
-    pub retention: String,
+    pub retention: Duration,
 
     /// How long a port must listen without a break to become expected.
     #[arg(
         long = "baseline.learn",
         env = "PORTWARDEN_BASELINE_LEARN",
         value_name = "DURATION",
-        default_value = "1h"
+        default_value = "1h",
+        value_parser = parse_interval
     )]
-    pub baseline_learn: String,
+    pub baseline_learn: Duration,
 
     /// A file of ports that are never unexpected: `proto/port [process]`
     /// per line, e.g. `tcp/22` or `tcp/8080 java*`.
     #[arg(
         long = "baseline.allowlist",
         env = "PORTWARDEN_BASELINE_ALLOWLIST",
-        value_name = "FILE"
+        value_name = "FILE",
+        value_parser = load_allowlist
     )]
-    pub baseline_allowlist: Option<PathBuf>,
+    pub baseline_allowlist: Option<crate::baseline::Allowlist>,
 
     /// The most port series exported; past it, new ports are left out,
     /// counted in portwarden_ports_over_limit and logged.
@@ -321,18 +339,20 @@ pub struct ServeArgs {
         long = "discovery.max-ports",
         env = "PORTWARDEN_DISCOVERY_MAX_PORTS",
         value_name = "N",
-        default_value = "20000"
+        default_value = "20000",
+        value_parser = parse_count::<1>
     )]
-    pub max_ports: String,
+    pub max_ports: usize,
 
     /// The most /metrics requests served at once (more get 503); 0: no limit.
     #[arg(
         long = "web.max-requests",
         env = "PORTWARDEN_WEB_MAX_REQUESTS",
         value_name = "N",
-        default_value = "40"
+        default_value = "40",
+        value_parser = parse_count::<0>
     )]
-    pub max_requests: String,
+    pub max_requests: usize,
 
     /// TLS, client certificates, basic auth and headers, in the format of
     /// Prometheus's exporter-toolkit (as node_exporter's flag of this name).
@@ -350,21 +370,68 @@ pub struct ServeArgs {
         long = "web.request-timeout",
         env = "PORTWARDEN_WEB_REQUEST_TIMEOUT",
         value_name = "DURATION",
-        default_value = "30s"
+        default_value = "30s",
+        value_parser = parse_interval
     )]
-    pub request_timeout: String,
+    pub request_timeout: Duration,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(
         long = "log.level",
         env = "PORTWARDEN_LOG_LEVEL",
         value_name = "LEVEL",
-        default_value = "info"
+        default_value = "info",
+        value_parser = parse_log_level
     )]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub collectors: CollectorArgs,
 }
 
-/// The exporter's validated settings.
+/// `--collector.<name>` / `--no-collector.<name>`, as node_exporter: every
+/// collector is on unless switched off; the last flag given wins.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CollectorArgs {
+    /// Leave out accept queues, drops, connections and peers (and count no
+    /// connections).
+    #[arg(long = "no-collector.load", overrides_with = "load")]
+    no_load: bool,
+    /// Export accept queues, drops, connections and peers (the default).
+    #[arg(long = "collector.load", overrides_with = "no_load")]
+    load: bool,
+    /// Leave out portwarden_port_health (and the connect-time history behind it).
+    #[arg(long = "no-collector.health", overrides_with = "health")]
+    no_health: bool,
+    /// Export portwarden_port_health (the default).
+    #[arg(long = "collector.health", overrides_with = "no_health")]
+    health: bool,
+    /// Leave out portwarden_port_info.
+    #[arg(long = "no-collector.info", overrides_with = "info")]
+    no_info: bool,
+    /// Export portwarden_port_info, one series per socket (the default).
+    #[arg(long = "collector.info", overrides_with = "no_info")]
+    info: bool,
+    /// Leave out expected and unexpected ports (and keep no baseline file).
+    #[arg(long = "no-collector.baseline", overrides_with = "baseline")]
+    no_baseline: bool,
+    /// Export expected and unexpected ports (the default).
+    #[arg(long = "collector.baseline", overrides_with = "no_baseline")]
+    baseline: bool,
+}
+
+impl CollectorArgs {
+    pub fn collectors(&self) -> Collectors {
+        Collectors {
+            load: !self.no_load,
+            health: !self.no_health,
+            info: !self.no_info,
+            baseline: !self.no_baseline,
+        }
+    }
+}
+
+/// The exporter's settings, as the engine and server take them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub listen_address: SocketAddr,
@@ -384,208 +451,122 @@ pub struct Settings {
     pub log_level: String,
     pub baseline_learn: Duration,
     pub allowlist: crate::baseline::Allowlist,
-    /// `--state.dir` (a global flag, set by the caller); `None`: the default.
+    /// `--state.dir` (a global flag); `None`: the default.
     pub state_dir: Option<PathBuf>,
     pub max_ports: usize,
     /// 0: no limit.
     pub max_requests: usize,
     pub web_config_file: Option<PathBuf>,
     pub request_timeout: Duration,
+    pub collectors: Collectors,
 }
 
 impl Settings {
-    /// Validates `args`; `matches` tells whether each value came from the
-    /// environment or a flag, so the error names what the user wrote.
-    pub fn new(args: &ServeArgs, matches: &ArgMatches) -> Result<Settings, Error> {
-        let name = |id: &str, flag: &str, env: Option<&str>| -> String {
-            match (matches.value_source(id), env) {
-                (Some(ValueSource::EnvVariable), Some(env)) => env.to_string(),
-                _ => flag.to_string(),
-            }
-        };
-        let fail = |setting: String, message: String| Error::Config { setting, message };
-        let duration = |value: &str, id: &str, flag: &str, env: &str| {
-            let d = parse_go_duration(value).map_err(|m| fail(name(id, flag, Some(env)), m))?;
-            if d.is_zero() {
-                return Err(fail(
-                    name(id, flag, Some(env)),
-                    format!("must be more than zero, got '{value}'"),
-                ));
-            }
-            Ok(d)
-        };
-        let count_from =
-            |min: usize, value: &str, id: &str, flag: &str, env: Option<&str>| match value
-                .trim()
-                .parse::<usize>(
-            ) {
-                Ok(n) if (min..=100_000).contains(&n) => Ok(n),
-                _ => Err(fail(
-                    name(id, flag, env),
-                    format!(
-                        "invalid number '{value}' (expected a whole number from {min} to 100000)"
-                    ),
-                )),
-            };
-        let count = |value: &str, id: &str, flag: &str, env: Option<&str>| {
-            count_from(1, value, id, flag, env)
-        };
-        let status_interval = duration(
-            &args.status_interval,
-            "status_interval",
-            "--port.status-interval",
-            "PORT_STATUS_INTERVAL",
-        )?;
-        let optional = |value: &Option<String>, id: &str, flag: &str, env: &str| match value {
-            Some(v) => duration(v, id, flag, env),
-            None => Ok(status_interval),
-        };
-        let telemetry_path = args.telemetry_path.clone();
-        if !telemetry_path.starts_with('/') || telemetry_path.contains(char::is_whitespace) {
-            return Err(fail(
-                "--web.telemetry-path".into(),
-                format!(
-                    "invalid path '{telemetry_path}' (expected an absolute URL path such as /metrics)"
-                ),
-            ));
-        }
-        let log_level = args.log_level.to_ascii_lowercase();
-        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-            return Err(fail(
-                name("log_level", "--log.level", Some("PORTWARDEN_LOG_LEVEL")),
-                format!(
-                    "invalid level '{}' (expected error, warn, info, debug or trace)",
-                    args.log_level
-                ),
-            ));
-        }
-        Ok(Settings {
-            listen_address: parse_listen_address(&args.listen_address).map_err(|m| {
-                fail(
-                    name(
-                        "listen_address",
-                        "--web.listen-address",
-                        Some("PORTWARDEN_LISTEN_ADDRESS"),
-                    ),
-                    m,
-                )
-            })?,
-            telemetry_path,
-            status_interval,
-            http_status_interval: optional(
-                &args.http_status_interval,
-                "http_status_interval",
-                "--port.http-status-interval",
-                "PORT_HTTP_STATUS_INTERVAL",
-            )?,
-            udp_status_interval: optional(
-                &args.udp_status_interval,
-                "udp_status_interval",
-                "--port.udp-status-interval",
-                "PORT_UDP_STATUS_INTERVAL",
-            )?,
-            process_interval: duration(
-                &args.process_interval,
-                "process_interval",
-                "--process.alive-status-interval",
-                "PROCESS_ALIVE_STATUS_INTERVAL",
-            )?,
-            label_interval: duration(
-                &args.label_interval,
-                "label_interval",
-                "--port.label-interval",
-                "PORT_LABEL_INTERVAL",
-            )?,
-            check_timeout: duration(
-                &args.check_timeout,
-                "check_timeout",
-                "--probe.timeout",
-                "PORT_CHECK_TIMEOUT",
-            )?,
-            max_parallel_ip_checks: count(
-                &args.max_parallel_ip_checks,
-                "max_parallel_ip_checks",
-                "--probe.max-parallel-ip-checks",
-                Some("MAX_PARALLEL_IP_CHECKS"),
-            )?,
-            http_concurrency: count(
-                &args.http_concurrency,
-                "http_concurrency",
-                "--probe.http-concurrency",
-                Some("HTTP_DETECTION_CONCURRENCY"),
-            )?,
-            http_detection: parse_go_bool(&args.http_detection).map_err(|m| {
-                fail(
-                    name(
-                        "http_detection",
-                        "--probe.http",
-                        Some("ENABLE_HTTP_DETECTION"),
-                    ),
-                    m,
-                )
-            })?,
-            probe_concurrency: count(
-                &args.probe_concurrency,
-                "probe_concurrency",
-                "--probe.concurrency",
-                Some("PORTWARDEN_PROBE_CONCURRENCY"),
-            )?,
-            spread: parse_go_bool(&args.spread).map_err(|m| {
-                fail(
-                    name("spread", "--probe.spread", Some("PORTWARDEN_PROBE_SPREAD")),
-                    m,
-                )
-            })?,
-            retention: duration(
-                &args.retention,
-                "retention",
-                "--port.retention",
-                "PORTWARDEN_PORT_RETENTION",
-            )?,
-            log_level,
-            baseline_learn: duration(
-                &args.baseline_learn,
-                "baseline_learn",
-                "--baseline.learn",
-                "PORTWARDEN_BASELINE_LEARN",
-            )?,
-            allowlist: match &args.baseline_allowlist {
-                None => crate::baseline::Allowlist::default(),
-                Some(path) => crate::baseline::Allowlist::load(path).map_err(|m| {
-                    fail(
-                        name(
-                            "baseline_allowlist",
-                            "--baseline.allowlist",
-                            Some("PORTWARDEN_BASELINE_ALLOWLIST"),
-                        ),
-                        m,
-                    )
-                })?,
-            },
-            state_dir: None,
-            max_ports: count(
-                &args.max_ports,
-                "max_ports",
-                "--discovery.max-ports",
-                Some("PORTWARDEN_DISCOVERY_MAX_PORTS"),
-            )?,
-            // 0: no limit.
-            max_requests: count_from(
-                0,
-                &args.max_requests,
-                "max_requests",
-                "--web.max-requests",
-                Some("PORTWARDEN_WEB_MAX_REQUESTS"),
-            )?,
+    /// The settings of `args` (already validated by their parsers), with
+    /// the defaults that depend on other settings filled in.
+    pub fn new(args: &ServeArgs, global: &GlobalArgs) -> Settings {
+        Settings {
+            listen_address: args.listen_address,
+            telemetry_path: args.telemetry_path.clone(),
+            status_interval: args.status_interval,
+            http_status_interval: args.http_status_interval.unwrap_or(args.status_interval),
+            udp_status_interval: args.udp_status_interval.unwrap_or(args.status_interval),
+            process_interval: args.process_interval,
+            label_interval: args.label_interval,
+            check_timeout: args.check_timeout,
+            max_parallel_ip_checks: args.max_parallel_ip_checks,
+            http_concurrency: args.http_concurrency,
+            http_detection: args.http_detection,
+            probe_concurrency: args.probe_concurrency,
+            spread: args.spread,
+            retention: args.retention,
+            log_level: args.log_level.clone(),
+            baseline_learn: args.baseline_learn,
+            allowlist: args.baseline_allowlist.clone().unwrap_or_default(),
+            state_dir: global.state_dir.clone(),
+            max_ports: args.max_ports,
+            max_requests: args.max_requests,
             web_config_file: args.web_config_file.clone(),
-            request_timeout: duration(
-                &args.request_timeout,
-                "request_timeout",
-                "--web.request-timeout",
-                "PORTWARDEN_WEB_REQUEST_TIMEOUT",
-            )?,
-        })
+            request_timeout: args.request_timeout,
+            collectors: args.collectors.collectors(),
+        }
     }
+}
+
+/// A clap error as portwarden reports a bad value: `NAME: message`, where
+/// NAME is the environment variable when the value came from there (the
+/// plugin's users set those), else the flag. `None` for other errors
+/// (unknown flags, help), which clap words well itself.
+pub fn explain(e: &clap::Error, argv: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::ValueValidation {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split([' ', '=']).next()?;
+    let long = flag.strip_prefix("--")?;
+    let command = <Cli as clap::CommandFactory>::command();
+    let env = std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env().map(|e| e.to_os_string()));
+    let on_line = argv.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    let name = match env {
+        Some(env) if !on_line && std::env::var_os(&env).is_some() => {
+            env.to_string_lossy().into_owned()
+        }
+        _ => flag.to_string(),
+    };
+    let message = std::error::Error::source(e)?.to_string();
+    Some(format!("{name}: {message}"))
+}
+
+/// A duration above zero, in Go's syntax.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    match parse_go_duration(s)? {
+        d if d.is_zero() => Err(format!("must be more than zero, got '{s}'")),
+        d => Ok(d),
+    }
+}
+
+/// A whole number from `MIN` to 100,000.
+fn parse_count<const MIN: usize>(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (MIN..=100_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid number '{s}' (expected a whole number from {MIN} to 100000)"
+        )),
+    }
+}
+
+fn parse_url_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') || s.contains(char::is_whitespace) {
+        return Err(format!(
+            "invalid path '{s}' (expected an absolute URL path such as /metrics)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn parse_log_level(s: &str) -> Result<String, String> {
+    let level = s.to_ascii_lowercase();
+    if ["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+        Ok(level)
+    } else {
+        Err(format!(
+            "invalid level '{s}' (expected error, warn, info, debug or trace)"
+        ))
+    }
+}
+
+fn load_allowlist(s: &str) -> Result<crate::baseline::Allowlist, String> {
+    crate::baseline::Allowlist::load(std::path::Path::new(s))
 }
 
 /// Parses a duration in Go's syntax (`time.ParseDuration`): a sequence of
@@ -778,19 +759,15 @@ mod tests {
         assert!(parse_listen_address("localhost:99999").is_err());
     }
 
-    fn settings(args: &[&str]) -> Result<Settings, Error> {
-        use clap::{CommandFactory, FromArgMatches};
+    fn settings(args: &[&str]) -> Result<Settings, String> {
         let mut all = vec!["portwarden", "serve"];
         all.extend_from_slice(args);
-        let matches = Cli::command().try_get_matches_from(all).expect("parses");
-        let cli = Cli::from_arg_matches(&matches).expect("derives");
+        let argv: Vec<std::ffi::OsString> = all.iter().map(Into::into).collect();
+        let cli = Cli::try_parse_from(&argv).map_err(|e| explain(&e, &argv).expect("explained"))?;
         let Some(Command::Serve(serve)) = cli.command else {
             panic!("serve")
         };
-        Settings::new(
-            &serve,
-            matches.subcommand_matches("serve").expect("serve matches"),
-        )
+        Ok(Settings::new(&serve, &cli.global))
     }
 
     #[test]
@@ -841,6 +818,17 @@ mod tests {
                 .starts_with("--probe.concurrency: invalid number '0'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn collectors_are_on_unless_switched_off_and_the_last_flag_wins() {
+        let on = |args: &[&str]| settings(args).expect("valid").collectors;
+        assert_eq!(on(&[]), Collectors::default());
+        let off = on(&["--no-collector.load", "--no-collector.info"]);
+        assert!(!off.load && !off.info && off.health && off.baseline);
+        assert!(on(&["--no-collector.load", "--collector.load"]).load);
+        assert!(!on(&["--collector.baseline", "--no-collector.baseline"]).baseline);
+        assert!(!on(&["--no-collector.health"]).health);
     }
 
     #[test]

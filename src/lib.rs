@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! discover (netlink sock_diag + /proc fd scan) → model::Port list → cli (ls)
-//!                                              ↘ schedule (probe rounds) → Snapshot → metrics → server
+//!     ↘ engine: discovery thread + probe rounds → messages → state owner
+//!         → immutable Snapshot → collectors → encoder → server
 //! ```
 //!
 //! - [`discover`]: the only module that reads /proc or talks netlink. Lists
@@ -16,23 +17,27 @@
 //! - [`config`]: every flag, its environment variable and its validation.
 //! - [`cli`]: one-shot commands (`ls`).
 //! - [`probe`]: TCP and HTTP checks; a failed check is data, never an error.
-//! - [`schedule`]: the background engine that discovers, probes and
-//!   publishes snapshots.
-//! - [`metrics`]: exposition of a snapshot, text 0.0.4 or OpenMetrics.
+//! - [`engine`]: the background engine that discovers, probes and
+//!   publishes snapshots, its threads and tasks supervised.
+//! - [`collectors`]: a snapshot as metric families, one file per group.
+//! - [`encoder`]: metric families as text 0.0.4 or OpenMetrics.
+//! - [`alloc`]: allocator tuning.
 //! - [`server`]: `/metrics`, the landing page, graceful shutdown.
 
+pub mod alloc;
 pub mod baseline;
 pub mod cli;
+pub mod collectors;
 pub mod config;
 pub mod discover;
+pub mod encoder;
+pub mod engine;
 pub mod error;
 pub mod exclude;
 pub mod fds;
 pub mod health;
-pub mod metrics;
 pub mod model;
 pub mod probe;
-pub mod schedule;
 pub mod server;
 
 pub use error::{Error, Result};

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::{CommandFactory, Parser};
 use portwarden::config::{Cli, Command, GlobalArgs, ServeArgs, Settings};
 use portwarden::discover::{Discoverer, Options};
 use portwarden::exclude::Exclusions;
@@ -22,23 +22,26 @@ static HOLD_HANGUPS: extern "C" fn() = {
 };
 
 fn main() -> ExitCode {
-    portwarden::schedule::tune_allocator();
+    portwarden::alloc::tune();
     // Every command reads many fd tables: as Go's runtime does, the soft
     // open-file limit goes up to the hard one.
     portwarden::fds::raise_limit();
-    let parsed = Cli::command()
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
-    let (cli, matches) = match parsed {
-        Ok(parsed) => parsed,
-        // clap prints --help/--version to stdout (exit 0) and usage errors,
-        // which name the flag and the accepted values, to stderr (exit 2).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        // A bad value names the flag or environment variable it came from;
+        // clap prints --help/--version to stdout (exit 0) and other usage
+        // errors to stderr (exit 2).
         Err(e) => {
+            if let Some(message) = portwarden::config::explain(&e, &argv) {
+                eprintln!("portwarden: {message}");
+                return ExitCode::from(2);
+            }
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    match run(cli, &matches) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(err) = e.downcast_ref::<portwarden::Error>() {
@@ -54,7 +57,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<()> {
     if !matches!(cli.command, None | Some(Command::Serve(_))) {
         portwarden::server::web_config::release_hangups();
     }
@@ -101,18 +104,14 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             clap_mangen::Man::new(page).render(&mut io::stdout().lock())?;
             Ok(())
         }
-        Some(Command::Serve(args)) => {
-            let sub = matches.subcommand_matches("serve").unwrap_or(matches);
-            serve(&cli.global, &args, sub)
-        }
-        None => serve(&cli.global, &cli.serve, matches),
+        Some(Command::Serve(args)) => serve(&cli.global, &args),
+        None => serve(&cli.global, &cli.serve),
     }
 }
 
 /// `portwarden serve`: validate everything first, then run until SIGTERM.
-fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-    let mut settings = Settings::new(args, matches)?;
-    settings.state_dir = global.state_dir.clone();
+fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    let mut settings = Settings::new(args, global);
     if let Some(dir) = &settings.state_dir
         && dir.exists()
         && !dir.is_dir()
@@ -129,7 +128,8 @@ fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> a
         proc_root: global.proc_root.clone(),
         exclusions,
         threads: 0,
-        connections: true,
+        // Connections are counted for the load collector only.
+        connections: settings.collectors.load,
     })?;
     init_logging(&settings.log_level);
     // Checks in flight never take more descriptors than are left.
@@ -168,26 +168,54 @@ fn serve(global: &GlobalArgs, args: &ServeArgs, matches: &clap::ArgMatches) -> a
             version = env!("CARGO_PKG_VERSION"),
             "serving metrics"
         );
-        let engine = portwarden::schedule::Engine::start(settings, discoverer);
-        let watcher = tokio::spawn(portwarden::server::web_config::watch(web.clone()));
+        let mut engine = portwarden::engine::Engine::start(settings, discoverer)?;
+        engine.supervise(
+            "web config watcher",
+            portwarden::server::web_config::watch(web.clone()),
+        );
         let serving = portwarden::server::listen::Serving {
             router: portwarden::server::app(engine.shared.clone(), &path, max_requests),
             web,
             request_timeout,
         };
-        let served = portwarden::server::listen::serve(
+        // Until SIGTERM, or until a thread or task of ours ends: then
+        // `/-/healthy` says which for a moment, and the process exits 1.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut server = tokio::spawn(portwarden::server::listen::serve(
             listener,
             serving,
-            portwarden::server::shutdown_signal(),
-        )
-        .await;
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let failed = tokio::select! {
+            () = portwarden::server::shutdown_signal() => None,
+            ended = engine.failed() => {
+                tokio::time::sleep(FAILED_GRACE).await;
+                Some(ended.to_string())
+            }
+            served = &mut server => Some(match served {
+                Ok(Ok(())) => "the server ended".to_string(),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(e) => format!("the server {}", if e.is_panic() { "panicked" } else { "ended" }),
+            }),
+        };
         tracing::info!("shutting down");
-        watcher.abort();
+        let _ = stop.send(());
+        if !server.is_finished() {
+            server.await??;
+        }
         engine.stop();
-        served
-    })?;
-    Ok(())
+        match failed {
+            Some(why) => Err(anyhow::anyhow!("{why}")),
+            None => Ok(()),
+        }
+    })
 }
+
+/// How long `/-/healthy` answers 503 after a thread or task of the engine
+/// ended, before the process exits.
+const FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(format!("portwarden={level},warn"))

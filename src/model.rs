@@ -151,6 +151,43 @@ impl Port {
     }
 }
 
+/// One port series: a protocol and port number in one network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortKey {
+    pub proto: Proto,
+    pub port: u16,
+    pub netns: Arc<str>,
+}
+
+/// The sockets behind one port series, and the owner that names it.
+#[derive(Debug, Default)]
+pub struct Series<'a> {
+    pub ports: Vec<&'a Port>,
+    /// The first owned socket's primary owner.
+    pub owner: Option<&'a Owner>,
+}
+
+/// Groups ports into series, the one rule every caller uses (the exporter's
+/// series, the baseline's expected ports): one series per protocol, port
+/// and namespace label, named by the primary owner of the first socket that
+/// has one; excluded ports are no series.
+pub fn series(ports: &[Port]) -> std::collections::HashMap<PortKey, Series<'_>> {
+    let mut out: std::collections::HashMap<PortKey, Series<'_>> = std::collections::HashMap::new();
+    for port in ports.iter().filter(|p| !p.excluded) {
+        let key = PortKey {
+            proto: port.socket.proto,
+            port: port.socket.port,
+            netns: Arc::clone(&port.netns),
+        };
+        let entry = out.entry(key).or_default();
+        entry.ports.push(port);
+        if entry.owner.is_none() {
+            entry.owner = port.primary_owner();
+        }
+    }
+    out
+}
+
 /// Counts of what a discovery pass had to skip: races with /proc and
 /// permission limits are normal and never fail a pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::promtool_check;
-use portwarden::metrics::{Encoder, Format, Kind, MAX_LABEL_VALUE};
+use portwarden::encoder::{Encoder, Format, Kind, MAX_LABEL_VALUE};
 use proptest::prelude::*;
 
 /// Names as discovery makes them: bytes decoded as UTF-8, invalid

@@ -140,17 +140,7 @@ fn connect_all(
     timeout: std::time::Duration,
 ) -> Result<IdMap<u64, probe::tcp::TcpOutcome>, Error> {
     const CONCURRENCY: usize = 256;
-    let vias: std::collections::HashMap<&str, probe::Via> = discovery
-        .namespaces
-        .iter()
-        .map(|ns| {
-            let via = match &ns.entry {
-                Some(path) => probe::Via::Netns(path.as_path().into()),
-                None => probe::Via::Here,
-            };
-            (&*ns.label, via)
-        })
-        .collect();
+    let vias = probe::vias(discovery);
     let jobs: Vec<(u64, std::net::SocketAddr, probe::Via)> = ports
         .iter()
         .filter(|p| p.socket.proto == Proto::Tcp)

@@ -205,18 +205,27 @@ fn bracketed_number(link: &[u8], prefix: &[u8]) -> Option<u64> {
     })
 }
 
-/// The fields of `/proc/<pid>/stat` we use.
+/// The fields of `/proc/<pid>/stat` we use: an owner's parent and start
+/// time, and our own CPU and memory for the `process_*` metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
     /// The kernel's 15-byte `comm` (may contain spaces and parentheses).
     pub comm: String,
     pub ppid: u32,
+    /// Fields 14 and 15: CPU time in user and kernel mode, in clock ticks.
+    pub utime: u64,
+    pub stime: u64,
     /// Field 22: start time in clock ticks since boot.
     pub start_time: u64,
+    /// Field 23: virtual memory size in bytes.
+    pub vsize: u64,
+    /// Field 24: resident set size in pages.
+    pub rss_pages: u64,
 }
 
-/// Parses `/proc/<pid>/stat`. `comm` is enclosed in parentheses and may hold
-/// any byte, `)` included, so the fields start after the *last* `)`.
+/// Parses `/proc/<pid>/stat` (the one reader of it: owners and our own
+/// figures). `comm` is enclosed in parentheses and may hold any byte, `)`
+/// included, so the fields start after the *last* `)`.
 pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     let open = text.iter().position(|&b| b == b'(')?;
     let close = text.iter().rposition(|&b| b == b')')?;
@@ -225,14 +234,24 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     }
     let comm = String::from_utf8_lossy(&text[open + 1..close]).into_owned();
     let rest = std::str::from_utf8(text.get(close + 1..)?).ok()?;
-    // After comm: state(3) ppid(4) ... starttime(22); index 0 here is field 3.
+    // After comm, index 0 is field 3 (state): ppid is index 1, utime 11,
+    // stime 12, starttime 19, vsize 20, rss 21.
     let mut fields = rest.split_ascii_whitespace();
-    let ppid = fields.nth(1)?.parse().ok()?;
-    let start_time = fields.nth(22 - 5)?.parse().ok()?;
+    let mut next = |skip: usize| fields.nth(skip)?.parse::<u64>().ok();
+    let ppid = u32::try_from(next(1)?).ok()?;
+    let utime = next(9)?;
+    let stime = next(0)?;
+    let start_time = next(6)?;
+    let vsize = next(0).unwrap_or(0);
+    let rss_pages = next(0).unwrap_or(0);
     Some(Stat {
         comm,
         ppid,
+        utime,
+        stime,
         start_time,
+        vsize,
+        rss_pages,
     })
 }
 
@@ -288,11 +307,13 @@ mod tests {
     #[test]
     fn stat_with_hostile_comm() {
         let text =
-            b"4242 (a) b (c)) S 17 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 2 3\n";
+            b"4242 (a) b (c)) S 17 4242 4242 0 -1 4194560 1 0 0 0 5 7 0 0 20 0 1 0 987654 1 2 3\n";
         let stat = parse_stat(text).expect("parses");
         assert_eq!(stat.comm, "a) b (c)");
         assert_eq!(stat.ppid, 17);
+        assert_eq!((stat.utime, stat.stime), (5, 7));
         assert_eq!(stat.start_time, 987654);
+        assert_eq!((stat.vsize, stat.rss_pages), (1, 2));
     }
 
     #[test]

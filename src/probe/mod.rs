@@ -41,6 +41,23 @@ pub enum Via {
     Netns(Arc<Path>),
 }
 
+/// How the ports of each namespace a discovery listed are reached (by the
+/// namespace as discovery names it, [`crate::model::Port::namespace`]):
+/// from our own sockets, or from sockets made inside it through its entry.
+pub fn vias(discovery: &crate::discover::Discovery) -> std::collections::HashMap<&str, Via> {
+    discovery
+        .namespaces
+        .iter()
+        .map(|ns| {
+            let via = match &ns.entry {
+                Some(path) => Via::Netns(path.as_path().into()),
+                None => Via::Here,
+            };
+            (&*ns.label, via)
+        })
+        .collect()
+}
+
 /// Connects to `addr` from inside `via`'s namespace. A refused `setns`
 /// comes back as `PermissionDenied`.
 pub async fn connect(addr: SocketAddr, via: &Via) -> io::Result<TcpStream> {

@@ -18,9 +18,9 @@ use axum::response::{Html, Response};
 use axum::routing::get;
 use tokio::sync::Semaphore;
 
+use crate::encoder::Format;
+use crate::engine::Shared;
 use crate::error::Error;
-use crate::metrics::Format;
-use crate::schedule::Shared;
 
 /// The router: metrics at `telemetry_path`, a landing page at `/`. At most
 /// `max_requests` scrapes are served at once (0: no limit); more get 503
@@ -35,7 +35,7 @@ pub fn app(shared: Arc<Shared>, telemetry_path: &str, max_requests: usize) -> Ro
     Router::new()
         .route(telemetry_path, get(metrics))
         .route("/", get(move || async move { Html(landing) }))
-        .route("/-/healthy", get(|| async { "Healthy\n" }))
+        .route("/-/healthy", get(healthy))
         .with_state(limit)
 }
 
@@ -70,7 +70,6 @@ async fn metrics(State(scrapes): State<Scrapes>, headers: HeaderMap) -> Response
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
-    shared.asked(format, gzip);
     let body = shared.snapshot().body(format, gzip);
     let mut response = Response::new(Body::from(bytes_of(body)));
     let h = response.headers_mut();
@@ -86,6 +85,19 @@ async fn metrics(State(scrapes): State<Scrapes>, headers: HeaderMap) -> Response
         HeaderValue::from_static("Accept, Accept-Encoding"),
     );
     response
+}
+
+/// 200 while every thread and task of the engine runs and discovery is
+/// fresh; 503 naming what is wrong otherwise.
+async fn healthy(State(scrapes): State<Scrapes>) -> Response {
+    match scrapes.shared.health() {
+        Ok(()) => Response::new(Body::from("Healthy\n")),
+        Err(why) => {
+            let mut r = Response::new(Body::from(format!("Unhealthy: {why}\n")));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r
+        }
+    }
 }
 
 /// The body as bytes without copying the shared buffer.

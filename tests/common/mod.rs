@@ -308,6 +308,13 @@ impl Exporter {
         Exporter::launch(Command::new(bin()), None, env)
     }
 
+    /// Starts it with `args` after `serve` too.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve").args(args);
+        Exporter::launch(cmd, None, env)
+    }
+
     /// Starts it inside the `ip netns` namespace `netns`; scrapes enter it too.
     pub fn start_in(netns: &str, env: &[(&str, &str)]) -> Exporter {
         let mut cmd = Command::new("ip");
@@ -327,7 +334,11 @@ impl Exporter {
             .expect("free port")
             .port();
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        cmd.args(["serve", "--web.listen-address", &addr.to_string()])
+        let has_serve = cmd.get_args().any(|a| a == "serve");
+        if !has_serve {
+            cmd.arg("serve");
+        }
+        cmd.args(["--web.listen-address", &addr.to_string()])
             .env_remove("PROC_PREFIX")
             .env_remove("EXCLUDED_PROCESS_NAMES")
             .env("PORT_STATUS_INTERVAL", "500ms")
@@ -363,7 +374,7 @@ impl Exporter {
     }
 
     /// A GET from the exporter's namespace.
-    fn get(&self, path: &str) -> std::io::Result<(String, Vec<u8>)> {
+    pub fn get(&self, path: &str) -> std::io::Result<(String, Vec<u8>)> {
         match &self.netns {
             None => http_get(self.addr, path, &[]),
             Some(ns) => in_netns(ns, || http_get(self.addr, path, &[])),

@@ -1,5 +1,6 @@
-//! Prometheus exposition of a [`Snapshot`](crate::schedule::Snapshot): the
-//! text format 0.0.4 by default, OpenMetrics 1.0 when the scraper asks.
+//! The encoder: metric families written as Prometheus text 0.0.4 by
+//! default, OpenMetrics 1.0 when the scraper asks; the collectors decide
+//! what is written.
 //!
 //! Our own small encoder rather than `prometheus-client`'s: that crate writes
 //! OpenMetrics only, and the plugin we replace (and every dashboard built on
@@ -105,7 +106,11 @@ impl Encoder {
             (_, Kind::Gauge) => (name.to_string(), "gauge"),
             (_, Kind::Histogram) => (name.to_string(), "histogram"),
         };
-        let _ = writeln!(self.out, "# HELP {type_name} {}", escape_help(help));
+        let _ = writeln!(
+            self.out,
+            "# HELP {type_name} {}",
+            escape_help(help, self.format)
+        );
         let _ = writeln!(self.out, "# TYPE {type_name} {kind_word}");
         Family {
             name: name.to_string(),
@@ -294,13 +299,44 @@ fn escape_chars(out: &mut String, v: &str) {
     }
 }
 
-fn escape_help(help: &str) -> String {
-    help.replace('\\', "\\\\").replace('\n', "\\n")
+/// HELP text: backslash and line feed escaped in both formats, and the
+/// double quote too in OpenMetrics (its grammar allows it only escaped).
+fn escape_help(help: &str, format: Format) -> String {
+    let mut out = String::with_capacity(help.len());
+    for c in help.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_escapes_what_each_format_requires() {
+        let help = |format| {
+            let mut enc = Encoder::new(format);
+            enc.family("x", "a \"quoted\" \\ word\nand a line", Kind::Gauge);
+            String::from_utf8(enc.finish()).expect("UTF-8")
+        };
+        assert!(
+            help(Format::Text).starts_with("# HELP x a \"quoted\" \\\\ word\\nand a line\n"),
+            "{}",
+            help(Format::Text)
+        );
+        assert!(
+            help(Format::OpenMetrics)
+                .starts_with("# HELP x a \\\"quoted\\\" \\\\ word\\nand a line\n"),
+            "{}",
+            help(Format::OpenMetrics)
+        );
+    }
 
     #[test]
     fn text_and_openmetrics() {

@@ -1,0 +1,31 @@
+//! `info`: `portwarden_port_info`, one series per listening socket.
+
+use crate::encoder::{Encoder, Kind};
+use crate::engine::Snapshot;
+
+pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
+    let mut f = enc.family(
+        "portwarden_port_info",
+        "One series per listening socket (while it listens): its address, namespace, primary owner's pid and user, and container; always 1.",
+        Kind::Gauge,
+    );
+    for p in s.ports.iter().filter(|p| p.present) {
+        let port = p.key.port.to_string();
+        for socket in p.sockets.iter() {
+            let address = socket.address.to_string();
+            let pid = socket.pid.map(|p| p.to_string()).unwrap_or_default();
+            let labels = [
+                ("proto", p.key.proto.as_str()),
+                ("family", socket.family.as_str()),
+                ("address", address.as_str()),
+                ("port", port.as_str()),
+                ("netns", &*p.key.netns),
+                ("pid", pid.as_str()),
+                ("user", socket.user.as_str()),
+                ("container", socket.container.as_str()),
+                ("pod_uid", socket.pod_uid.as_str()),
+            ];
+            f.sample(&labels, 1.0);
+        }
+    }
+}

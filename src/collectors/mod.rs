@@ -1,0 +1,427 @@
+//! Collectors: each turns a [`Snapshot`] into metric families, one file per
+//! group (node_exporter's one collector per file). The plugin's five
+//! families and the exporter's own figures are always written; `load`,
+//! `health`, `info` and `baseline` can be switched off, and then neither
+//! their families nor their work (connection dumps for `load`) exist.
+
+mod baseline;
+mod exporter;
+mod health;
+mod info;
+mod load;
+mod plugin;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::encoder::{Encoder, Kind};
+use crate::engine::{PortSeries, Snapshot};
+
+/// Which optional collectors are on (all by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collectors {
+    /// Accept queues, drops, connections by state, peers.
+    pub load: bool,
+    /// `portwarden_port_health`, and the connect-time history behind `slow`.
+    pub health: bool,
+    /// `portwarden_port_info`: one series per listening socket.
+    pub info: bool,
+    /// Expected and unexpected ports (and the baseline file kept for them).
+    pub baseline: bool,
+}
+
+impl Default for Collectors {
+    fn default() -> Self {
+        Collectors {
+            load: true,
+            health: true,
+            info: true,
+            baseline: true,
+        }
+    }
+}
+
+/// Writes every family of the collectors that are on.
+pub fn write(snapshot: &Snapshot, enc: &mut Encoder) {
+    let on = snapshot.collectors;
+    plugin::write(snapshot, enc);
+    if on.info {
+        info::write(snapshot, enc);
+    }
+    if on.load {
+        load::write(snapshot, enc);
+    }
+    if on.health {
+        health::write(snapshot, enc);
+    }
+    if on.baseline
+        && let Some(b) = &snapshot.baseline
+    {
+        baseline::write(b, enc);
+    }
+    exporter::write(snapshot, enc);
+}
+
+/// One of the port gauges: a sample for every port `value` has one for.
+fn port_family(
+    enc: &mut Encoder,
+    name: &str,
+    help: &str,
+    ports: &[PortSeries],
+    value: impl Fn(&PortSeries) -> Option<f64>,
+) {
+    port_family_with(enc, (name, Kind::Gauge), help, ports, None, |p| {
+        value(p).map(|v| vec![("", v)])
+    });
+}
+
+/// A port family of any kind, with an optional extra label: `values` gives
+/// each port's samples as (extra label value, value).
+fn port_family_with(
+    enc: &mut Encoder,
+    (name, kind): (&str, Kind),
+    help: &str,
+    ports: &[PortSeries],
+    extra: Option<&str>,
+    values: impl Fn(&PortSeries) -> Option<Vec<(&'static str, f64)>>,
+) {
+    let mut f = enc.family(name, help, kind);
+    for p in ports {
+        let Some(samples) = values(p) else { continue };
+        let port = p.key.port.to_string();
+        for (extra_value, v) in samples {
+            let base = [
+                ("process_name", or_slash(&p.process_name)),
+                ("exe_path", or_slash(&p.exe_path)),
+                ("port", port.as_str()),
+                ("netns", &*p.key.netns),
+            ];
+            match extra {
+                Some(label) => {
+                    let mut labels = base.to_vec();
+                    labels.push((label, extra_value));
+                    f.sample(&labels, v);
+                }
+                None => f.sample(&base, v),
+            }
+        }
+    }
+}
+
+/// The plugin we replace wrote an empty label value as `/`; dashboards
+/// filter on it, so we keep a non-empty placeholder.
+fn or_slash(v: &str) -> &str {
+    if v.is_empty() { "/" } else { v }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::*;
+    use crate::baseline::Expected;
+    use crate::discover::ListenCounters;
+    use crate::encoder::Format;
+    use crate::engine::{
+        BaselineView, ConnSummary, HttpClass, PortCheck, ProbeStats, ProcessSeries, QueueState,
+        SelfProcess, SocketInfo,
+    };
+    use crate::health::Health;
+    use crate::model::{Family, PortKey, Proto};
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn series(proto: Proto, port: u16, netns: &str, name: &str, exe: &str) -> PortSeries {
+        PortSeries {
+            key: PortKey {
+                proto,
+                port,
+                netns: netns.into(),
+            },
+            process_name: name.into(),
+            exe_path: exe.into(),
+            present: true,
+            tcp: None,
+            http_alive: None,
+            sockets: Arc::from([]),
+            queue: None,
+            connections: None,
+            health: Health::Unknown,
+            check: PortCheck {
+                targets: Arc::from([]),
+                via: None,
+                answered: None,
+                http: HttpClass::unknown(),
+                queue_full_passes: 0,
+            },
+        }
+    }
+
+    fn socket(address: &str, pid: Option<u32>, user: &str, container: &str) -> SocketInfo {
+        let address: IpAddr = address.parse().expect("address");
+        SocketInfo {
+            family: if address.is_ipv4() {
+                Family::Ipv4
+            } else {
+                Family::Ipv6
+            },
+            address,
+            pid,
+            user: user.into(),
+            container: container.into(),
+            pod_uid: String::new(),
+        }
+    }
+
+    fn expected(proto: Proto, port: u16, name: &str) -> Expected {
+        Expected {
+            proto,
+            port,
+            netns: "host".into(),
+            process_name: name.into(),
+            exe_path: format!("/usr/sbin/{name}"),
+        }
+    }
+
+    /// A snapshot built by hand with every family and every kind of value:
+    /// an HTTP port, a hung one, a slow one, a UDP port, a gone port, an
+    /// owner-less socket, a container's port, a hostile process name.
+    fn snapshot() -> Snapshot {
+        let mut web = series(Proto::Tcp, 80, "host", "nginx", "/usr/sbin/nginx");
+        web.tcp = Some((true, 0.00025));
+        web.http_alive = Some(true);
+        web.health = Health::Ok;
+        web.sockets = Arc::from([
+            socket("0.0.0.0", Some(101), "www-data", ""),
+            socket("::", Some(101), "www-data", ""),
+        ]);
+        web.queue = Some(QueueState {
+            current: 0,
+            max: Some(511),
+            drops: Some(0),
+        });
+        let mut by_state = [0u64; 12];
+        by_state[1] = 12; // established
+        by_state[3] = 2; // syn_recv
+        by_state[8] = 1; // close_wait
+        web.connections = Some(ConnSummary { by_state, peers: 5 });
+
+        let mut hung = series(Proto::Tcp, 8080, "host", "java", "/usr/bin/java");
+        hung.tcp = Some((false, 1.0));
+        hung.health = Health::Hung;
+        hung.sockets = Arc::from([socket("127.0.0.1", Some(202), "app", "")]);
+        hung.queue = Some(QueueState {
+            current: 129,
+            max: Some(128),
+            drops: Some(37),
+        });
+        hung.connections = Some(ConnSummary {
+            by_state: [0; 12],
+            peers: 0,
+        });
+
+        let mut hostile = series(
+            Proto::Tcp,
+            9000,
+            "3f4e5d6c7b8a",
+            "evil\"name\\\nx",
+            "/tmp/a b/\u{202e}exe",
+        );
+        hostile.tcp = Some((true, 0.0125));
+        hostile.health = Health::Slow;
+        hostile.sockets = Arc::from([socket("::1", Some(303), "1001", "3f4e5d6c7b8a")]);
+
+        let mut dns = series(Proto::Udp, 53, "host", "", "");
+        dns.health = Health::Ok;
+        dns.sockets = Arc::from([socket("127.0.0.53", None, "", "")]);
+
+        let mut gone = series(Proto::Tcp, 5432, "host", "postgres", "/usr/lib/postgresql");
+        gone.present = false;
+        gone.tcp = Some((true, 0.0004));
+        gone.health = Health::Down;
+
+        let mut ports = vec![web, hung, hostile, dns, gone];
+        ports.sort_by(|a, b| a.key.cmp(&b.key));
+
+        let mut tcp = ProbeStats::default();
+        tcp.record("alive", 0.0003);
+        tcp.record("alive", 0.012);
+        tcp.record("dead", 1.0);
+        tcp.last_round = Some(at(1_764_460_800));
+        tcp.last_round_seconds = 1.25;
+        let mut http = ProbeStats::default();
+        http.record("http", 0.002);
+        http.last_round = Some(at(1_764_460_805));
+        http.last_round_seconds = 0.5;
+
+        let mut s = Snapshot::empty(Collectors::default());
+        s.ports = ports;
+        s.processes = vec![
+            ProcessSeries {
+                process_name: "nginx".into(),
+                exe_path: "/usr/sbin/nginx".into(),
+                alive: true,
+                pid: 101,
+                start_time: 1,
+            },
+            ProcessSeries {
+                process_name: "postgres".into(),
+                exe_path: "/usr/lib/postgresql".into(),
+                alive: false,
+                pid: 404,
+                start_time: 2,
+            },
+        ];
+        s.netns_listen = vec![(
+            "host".into(),
+            ListenCounters {
+                overflows: 37,
+                drops: 40,
+            },
+        )];
+        s.baseline = Some(BaselineView {
+            expected: vec![
+                (expected(Proto::Tcp, 22, "sshd"), false),
+                (expected(Proto::Tcp, 80, "nginx"), true),
+            ],
+            present: vec![
+                (expected(Proto::Tcp, 80, "nginx"), false),
+                (expected(Proto::Tcp, 8080, "java"), true),
+            ],
+            recovered: 1,
+            write_errors: 0,
+            lock_busy: 2,
+        });
+        s.telemetry = crate::engine::Telemetry {
+            probes: vec![("http", http), ("tcp", tcp)],
+            discovery_errors: vec![("fd_denied", 3), ("vanished", 1)],
+            discovery_runs: vec![("full", 2), ("refresh", 40)],
+            last_discovery: Some((at(1_764_460_790), 0.0425)),
+            process: Some(SelfProcess {
+                cpu_seconds: 12.5,
+                resident_bytes: 14_680_064.0,
+                virtual_bytes: 1_234_567_168.0,
+                open_fds: 17.0,
+                max_fds: 65_536.0,
+                start_time_seconds: 1_764_450_000.0,
+            }),
+            max_ports: 20_000,
+            over_limit: 0,
+        };
+        s
+    }
+
+    fn encode(s: &Snapshot, format: Format) -> String {
+        String::from_utf8(s.body(format, false).to_vec()).expect("UTF-8")
+    }
+
+    /// The exposition of a hand-built snapshot, compared with the files
+    /// checked in under tests/golden/ (as node_exporter's e2e output): a
+    /// renamed family, label or help text shows up in review.
+    /// `UPDATE_GOLDEN=1 cargo test golden` writes them anew.
+    #[test]
+    fn golden_exposition() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let s = snapshot();
+        for (format, file) in [
+            (Format::Text, "exposition.prom"),
+            (Format::OpenMetrics, "exposition.om.txt"),
+        ] {
+            let got = encode(&s, format);
+            let path = dir.join(file);
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&path, &got).expect("write golden file");
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                got == want,
+                "{} differs from the exposition (UPDATE_GOLDEN=1 to accept):\n{}",
+                path.display(),
+                first_difference(&want, &got)
+            );
+            // Gzipped, the same text.
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(&*s.body(format, true)),
+                &mut text,
+            )
+            .expect("gunzip");
+            assert_eq!(text, got);
+        }
+    }
+
+    fn first_difference(want: &str, got: &str) -> String {
+        let (mut w, mut g) = (want.lines(), got.lines());
+        for n in 1.. {
+            match (w.next(), g.next()) {
+                (None, None) => break,
+                (a, b) if a == b => {}
+                (a, b) => return format!("line {n}:\n  want: {a:?}\n  got:  {b:?}"),
+            }
+        }
+        String::new()
+    }
+
+    /// Families of each optional collector, and that switching one off
+    /// removes exactly them.
+    #[test]
+    fn a_collector_switched_off_leaves_no_family_behind() {
+        let families = |c: Collectors| -> std::collections::BTreeSet<String> {
+            let mut s = snapshot();
+            s.collectors = c;
+            encode(&s, Format::Text)
+                .lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .filter_map(|l| l.split(' ').next())
+                .map(str::to_string)
+                .collect()
+        };
+        let all = families(Collectors::default());
+        type Owned = (&'static str, fn(&mut Collectors), &'static [&'static str]);
+        let owned: [Owned; 4] = [
+            (
+                "load",
+                |c| c.load = false,
+                &[
+                    "portwarden_tcp_listen_queue_length",
+                    "portwarden_tcp_listen_queue_max",
+                    "portwarden_tcp_listen_drops_total",
+                    "portwarden_netns_listen_overflows_total",
+                    "portwarden_netns_listen_drops_total",
+                    "portwarden_tcp_port_connections",
+                    "portwarden_tcp_port_peers",
+                ],
+            ),
+            ("health", |c| c.health = false, &["portwarden_port_health"]),
+            ("info", |c| c.info = false, &["portwarden_port_info"]),
+            (
+                "baseline",
+                |c| c.baseline = false,
+                &[
+                    "portwarden_expected_port_up",
+                    "portwarden_port_unexpected",
+                    "portwarden_baseline_ports",
+                    "portwarden_baseline_errors_total",
+                ],
+            ),
+        ];
+        for (name, off, theirs) in owned {
+            let mut c = Collectors::default();
+            off(&mut c);
+            let left = families(c);
+            let gone: Vec<&String> = all.difference(&left).collect();
+            let mut want: Vec<&str> = theirs.to_vec();
+            want.sort_unstable();
+            let gone: Vec<&str> = gone.iter().map(|s| s.as_str()).collect();
+            assert_eq!(gone, want, "collector {name}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The discovery thread: blocking /proc and netlink work. Rediscovers the
+//! ports every status interval (a full owner rescan at least every label
+//! interval), checks owner processes for liveness in between, and sends
+//! each result to the state's owner.
+
+use std::sync::mpsc::Sender;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::snapshot::Shared;
+use super::state::Msg;
+use super::supervise::{Fault, fault};
+use crate::config::Settings;
+use crate::discover::Discoverer;
+use crate::discover::procfs::{self, ProcRoot};
+
+/// Wakes the discovery thread between passes: to stop, or to refresh now.
+#[derive(Debug, Default)]
+pub struct Wake {
+    flags: Mutex<WakeFlags>,
+    cvar: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct WakeFlags {
+    stop: bool,
+    refresh: bool,
+}
+
+/// Why a wait on [`Wake`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Woken {
+    Stop,
+    Refresh,
+    Timeout,
+}
+
+impl Wake {
+    pub fn stop(&self) {
+        // The flags are two booleans: a panic elsewhere leaves them whole.
+        self.flags.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.cvar.notify_all();
+    }
+
+    pub fn refresh(&self) {
+        self.flags.lock().unwrap_or_else(|e| e.into_inner()).refresh = true;
+        self.cvar.notify_all();
+    }
+
+    /// Waits up to `timeout` for a stop or a refresh request.
+    fn wait(&self, timeout: Duration) -> Woken {
+        let guard = self.flags.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut flags, _) = self
+            .cvar
+            .wait_timeout_while(guard, timeout, |f| !f.stop && !f.refresh)
+            .unwrap_or_else(|e| e.into_inner());
+        if flags.stop {
+            Woken::Stop
+        } else if std::mem::take(&mut flags.refresh) {
+            Woken::Refresh
+        } else {
+            Woken::Timeout
+        }
+    }
+}
+
+/// Runs until stopped (or until the state's owner is gone).
+pub fn run(
+    settings: &Settings,
+    mut discoverer: Discoverer,
+    shared: &Shared,
+    owner: &Sender<Msg>,
+    wake: &Wake,
+) {
+    let every = settings.status_interval.min(settings.udp_status_interval);
+    let now = Instant::now();
+    let (mut next_discovery, mut next_full, mut next_procs) =
+        (now, now, now + settings.process_interval);
+    loop {
+        let now = Instant::now();
+        if now >= next_discovery {
+            if fault("discovery") == Fault::Stall {
+                while wake.wait(Duration::from_secs(3600)) != Woken::Stop {}
+                return;
+            }
+            let full = now >= next_full;
+            let pass = if full {
+                discoverer.discover_full()
+            } else {
+                discoverer.refresh()
+            };
+            let msg = match pass {
+                Ok(d) => {
+                    // A fresh owner list is also a process check.
+                    next_procs = Instant::now() + settings.process_interval;
+                    Msg::Discovered {
+                        pass: Box::new(d),
+                        full,
+                    }
+                }
+                Err(e) => Msg::DiscoveryFailed(e.to_string()),
+            };
+            if owner.send(msg).is_err() {
+                return;
+            }
+            if full {
+                next_full = Instant::now() + settings.label_interval;
+            }
+            next_discovery = Instant::now() + every;
+        }
+        if Instant::now() >= next_procs {
+            let verdicts = check_owners(shared, discoverer.proc_root());
+            if owner.send(Msg::Owners(verdicts)).is_err() {
+                return;
+            }
+            next_procs = Instant::now() + settings.process_interval;
+        }
+        let wake_at = next_discovery.min(next_procs);
+        match wake.wait(wake_at.saturating_duration_since(Instant::now())) {
+            Woken::Stop => return,
+            // A refresh now; the next full pass stays when it was due.
+            Woken::Refresh => next_discovery = Instant::now(),
+            Woken::Timeout => {}
+        }
+    }
+}
+
+/// Checks each owner of the latest snapshot by pid and start time: a reused
+/// pid is not the owner.
+fn check_owners(shared: &Shared, proc_root: &ProcRoot) -> Vec<(u32, u64, bool)> {
+    let snapshot = shared.snapshot();
+    let mut buf = Vec::new();
+    snapshot
+        .processes
+        .iter()
+        .map(|p| {
+            let alive = proc_root.read(p.pid, "stat", &mut buf).is_ok()
+                && procfs::parse_stat(&buf).is_some_and(|s| s.start_time == p.start_time);
+            (p.pid, p.start_time, alive)
+        })
+        .collect()
+}

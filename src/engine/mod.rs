@@ -1,0 +1,201 @@
+//! The engine: discover → check → one owner of the state → immutable
+//! snapshot. Nothing here runs on the scrape path, and nothing flows back.
+//!
+//! - [`discovery`]: a thread rediscovers the ports (blocking /proc and
+//!   netlink work) and checks owner liveness.
+//! - [`rounds`]: async probe rounds (TCP, HTTP) read their jobs from the
+//!   latest snapshot, with one global cap on checks in flight.
+//! - [`state`]: the reducer. Its owner, a thread of its own, is the only
+//!   code that changes it: discovery passes and check results come to it
+//!   as messages; after a pass, a round or an owner check it publishes a
+//!   new [`Snapshot`].
+//! - [`snapshot`]: what is published, and the store readers take it from.
+//! - [`supervise`]: every thread and task is watched; one that ends or
+//!   panics makes `/-/healthy` fail and the process exit with status 1.
+
+mod baseline;
+mod discovery;
+mod http_class;
+mod rounds;
+mod snapshot;
+mod state;
+pub mod supervise;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use tokio::sync::Semaphore;
+
+pub use http_class::HttpClass;
+pub use snapshot::{
+    BaselineView, ConnSummary, DURATION_BUCKETS, PortCheck, PortSeries, ProbeStats, ProcessSeries,
+    QueueState, SelfProcess, Shared, Snapshot, SocketInfo, Telemetry,
+};
+pub use state::{Limits, Msg, State};
+pub use supervise::Ended;
+
+use self::discovery::Wake;
+use self::supervise::Supervisor;
+use crate::config::Settings;
+use crate::discover::Discoverer;
+use crate::encoder::Format;
+
+/// The running engine: its shared view, its watched threads and tasks.
+pub struct Engine {
+    pub shared: Arc<Shared>,
+    supervisor: Supervisor,
+    wake: Arc<Wake>,
+    owner: mpsc::Sender<Msg>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the state's owner and discovery (threads of their own) and
+    /// the probe rounds (tasks on the current tokio runtime).
+    pub fn start(settings: Settings, discoverer: Discoverer) -> std::io::Result<Engine> {
+        let every = settings.status_interval.min(settings.udp_status_interval);
+        let shared = Arc::new(Shared::new(settings.collectors, every * 3));
+        let wake = Arc::new(Wake::default());
+        let mut supervisor = Supervisor::new();
+        let (owner, inbox) = mpsc::channel();
+        let state = State::new(Limits {
+            retention: settings.retention,
+            max_ports: settings.max_ports,
+            http_period: settings.http_status_interval,
+            http_longest: settings.label_interval,
+            counting_connections: discoverer.counts_connections(),
+            collectors: settings.collectors,
+        });
+        let baseline = if settings.collectors.baseline {
+            baseline::BaselineState::open(&settings)
+        } else {
+            None
+        };
+        let settings = Arc::new(settings);
+        let mut threads = Vec::new();
+        threads.push({
+            let (shared, wake) = (shared.clone(), wake.clone());
+            supervisor.thread("state owner", move || {
+                own(state, baseline, &inbox, &shared, &wake);
+            })?
+        });
+        threads.push({
+            let (shared, wake, owner, settings) = (
+                shared.clone(),
+                wake.clone(),
+                owner.clone(),
+                settings.clone(),
+            );
+            supervisor.thread("discovery", move || {
+                discovery::run(&settings, discoverer, &shared, &owner, &wake);
+            })?
+        });
+        let global = Arc::new(Semaphore::new(settings.probe_concurrency));
+        supervisor.task(
+            "TCP rounds",
+            rounds::run(
+                rounds::tcp(&settings, &owner),
+                settings.spread,
+                shared.clone(),
+                owner.clone(),
+                global.clone(),
+            ),
+        );
+        if settings.http_detection {
+            supervisor.task(
+                "HTTP rounds",
+                rounds::run(
+                    rounds::http(&settings, &owner),
+                    settings.spread,
+                    shared.clone(),
+                    owner.clone(),
+                    global,
+                ),
+            );
+        }
+        supervisor.task("encoder", encode_ahead(shared.clone()));
+        Ok(Engine {
+            shared,
+            supervisor,
+            wake,
+            owner,
+            threads,
+        })
+    }
+
+    /// Watches one more long-lived task of the exporter's.
+    pub fn supervise(
+        &mut self,
+        name: &'static str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.supervisor.task(name, task);
+    }
+
+    /// The first watched thread or task to end (none should before
+    /// [`Engine::stop`]). It is logged, and `/-/healthy` names it from now on.
+    pub async fn failed(&mut self) -> Ended {
+        let ended = self.supervisor.ended().await;
+        tracing::error!(
+            "{ended}: the exporter stops (status 1) so that its supervisor restarts it"
+        );
+        self.shared.fail(ended.to_string());
+        ended
+    }
+
+    /// Stops everything and waits for the threads.
+    pub fn stop(mut self) {
+        self.supervisor.abort_all();
+        self.wake.stop();
+        let _ = self.owner.send(Msg::Stop);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The state's owner: applies each message, publishes after every pass,
+/// round and owner check, and keeps the baseline file (its work never
+/// waits on another process's lock).
+fn own(
+    mut state: State,
+    mut baseline: Option<baseline::BaselineState>,
+    inbox: &mpsc::Receiver<Msg>,
+    shared: &Shared,
+    wake: &Wake,
+) {
+    while let Ok(msg) = inbox.recv() {
+        let discovered = matches!(msg, Msg::Discovered { .. });
+        let publish = match msg {
+            Msg::Stop => return,
+            Msg::Tcp { .. } | Msg::Http { .. } => false,
+            _ => true,
+        };
+        if state.apply(msg) {
+            wake.refresh();
+        }
+        if discovered && let Some(b) = baseline.as_mut() {
+            state.baseline = Some(b.observe(&state.present_ports()));
+        }
+        if publish {
+            shared.publish(state.snapshot(SelfProcess::read()));
+        }
+    }
+}
+
+/// Encodes each new snapshot as Prometheus asks by default (OpenMetrics,
+/// gzip), in the background, so a scrape finds it ready; other variants
+/// are encoded at their first request.
+async fn encode_ahead(shared: Arc<Shared>) {
+    let mut published = shared.subscribe();
+    while published.changed().await.is_ok() {
+        let snapshot = Arc::clone(&published.borrow_and_update());
+        let encoded =
+            tokio::task::spawn_blocking(move || drop(snapshot.body(Format::OpenMetrics, true)));
+        if let Err(e) = encoded.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}

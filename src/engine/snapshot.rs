@@ -1,0 +1,384 @@
+//! What the engine publishes: an immutable [`Snapshot`] of every port,
+//! owner and figure of its own, and the store that hands the latest one to
+//! readers (the server, the probe rounds). A snapshot is encoded on demand,
+//! once per variant, outside any lock.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use super::http_class::HttpClass;
+use crate::baseline::Expected;
+use crate::collectors::Collectors;
+use crate::discover::ListenCounters;
+use crate::encoder::{Encoder, Format};
+use crate::health::Health;
+use crate::model::{Family, PortKey, Socket};
+use crate::probe::Via;
+
+/// Upper bounds of the probe duration histogram, in seconds.
+pub const DURATION_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A published, immutable view of the engine, encoded on demand.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Sorted by key.
+    pub ports: Vec<PortSeries>,
+    pub processes: Vec<ProcessSeries>,
+    /// Each namespace's listen overflow and drop counters.
+    pub netns_listen: Vec<(Arc<str>, ListenCounters)>,
+    pub baseline: Option<BaselineView>,
+    pub telemetry: Telemetry,
+    /// Which optional families are written.
+    pub collectors: Collectors,
+    /// Discovery passes applied so far.
+    pub generation: u64,
+    /// When the last discovery pass was applied.
+    pub discovered: Option<Instant>,
+    /// When this snapshot was made.
+    pub made: Instant,
+    /// Format × gzip.
+    encoded: [OnceLock<Arc<[u8]>>; 4],
+}
+
+/// One port's series values, and what the probe rounds need to check it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortSeries {
+    pub key: PortKey,
+    pub process_name: Arc<str>,
+    pub exe_path: Arc<str>,
+    pub present: bool,
+    /// (alive, connect seconds) of the last TCP check.
+    pub tcp: Option<(bool, f64)>,
+    /// Only for ports that once answered HTTP.
+    pub http_alive: Option<bool>,
+    /// Empty once the port is gone (and without the `info` collector).
+    pub sockets: Arc<[SocketInfo]>,
+    pub queue: Option<QueueState>,
+    pub connections: Option<ConnSummary>,
+    pub health: Health,
+    pub check: PortCheck,
+}
+
+/// How the probe rounds check a port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortCheck {
+    /// Where a TCP check connects (one per address family, loopback for
+    /// wildcards); shared with the engine's state.
+    pub targets: Arc<[SocketAddr]>,
+    /// How its namespace is reached; `None`: it cannot be.
+    pub via: Option<Via>,
+    /// The address that answered the last TCP check.
+    pub answered: Option<SocketAddr>,
+    pub http: HttpClass,
+    /// Consecutive passes with a full accept queue.
+    pub queue_full_passes: u32,
+}
+
+/// One owner process's series value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSeries {
+    pub process_name: Arc<str>,
+    pub exe_path: Arc<str>,
+    pub alive: bool,
+    /// The identity checked for liveness: a reused pid is not the owner.
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+/// A port's accept queues, summed over its listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    pub current: u64,
+    pub max: Option<u64>,
+    /// The listeners' drop counters, summed (netlink only).
+    pub drops: Option<u64>,
+}
+
+impl QueueState {
+    pub fn of(sockets: &[&Socket]) -> Option<Self> {
+        let queues: Vec<_> = sockets.iter().filter_map(|s| s.accept_queue).collect();
+        if queues.is_empty() {
+            return None;
+        }
+        let sum = |f: fn(&crate::model::AcceptQueue) -> Option<u32>| {
+            queues
+                .iter()
+                .map(|q| f(q).map(u64::from))
+                .sum::<Option<u64>>()
+        };
+        Some(QueueState {
+            current: queues.iter().map(|q| u64::from(q.current)).sum(),
+            max: sum(|q| q.max),
+            drops: sum(|q| q.drops),
+        })
+    }
+}
+
+/// A port's connections: counts by state, distinct peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnSummary {
+    pub by_state: [u64; 12],
+    pub peers: u64,
+}
+
+impl ConnSummary {
+    pub fn of<'a>(all: impl IntoIterator<Item = &'a crate::model::Connections>) -> Option<Self> {
+        let mut by_state = [0u64; 12];
+        let mut peers: Vec<IpAddr> = Vec::new();
+        let mut any = false;
+        for c in all {
+            any = true;
+            for (slot, n) in by_state.iter_mut().zip(c.by_state) {
+                *slot += u64::from(n);
+            }
+            peers.extend_from_slice(&c.peers);
+        }
+        peers.sort_unstable();
+        peers.dedup();
+        any.then_some(ConnSummary {
+            by_state,
+            peers: peers.len() as u64,
+        })
+    }
+}
+
+/// One socket of a port series, as `portwarden_port_info` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SocketInfo {
+    pub family: Family,
+    pub address: IpAddr,
+    pub pid: Option<u32>,
+    pub user: String,
+    pub container: String,
+    pub pod_uid: String,
+}
+
+impl SocketInfo {
+    pub fn new(socket: &Socket, owner: Option<&crate::model::Owner>) -> Self {
+        let container = owner.and_then(|o| o.container.as_ref());
+        SocketInfo {
+            family: socket.family,
+            address: socket.address,
+            pid: owner.map(|o| o.pid),
+            user: owner.map_or_else(String::new, |o| o.user.clone()),
+            container: container.map_or_else(String::new, |c| c.id.clone()),
+            pod_uid: container
+                .and_then(|c| c.pod_uid.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// What the metrics show of the baseline.
+#[derive(Debug, Clone, Default)]
+pub struct BaselineView {
+    /// Every expected port and whether it listens now.
+    pub expected: Vec<(Expected, bool)>,
+    /// Every present port, and whether it is neither expected nor allowed.
+    pub present: Vec<(Expected, bool)>,
+    /// Baseline files found unreadable and kept aside.
+    pub recovered: u64,
+    /// Failed writes of the file (learning goes on in memory).
+    pub write_errors: u64,
+    /// Writes put off for another process holding the lock.
+    pub lock_busy: u64,
+}
+
+/// Probe counters and durations of one kind.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeStats {
+    pub results: HashMap<&'static str, u64>,
+    pub buckets: [u64; DURATION_BUCKETS.len()],
+    pub sum: f64,
+    pub count: u64,
+    pub last_round: Option<SystemTime>,
+    pub last_round_seconds: f64,
+}
+
+impl ProbeStats {
+    pub fn record(&mut self, result: &'static str, seconds: f64) {
+        *self.results.entry(result).or_default() += 1;
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                self.buckets[i] += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// The exporter's own health.
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    /// By kind, sorted.
+    pub probes: Vec<(&'static str, ProbeStats)>,
+    pub discovery_errors: Vec<(&'static str, u64)>,
+    pub discovery_runs: Vec<(&'static str, u64)>,
+    /// When the last pass completed, and how long it took.
+    pub last_discovery: Option<(SystemTime, f64)>,
+    pub process: Option<SelfProcess>,
+    /// `--discovery.max-ports`.
+    pub max_ports: usize,
+    /// Ports left out for it at the last pass.
+    pub over_limit: usize,
+}
+
+/// `process_*` figures of portwarden itself, read in the background.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SelfProcess {
+    pub cpu_seconds: f64,
+    pub resident_bytes: f64,
+    pub virtual_bytes: f64,
+    pub open_fds: f64,
+    pub max_fds: f64,
+    pub start_time_seconds: f64,
+}
+
+impl SelfProcess {
+    /// Reads our own figures, from our own /proc: under `PROC_PREFIX` the
+    /// host's /proc knows us by another pid.
+    pub fn read() -> Option<SelfProcess> {
+        let stat = crate::discover::procfs::parse_stat(&std::fs::read("/proc/self/stat").ok()?)?;
+        let ticks = rustix::param::clock_ticks_per_second() as f64;
+        let page = rustix::param::page_size() as f64;
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("btime ")
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                })
+            })
+            .unwrap_or(0.0);
+        let open_fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count() as f64)
+            .unwrap_or(0.0);
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        Some(SelfProcess {
+            cpu_seconds: (stat.utime + stat.stime) as f64 / ticks,
+            resident_bytes: stat.rss_pages as f64 * page,
+            virtual_bytes: stat.vsize as f64,
+            open_fds,
+            max_fds: limit.current.map_or(f64::INFINITY, |v| v as f64),
+            start_time_seconds: boot + stat.start_time as f64 / ticks,
+        })
+    }
+}
+
+impl Snapshot {
+    /// An empty snapshot: nothing discovered yet.
+    pub fn empty(collectors: Collectors) -> Snapshot {
+        Snapshot {
+            ports: Vec::new(),
+            processes: Vec::new(),
+            netns_listen: Vec::new(),
+            baseline: None,
+            telemetry: Telemetry::default(),
+            collectors,
+            generation: 0,
+            discovered: None,
+            made: Instant::now(),
+            encoded: Default::default(),
+        }
+    }
+
+    /// The exposition in `format`, gzipped or not: encoded at the first
+    /// request of that variant and kept for the snapshot's life; variants
+    /// nobody asks for are never built. CPU only, no I/O, no lock of the
+    /// engine's.
+    pub fn body(&self, format: Format, gzip: bool) -> Arc<[u8]> {
+        let slot = &self.encoded[format as usize * 2 + usize::from(gzip)];
+        Arc::clone(slot.get_or_init(|| {
+            let mut enc = if gzip {
+                Encoder::gzip(format)
+            } else {
+                Encoder::new(format)
+            };
+            crate::collectors::write(self, &mut enc);
+            enc.finish().into()
+        }))
+    }
+
+    /// The port series of `key`, if any.
+    pub fn port(&self, key: &PortKey) -> Option<&PortSeries> {
+        let i = self.ports.binary_search_by(|p| p.key.cmp(key)).ok()?;
+        self.ports.get(i)
+    }
+}
+
+/// Where readers find the latest snapshot, and whether the engine is well.
+#[derive(Debug)]
+pub struct Shared {
+    latest: watch::Sender<Arc<Snapshot>>,
+    /// The first long-lived task or thread that ended, and how.
+    failed: Mutex<Option<String>>,
+    /// Discovery older than this is stale (3 × its interval).
+    stale_after: Duration,
+    started: Instant,
+}
+
+impl Shared {
+    pub fn new(collectors: Collectors, stale_after: Duration) -> Shared {
+        Shared {
+            latest: watch::Sender::new(Arc::new(Snapshot::empty(collectors))),
+            failed: Mutex::new(None),
+            stale_after,
+            started: Instant::now(),
+        }
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.latest.borrow())
+    }
+
+    /// Wakes at each publish.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.latest.subscribe()
+    }
+
+    /// Makes `snapshot` the latest; the one before goes once its last
+    /// reader is done with it.
+    pub fn publish(&self, snapshot: Snapshot) {
+        drop(self.latest.send_replace(Arc::new(snapshot)));
+        crate::alloc::release_free_memory();
+    }
+
+    /// Records the first failure of a task or thread the engine needs.
+    pub fn fail(&self, what: String) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.get_or_insert(what);
+    }
+
+    /// `Ok` while every task runs and discovery is fresh; otherwise why not
+    /// (for `/-/healthy`). Every pass publishes a snapshot, so a fresh
+    /// discovery is a fresh snapshot too.
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(why) = &*self.failed.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(why.clone());
+        }
+        let snapshot = self.snapshot();
+        let limit = self.stale_after;
+        let age = |at: Instant| at.elapsed().as_secs_f64();
+        match snapshot.discovered {
+            None if self.started.elapsed() > limit => Err(format!(
+                "no discovery pass in the {:.0} s since the start (stale after {:.0} s: 3 x the discovery interval)",
+                age(self.started),
+                limit.as_secs_f64()
+            )),
+            Some(at) if at.elapsed() > limit => Err(format!(
+                "discovery is stale: the last pass was {:.0} s ago (stale after {:.0} s: 3 x the discovery interval)",
+                age(at),
+                limit.as_secs_f64()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
