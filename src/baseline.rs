@@ -23,6 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -43,9 +44,9 @@ pub const KEEP_BAD: usize = 3;
 pub struct Expected {
     pub proto: Proto,
     pub port: u16,
-    pub netns: String,
-    pub process_name: String,
-    pub exe_path: String,
+    pub netns: Arc<str>,
+    pub process_name: Arc<str>,
+    pub exe_path: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,13 +148,13 @@ pub fn from_ports(ports: &[crate::model::Port]) -> Vec<Expected> {
         .map(|(key, series)| Expected {
             proto: key.proto,
             port: key.port,
-            netns: key.netns.to_string(),
+            netns: key.netns,
             process_name: series
                 .owner
-                .map_or_else(String::new, |o| o.process_name.clone()),
+                .map_or_else(|| "".into(), |o| o.process_name.as_str().into()),
             exe_path: series
                 .owner
-                .map_or_else(String::new, |o| o.exe_path.clone()),
+                .map_or_else(|| "".into(), |o| o.exe_path.as_str().into()),
         })
         .collect();
     out.sort_by(|a, b| (a.proto, a.port, &a.netns).cmp(&(b.proto, b.port, &b.netns)));

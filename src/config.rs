@@ -151,7 +151,7 @@ impl BaselineFilter {
     pub fn matches(&self, p: &crate::baseline::Expected) -> bool {
         (self.ports.is_empty() || self.ports.contains(&p.port))
             && self.proto.is_none_or(|proto| proto == p.proto)
-            && self.netns.as_ref().is_none_or(|n| *n == p.netns)
+            && self.netns.as_ref().is_none_or(|n| **n == *p.netns)
             && self
                 .process
                 .as_deref()

@@ -13,7 +13,7 @@ pub(super) fn write(b: &BaselineView, enc: &mut Encoder) {
             ("exe_path", or_slash(&p.exe_path)),
             ("proto", p.proto.as_str()),
             ("port", port.as_str()),
-            ("netns", p.netns.as_str()),
+            ("netns", &*p.netns),
         ];
         f.sample(&labels, f64::from(u8::from(value)));
     };

@@ -157,7 +157,6 @@ mod tests {
             health: Health::Unknown,
             check: PortCheck {
                 targets: Arc::from([]),
-                via: None,
                 answered: None,
                 http: HttpClass::unknown(),
                 queue_full_passes: 0,
@@ -187,7 +186,7 @@ mod tests {
             port,
             netns: "host".into(),
             process_name: name.into(),
-            exe_path: format!("/usr/sbin/{name}"),
+            exe_path: format!("/usr/sbin/{name}").into(),
         }
     }
 
@@ -212,7 +211,7 @@ mod tests {
         by_state[1] = 12; // established
         by_state[3] = 2; // syn_recv
         by_state[8] = 1; // close_wait
-        web.connections = Some(ConnSummary { by_state, peers: 5 });
+        web.connections = Some(Arc::new(ConnSummary { by_state, peers: 5 }));
 
         let mut hung = series(Proto::Tcp, 8080, "host", "java", "/usr/bin/java");
         hung.tcp = Some((false, 1.0));
@@ -223,10 +222,10 @@ mod tests {
             max: Some(128),
             drops: Some(37),
         });
-        hung.connections = Some(ConnSummary {
+        hung.connections = Some(Arc::new(ConnSummary {
             by_state: [0; 12],
             peers: 0,
-        });
+        }));
 
         let mut hostile = series(
             Proto::Tcp,
@@ -287,7 +286,7 @@ mod tests {
                 drops: 40,
             },
         )];
-        s.baseline = Some(BaselineView {
+        s.baseline = Some(Arc::new(BaselineView {
             expected: vec![
                 (expected(Proto::Tcp, 22, "sshd"), false),
                 (expected(Proto::Tcp, 80, "nginx"), true),
@@ -299,7 +298,7 @@ mod tests {
             recovered: 1,
             write_errors: 0,
             lock_busy: 2,
-        });
+        }));
         s.telemetry = crate::engine::Telemetry {
             probes: vec![("http", http), ("tcp", tcp)],
             discovery_errors: vec![("fd_denied", 3), ("vanished", 1)],

@@ -175,7 +175,7 @@ fn own(
             wake.refresh();
         }
         if discovered && let Some(b) = baseline.as_mut() {
-            state.baseline = Some(b.observe(&state.present_ports()));
+            state.baseline = Some(Arc::new(b.observe(&state.present_ports())));
         }
         if publish {
             shared.publish(state.snapshot(SelfProcess::read()));

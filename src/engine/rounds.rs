@@ -165,7 +165,7 @@ pub fn tcp(settings: &Arc<Settings>, owner: &Sender<Msg>) -> Round<TcpJob> {
                     Some((
                         p.key.clone(),
                         Arc::clone(&p.check.targets),
-                        p.check.via.clone()?,
+                        s.via(&p.key.netns)?,
                     ))
                 })
                 .collect()
@@ -216,11 +216,8 @@ pub fn http(settings: &Arc<Settings>, owner: &Sender<Msg>) -> Round<HttpJob> {
                 .iter()
                 .filter(|p| p.key.proto == Proto::Tcp && p.present && p.check.http.due(now))
                 .filter_map(|p| {
-                    let addr = p
-                        .check
-                        .answered
-                        .or_else(|| p.check.targets.first().copied())?;
-                    Some((p.key.clone(), addr, p.check.via.clone()?, p.check.http))
+                    let addr = Snapshot::address(p)?;
+                    Some((p.key.clone(), addr, s.via(&p.key.netns)?, p.check.http))
                 })
                 .collect();
             // Liveness of known HTTP ports first, then detection.

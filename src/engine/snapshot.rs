@@ -32,7 +32,8 @@ pub struct Snapshot {
     pub processes: Vec<ProcessSeries>,
     /// Each namespace's listen overflow and drop counters.
     pub netns_listen: Vec<(Arc<str>, ListenCounters)>,
-    pub baseline: Option<BaselineView>,
+    /// Shared by every snapshot of one discovery pass.
+    pub baseline: Option<Arc<BaselineView>>,
     pub telemetry: Telemetry,
     /// Which optional families are written.
     pub collectors: Collectors,
@@ -42,6 +43,9 @@ pub struct Snapshot {
     pub discovered: Option<Instant>,
     /// When this snapshot was made.
     pub made: Instant,
+    /// How each namespace label's ports are reached (a label missing: they
+    /// cannot be); shared by every snapshot of one discovery pass.
+    pub vias: Arc<HashMap<Arc<str>, Via>>,
     /// Format × gzip.
     encoded: [OnceLock<Arc<[u8]>>; 4],
 }
@@ -60,7 +64,8 @@ pub struct PortSeries {
     /// Empty once the port is gone (and without the `info` collector).
     pub sockets: Arc<[SocketInfo]>,
     pub queue: Option<QueueState>,
-    pub connections: Option<ConnSummary>,
+    /// Shared with the engine's state until the next pass.
+    pub connections: Option<Arc<ConnSummary>>,
     pub health: Health,
     pub check: PortCheck,
 }
@@ -71,10 +76,8 @@ pub struct PortCheck {
     /// Where a TCP check connects (one per address family, loopback for
     /// wildcards); shared with the engine's state.
     pub targets: Arc<[SocketAddr]>,
-    /// How its namespace is reached; `None`: it cannot be.
-    pub via: Option<Via>,
-    /// The address that answered the last TCP check.
-    pub answered: Option<SocketAddr>,
+    /// Which of `targets` answered the last TCP check.
+    pub answered: Option<u8>,
     pub http: HttpClass,
     /// Consecutive passes with a full accept queue.
     pub queue_full_passes: u32,
@@ -285,6 +288,7 @@ impl Snapshot {
             generation: 0,
             discovered: None,
             made: Instant::now(),
+            vias: Arc::default(),
             encoded: Default::default(),
         }
     }
@@ -304,6 +308,21 @@ impl Snapshot {
             crate::collectors::write(self, &mut enc);
             enc.finish().into()
         }))
+    }
+
+    /// How a port of namespace `netns` is reached, if it can be.
+    pub fn via(&self, netns: &str) -> Option<Via> {
+        self.vias.get(netns).cloned()
+    }
+
+    /// The address of `p` that answered its last TCP check, or else its
+    /// first address.
+    pub fn address(p: &PortSeries) -> Option<SocketAddr> {
+        p.check
+            .answered
+            .and_then(|i| p.check.targets.get(usize::from(i)))
+            .or_else(|| p.check.targets.first())
+            .copied()
     }
 
     /// The port series of `key`, if any.

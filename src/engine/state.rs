@@ -82,7 +82,7 @@ struct PortState {
     /// Consecutive passes with a full accept queue.
     queue_full_passes: u32,
     /// Connections of the port's listeners, when counted.
-    connections: Option<ConnSummary>,
+    connections: Option<Arc<ConnSummary>>,
     /// Recent connect times, for `slow`.
     history: ConnectHistory,
 }
@@ -129,13 +129,13 @@ pub struct State {
     generation: u64,
     discovered: Option<Instant>,
     /// How to reach each series' namespace.
-    vias: HashMap<Arc<str>, probe::Via>,
+    vias: Arc<HashMap<Arc<str>, probe::Via>>,
     /// Whether the first refused namespace entry was logged.
     warned_unsupported: bool,
     /// Each namespace's `TcpExt` listen counters.
     netns_listen: Vec<(Arc<str>, ListenCounters)>,
     /// Expected ports, when a baseline is kept.
-    pub baseline: Option<BaselineView>,
+    pub baseline: Option<Arc<BaselineView>>,
     /// Ports found at the last pass and not exported for the cap.
     over_limit: usize,
     /// A port had its first TCP check since the last TCP round ended.
@@ -156,7 +156,7 @@ impl State {
             last_discovery: None,
             generation: 0,
             discovered: None,
-            vias: HashMap::new(),
+            vias: Arc::default(),
             warned_unsupported: false,
             netns_listen: Vec::new(),
             baseline: None,
@@ -205,9 +205,9 @@ impl State {
             .map(|(k, p)| Expected {
                 proto: k.proto,
                 port: k.port,
-                netns: k.netns.to_string(),
-                process_name: p.process_name.to_string(),
-                exe_path: p.exe_path.to_string(),
+                netns: Arc::clone(&k.netns),
+                process_name: Arc::clone(&p.process_name),
+                exe_path: Arc::clone(&p.exe_path),
             })
             .collect()
     }
@@ -368,7 +368,7 @@ impl State {
         // How to reach each series' namespace, by the series' label (a
         // container's id names its namespace once an owner is known).
         let by_namespace = probe::vias(d);
-        self.vias = d
+        let vias: HashMap<Arc<str>, probe::Via> = d
             .ports
             .iter()
             .filter_map(|p| {
@@ -376,6 +376,9 @@ impl State {
                 Some((Arc::clone(&p.netns), via.clone()))
             })
             .collect();
+        if *self.vias != vias {
+            self.vias = Arc::new(vias);
+        }
         self.netns_listen = d
             .namespaces
             .iter()
@@ -494,7 +497,10 @@ impl State {
             } else {
                 0
             };
-            state.connections = connections;
+            state.connections = match (&state.connections, connections) {
+                (Some(old), Some(new)) if **old == new => Some(Arc::clone(old)),
+                (_, new) => new.map(Arc::new),
+            };
             state.present = true;
             state.last_seen = now;
         }
@@ -544,8 +550,10 @@ impl State {
                 health: p.health(key.proto),
                 check: PortCheck {
                     targets: Arc::clone(&p.targets),
-                    via: self.vias.get(&key.netns).cloned(),
-                    answered: p.tcp.and_then(|t| t.answered),
+                    answered: p.tcp.and_then(|t| {
+                        let i = p.targets.iter().position(|a| Some(*a) == t.answered)?;
+                        u8::try_from(i).ok()
+                    }),
                     http: p.http,
                     queue_full_passes: p.queue_full_passes,
                 },
@@ -580,6 +588,7 @@ impl State {
         snapshot.processes = processes;
         snapshot.netns_listen = netns_listen;
         snapshot.baseline = self.baseline.clone();
+        snapshot.vias = Arc::clone(&self.vias);
         snapshot.generation = self.generation;
         snapshot.discovered = self.discovered;
         snapshot.telemetry = Telemetry {
@@ -816,7 +825,7 @@ mod tests {
         };
         let snapshot = st.snapshot(None);
         assert_eq!(
-            snapshot.port(&key).expect("series").check.via,
+            snapshot.via(&snapshot.port(&key).expect("series").key.netns),
             Some(probe::Via::Netns(
                 std::path::Path::new("/proc/60/ns/net").into()
             ))
