@@ -13,7 +13,9 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
         let port = p.key.port.to_string();
         for socket in p.sockets.iter() {
             let address = socket.address.to_string();
-            let pid = socket.pid.map(|p| p.to_string()).unwrap_or_default();
+            let owner = socket.owner.as_deref();
+            let pid = owner.map(|o| o.pid.to_string()).unwrap_or_default();
+            let container = owner.and_then(|o| o.container.as_ref());
             let labels = [
                 ("proto", p.key.proto.as_str()),
                 ("family", socket.family.as_str()),
@@ -21,9 +23,12 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
                 ("port", port.as_str()),
                 ("netns", &*p.key.netns),
                 ("pid", pid.as_str()),
-                ("user", socket.user.as_str()),
-                ("container", socket.container.as_str()),
-                ("pod_uid", socket.pod_uid.as_str()),
+                ("user", owner.map_or("", |o| o.user.as_str())),
+                ("container", container.map_or("", |c| c.id.as_str())),
+                (
+                    "pod_uid",
+                    container.and_then(|c| c.pod_uid.as_deref()).unwrap_or(""),
+                ),
             ];
             f.sample(&labels, 1.0);
         }

@@ -63,7 +63,7 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
                     .filter(|(state, name)| {
                         c.by_state[usize::from(*state)] > 0 || *name == "established"
                     })
-                    .map(|(state, name)| (*name, c.by_state[usize::from(*state)] as f64))
+                    .map(|(state, name)| (*name, f64::from(c.by_state[usize::from(*state)])))
                     .collect(),
             )
         },
@@ -73,6 +73,6 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
         "portwarden_tcp_port_peers",
         "Distinct remote addresses among the port's connections.",
         &s.ports,
-        |p| p.connections.as_ref().map(|c| c.peers as f64),
+        |p| p.connections.as_ref().map(|c| f64::from(c.peers)),
     );
 }

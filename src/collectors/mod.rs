@@ -173,10 +173,25 @@ mod tests {
                 Family::Ipv6
             },
             address,
-            pid,
-            user: user.into(),
-            container: container.into(),
-            pod_uid: String::new(),
+            owner: pid.map(|pid| {
+                Arc::new(crate::model::Owner {
+                    pid,
+                    start_time: 1,
+                    process_name: String::new(),
+                    exe_path: String::new(),
+                    cmdline: String::new(),
+                    uid: 0,
+                    user: user.into(),
+                    ppid: 1,
+                    container: (!container.is_empty()).then(|| {
+                        crate::discover::cgroup::Container {
+                            id: container.into(),
+                            pod_uid: None,
+                        }
+                    }),
+                    cgroup_unrecognized: false,
+                })
+            }),
         }
     }
 
@@ -207,7 +222,7 @@ mod tests {
             max: Some(511),
             drops: Some(0),
         });
-        let mut by_state = [0u64; 12];
+        let mut by_state = [0u32; 12];
         by_state[1] = 12; // established
         by_state[3] = 2; // syn_recv
         by_state[8] = 1; // close_wait

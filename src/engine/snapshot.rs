@@ -16,7 +16,7 @@ use crate::collectors::Collectors;
 use crate::discover::ListenCounters;
 use crate::encoder::{Encoder, Format};
 use crate::health::Health;
-use crate::model::{Family, PortKey, Socket};
+use crate::model::{Family, Owner, PortKey, Socket};
 use crate::probe::Via;
 
 /// Upper bounds of the probe duration histogram, in seconds.
@@ -126,19 +126,19 @@ impl QueueState {
 /// A port's connections: counts by state, distinct peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnSummary {
-    pub by_state: [u64; 12],
-    pub peers: u64,
+    pub by_state: [u32; 12],
+    pub peers: u32,
 }
 
 impl ConnSummary {
     pub fn of<'a>(all: impl IntoIterator<Item = &'a crate::model::Connections>) -> Option<Self> {
-        let mut by_state = [0u64; 12];
+        let mut by_state = [0u32; 12];
         let mut peers: Vec<IpAddr> = Vec::new();
         let mut any = false;
         for c in all {
             any = true;
             for (slot, n) in by_state.iter_mut().zip(c.by_state) {
-                *slot += u64::from(n);
+                *slot = slot.saturating_add(n);
             }
             peers.extend_from_slice(&c.peers);
         }
@@ -146,35 +146,36 @@ impl ConnSummary {
         peers.dedup();
         any.then_some(ConnSummary {
             by_state,
-            peers: peers.len() as u64,
+            peers: u32::try_from(peers.len()).unwrap_or(u32::MAX),
         })
     }
 }
 
-/// One socket of a port series, as `portwarden_port_info` describes it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// One socket of a port series, as `portwarden_port_info` describes it:
+/// its primary owner is shared with discovery's owner index, not copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketInfo {
     pub family: Family,
     pub address: IpAddr,
-    pub pid: Option<u32>,
-    pub user: String,
-    pub container: String,
-    pub pod_uid: String,
+    pub owner: Option<Arc<Owner>>,
 }
 
 impl SocketInfo {
-    pub fn new(socket: &Socket, owner: Option<&crate::model::Owner>) -> Self {
-        let container = owner.and_then(|o| o.container.as_ref());
+    pub fn new(socket: &Socket, owner: Option<&Arc<Owner>>) -> Self {
         SocketInfo {
             family: socket.family,
             address: socket.address,
-            pid: owner.map(|o| o.pid),
-            user: owner.map_or_else(String::new, |o| o.user.clone()),
-            container: container.map_or_else(String::new, |c| c.id.clone()),
-            pod_uid: container
-                .and_then(|c| c.pod_uid.clone())
-                .unwrap_or_default(),
+            owner: owner.cloned(),
         }
+    }
+
+    /// Sockets sort and deduplicate by family, address and owner's pid.
+    pub fn order(&self) -> (Family, IpAddr, Option<u32>) {
+        (
+            self.family,
+            self.address,
+            self.owner.as_ref().map(|o| o.pid),
+        )
     }
 }
 

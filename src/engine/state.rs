@@ -399,15 +399,15 @@ impl State {
                 series
                     .ports
                     .iter()
-                    .map(|p| SocketInfo::new(&p.socket, p.primary_owner()))
+                    .map(|p| SocketInfo::new(&p.socket, p.owners.first()))
                     .collect()
             } else {
                 Vec::new()
             };
-            infos.sort();
+            infos.sort_by_key(SocketInfo::order);
             // SO_REUSEPORT: listeners on one address and port in one
             // process are one socket to a reader, and one series.
-            infos.dedup();
+            infos.dedup_by_key(|s| s.order());
             let queue = QueueState::of(&sockets);
             let queue_full = sockets
                 .iter()
