@@ -7,7 +7,14 @@
 # scrape latency over 200 scrapes as Prometheus makes them (OpenMetrics,
 # gzip, one kept-alive connection), and the exporter's RSS.
 #
+# Then memory as deployed: the exporter at its default settings (and at 5 s
+# intervals) on the host without hung ports, scraped every 5 s, its RSS the
+# median over the scrapes from 75 s to 195 s (bench/rss.py); node_exporter
+# (Debian's, when installed) measured the same way beside it; and each
+# collector's samples and bytes in one text scrape.
+#
 #   bash bench/serve.sh              # PROCS=100 for a smaller host
+#   ONLY=memory bash bench/serve.sh  # the memory part alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROCS=${PROCS:-500} SCRAPES=${SCRAPES:-200}
@@ -72,6 +79,31 @@ PY
   cleanup
 }
 
+memory_case() {
+  local label=$1 port; shift
+  start_sim --procs "$PROCS" --tcp 20 --udp 2 --fds 200 --http 1 --accept
+  port=$(free_port)
+  env PORTWARDEN_STATE_DIR="$(mktemp -d)" "$@" "$bin" serve --web.listen-address "127.0.0.1:$port" \
+    2>"$out/memory-$label.log" &
+  exporter=$!
+  python3 bench/rss.py "$port" "$exporter" 75 195 "$label"
+  if [ "$label" = default ]; then
+    curl -s "http://127.0.0.1:$port/metrics" -o "$out/exposition.txt"
+  fi
+  cleanup
+}
+
+node_exporter_case() {
+  local port
+  start_sim --procs "$PROCS" --tcp 20 --udp 2 --fds 200 --http 1 --accept
+  port=$(free_port)
+  prometheus-node-exporter --web.listen-address "127.0.0.1:$port" 2>"$out/node-exporter.log" &
+  exporter=$!
+  python3 bench/rss.py "$port" "$exporter" 75 195 node_exporter
+  cleanup
+}
+
+if [ "${ONLY:-}" != memory ]; then
 run_case hung 1
 run_case nohung 0
 
@@ -89,4 +121,50 @@ print(f"| scrape p99 | {h['scrape_p99_ms']:.2f} ms | {n['scrape_p99_ms']:.2f} ms
 print(f"| scrape median, hung / not hung | {h['scrape_median_ms'] / n['scrape_median_ms']:.2f}x | | <= 1.2x |")
 print(f"| RSS after the scrapes (peak) | {h['rss_mb']:.1f} MB ({h['peak_rss_mb']:.1f}) | {n['rss_mb']:.1f} MB ({n['peak_rss_mb']:.1f}) | <= 30 MB |")
 print(f"| gzipped scrape size | {h['gzip_bytes'] / 1024:.0f} KiB | {n['gzip_bytes'] / 1024:.0f} KiB | |")
+PY
+fi
+
+memory_case default
+memory_case fast PORT_STATUS_INTERVAL=5s PROCESS_ALIVE_STATUS_INTERVAL=5s
+if command -v prometheus-node-exporter >/dev/null; then node_exporter_case; fi
+
+python3 - <<'PY'
+import json, os, re
+r = {k: json.load(open(f"target/bench/rss-{k}.json")) for k in ("default", "fast", "node_exporter")
+     if os.path.exists(f"target/bench/rss-{k}.json")}
+print()
+print("| RSS, median of the scrapes from 75 s to 195 s (largest) | portwarden | target |")
+print("|---|---|---|")
+d, f = r["default"], r["fast"]
+print(f"| default settings | {d['rss_median_mb']:.1f} MB ({d['rss_max_mb']:.1f}) | <= 20 MB |")
+print(f"| 5 s intervals | {f['rss_median_mb']:.1f} MB ({f['rss_max_mb']:.1f}) | <= 30 MB |")
+if "node_exporter" in r:
+    n = r["node_exporter"]
+    print(f"| node_exporter (Debian's), scraped the same way | {n['rss_median_mb']:.1f} MB ({n['rss_max_mb']:.1f}) | |")
+# Each collector's share of one text scrape.
+groups = {
+    "plugin (always)": ["node_"],
+    "load": ["portwarden_tcp_listen_", "portwarden_netns_listen_", "portwarden_tcp_port_connections", "portwarden_tcp_port_peers"],
+    "health": ["portwarden_port_health"],
+    "info": ["portwarden_port_info"],
+    "baseline": ["portwarden_expected_port_up", "portwarden_port_unexpected", "portwarden_baseline_"],
+}
+count = {g: [0, 0] for g in groups}
+count["self (always)"] = [0, 0]
+total = [0, 0]
+for line in open("target/bench/exposition.txt", "rb"):
+    n = len(line)
+    total[1] += n
+    name = line.decode(errors="replace").lstrip("# HELPTYPE").split("{")[0].split(" ")[0]
+    group = next((g for g, prefixes in groups.items() if any(name.startswith(p) for p in prefixes)), "self (always)")
+    count[group][1] += n
+    if not line.startswith(b"#"):
+        count[group][0] += 1
+        total[0] += 1
+print()
+print("| collector | samples | bytes (text) |")
+print("|---|---|---|")
+for g, (samples, size) in count.items():
+    print(f"| {g} | {samples:,} | {size / 1e6:.2f} MB |")
+print(f"| all | {total[0]:,} | {total[1] / 1e6:.2f} MB |")
 PY

@@ -1,0 +1,167 @@
+//! The web config in force, reloaded when its files change or on SIGHUP
+//! (taken from the first instruction on, so a reload never kills us).
+
+use super::*;
+
+/// The web config in force, and where it comes from. Connections read the
+/// current one; [`watch`] replaces it when its files change or on SIGHUP.
+pub struct Web {
+    path: Option<PathBuf>,
+    current: RwLock<Arc<WebConfig>>,
+    /// The state of the files at the last load attempt, good or bad: a
+    /// broken file is reported once, not every second.
+    seen: Mutex<Vec<Option<Stamp>>>,
+}
+
+/// What tells a file changed: replaced (inode), rewritten (mtime, size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    mtime_ns: i128,
+    len: u64,
+}
+
+fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
+    use std::os::unix::fs::MetadataExt;
+    paths
+        .iter()
+        .map(|p| {
+            fs::metadata(p).ok().map(|m| Stamp {
+                dev: m.dev(),
+                ino: m.ino(),
+                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+                len: m.len(),
+            })
+        })
+        .collect()
+}
+
+impl Web {
+    /// Loads the file at `path` (`None`: plain HTTP, nothing to reload). A
+    /// file that does not load is a setting's error (exit status 2).
+    pub fn new(path: Option<PathBuf>) -> Result<Web, crate::Error> {
+        let config = match &path {
+            Some(p) => WebConfig::load(p).map_err(|e| crate::Error::Config {
+                setting: format!("--web.config.file {}", p.display()),
+                message: e.to_string(),
+            })?,
+            None => WebConfig::default(),
+        };
+        let seen = stamps(&config.sources);
+        Ok(Web {
+            path,
+            current: RwLock::new(Arc::new(config)),
+            seen: Mutex::new(seen),
+        })
+    }
+
+    pub fn current(&self) -> Arc<WebConfig> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether any file the config was built from changed since the last
+    /// load attempt.
+    fn changed(&self) -> bool {
+        let sources = self.current().sources.clone();
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != stamps(&sources)
+    }
+
+    /// Reads the file again; a broken file leaves the config in force as it
+    /// is. Blocking (reads files), so run off the async threads.
+    pub fn reload(&self) -> Result<(), WebConfigError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let sources = self.current().sources.clone();
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamps(&sources);
+        let config = WebConfig::load(path)?;
+        let seen = stamps(&config.sources);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = seen;
+        Ok(())
+    }
+}
+
+/// A SIGHUP received before [`watch`] listens.
+static EARLY_HANGUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_hangup(_: libc::c_int) {
+    EARLY_HANGUP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Takes SIGHUP from the first thing `main` does: its default action ends
+/// the process, and `systemctl reload` may send it right after start. Until
+/// [`watch`] listens it is only noted; `watch` then reloads once.
+pub fn hold_hangups() {
+    // SAFETY: installs a handler that only stores to an atomic, which is
+    // async-signal-safe; the sigaction struct is fully initialised.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = note_hangup as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGHUP, &action, std::ptr::null_mut());
+    }
+}
+
+/// Gives SIGHUP its default action back, for the one-shot commands (a
+/// hung-up terminal ends `ls` as it ends any command).
+pub fn release_hangups() {
+    // SAFETY: resets one signal's disposition to the default.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_DFL);
+    }
+}
+
+/// Reloads the web config when its files change (checked every second) or
+/// on SIGHUP, for as long as the server runs. Without a file, SIGHUP is
+/// still taken (and only logged) so that it does not end the process.
+pub async fn watch(web: Arc<Web>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    // One that came before we listened (see `hold_hangups`) is acted on now.
+    let mut early = EARLY_HANGUP.swap(false, std::sync::atomic::Ordering::Relaxed);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let asked = std::mem::take(&mut early)
+            || tokio::select! {
+                _ = tick.tick() => false,
+                Some(()) = async {
+                    match hangup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => true,
+            };
+        let Some(file) = web.path.as_deref().map(Path::display) else {
+            if asked {
+                tracing::info!("SIGHUP: no --web.config.file to reload");
+            }
+            continue;
+        };
+        let looked = Arc::clone(&web);
+        if !asked
+            && !tokio::task::spawn_blocking(move || looked.changed())
+                .await
+                .unwrap_or(false)
+        {
+            continue;
+        }
+        let loading = Arc::clone(&web);
+        match tokio::task::spawn_blocking(move || loading.reload()).await {
+            Ok(Ok(())) => tracing::info!(
+                file = %file,
+                tls = web.current().tls.is_some(),
+                "web config reloaded"
+            ),
+            Ok(Err(e)) => tracing::error!(
+                file = %file,
+                error = %e,
+                "web config not reloaded: keeping the one in force"
+            ),
+            Err(e) => tracing::error!(error = %e, "web config reload failed"),
+        }
+    }
+}
