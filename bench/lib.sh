@@ -10,8 +10,8 @@ mkdir -p "$out"
 
 sim=""; exporter=""; ready=""
 cleanup() {
-  [ -n "$exporter" ] && kill "$exporter" 2>/dev/null && wait "$exporter" 2>/dev/null
-  [ -n "$sim" ] && kill "$sim" 2>/dev/null && wait "$sim" 2>/dev/null
+  [ -n "$exporter" ] && kill "$exporter" 2>/dev/null && { wait "$exporter" 2>/dev/null || true; }
+  [ -n "$sim" ] && kill "$sim" 2>/dev/null && { wait "$sim" 2>/dev/null || true; }
   [ -n "$ready" ] && rm -f "$ready"
   exporter=""; sim=""; ready=""
 }

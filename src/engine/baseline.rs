@@ -3,7 +3,7 @@
 //! learnt, never waiting on another process's lock) and since when each
 //! present port has listened.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::snapshot::BaselineView;
@@ -16,7 +16,10 @@ pub struct BaselineState {
     file: Baseline,
     learn: Duration,
     allowlist: Allowlist,
-    since: HashMap<Expected, Instant>,
+    /// When the file last changed under us (`portwarden baseline`): no
+    /// port learns from listening before it (a forgotten port that still
+    /// listens is learned anew).
+    changed: Option<Instant>,
     recovered: u64,
     write_errors: u64,
     /// Writes put off because another process held the lock.
@@ -49,7 +52,7 @@ impl BaselineState {
             file,
             learn: settings.baseline_learn,
             allowlist: settings.allowlist.clone(),
-            since: HashMap::new(),
+            changed: None,
             recovered: 0,
             write_errors: 0,
             lock_busy: 0,
@@ -88,32 +91,27 @@ impl BaselineState {
         }
     }
 
-    /// Takes in the ports present now: picks up edits made by `portwarden
+    /// Takes in the ports present now, each with the time since which it
+    /// has listened under its present names: picks up edits made by `portwarden
     /// baseline`, learns ports that listened long enough, and says what is
     /// expected, up or not, and what is unexpected.
-    pub fn observe(&mut self, present: &[Expected]) -> BaselineView {
+    pub fn observe(&mut self, present: &[(Expected, Instant)]) -> BaselineView {
         let now = Instant::now();
         match self.file.reload_if_changed() {
             Ok((changed, recovered)) => {
                 self.note(recovered);
                 if changed {
-                    // A forgotten port that still listens is learned anew.
-                    let file = &self.file;
-                    self.since.retain(|p, _| file.contains(p));
+                    self.changed = Some(now);
                 }
             }
             Err(e) => tracing::warn!("cannot re-read the baseline: {e}"),
         }
-        let here: HashSet<&Expected> = present.iter().collect();
-        self.since.retain(|p, _| here.contains(p));
-        for p in present {
-            self.since.entry(p.clone()).or_insert(now);
-        }
-        let learned: Vec<Expected> = self
-            .since
+        let here: HashSet<&Expected> = present.iter().map(|(p, _)| p).collect();
+        let learned: Vec<Expected> = present
             .iter()
             .filter(|(p, since)| {
-                !self.file.contains(p) && now.duration_since(**since) >= self.learn
+                let since = self.changed.map_or(*since, |c| c.max(*since));
+                !self.file.contains(p) && now.duration_since(since) >= self.learn
             })
             .map(|(p, _)| p.clone())
             .collect();
@@ -148,7 +146,7 @@ impl BaselineState {
                 .collect(),
             present: present
                 .iter()
-                .map(|p| {
+                .map(|(p, _)| {
                     let unexpected = !self.file.contains(p)
                         && !self.allowlist.allows(p.proto, p.port, &p.process_name);
                     (p.clone(), unexpected)

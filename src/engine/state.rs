@@ -73,7 +73,10 @@ struct PortState {
     targets: Arc<[SocketAddr]>,
     present: bool,
     last_seen: Instant,
-    tcp: Option<TcpOutcome>,
+    /// Since when it has listened without a break under these names (for
+    /// the baseline's learning).
+    since: Instant,
+    tcp: Option<LastTcp>,
     http: HttpClass,
     /// The sockets behind the series, for `portwarden_port_info`.
     sockets: Arc<[SocketInfo]>,
@@ -85,6 +88,15 @@ struct PortState {
     connections: Option<Arc<ConnSummary>>,
     /// Recent connect times, for `slow`.
     history: ConnectHistory,
+}
+
+/// A port's last TCP check, as the state keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LastTcp {
+    alive: bool,
+    seconds: f64,
+    /// Which of the port's targets answered.
+    answered: Option<u8>,
 }
 
 impl PortState {
@@ -197,17 +209,21 @@ impl State {
         false
     }
 
-    /// The ports listening now, as the baseline knows ports.
-    pub fn present_ports(&self) -> Vec<Expected> {
+    /// The ports listening now, as the baseline knows ports, each with the
+    /// time since which it has listened under its names.
+    pub fn present_ports(&self) -> Vec<(Expected, Instant)> {
         self.ports
             .iter()
             .filter(|(_, p)| p.present)
-            .map(|(k, p)| Expected {
-                proto: k.proto,
-                port: k.port,
-                netns: Arc::clone(&k.netns),
-                process_name: Arc::clone(&p.process_name),
-                exe_path: Arc::clone(&p.exe_path),
+            .map(|(k, p)| {
+                let port = Expected {
+                    proto: k.proto,
+                    port: k.port,
+                    netns: Arc::clone(&k.netns),
+                    process_name: Arc::clone(&p.process_name),
+                    exe_path: Arc::clone(&p.exe_path),
+                };
+                (port, p.since)
             })
             .collect()
     }
@@ -251,7 +267,12 @@ impl State {
                 p.history.record(outcome.seconds);
             }
             self.first_checks |= p.tcp.is_none();
-            p.tcp = Some(outcome);
+            let answered = p.targets.iter().position(|a| Some(*a) == outcome.answered);
+            p.tcp = Some(LastTcp {
+                alive: outcome.alive,
+                seconds: outcome.seconds,
+                answered: answered.and_then(|i| u8::try_from(i).ok()),
+            });
         }
     }
 
@@ -386,9 +407,6 @@ impl State {
             .collect();
 
         let mut seen = crate::model::series(&d.ports);
-        for p in self.ports.values_mut() {
-            p.present = false;
-        }
         self.within_limit(&mut seen);
         let info = self.limits.collectors.info;
         for (key, series) in seen {
@@ -467,8 +485,9 @@ impl State {
                     exe_path: exe.clone(),
                     owner: identity,
                     targets: Arc::clone(&targets),
-                    present: true,
+                    present: false,
                     last_seen: now,
+                    since: now,
                     tcp: None,
                     http: HttpClass::unknown(),
                     sockets: Arc::from([]),
@@ -487,6 +506,13 @@ impl State {
                 }
                 state.owner = identity;
             }
+            // Back after a break, or under other names: listening anew.
+            if !state.present
+                || !Arc::ptr_eq(&state.process_name, &name)
+                || !Arc::ptr_eq(&state.exe_path, &exe)
+            {
+                state.since = now;
+            }
             state.process_name = name;
             state.exe_path = exe;
             state.targets = targets;
@@ -503,6 +529,10 @@ impl State {
             };
             state.present = true;
             state.last_seen = now;
+        }
+        // Not seen at this pass: gone.
+        for p in self.ports.values_mut() {
+            p.present &= p.last_seen == now;
         }
         let retention = self.limits.retention;
         self.ports
@@ -550,10 +580,7 @@ impl State {
                 health: p.health(key.proto),
                 check: PortCheck {
                     targets: Arc::clone(&p.targets),
-                    answered: p.tcp.and_then(|t| {
-                        let i = p.targets.iter().position(|a| Some(*a) == t.answered)?;
-                        u8::try_from(i).ok()
-                    }),
+                    answered: p.tcp.and_then(|t| t.answered),
                     http: p.http,
                     queue_full_passes: p.queue_full_passes,
                 },
@@ -926,5 +953,24 @@ mod tests {
         let snapshot = st.snapshot(None);
         assert_eq!((snapshot.generation, snapshot.discovered), (1, None));
         assert_eq!(snapshot.telemetry.discovery_errors, [("failed", 1)]);
+    }
+
+    #[test]
+    fn a_port_listens_since_its_first_pass_until_a_break_or_a_new_name() {
+        let mut st = state(Duration::from_secs(60));
+        let since = |st: &State| st.present_ports().first().map(|(_, t)| *t);
+        st.apply_discovery(&discovery(vec![listener(8080, 20, "app")]), true);
+        let first = since(&st).expect("present");
+        std::thread::sleep(Duration::from_millis(5));
+        st.apply_discovery(&discovery(vec![listener(8080, 21, "app")]), false);
+        assert_eq!(since(&st), Some(first), "a new pid, the same names");
+        st.apply_discovery(&discovery(vec![]), false);
+        assert_eq!(since(&st), None);
+        st.apply_discovery(&discovery(vec![listener(8080, 21, "app")]), false);
+        let back = since(&st).expect("back");
+        assert!(back > first, "back after a break: listening anew");
+        std::thread::sleep(Duration::from_millis(5));
+        st.apply_discovery(&discovery(vec![listener(8080, 22, "other")]), false);
+        assert!(since(&st).expect("present") > back, "another name");
     }
 }
