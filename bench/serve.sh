@@ -15,6 +15,7 @@
 #
 #   bash bench/serve.sh              # PROCS=100 for a smaller host
 #   ONLY=memory bash bench/serve.sh  # the memory part alone
+#   ONLY=latency bash bench/serve.sh # the rounds and scrapes alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROCS=${PROCS:-500} SCRAPES=${SCRAPES:-200}
@@ -124,6 +125,7 @@ print(f"| gzipped scrape size | {h['gzip_bytes'] / 1024:.0f} KiB | {n['gzip_byte
 PY
 fi
 
+[ "${ONLY:-}" = latency ] && exit 0
 memory_case default
 memory_case fast PORT_STATUS_INTERVAL=5s PROCESS_ALIVE_STATUS_INTERVAL=5s
 if command -v prometheus-node-exporter >/dev/null; then node_exporter_case; fi

@@ -24,7 +24,7 @@ pub mod supervise;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 pub use http_class::HttpClass;
 pub use snapshot::{
@@ -72,11 +72,14 @@ impl Engine {
             None
         };
         let settings = Arc::new(settings);
+        // The owner hands each snapshot to the encoder, which publishes it
+        // once the body Prometheus asks for is ready.
+        let (made, to_encode) = watch::channel(shared.snapshot());
         let mut threads = Vec::new();
         threads.push({
-            let (shared, wake) = (shared.clone(), wake.clone());
+            let wake = wake.clone();
             supervisor.thread("state owner", move || {
-                own(state, baseline, &inbox, &shared, &wake);
+                own(state, baseline, &inbox, &made, &wake);
             })?
         });
         threads.push({
@@ -113,7 +116,7 @@ impl Engine {
                 ),
             );
         }
-        supervisor.task("encoder", encode_ahead(shared.clone()));
+        supervisor.task("encoder", encode_and_publish(to_encode, shared.clone()));
         Ok(Engine {
             shared,
             supervisor,
@@ -154,14 +157,14 @@ impl Engine {
     }
 }
 
-/// The state's owner: applies each message, publishes after every pass,
-/// round and owner check, and keeps the baseline file (its work never
-/// waits on another process's lock).
+/// The state's owner: applies each message, makes a snapshot after every
+/// pass, round and owner check, and keeps the baseline file (its work
+/// never waits on another process's lock).
 fn own(
     mut state: State,
     mut baseline: Option<baseline::BaselineState>,
     inbox: &mpsc::Receiver<Msg>,
-    shared: &Shared,
+    made: &watch::Sender<Arc<Snapshot>>,
     wake: &Wake,
 ) {
     while let Ok(msg) = inbox.recv() {
@@ -178,24 +181,30 @@ fn own(
             state.baseline = Some(Arc::new(b.observe(&state.present_ports())));
         }
         if publish {
-            shared.publish(state.snapshot(SelfProcess::read()));
+            made.send_replace(Arc::new(state.snapshot(SelfProcess::read())));
         }
     }
 }
 
 /// Encodes each new snapshot as Prometheus asks by default (OpenMetrics,
-/// gzip), in the background, so a scrape finds it ready; other variants
-/// are encoded at their first request.
-async fn encode_ahead(shared: Arc<Shared>) {
-    let mut published = shared.subscribe();
-    while published.changed().await.is_ok() {
-        let snapshot = Arc::clone(&published.borrow_and_update());
-        let encoded =
-            tokio::task::spawn_blocking(move || drop(snapshot.body(Format::OpenMetrics, true)));
-        if let Err(e) = encoded.await
+/// gzip), then publishes it: a scrape always finds that body ready, and the
+/// encoding holds no lock and keeps the owner waiting for nothing. Other
+/// variants are encoded at their first request. Only the latest snapshot
+/// is encoded when several came while one was.
+async fn encode_and_publish(mut made: watch::Receiver<Arc<Snapshot>>, shared: Arc<Shared>) {
+    while made.changed().await.is_ok() {
+        let snapshot = Arc::clone(&made.borrow_and_update());
+        let shared = shared.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            drop(snapshot.body(Format::OpenMetrics, true));
+            shared.publish(snapshot);
+        });
+        if let Err(e) = done.await
             && e.is_panic()
         {
             std::panic::resume_unwind(e.into_panic());
         }
     }
+    // The owner is gone: its own end is the failure to report.
+    std::future::pending::<()>().await;
 }

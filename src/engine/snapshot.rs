@@ -366,8 +366,8 @@ impl Shared {
 
     /// Makes `snapshot` the latest; the one before goes once its last
     /// reader is done with it.
-    pub fn publish(&self, snapshot: Snapshot) {
-        drop(self.latest.send_replace(Arc::new(snapshot)));
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        drop(self.latest.send_replace(snapshot));
         crate::alloc::release_free_memory();
     }
 
