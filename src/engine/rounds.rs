@@ -216,7 +216,7 @@ pub fn http(settings: &Arc<Settings>, owner: &Sender<Msg>) -> Round<HttpJob> {
                 .iter()
                 .filter(|p| p.key.proto == Proto::Tcp && p.present && p.check.http.due(now))
                 .filter_map(|p| {
-                    let addr = Snapshot::address(p)?;
+                    let addr = p.address()?;
                     Some((p.key.clone(), addr, s.via(&p.key.netns)?, p.check.http))
                 })
                 .collect();

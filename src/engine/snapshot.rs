@@ -70,6 +70,18 @@ pub struct PortSeries {
     pub check: PortCheck,
 }
 
+impl PortSeries {
+    /// The address that answered its last TCP check, or else its first.
+    pub fn address(&self) -> Option<SocketAddr> {
+        let targets = &self.check.targets;
+        self.check
+            .answered
+            .and_then(|i| targets.get(usize::from(i)))
+            .or_else(|| targets.first())
+            .copied()
+    }
+}
+
 /// How the probe rounds check a port.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortCheck {
@@ -314,16 +326,6 @@ impl Snapshot {
     /// How a port of namespace `netns` is reached, if it can be.
     pub fn via(&self, netns: &str) -> Option<Via> {
         self.vias.get(netns).cloned()
-    }
-
-    /// The address of `p` that answered its last TCP check, or else its
-    /// first address.
-    pub fn address(p: &PortSeries) -> Option<SocketAddr> {
-        p.check
-            .answered
-            .and_then(|i| p.check.targets.get(usize::from(i)))
-            .or_else(|| p.check.targets.first())
-            .copied()
     }
 
     /// The port series of `key`, if any.
