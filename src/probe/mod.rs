@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod tcp;
+pub mod udp;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -77,7 +78,7 @@ pub async fn connect(addr: SocketAddr, via: &Via) -> io::Result<TcpStream> {
     std::thread::Builder::new()
         .name("netns-socket".into())
         .spawn(move || {
-            let _ = tx.send(socket_in(&path, family));
+            let _ = tx.send(socket_in(&path, family, SocketType::STREAM));
         })?;
     let fd = rx
         .await
@@ -87,7 +88,39 @@ pub async fn connect(addr: SocketAddr, via: &Via) -> io::Result<TcpStream> {
         .await
 }
 
-fn socket_in(path: &Path, family: AddressFamily) -> io::Result<OwnedFd> {
+/// A UDP socket for `addr`'s family, made inside `via`'s namespace (on a
+/// thread of its own, as [`connect`]) and connected to `addr`.
+pub async fn udp_socket(addr: SocketAddr, via: &Via) -> io::Result<tokio::net::UdpSocket> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = match via {
+        Via::Here => rustix::net::socket_with(
+            family,
+            SocketType::DGRAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )?,
+        Via::Netns(path) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let path = Arc::clone(path);
+            std::thread::Builder::new()
+                .name("netns-socket".into())
+                .spawn(move || {
+                    let _ = tx.send(socket_in(&path, family, SocketType::DGRAM));
+                })?;
+            rx.await
+                .map_err(|_| io::Error::other("namespace thread ended"))??
+        }
+    };
+    let socket = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))?;
+    socket.connect(addr).await?;
+    Ok(socket)
+}
+
+fn socket_in(path: &Path, family: AddressFamily, kind: SocketType) -> io::Result<OwnedFd> {
     let ns = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     rustix::thread::move_into_link_name_space(
         ns.as_fd(),
@@ -95,7 +128,7 @@ fn socket_in(path: &Path, family: AddressFamily) -> io::Result<OwnedFd> {
     )?;
     Ok(rustix::net::socket_with(
         family,
-        SocketType::STREAM,
+        kind,
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         None,
     )?)
