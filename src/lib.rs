@@ -39,5 +39,6 @@ pub mod health;
 pub mod model;
 pub mod probe;
 pub mod server;
+pub mod targets;
 
 pub use error::{Error, Result};
