@@ -33,6 +33,8 @@ fn a_thread_or_task_that_panics_fails_health_and_ends_the_process_with_1() {
         ("tcp", "the TCP rounds panicked"),
         ("http", "the HTTP rounds panicked"),
         ("discovery:2", "the discovery panicked"),
+        ("owner:3", "the state owner panicked"),
+        ("encoder:3", "the encoder panicked"),
     ] {
         let mut exporter = Exporter::start(&[("PORTWARDEN_FAULT", &format!("panic:{point}"))]);
         let body = wait_unhealthy(&exporter, 20);

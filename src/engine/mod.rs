@@ -181,6 +181,7 @@ fn own(
             state.baseline = Some(Arc::new(b.observe(&state.present_ports())));
         }
         if publish {
+            supervise::fault("owner");
             made.send_replace(Arc::new(state.snapshot(SelfProcess::read())));
         }
     }
@@ -196,6 +197,7 @@ async fn encode_and_publish(mut made: watch::Receiver<Arc<Snapshot>>, shared: Ar
         let snapshot = Arc::clone(&made.borrow_and_update());
         let shared = shared.clone();
         let done = tokio::task::spawn_blocking(move || {
+            supervise::fault("encoder");
             drop(snapshot.body(Format::OpenMetrics, true));
             shared.publish(snapshot);
         });
