@@ -528,7 +528,7 @@ pub fn explain(e: &clap::Error, argv: &[std::ffi::OsString]) -> Option<String> {
 }
 
 /// A duration above zero, in Go's syntax.
-fn parse_interval(s: &str) -> Result<Duration, String> {
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
     match parse_go_duration(s)? {
         d if d.is_zero() => Err(format!("must be more than zero, got '{s}'")),
         d => Ok(d),

@@ -59,4 +59,12 @@ impl Error {
     }
 }
 
+/// A YAML parser's message on one line, without the source excerpt it
+/// draws after ` --> ` (its line and column stay).
+pub fn one_line(message: &str) -> String {
+    let flat = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flat.split(" --> ").next().unwrap_or(&flat);
+    flat.trim_start_matches("error: ").to_string()
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

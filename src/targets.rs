@@ -193,15 +193,8 @@ const RESERVED: [&str; 4] = ["name", "target", "module", "reason"];
 /// interval, labels}]`); `file` names it in errors. A missing `name` is
 /// the target itself. Modules are checked by the caller, who knows them.
 pub fn parse_file(text: &str, file: &str) -> Result<Vec<Target>, String> {
-    let doc: FileDoc = serde_saphyr::from_str(text).map_err(|e| {
-        let flat = e
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let flat = flat.split(" --> ").next().unwrap_or(&flat).to_string();
-        format!("{file}: {}", flat.trim_start_matches("error: "))
-    })?;
+    let doc: FileDoc = serde_saphyr::from_str(text)
+        .map_err(|e| format!("{file}: {}", crate::error::one_line(&e.to_string())))?;
     let mut names = HashSet::new();
     let mut out = Vec::with_capacity(doc.targets.len());
     for (i, e) in doc.targets.into_iter().enumerate() {
@@ -219,11 +212,7 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<Target>, String> {
         }
         let interval = match &e.interval {
             None => None,
-            Some(v) => match crate::config::parse_go_duration(v) {
-                Ok(d) if !d.is_zero() => Some(d),
-                Ok(_) => return Err(at("interval", format!("must be more than zero, got '{v}'"))),
-                Err(why) => return Err(at("interval", why)),
-            },
+            Some(v) => Some(crate::config::parse_interval(v).map_err(|why| at("interval", why))?),
         };
         for key in e.labels.keys() {
             let valid = key

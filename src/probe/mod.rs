@@ -65,37 +65,16 @@ pub async fn connect(addr: SocketAddr, via: &Via) -> io::Result<TcpStream> {
     let Via::Netns(path) = via else {
         return TcpStream::connect(addr).await;
     };
-    let family = if addr.is_ipv4() {
-        AddressFamily::INET
-    } else {
-        AddressFamily::INET6
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let path = Arc::clone(path);
-    // Entering a namespace changes the calling thread for good: a thread of
-    // its own, never one of the runtime's. The socket it makes belongs to
-    // the namespace for life, wherever it is used afterwards.
-    std::thread::Builder::new()
-        .name("netns-socket".into())
-        .spawn(move || {
-            let _ = tx.send(socket_in(&path, family, SocketType::STREAM));
-        })?;
-    let fd = rx
-        .await
-        .map_err(|_| io::Error::other("namespace thread ended"))??;
+    let fd = socket_entered(path, family_of(addr), SocketType::STREAM).await?;
     tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd))
         .connect(addr)
         .await
 }
 
-/// A UDP socket for `addr`'s family, made inside `via`'s namespace (on a
-/// thread of its own, as [`connect`]) and connected to `addr`.
+/// A UDP socket for `addr`'s family, made inside `via`'s namespace (as
+/// [`connect`]'s) and connected to `addr`.
 pub async fn udp_socket(addr: SocketAddr, via: &Via) -> io::Result<tokio::net::UdpSocket> {
-    let family = if addr.is_ipv4() {
-        AddressFamily::INET
-    } else {
-        AddressFamily::INET6
-    };
+    let family = family_of(addr);
     let fd = match via {
         Via::Here => rustix::net::socket_with(
             family,
@@ -103,21 +82,39 @@ pub async fn udp_socket(addr: SocketAddr, via: &Via) -> io::Result<tokio::net::U
             SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
             None,
         )?,
-        Via::Netns(path) => {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let path = Arc::clone(path);
-            std::thread::Builder::new()
-                .name("netns-socket".into())
-                .spawn(move || {
-                    let _ = tx.send(socket_in(&path, family, SocketType::DGRAM));
-                })?;
-            rx.await
-                .map_err(|_| io::Error::other("namespace thread ended"))??
-        }
+        Via::Netns(path) => socket_entered(path, family, SocketType::DGRAM).await?,
     };
     let socket = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))?;
     socket.connect(addr).await?;
     Ok(socket)
+}
+
+fn family_of(addr: SocketAddr) -> AddressFamily {
+    if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    }
+}
+
+/// A socket of `kind` made inside the namespace entered through `path`.
+/// Entering a namespace changes the calling thread for good: a thread of
+/// its own, never one of the runtime's. The socket belongs to the
+/// namespace for life, wherever it is used afterwards.
+async fn socket_entered(
+    path: &Arc<Path>,
+    family: AddressFamily,
+    kind: SocketType,
+) -> io::Result<OwnedFd> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let path = Arc::clone(path);
+    std::thread::Builder::new()
+        .name("netns-socket".into())
+        .spawn(move || {
+            let _ = tx.send(socket_in(&path, family, kind));
+        })?;
+    rx.await
+        .map_err(|_| io::Error::other("namespace thread ended"))?
 }
 
 fn socket_in(path: &Path, family: AddressFamily, kind: SocketType) -> io::Result<OwnedFd> {

@@ -132,15 +132,7 @@ pub fn parse(text: &str) -> Result<File, WebConfigError> {
     }
     serde_saphyr::from_str::<Option<File>>(text)
         .map(Option::unwrap_or_default)
-        .map_err(|e| problem("YAML", one_line(&e.to_string())))
-}
-
-/// The parser's message on one line, without the source excerpt it draws
-/// after ` --> `.
-fn one_line(message: &str) -> String {
-    let flat = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    let flat = flat.split(" --> ").next().unwrap_or(&flat);
-    flat.trim_start_matches("error: ").to_string()
+        .map_err(|e| problem("YAML", crate::error::one_line(&e.to_string())))
 }
 
 /// Validates a parsed file: reads the certificate, key and CA it names
