@@ -41,8 +41,6 @@ pub struct Snapshot {
     pub generation: u64,
     /// When the last discovery pass was applied.
     pub discovered: Option<Instant>,
-    /// When this snapshot was made.
-    pub made: Instant,
     /// How each namespace label's ports are reached (a label missing: they
     /// cannot be); shared by every snapshot of one discovery pass.
     pub vias: Arc<HashMap<Arc<str>, Via>>,
@@ -300,7 +298,6 @@ impl Snapshot {
             collectors,
             generation: 0,
             discovered: None,
-            made: Instant::now(),
             vias: Arc::default(),
             encoded: Default::default(),
         }
