@@ -37,6 +37,7 @@ pub mod exclude;
 pub mod fds;
 pub mod health;
 pub mod model;
+pub mod modules;
 pub mod probe;
 pub mod server;
 pub mod targets;

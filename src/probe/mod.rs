@@ -3,8 +3,10 @@
 //! probe ends by its deadline whatever the other side does (hangs, resets,
 //! streams bytes forever, trickles one byte a second).
 
+pub mod check;
 pub mod http;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::io;
