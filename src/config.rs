@@ -87,6 +87,11 @@ pub enum Command {
     /// Show or edit the baseline of expected ports.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Check targets once, concurrently, and say which answer: `portwarden
+    /// check 127.0.0.1:5432 https://api.internal/health` or `-f targets.yml`.
+    /// Exit status 0 when every check passes, 1 when one fails, 2 on bad
+    /// input.
+    Check(CheckArgs),
     /// Print a shell completion script (e.g. `portwarden completions bash >
     /// /etc/bash_completion.d/portwarden`).
     Completions {
@@ -96,8 +101,8 @@ pub enum Command {
     /// Print a manual page (roff; `portwarden man | man -l -`): portwarden(1),
     /// or with a command's name that command's page, e.g. portwarden-ls(1).
     Man {
-        /// serve, ls or baseline.
-        #[arg(value_parser = ["serve", "ls", "baseline"])]
+        /// serve, ls, baseline or check.
+        #[arg(value_parser = ["serve", "ls", "baseline", "check"])]
         command: Option<String>,
     },
 }
@@ -638,6 +643,38 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
         s.to_string()
     };
     full.parse::<SocketAddr>().map_err(|_| invalid())
+}
+
+/// Flags of `portwarden check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Targets: host:port or tcp://host:port (TCP connect), tls://host:port
+    /// (TLS handshake), udp://host:port (a datagram, and what comes back),
+    /// http:// or https:// URLs (a request, 2xx expected).
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// A targets file (the one --targets.file takes) whose targets are
+    /// checked too.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Modules in blackbox_exporter's format; without it the built-in
+    /// tcp_connect, tls_connect, http_2xx and udp.
+    #[arg(
+        long = "modules.file",
+        env = "PORTWARDEN_MODULES_FILE",
+        value_name = "FILE"
+    )]
+    pub modules_file: Option<PathBuf>,
+    /// The most any check may take (a module's own timeout is kept when
+    /// shorter).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_interval)]
+    pub timeout: Duration,
+    /// Checks at once, at most.
+    #[arg(long, value_name = "N", default_value = "64", value_parser = parse_count::<1>)]
+    pub concurrency: usize,
+    /// Print a JSON array instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `portwarden ls`.

@@ -33,6 +33,11 @@ pub enum Error {
         fallback: io::Error,
     },
 
+    /// A check failed (`portwarden check`): exit status 1, with nothing
+    /// more to print.
+    #[error("a check failed")]
+    Failed,
+
     /// The listen address cannot be bound (taken, or not ours). Exit status 1.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -45,6 +45,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(err) = e.downcast_ref::<portwarden::Error>() {
+                if matches!(err, portwarden::Error::Failed) {
+                    // Said already, a line per check.
+                    return ExitCode::from(1);
+                }
                 if err.is_broken_pipe() {
                     return ExitCode::SUCCESS;
                 }
@@ -82,6 +86,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
+        Some(Command::Check(args)) => {
+            let passed = portwarden::cli::check::run(&args, &mut io::stdout().lock())?;
+            io::stdout().flush().ok();
+            if passed {
+                Ok(())
+            } else {
+                Err(portwarden::Error::Failed.into())
+            }
+        }
         Some(Command::Completions { shell }) => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "portwarden", &mut io::stdout().lock());
@@ -90,10 +103,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Man { command }) => {
             let top = Cli::command();
             let page = match command.as_deref() {
-                Some(name @ ("serve" | "ls" | "baseline")) => {
+                Some(name @ ("serve" | "ls" | "baseline" | "check")) => {
                     let (page, usage) = match name {
                         "serve" => ("portwarden-serve", "portwarden serve"),
                         "ls" => ("portwarden-ls", "portwarden ls"),
+                        "check" => ("portwarden-check", "portwarden check"),
                         _ => ("portwarden-baseline", "portwarden baseline"),
                     };
                     let sub = top.find_subcommand(name).cloned().unwrap_or_default();

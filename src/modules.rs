@@ -127,7 +127,7 @@ pub struct UdpModule {
 }
 
 /// A module's `tls_config`, loaded.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TlsModule {
     pub insecure_skip_verify: bool,
     /// From `ca_file`; `None`: the system's roots.
@@ -137,6 +137,20 @@ pub struct TlsModule {
     /// Allowed versions, as 12 and 13.
     pub min_version: u8,
     pub max_version: u8,
+}
+
+impl Default for TlsModule {
+    /// Verified against the system's roots, TLS 1.2 or 1.3.
+    fn default() -> Self {
+        TlsModule {
+            insecure_skip_verify: false,
+            roots: None,
+            server_name: None,
+            client_cert: None,
+            min_version: 12,
+            max_version: 13,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -209,7 +223,7 @@ fn builtins() -> Vec<Module> {
                 ..TcpModule::default()
             }),
         ),
-        module("http_2xx", Prober::Http(Box::new(HttpModule::default()))),
+        module("http_2xx", Prober::Http(Box::default())),
         module("udp", Prober::Udp(UdpModule::default())),
     ]
 }
@@ -632,7 +646,7 @@ fn udp(raw: RawUdp, at: &dyn Fn(&str, String) -> String) -> Result<UdpModule, St
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

@@ -247,6 +247,66 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<Target>, String> {
     Ok(out)
 }
 
+/// A target with its module found and its endpoint read as that module's
+/// prober takes it: ready to check.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub target: Target,
+    pub module: std::sync::Arc<crate::modules::Module>,
+    pub endpoint: Endpoint,
+}
+
+/// Targets given on a command line: each its own name, its module by
+/// scheme.
+pub fn from_args(args: &[String]) -> Result<Vec<Target>, String> {
+    let mut names = HashSet::new();
+    let mut out = Vec::with_capacity(args.len());
+    for arg in args {
+        let endpoint = parse_endpoint(arg)?;
+        if !names.insert(arg.clone()) {
+            return Err(format!("target '{arg}' is given twice"));
+        }
+        out.push(Target {
+            name: arg.clone(),
+            target: arg.clone(),
+            module: endpoint.default_module().to_string(),
+            endpoint,
+            interval: None,
+            labels: BTreeMap::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// Finds each target's module and reads its target as the module's prober
+/// takes it; `file` names where the targets came from in errors.
+pub fn bind(
+    targets: Vec<Target>,
+    modules: &crate::modules::Modules,
+    file: &str,
+) -> Result<Vec<Job>, String> {
+    targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, target)| {
+            let at = |why: String| format!("{file}: targets[{i}].module: {why}");
+            let module = modules.get(&target.module).ok_or_else(|| {
+                at(format!(
+                    "unknown module '{}' (known: {})",
+                    target.module,
+                    modules.names().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let endpoint = crate::probe::check::plan(module, &target.target).map_err(at)?;
+            Ok(Job {
+                module: module.clone(),
+                endpoint,
+                target,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,11 @@ fn manual_pages_render_with_man() {
             "HTTP_DETECTION_CONCURRENCY",
         ),
         ("portwarden-baseline.1", &["man", "baseline"][..], "accept"),
+        (
+            "portwarden-check.1",
+            &["man", "check"][..],
+            "--modules.file",
+        ),
     ] {
         let path = dir.0.join(page);
         std::fs::write(&path, output(args)).expect("write");

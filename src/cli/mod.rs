@@ -1,6 +1,7 @@
 //! One-shot commands that print to a terminal or a pipe.
 
 pub mod baseline;
+pub mod check;
 pub mod ls;
 
 /// Makes a value from a hostile source (a process name, a path, a command

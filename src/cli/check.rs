@@ -1,0 +1,233 @@
+//! `portwarden check`: the shell loop of `nc -z` and `curl -f` in one
+//! command. Every target is checked once, at most `--concurrency` at a
+//! time; one line each, in the order given (✔ or ✘, name, target, time or
+//! reason), or a JSON array; the exit status says whether all passed.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::CheckArgs;
+use crate::error::Error;
+use crate::modules::Modules;
+use crate::probe::check::{self, Report};
+use crate::targets::{self, Job};
+
+/// Runs the checks and prints them; true when all passed. Bad input is an
+/// [`Error::Config`] before anything is checked.
+pub fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<bool, Error> {
+    let jobs = jobs(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let reports = runtime.block_on(check_all(&jobs, args.timeout, args.concurrency));
+    if args.json {
+        let rows: Vec<Row> = jobs.iter().zip(&reports).map(|(j, r)| row(j, r)).collect();
+        serde_json::to_writer_pretty(&mut *out, &rows).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        write_lines(&jobs, &reports, out)?;
+    }
+    Ok(reports.iter().all(|r| r.success))
+}
+
+fn jobs(args: &CheckArgs) -> Result<Vec<Job>, Error> {
+    let usage = |setting: &str, message: String| Error::Config {
+        setting: setting.into(),
+        message,
+    };
+    let modules = match &args.modules_file {
+        Some(path) => {
+            let (modules, warnings) =
+                Modules::load(path).map_err(|m| usage("--modules.file", m))?;
+            for w in warnings {
+                eprintln!("portwarden: warning: {w}");
+            }
+            modules
+        }
+        None => Modules::builtin(),
+    };
+    let mut jobs = Vec::new();
+    if let Some(path) = &args.file {
+        let file = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| usage("--file", format!("{file}: {e}")))?;
+        let list = targets::parse_file(&text, &file).map_err(|m| usage("--file", m))?;
+        jobs = targets::bind(list, &modules, &file).map_err(|m| usage("--file", m))?;
+    }
+    let given = targets::from_args(&args.targets).map_err(|m| usage("TARGET", m))?;
+    for t in &given {
+        if jobs.iter().any(|j| j.target.name == t.name) {
+            return Err(usage(
+                "TARGET",
+                format!("target '{}' is also in the file", t.name),
+            ));
+        }
+    }
+    jobs.extend(
+        targets::bind(given, &modules, "the command line").map_err(|m| usage("TARGET", m))?,
+    );
+    if jobs.is_empty() {
+        return Err(usage(
+            "TARGET",
+            "nothing to check: give targets (host:port, a URL, udp://host:port, tls://host:port) or -f FILE".into(),
+        ));
+    }
+    Ok(jobs)
+}
+
+/// Checks every job, at most `concurrency` at once; reports in the jobs'
+/// order.
+pub async fn check_all(jobs: &[Job], timeout: Duration, concurrency: usize) -> Vec<Report> {
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut running = JoinSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let (slots, endpoint, module) = (slots.clone(), job.endpoint.clone(), job.module.clone());
+        let timeout = module.timeout.map_or(timeout, |t| t.min(timeout));
+        running.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            (i, check::run(&endpoint, &module, timeout).await)
+        });
+    }
+    let mut reports: Vec<Option<Report>> = vec![None; jobs.len()];
+    while let Some(done) = running.join_next().await {
+        match done {
+            Ok((i, report)) => reports[i] = Some(report),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    reports
+        .into_iter()
+        .map(|r| r.expect("every check reports"))
+        .collect()
+}
+
+fn write_lines(jobs: &[Job], reports: &[Report], out: &mut dyn Write) -> std::io::Result<()> {
+    let names: Vec<String> = jobs
+        .iter()
+        .map(|j| super::printable(&j.target.name).into_owned())
+        .collect();
+    let shown: Vec<String> = jobs
+        .iter()
+        .map(|j| super::printable(&j.target.target).into_owned())
+        .collect();
+    let same = jobs.iter().all(|j| j.target.name == j.target.target);
+    let name_w = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let target_w = shown.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    for (i, r) in reports.iter().enumerate() {
+        let mark = if r.success { "✔" } else { "✘" };
+        let what = if same {
+            format!("{:<name_w$}", names[i])
+        } else {
+            format!("{:<name_w$}  {:<target_w$}", names[i], shown[i])
+        };
+        writeln!(out, "{mark} {what}  {}", outcome(r))?;
+    }
+    Ok(())
+}
+
+/// The time it took, or why it failed, and what else is worth a glance.
+fn outcome(r: &Report) -> String {
+    let ms = r.seconds * 1000.0;
+    let mut s = if let Some(ours) = r.ours {
+        format!("not checked: {ours} (ours)")
+    } else if let Some(reason) = r.reason {
+        match (reason, &r.http) {
+            (check::Reason::HttpStatus, Some(h)) => format!("http_status {}", h.status),
+            _ => reason.as_str().to_string(),
+        }
+    } else {
+        format!("{ms:.1} ms")
+    };
+    if r.success
+        && let Some(h) = &r.http
+    {
+        s.push_str(&format!(", HTTP {}", h.status));
+    }
+    if let Some(class) = r.udp_class
+        && r.success
+    {
+        s.push_str(&format!(", {class}"));
+    }
+    if let Some(dates) = r.tls.and_then(|t| t.dates) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let days = (dates.not_after - now).div_euclid(86_400);
+        s.push_str(&format!(
+            ", certificate until {} ({days} days)",
+            date(dates.not_after)
+        ));
+    }
+    s
+}
+
+/// `YYYY-MM-DD` of Unix seconds (UTC).
+fn date(secs: i64) -> String {
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// One check in `--json`.
+#[derive(Serialize)]
+struct Row<'a> {
+    name: &'a str,
+    target: &'a str,
+    module: &'a str,
+    success: bool,
+    /// Why it failed: refused, timeout, unreachable, dns, tls,
+    /// http_status, no_match, closed.
+    reason: Option<&'static str>,
+    /// Not checked for a lack of our own (descriptors, memory).
+    error: Option<&'static str>,
+    seconds: f64,
+    ip_protocol: Option<u8>,
+    http_status: Option<u16>,
+    udp_class: Option<&'static str>,
+    tls_version: Option<&'static str>,
+    tls_not_before: Option<i64>,
+    tls_not_after: Option<i64>,
+}
+
+fn row<'a>(job: &'a Job, r: &Report) -> Row<'a> {
+    let dates = r.tls.and_then(|t| t.dates);
+    Row {
+        name: &job.target.name,
+        target: &job.target.target,
+        module: &job.module.name,
+        success: r.success,
+        reason: r.reason.map(check::Reason::as_str),
+        error: r.ours,
+        seconds: r.seconds,
+        ip_protocol: r.ip_protocol,
+        http_status: r.http.as_ref().map(|h| h.status).filter(|s| *s > 0),
+        udp_class: r.udp_class,
+        tls_version: r.tls.and_then(|t| t.version),
+        tls_not_before: dates.map(|d| d.not_before),
+        tls_not_after: dates.map(|d| d.not_after),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_read_as_calendar_days() {
+        assert_eq!(super::date(0), "1970-01-01");
+        assert_eq!(super::date(951_825_600), "2000-02-29");
+        assert_eq!(super::date(1_796_029_200), "2026-11-30");
+    }
+}
