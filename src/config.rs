@@ -308,6 +308,47 @@ pub struct ServeArgs {
     )]
     pub spread: bool,
 
+    /// Targets checked by list (YAML: `targets: [{name, target, module,
+    /// interval, labels}]`), besides the host's own ports; reloaded when it
+    /// changes and on SIGHUP.
+    #[arg(
+        long = "targets.file",
+        env = "PORTWARDEN_TARGETS_FILE",
+        value_name = "FILE"
+    )]
+    pub targets_file: Option<PathBuf>,
+
+    /// Modules for the targets file and `/probe`, in blackbox_exporter's
+    /// format (a blackbox.yml works as it is); besides the built-in
+    /// tcp_connect, tls_connect, http_2xx and udp.
+    #[arg(
+        long = "modules.file",
+        env = "PORTWARDEN_MODULES_FILE",
+        value_name = "FILE"
+    )]
+    pub modules_file: Option<PathBuf>,
+
+    /// How often a target without an interval of its own is checked.
+    #[arg(
+        long = "targets.interval",
+        env = "PORTWARDEN_TARGETS_INTERVAL",
+        value_name = "DURATION",
+        default_value = "15s",
+        value_parser = parse_interval
+    )]
+    pub targets_interval: Duration,
+
+    /// The most a target's check may take (a module's own timeout is kept
+    /// when shorter, and no check outlasts its target's interval).
+    #[arg(
+        long = "targets.timeout",
+        env = "PORTWARDEN_TARGETS_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = parse_interval
+    )]
+    pub targets_timeout: Duration,
+
     /// How long a port that disappeared keeps its series (at 0).
     #[arg(
         long = "port.retention",
@@ -464,6 +505,10 @@ pub struct Settings {
     pub web_config_file: Option<PathBuf>,
     pub request_timeout: Duration,
     pub collectors: Collectors,
+    pub targets_file: Option<PathBuf>,
+    pub modules_file: Option<PathBuf>,
+    pub targets_interval: Duration,
+    pub targets_timeout: Duration,
 }
 
 impl Settings {
@@ -494,6 +539,10 @@ impl Settings {
             web_config_file: args.web_config_file.clone(),
             request_timeout: args.request_timeout,
             collectors: args.collectors.collectors(),
+            targets_file: args.targets_file.clone(),
+            modules_file: args.modules_file.clone(),
+            targets_interval: args.targets_interval,
+            targets_timeout: args.targets_timeout,
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod model;
 pub mod modules;
 pub mod probe;
 pub mod server;
+pub mod stamp;
 pub mod targets;
 
 pub use error::{Error, Result};

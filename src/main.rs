@@ -161,6 +161,12 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         settings.probe_concurrency = budget;
     }
     // Read before anything starts: a broken file is a usage error (exit 2).
+    let (by_list, warnings) = portwarden::targets::files::Files::of(&settings)
+        .load()
+        .map_err(|(setting, message)| portwarden::Error::Config {
+            setting: setting.into(),
+            message,
+        })?;
     let web = std::sync::Arc::new(portwarden::server::web_config::Web::new(
         settings.web_config_file.clone(),
     )?);
@@ -182,7 +188,13 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             version = env!("CARGO_PKG_VERSION"),
             "serving metrics"
         );
-        let mut engine = portwarden::engine::Engine::start(settings, discoverer)?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        if settings.targets_file.is_some() {
+            tracing::info!(targets = by_list.jobs.len(), "checking targets by list");
+        }
+        let mut engine = portwarden::engine::Engine::start(settings, discoverer, by_list)?;
         engine.supervise(
             "web config watcher",
             portwarden::server::web_config::watch(web.clone()),

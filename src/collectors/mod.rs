@@ -2,7 +2,8 @@
 //! group (node_exporter's one collector per file). The plugin's five
 //! families and the exporter's own figures are always written; `load`,
 //! `health`, `info` and `baseline` can be switched off, and then neither
-//! their families nor their work (connection dumps for `load`) exist.
+//! their families nor their work (connection dumps for `load`) exist. The
+//! targets' families exist when a targets or modules file is given.
 
 mod baseline;
 mod exporter;
@@ -10,6 +11,7 @@ mod health;
 mod info;
 mod load;
 mod plugin;
+mod targets;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -58,6 +60,7 @@ pub fn write(snapshot: &Snapshot, enc: &mut Encoder) {
     {
         baseline::write(b, enc);
     }
+    targets::write(snapshot, enc);
     exporter::write(snapshot, enc);
 }
 

@@ -5,6 +5,8 @@
 //!   netlink work) and checks owner liveness.
 //! - [`rounds`]: async probe rounds (TCP, HTTP) read their jobs from the
 //!   latest snapshot, with one global cap on checks in flight.
+//! - [`target_checks`]: the targets file's checks, each at its interval,
+//!   within the same cap ([`targets`] is their part of the state).
 //! - [`state`]: the reducer. Its owner, a thread of its own, is the only
 //!   code that changes it: discovery passes and check results come to it
 //!   as messages; after a pass, a round or an owner check it publishes a
@@ -20,6 +22,8 @@ mod rounds;
 mod snapshot;
 mod state;
 pub mod supervise;
+mod target_checks;
+mod targets;
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -33,16 +37,21 @@ pub use snapshot::{
 };
 pub use state::{Limits, Msg, State};
 pub use supervise::Ended;
+pub use targets::{Reloads, TargetLast, TargetSeries};
 
 use self::discovery::Wake;
 use self::supervise::Supervisor;
 use crate::config::Settings;
 use crate::discover::Discoverer;
 use crate::encoder::Format;
+use crate::targets::files::{Files, InForce};
 
 /// The running engine: its shared view, its watched threads and tasks.
 pub struct Engine {
     pub shared: Arc<Shared>,
+    /// The cap on checks in flight, shared by every check of the process
+    /// (the rounds, the targets, `/probe`).
+    pub slots: Arc<Semaphore>,
     supervisor: Supervisor,
     wake: Arc<Wake>,
     owner: mpsc::Sender<Msg>,
@@ -51,8 +60,13 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the state's owner and discovery (threads of their own) and
-    /// the probe rounds (tasks on the current tokio runtime).
-    pub fn start(settings: Settings, discoverer: Discoverer) -> std::io::Result<Engine> {
+    /// the probe rounds (tasks on the current tokio runtime); `by_list`
+    /// are the targets and modules loaded at the start.
+    pub fn start(
+        settings: Settings,
+        discoverer: Discoverer,
+        by_list: InForce,
+    ) -> std::io::Result<Engine> {
         let every = settings.status_interval.min(settings.udp_status_interval);
         let shared = Arc::new(Shared::new(settings.collectors, every * 3));
         let wake = Arc::new(Wake::default());
@@ -72,6 +86,7 @@ impl Engine {
             None
         };
         let settings = Arc::new(settings);
+        let _ = owner.send(Msg::Targets(by_list));
         // The owner hands each snapshot to the encoder, which publishes it
         // once the body Prometheus asks for is ready.
         let (made, to_encode) = watch::channel(shared.snapshot());
@@ -112,12 +127,34 @@ impl Engine {
                     settings.spread,
                     shared.clone(),
                     owner.clone(),
-                    global,
+                    global.clone(),
                 ),
             );
         }
+        supervisor.task(
+            "target checks",
+            target_checks::run(
+                shared.clone(),
+                owner.clone(),
+                global.clone(),
+                settings.targets_interval,
+                settings.targets_timeout,
+            ),
+        );
+        let files = Files::of(&settings);
+        let reloaded = owner.clone();
+        supervisor.task(
+            "targets file watcher",
+            crate::targets::files::watch(files, move |loaded| {
+                let _ = reloaded.send(match loaded {
+                    Ok(in_force) => Msg::Targets(in_force),
+                    Err(_) => Msg::TargetsReloadFailed,
+                });
+            }),
+        );
         supervisor.task("encoder", encode_and_publish(to_encode, shared.clone()));
         Ok(Engine {
+            slots: global,
             shared,
             supervisor,
             wake,
@@ -171,7 +208,7 @@ fn own(
         let discovered = matches!(msg, Msg::Discovered { .. });
         let publish = match msg {
             Msg::Stop => return,
-            Msg::Tcp { .. } | Msg::Http { .. } => false,
+            Msg::Tcp { .. } | Msg::Http { .. } | Msg::Target { .. } => false,
             _ => true,
         };
         if state.apply(msg) {

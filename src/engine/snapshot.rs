@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::http_class::HttpClass;
+use super::targets::{Reloads, TargetSeries};
 use crate::baseline::Expected;
 use crate::collectors::Collectors;
 use crate::discover::ListenCounters;
@@ -18,6 +19,7 @@ use crate::encoder::{Encoder, Format};
 use crate::health::Health;
 use crate::model::{Family, Owner, PortKey, Socket};
 use crate::probe::Via;
+use crate::targets::files::InForce;
 
 /// Upper bounds of the probe duration histogram, in seconds.
 pub const DURATION_BUCKETS: [f64; 12] = [
@@ -44,6 +46,12 @@ pub struct Snapshot {
     /// How each namespace label's ports are reached (a label missing: they
     /// cannot be); shared by every snapshot of one discovery pass.
     pub vias: Arc<HashMap<Arc<str>, Via>>,
+    /// The targets and modules in force (the modules `/probe` uses too).
+    pub by_list: InForce,
+    /// Each target's series, by name.
+    pub targets: Vec<TargetSeries>,
+    /// Reloads of the targets and modules files.
+    pub reloads: Reloads,
     /// Format × gzip.
     encoded: [OnceLock<Arc<[u8]>>; 4],
 }
@@ -299,6 +307,9 @@ impl Snapshot {
             generation: 0,
             discovered: None,
             vias: Arc::default(),
+            by_list: InForce::default(),
+            targets: Vec::new(),
+            reloads: Reloads::default(),
             encoded: Default::default(),
         }
     }

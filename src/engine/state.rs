@@ -13,6 +13,7 @@ use super::snapshot::{
     BaselineView, ConnSummary, PortCheck, PortSeries, ProbeStats, ProcessSeries, QueueState,
     SelfProcess, Snapshot, SocketInfo, Telemetry,
 };
+use super::targets::ByList;
 use crate::baseline::Expected;
 use crate::collectors::Collectors;
 use crate::discover::{Discovery, ListenCounters, SocketSource};
@@ -20,6 +21,7 @@ use crate::health::{self, ConnectHistory, Health};
 use crate::model::{PortKey, Proto};
 use crate::probe::http::HttpOutcome;
 use crate::probe::{self, tcp::TcpOutcome};
+use crate::targets::files::InForce;
 
 /// What the state's owner receives.
 #[derive(Debug)]
@@ -41,6 +43,17 @@ pub enum Msg {
     },
     /// A round of checks of `kind` ended after `seconds`.
     RoundDone { kind: &'static str, seconds: f64 },
+    /// The targets and modules files, loaded (at the start, at a reload).
+    Targets(InForce),
+    /// A reload of those files failed: what is in force stays.
+    TargetsReloadFailed,
+    /// A target's check.
+    Target {
+        job: Arc<crate::targets::Job>,
+        report: Box<crate::probe::check::Report>,
+    },
+    /// Results came in since the last snapshot: make one.
+    Publish,
     /// The engine stops (its owner ends; the state is not changed).
     Stop,
 }
@@ -154,6 +167,8 @@ pub struct State {
     first_checks: bool,
     /// When a check that failed on our side was last logged.
     our_fault_logged: Option<Instant>,
+    /// Targets checked by list.
+    by_list: ByList,
 }
 
 impl State {
@@ -175,6 +190,7 @@ impl State {
             over_limit: 0,
             first_checks: false,
             our_fault_logged: None,
+            by_list: ByList::default(),
         }
     }
 
@@ -198,7 +214,17 @@ impl State {
                 asked,
                 seconds,
             } => self.apply_http(&key, &outcome, asked, seconds),
-            Msg::Stop => {}
+            Msg::Stop | Msg::Publish => {}
+            Msg::Targets(in_force) => self.by_list.replace(in_force),
+            Msg::TargetsReloadFailed => self.by_list.reload_failed(),
+            Msg::Target { job, report } => {
+                if let Some(result) = self.by_list.apply(&job, &report) {
+                    self.probes
+                        .entry("target")
+                        .or_default()
+                        .record(result, report.seconds);
+                }
+            }
             Msg::RoundDone { kind, seconds } => {
                 let stats = self.probes.entry(kind).or_default();
                 stats.last_round = Some(SystemTime::now());
@@ -618,6 +644,9 @@ impl State {
         snapshot.vias = Arc::clone(&self.vias);
         snapshot.generation = self.generation;
         snapshot.discovered = self.discovered;
+        snapshot.by_list = self.by_list.in_force.clone();
+        snapshot.targets = self.by_list.series();
+        snapshot.reloads = self.by_list.reloads;
         snapshot.telemetry = Telemetry {
             probes,
             discovery_errors: sorted(&self.discovery_errors),

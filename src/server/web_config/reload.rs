@@ -2,6 +2,7 @@
 //! (taken from the first instruction on, so a reload never kills us).
 
 use super::*;
+use crate::stamp::{Stamp, stamps};
 
 /// The web config in force, and where it comes from. Connections read the
 /// current one; [`watch`] replaces it when its files change or on SIGHUP.
@@ -11,30 +12,6 @@ pub struct Web {
     /// The state of the files at the last load attempt, good or bad: a
     /// broken file is reported once, not every second.
     seen: Mutex<Vec<Option<Stamp>>>,
-}
-
-/// What tells a file changed: replaced (inode), rewritten (mtime, size).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    mtime_ns: i128,
-    len: u64,
-}
-
-fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
-    use std::os::unix::fs::MetadataExt;
-    paths
-        .iter()
-        .map(|p| {
-            fs::metadata(p).ok().map(|m| Stamp {
-                dev: m.dev(),
-                ino: m.ino(),
-                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-                len: m.len(),
-            })
-        })
-        .collect()
 }
 
 impl Web {

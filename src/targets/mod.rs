@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod files;
+
 /// Where a target is, and how it is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
