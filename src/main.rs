@@ -200,7 +200,12 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             portwarden::server::web_config::watch(web.clone()),
         );
         let serving = portwarden::server::listen::Serving {
-            router: portwarden::server::app(engine.shared.clone(), &path, max_requests),
+            router: portwarden::server::app(
+                engine.shared.clone(),
+                engine.slots.clone(),
+                &path,
+                max_requests,
+            ),
             web,
             request_timeout,
         };

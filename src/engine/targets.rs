@@ -166,6 +166,7 @@ mod tests {
             ours: None,
             seconds: 0.01,
             ip_protocol: Some(4),
+            address: None,
             resolve_seconds: 0.0,
             tls: None,
             http: None,

@@ -92,6 +92,15 @@ pub struct HttpSeen {
 
 pub const PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
 
+impl HttpSeen {
+    /// The phases' seconds by name, in name order (as blackbox writes them).
+    pub fn phases_by_name(&self) -> Vec<(&'static str, f64)> {
+        let mut out: Vec<(&'static str, f64)> = PHASES.iter().copied().zip(self.phases).collect();
+        out.sort_by_key(|(name, _)| *name);
+        out
+    }
+}
+
 /// Everything one check saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -103,6 +112,8 @@ pub struct Report {
     pub seconds: f64,
     /// 4 or 6: the family of the address used.
     pub ip_protocol: Option<u8>,
+    /// The address used (the last, after redirects).
+    pub address: Option<IpAddr>,
     pub resolve_seconds: f64,
     pub tls: Option<TlsSeen>,
     pub http: Option<HttpSeen>,
@@ -112,6 +123,27 @@ pub struct Report {
     pub udp_class: Option<&'static str>,
     /// What happened, a line each, for `debug=true`.
     pub log: Vec<String>,
+}
+
+impl Report {
+    /// A check that failed before it began (a target its prober cannot
+    /// read): no reason from the vocabulary, nothing seen.
+    pub fn failed_before_start() -> Report {
+        Report {
+            success: false,
+            reason: None,
+            ours: None,
+            seconds: 0.0,
+            ip_protocol: None,
+            address: None,
+            resolve_seconds: 0.0,
+            tls: None,
+            http: None,
+            regex_failed: None,
+            udp_class: None,
+            log: Vec::new(),
+        }
+    }
 }
 
 /// The most of a response head, or of one line of a `query_response`.
@@ -161,19 +193,7 @@ pub async fn run(endpoint: &Endpoint, module: &Module, timeout: Duration) -> Rep
     let mut c = Check {
         started,
         deadline: Deadline::now() + timeout,
-        report: Report {
-            success: false,
-            reason: None,
-            ours: None,
-            seconds: 0.0,
-            ip_protocol: None,
-            resolve_seconds: 0.0,
-            tls: None,
-            http: None,
-            regex_failed: None,
-            udp_class: None,
-            log: Vec::new(),
-        },
+        report: Report::failed_before_start(),
     };
     c.log(format!(
         "Beginning probe: prober {}, timeout {:.3}s",
@@ -311,6 +331,7 @@ impl Check {
         let seconds = t.elapsed().as_secs_f64();
         self.report.resolve_seconds += seconds;
         self.report.ip_protocol = Some(if chosen.is_ipv6() { 6 } else { 4 });
+        self.report.address = Some(chosen.ip());
         self.log(format!("Resolved {host} to {}", chosen.ip()));
         Ok(chosen)
     }

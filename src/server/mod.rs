@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod listen;
+pub mod probe;
 pub mod web_config;
 
 use std::net::SocketAddr;
@@ -22,11 +23,24 @@ use crate::encoder::Format;
 use crate::engine::Shared;
 use crate::error::Error;
 
-/// The router: metrics at `telemetry_path`, a landing page at `/`. At most
-/// `max_requests` scrapes are served at once (0: no limit); more get 503
-/// at once rather than queueing, as node_exporter's `--web.max-requests`.
-pub fn app(shared: Arc<Shared>, telemetry_path: &str, max_requests: usize) -> Router {
+/// The router: metrics at `telemetry_path`, a landing page at `/`,
+/// blackbox_exporter's `/probe` (each probe within `slots`, the process's
+/// cap on checks). At most `max_requests` scrapes are served at once (0: no
+/// limit); more get 503 at once rather than queueing, as node_exporter's
+/// `--web.max-requests`.
+pub fn app(
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    telemetry_path: &str,
+    max_requests: usize,
+) -> Router {
     let landing = landing_page(telemetry_path);
+    let probing = Router::new()
+        .route("/probe", get(probe::probe))
+        .with_state(probe::Probing {
+            shared: shared.clone(),
+            slots,
+        });
     let limit = Scrapes {
         shared,
         slots: (max_requests > 0).then(|| Arc::new(Semaphore::new(max_requests))),
@@ -37,6 +51,7 @@ pub fn app(shared: Arc<Shared>, telemetry_path: &str, max_requests: usize) -> Ro
         .route("/", get(move || async move { Html(landing) }))
         .route("/-/healthy", get(healthy))
         .with_state(limit)
+        .merge(probing)
 }
 
 /// What a scrape needs: the snapshot, and a slot among the concurrent ones.
@@ -133,7 +148,8 @@ fn landing_page(telemetry_path: &str) -> String {
     format!(
         "<!doctype html>\n<html><head><title>portwarden</title></head><body>\n\
          <h1>portwarden</h1>\n<p>Watches every listening TCP and UDP port of this host and the process behind it.</p>\n\
-         <p><a href=\"{path}\">Metrics</a></p>\n<p>Version {}</p>\n</body></html>\n",
+         <p><a href=\"{path}\">Metrics</a></p>\n\
+         <p>Probe a target as blackbox_exporter does: <code>/probe?target=127.0.0.1:22&amp;module=tcp_connect</code></p>\n<p>Version {}</p>\n</body></html>\n",
         env!("CARGO_PKG_VERSION")
     )
 }

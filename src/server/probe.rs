@@ -1,0 +1,374 @@
+//! `/probe?target=…&module=…`: blackbox_exporter's multi-target pattern. A
+//! scrape config written for blackbox_exporter works by changing only the
+//! exporter's address: the same parameters, the same module file format,
+//! the same metric names and meanings, the same timeout rule (Prometheus's
+//! `X-Prometheus-Scrape-Timeout-Seconds` less half a second, or the
+//! module's own when shorter). Each probe takes a slot of the cap on checks
+//! in flight that the whole process shares; none free by the deadline is
+//! our fault, answered 503, never a failed target.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::Response;
+use tokio::sync::Semaphore;
+
+use crate::encoder::{Encoder, Format, Kind};
+use crate::engine::Shared;
+use crate::modules::Prober;
+use crate::probe::check::{self, Report};
+
+/// What `/probe` needs: the modules in force (from the latest snapshot)
+/// and the process's cap on checks.
+#[derive(Clone)]
+pub struct Probing {
+    pub shared: Arc<Shared>,
+    pub slots: Arc<Semaphore>,
+}
+
+/// blackbox_exporter's `--timeout-offset` default.
+const TIMEOUT_OFFSET: f64 = 0.5;
+/// Without the scrape timeout header, as blackbox: 120 s.
+const NO_HEADER_TIMEOUT: f64 = 120.0;
+
+pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Response {
+    let params = query_params(uri.query().unwrap_or(""));
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let module_name = param("module")
+        .filter(|m| !m.is_empty())
+        .unwrap_or("http_2xx");
+    let snapshot = p.shared.snapshot();
+    let Some(module) = snapshot.by_list.modules.get(module_name).cloned() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("Unknown module {module_name:?}\n"),
+        );
+    };
+    drop(snapshot);
+    if let Prober::Unsupported(prober) = &module.prober {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Module {module_name:?} uses the {prober} prober, which portwarden does not have (tcp, http and udp it has)\n"
+            ),
+        );
+    }
+    let Some(target) = param("target").filter(|t| !t.is_empty()) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Target parameter is missing\n".into(),
+        );
+    };
+    let scrape_timeout = match headers
+        .get("X-Prometheus-Scrape-Timeout-Seconds")
+        .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()))
+    {
+        None => 0.0,
+        Some(Some(t)) if t.is_finite() && t >= 0.0 => t,
+        Some(_) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Failed to parse timeout from Prometheus header\n".into(),
+            );
+        }
+    };
+    let timeout = timeout(scrape_timeout, module.timeout);
+    let debug = param("debug") == Some("true");
+    let deadline = tokio::time::Instant::now() + timeout;
+
+    let report = match check::plan(&module, target) {
+        Err(why) => {
+            // As blackbox: a target its prober cannot read is a failed
+            // probe, not a failed scrape.
+            let mut r = Report::failed_before_start();
+            r.log.push(format!("Could not read the target: {why}"));
+            r
+        }
+        Ok(endpoint) => {
+            let Ok(_slot) =
+                tokio::time::timeout_at(deadline, Arc::clone(&p.slots).acquire_owned()).await
+            else {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many checks in flight (--probe.concurrency): none started by the deadline\n"
+                        .into(),
+                );
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            check::run(&endpoint, &module, left).await
+        }
+    };
+    if let Some(ours) = report.ours {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the probe could not be tried for a lack of ours ({ours}): no verdict on the target\n"
+            ),
+        );
+    }
+    let format = if debug {
+        Format::Text
+    } else {
+        Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+    };
+    let metrics = encode(&report, &module.prober, format);
+    if debug {
+        let mut body = String::from("Logs for the probe:\n");
+        for line in &report.log {
+            let _ = writeln!(body, "{line}");
+        }
+        let _ = write!(
+            body,
+            "\n\n\nMetrics that would have been returned:\n{}\n\n\nModule configuration:\n{module:#?}\n",
+            String::from_utf8_lossy(&metrics)
+        );
+        return text(StatusCode::OK, body);
+    }
+    let mut response = Response::new(Body::from(metrics));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
+}
+
+/// blackbox_exporter's rule: the scrape's timeout less the offset, or the
+/// module's own when it is shorter (or when the offset leaves nothing).
+fn timeout(scrape: f64, module: Option<Duration>) -> Duration {
+    let scrape = if scrape == 0.0 {
+        NO_HEADER_TIMEOUT
+    } else {
+        scrape
+    };
+    let most = scrape - TIMEOUT_OFFSET;
+    let own = module.map_or(0.0, |d| d.as_secs_f64());
+    let seconds = if (own > 0.0 && own < most) || most < 0.0 {
+        own
+    } else {
+        most
+    };
+    Duration::from_secs_f64(seconds.max(0.0))
+}
+
+/// The probe's metrics, by blackbox_exporter's names, in name order.
+fn encode(r: &Report, prober: &Prober, format: Format) -> Vec<u8> {
+    type Samples = Vec<(Vec<(&'static str, String)>, f64)>;
+    let mut families: Vec<(&str, &str, Samples)> = Vec::new();
+    let mut one = |name, help, v: f64| families.push((name, help, vec![(Vec::new(), v)]));
+    one(
+        "probe_dns_lookup_time_seconds",
+        "Returns the time taken for probe dns lookup in seconds",
+        r.resolve_seconds,
+    );
+    one(
+        "probe_duration_seconds",
+        "Returns how long the probe took to complete in seconds",
+        r.seconds,
+    );
+    if let Some(ip) = r.address {
+        one(
+            "probe_ip_addr_hash",
+            "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
+            ip_hash(ip),
+        );
+    }
+    one(
+        "probe_ip_protocol",
+        "Specifies whether probe ip protocol is IP4 or IP6",
+        r.ip_protocol.map_or(0.0, f64::from),
+    );
+    one(
+        "probe_success",
+        "Displays whether or not the probe was a success",
+        f64::from(u8::from(r.success)),
+    );
+    if let Some(failed) = r.regex_failed {
+        one(
+            "probe_failed_due_to_regex",
+            "Indicates if probe failed due to regex",
+            f64::from(u8::from(failed)),
+        );
+    } else if matches!(prober, Prober::Http(_) | Prober::Tcp(_)) {
+        one(
+            "probe_failed_due_to_regex",
+            "Indicates if probe failed due to regex",
+            0.0,
+        );
+    }
+    if let Some(t) = r.tls
+        && let Some(version) = t.version
+    {
+        if let Some(d) = t.dates {
+            one(
+                "probe_ssl_earliest_cert_expiry",
+                "Returns last SSL chain expiry in unixtime",
+                d.not_after as f64,
+            );
+        }
+        families.push((
+            "probe_tls_version_info",
+            "Returns the TLS version used or NaN when unknown",
+            vec![(vec![("version", version.to_string())], 1.0)],
+        ));
+    }
+    if let Prober::Http(_) = prober {
+        let h = r.http.clone().unwrap_or_default();
+        families.push((
+            "probe_http_duration_seconds",
+            "Duration of http request by phase, summed over all redirects",
+            h.phases_by_name()
+                .into_iter()
+                .map(|(phase, v)| (vec![("phase", phase.to_string())], v))
+                .collect(),
+        ));
+        let mut one = |name, help, v: f64| families.push((name, help, vec![(Vec::new(), v)]));
+        one(
+            "probe_http_status_code",
+            "Response HTTP status code",
+            f64::from(h.status),
+        );
+        one(
+            "probe_http_content_length",
+            "Length of http content response",
+            if r.http.is_some() {
+                h.content_length as f64
+            } else {
+                0.0
+            },
+        );
+        one(
+            "probe_http_uncompressed_body_length",
+            "Length of uncompressed response body",
+            h.body_bytes as f64,
+        );
+        one(
+            "probe_http_redirects",
+            "The number of redirects",
+            f64::from(h.redirects),
+        );
+        one(
+            "probe_http_ssl",
+            "Indicates if SSL was used for the final redirect",
+            f64::from(u8::from(h.ssl && h.status > 0)),
+        );
+        one(
+            "probe_http_version",
+            "Returns the version of HTTP of the probe response",
+            h.version,
+        );
+    }
+    if let Some(class) = r.udp_class {
+        families.push((
+            "probe_udp_class",
+            "What the UDP probe saw: open (a reply), closed (port unreachable), open|filtered (silence), unreachable; always 1",
+            vec![(vec![("class", class.to_string())], 1.0)],
+        ));
+    }
+    families.sort_by_key(|(name, _, _)| *name);
+    let mut enc = Encoder::new(format);
+    for (name, help, samples) in families {
+        let mut f = enc.family(name, help, Kind::Gauge);
+        for (labels, v) in samples {
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            f.sample(&labels, v);
+        }
+    }
+    enc.finish()
+}
+
+/// blackbox's: FNV-1a (32 bits) of the address's bytes (4 for IPv4).
+fn ip_hash(ip: std::net::IpAddr) -> f64 {
+    let bytes: Vec<u8> = match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    f64::from(h)
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// `a=1&b=x%2Fy+z` as pairs, percent-decoded (`+` a space), as a form.
+fn query_params(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = (b[i] == b'%')
+            .then(|| Some(hex(*b.get(i + 1)?)? * 16 + hex(*b.get(i + 2)?)?))
+            .flatten();
+        match (b[i], escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 2;
+            }
+            (b'+', _) => out.push(b' '),
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeout_is_blackboxs() {
+        let s = |d: Duration| d.as_secs_f64();
+        assert_eq!(s(timeout(10.0, None)), 9.5);
+        assert_eq!(s(timeout(10.0, Some(Duration::from_secs(3)))), 3.0);
+        assert_eq!(s(timeout(2.0, Some(Duration::from_secs(5)))), 1.5);
+        assert_eq!(s(timeout(0.0, None)), 119.5);
+        assert_eq!(s(timeout(0.2, None)), 0.0);
+    }
+
+    #[test]
+    fn the_address_hash_is_blackboxs() {
+        // What blackbox_exporter 0.23 writes for 127.0.0.1.
+        assert_eq!(ip_hash("127.0.0.1".parse().expect("ip")), 3_668_918_509.0);
+    }
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        let p = query_params(
+            "target=https%3A%2F%2Fa.test%2Fx%3Fy%3D1&module=http_2xx&debug=true&x=%zz+%",
+        );
+        assert_eq!(p[0], ("target".into(), "https://a.test/x?y=1".into()));
+        assert_eq!(p[1].1, "http_2xx");
+        assert_eq!(p[3].1, "%zz %");
+    }
+}
