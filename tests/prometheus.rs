@@ -1,6 +1,8 @@
 //! A real Prometheus (Debian's `prometheus` package) scrapes a portwarden
 //! this test started; its HTTP API must show the target up and the test's
-//! port in `node_tcp_port_alive`.
+//! port in `node_tcp_port_alive`. Another scrapes `/probe` with
+//! blackbox_exporter's documented relabelling, changed only in the
+//! exporter's address.
 
 mod common;
 
@@ -44,8 +46,110 @@ fn query(addr: std::net::SocketAddr, q: &str) -> Option<Vec<Value>> {
     (v["status"] == "success").then(|| v["data"]["result"].as_array().cloned().unwrap_or_default())
 }
 
+/// A Prometheus with `config`, on a free port, its data in a temporary
+/// directory (kept as long as the returned one is).
+fn start_prometheus(config: &str) -> (Prometheus, std::net::SocketAddr, TempDir) {
+    let dir = TempDir::new("prometheus");
+    let path = dir.0.join("prometheus.yml");
+    std::fs::write(&path, config).expect("write config");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let prometheus = Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    (prometheus, addr, dir)
+}
+
+/// The value of the one series `q` finds, once it has one (up to 60 s).
+fn value_of(prom: std::net::SocketAddr, q: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(r) = query(prom, q)
+            && let Some(v) = r.first().and_then(|s| s["value"][1].as_str())
+        {
+            assert_eq!(r.len(), 1, "{q}: {r:?}");
+            return v.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{q} never had a value in prometheus"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn prometheus_probes_through_portwarden_as_through_blackbox() {
+    // Two Prometheus servers and exporters at once crowd two cores past
+    // the 1 s scrape timeout.
+    let _one_at_a_time = serial();
+    let Ok(version) = Command::new("prometheus").arg("--version").output() else {
+        panic!("prometheus is missing: apt-get install prometheus (bash .ci/run does)");
+    };
+    assert!(version.status.success());
+    let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let open = open.local_addr().expect("addr").to_string();
+    let closed = format!("127.0.0.1:{}", free_port());
+    let exporter = Exporter::start(&[("ENABLE_HTTP_DETECTION", "false")]);
+    // blackbox_exporter's README, with its address replaced.
+    let (_prometheus, prom, _dir) = start_prometheus(&format!(
+        r#"global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: blackbox
+    metrics_path: /probe
+    params:
+      module: [tcp_connect]
+    static_configs:
+      - targets: ['{open}', '{closed}']
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__param_target]
+        target_label: instance
+      - target_label: __address__
+        replacement: {exporter}
+"#,
+        exporter = exporter.addr
+    ));
+    for target in [&open, &closed] {
+        assert_eq!(
+            value_of(prom, &format!("up{{instance=\"{target}\"}}")),
+            "1",
+            "{target}: the scrape works"
+        );
+    }
+    assert_eq!(
+        value_of(prom, &format!("probe_success{{instance=\"{open}\"}}")),
+        "1"
+    );
+    assert_eq!(
+        value_of(prom, &format!("probe_success{{instance=\"{closed}\"}}")),
+        "0"
+    );
+    // The timeout Prometheus sent (1 s) less blackbox's offset bounded the probe.
+    let took: f64 = value_of(
+        prom,
+        &format!("probe_duration_seconds{{instance=\"{closed}\"}}"),
+    )
+    .parse()
+    .expect("seconds");
+    assert!(took < 0.5, "{took}");
+}
+
 #[test]
 fn prometheus_scrapes_portwarden() {
+    let _one_at_a_time = serial();
     let Ok(version) = Command::new("prometheus").arg("--version").output() else {
         panic!("prometheus is missing: apt-get install prometheus (bash .ci/run does)");
     };
@@ -58,31 +162,10 @@ fn prometheus_scrapes_portwarden() {
         series_value(t, "node_tcp_port_alive", port) == Some(1.0)
     });
 
-    let dir = TempDir::new("prometheus");
-    let config = dir.0.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: portwarden\n    static_configs:\n      - targets: ['{}']\n",
-            exporter.addr
-        ),
-    )
-    .expect("write config");
-    let prom_addr: std::net::SocketAddr =
-        format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let _prometheus = Prometheus(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
-    );
+    let (_prometheus, prom_addr, _dir) = start_prometheus(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: portwarden\n    static_configs:\n      - targets: ['{}']\n",
+        exporter.addr
+    ));
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let up = loop {

@@ -663,25 +663,34 @@ impl Check {
         }
     }
 
+    /// The header checks, as blackbox_exporter's: a header either list
+    /// names must be there unless `allow_missing`.
     fn headers_match(&mut self, m: &HttpModule, head: &Head) -> bool {
         let mut ok = true;
-        for hm in &m.fail_if_header_matches {
-            let values = head.all(&hm.header);
-            if values.iter().any(|v| hm.regexp.is_match(v)) {
-                self.log(format!("Header {} matched {}", hm.header, hm.regexp));
-                ok = false;
-            }
-        }
-        for hm in &m.fail_if_header_not_matches {
-            let values = head.all(&hm.header);
-            if values.is_empty() {
-                if !hm.allow_missing {
-                    self.log(format!("Header {} is missing", hm.header));
+        let lists = [
+            (&m.fail_if_header_matches, true),
+            (&m.fail_if_header_not_matches, false),
+        ];
+        for (list, fail_on_match) in lists {
+            for hm in list {
+                let values = head.all(&hm.header);
+                if values.is_empty() {
+                    if !hm.allow_missing {
+                        self.log(format!("Header {} is missing", hm.header));
+                        ok = false;
+                    }
+                    continue;
+                }
+                let matched = values.iter().any(|v| hm.regexp.is_match(v));
+                if matched == fail_on_match {
+                    self.log(format!(
+                        "Header {} {} {}",
+                        hm.header,
+                        if matched { "matched" } else { "did not match" },
+                        hm.regexp
+                    ));
                     ok = false;
                 }
-            } else if !values.iter().any(|v| hm.regexp.is_match(v)) {
-                self.log(format!("Header {} did not match {}", hm.header, hm.regexp));
-                ok = false;
             }
         }
         ok

@@ -328,6 +328,12 @@ impl Exporter {
         Exporter::launch(cmd, None, env)
     }
 
+    /// Starts `cmd` (`ip netns exec <netns> …`, ending by the binary) as
+    /// the exporter inside `netns`; scrapes enter it too.
+    pub fn start_cmd_in(cmd: Command, netns: &str, env: &[(&str, &str)]) -> Exporter {
+        Exporter::launch(cmd, Some(netns.to_string()), env)
+    }
+
     fn launch(mut cmd: Command, netns: Option<String>, env: &[(&str, &str)]) -> Exporter {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
