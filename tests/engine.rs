@@ -28,15 +28,28 @@ fn wait_unhealthy(exporter: &Exporter, seconds: u64) -> String {
 #[test]
 fn a_thread_or_task_that_panics_fails_health_and_ends_the_process_with_1() {
     let _serial = serial();
-    let _listener = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let listener = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    // A target, so that the target checks run.
+    let dir = common::TempDir::new("engine-targets");
+    let targets = dir.0.join("targets.yml");
+    std::fs::write(
+        &targets,
+        format!("targets:\n  - target: '127.0.0.1:{}'\n", listener.port(0)),
+    )
+    .expect("targets.yml");
+    let targets = targets.to_str().expect("utf-8");
     for (point, name) in [
         ("tcp", "the TCP rounds panicked"),
         ("http", "the HTTP rounds panicked"),
         ("discovery:2", "the discovery panicked"),
         ("owner:3", "the state owner panicked"),
         ("encoder:3", "the encoder panicked"),
+        ("target", "the target checks panicked"),
     ] {
-        let mut exporter = Exporter::start(&[("PORTWARDEN_FAULT", &format!("panic:{point}"))]);
+        let mut exporter = Exporter::start(&[
+            ("PORTWARDEN_FAULT", &format!("panic:{point}")),
+            ("PORTWARDEN_TARGETS_FILE", targets),
+        ]);
         let body = wait_unhealthy(&exporter, 20);
         assert!(body.contains(name), "{point}: {body}");
         let deadline = Instant::now() + Duration::from_secs(10);

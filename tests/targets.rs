@@ -950,3 +950,38 @@ fn probe_agrees_with_blackbox_exporter() {
     let _ = blackbox.kill();
     let _ = blackbox.wait();
 }
+
+#[test]
+fn check_keeps_within_its_bound_on_checks_at_once() {
+    let Some(lab) = Lab::new("bound") else {
+        return;
+    };
+    // Four checks of a listener that never accepts: each takes the whole
+    // 1 s timeout. Two at a time: two seconds, not one.
+    let never = format!("127.0.0.1:{}", lab.port("tcp_never"));
+    let file = lab.path("never.yml");
+    let entries: String = (0..4)
+        .map(|i| format!("  - {{name: n{i}, target: '{never}'}}\n"))
+        .collect();
+    std::fs::write(&file, format!("targets:\n{entries}")).expect("write");
+    let started = Instant::now();
+    let out = check_in(
+        &lab,
+        &[
+            "--concurrency",
+            "2",
+            "--timeout",
+            "1s",
+            "-f",
+            file.to_str().expect("utf-8"),
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("timeout").count(), 4, "{text}");
+    assert!(
+        (Duration::from_millis(1900)..Duration::from_millis(3500)).contains(&took),
+        "two rounds of two: {took:?}"
+    );
+}

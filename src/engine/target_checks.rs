@@ -2,10 +2,13 @@
 //! (`interval:` in the file, else `--targets.interval`), never two checks
 //! of one target at once, every check within the global cap on checks in
 //! flight that the port rounds share. The targets are read from the latest
-//! snapshot; results go to the state's owner, which publishes them at most
-//! once a second.
+//! snapshot; results go to the state's owner, which publishes them when
+//! the checks in flight are done, and every 5 s while checks keep running
+//! (a snapshot of a busy host is encoded at each publish: not once a
+//! second for the sake of a target).
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
@@ -20,10 +23,12 @@ use super::{Shared, supervise};
 use crate::probe::check;
 use crate::targets::Job;
 
-/// How often new results are published, at most.
-const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// How often new results are published while checks keep running.
+const PUBLISH_EVERY: Duration = Duration::from_secs(5);
 
-/// Runs until the owner is gone.
+/// Runs until the owner is gone. Each loop is O(log n) in the targets:
+/// the next checks wait in a heap by time, a target in flight is out of it
+/// until its check ends.
 pub async fn run(
     shared: Arc<Shared>,
     owner: Sender<Msg>,
@@ -33,34 +38,48 @@ pub async fn run(
 ) {
     let mut updates = shared.subscribe();
     let mut jobs: Arc<[Arc<Job>]> = Arc::from([]);
-    // Each target's next check, by name.
-    let mut due: HashMap<String, (Arc<Job>, Instant)> = HashMap::new();
-    let mut running: JoinSet<(Arc<Job>, check::Report)> = JoinSet::new();
+    // Where each target of `jobs` is, by name.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    // The next check of each target not in flight: (when, index in jobs).
+    let mut next: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let mut in_flight: HashSet<String> = HashSet::new();
+    let mut running: JoinSet<(Arc<Job>, Instant, check::Report)> = JoinSet::new();
     let mut unpublished = false;
     let mut publish = tokio::time::interval(PUBLISH_EVERY);
     publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = |job: &Job| job.target.interval.unwrap_or(interval);
     loop {
         let latest = Arc::clone(&updates.borrow_and_update().by_list.jobs);
         if !Arc::ptr_eq(&latest, &jobs) {
-            jobs = latest;
+            // New targets: those checked the same way keep their time.
+            let mut kept: HashMap<&str, Instant> = HashMap::new();
+            for Reverse((at, i)) in next.iter() {
+                kept.insert(&jobs[*i].target.name, *at);
+            }
             let now = Instant::now();
-            let mut next = HashMap::with_capacity(jobs.len());
-            for job in jobs.iter() {
-                let at = match due.remove(&job.target.name) {
-                    Some((old, at)) if same_check(&old, job) => at,
+            let mut heap = BinaryHeap::with_capacity(latest.len());
+            for (i, job) in latest.iter().enumerate() {
+                if in_flight.contains(&job.target.name) {
+                    continue;
+                }
+                let old = index.get(&job.target.name).map(|&j| &jobs[j]);
+                let at = match (old, kept.get(job.target.name.as_str())) {
+                    (Some(old), Some(at)) if same_check(old, job) => *at,
                     _ => now,
                 };
-                next.insert(job.target.name.clone(), (Arc::clone(job), at));
+                heap.push(Reverse((at, i)));
             }
-            due = next;
+            next = heap;
+            index = latest
+                .iter()
+                .enumerate()
+                .map(|(i, j)| (j.target.name.clone(), i))
+                .collect();
+            jobs = latest;
         }
-        let wake = due
-            .values()
-            .filter(|(job, _)| !in_flight.contains(&job.target.name))
-            .map(|(_, at)| *at)
-            .min()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let wake = next
+            .peek()
+            .map_or_else(|| Instant::now() + Duration::from_secs(3600), |r| r.0.0);
         tokio::select! {
             changed = updates.changed() => {
                 if changed.is_err() {
@@ -69,35 +88,53 @@ pub async fn run(
             }
             () = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
-                for (name, (job, at)) in due.iter_mut() {
-                    if *at > now || in_flight.contains(name) {
-                        continue;
+                while let Some(Reverse((at, i))) = next.peek().copied() {
+                    if at > now {
+                        break;
                     }
-                    let every = job.target.interval.unwrap_or(interval);
-                    *at = now + every;
-                    in_flight.insert(name.clone());
+                    next.pop();
+                    let job = Arc::clone(&jobs[i]);
+                    in_flight.insert(job.target.name.clone());
                     let limit = job
                         .module
                         .timeout
                         .map_or(timeout, |t| t.min(timeout))
-                        .min(every);
-                    let (job, global) = (Arc::clone(job), Arc::clone(&global));
+                        .min(every(&job));
+                    let global = Arc::clone(&global);
                     running.spawn(async move {
                         let _slot = global.acquire_owned().await;
                         supervise::fault("target");
                         let report = check::run(&job.endpoint, &job.module, limit).await;
-                        (job, report)
+                        (job, now, report)
                     });
                 }
             }
             Some(done) = running.join_next(), if !running.is_empty() => {
                 match done {
-                    Ok((job, report)) => {
+                    Ok((job, due, report)) => {
                         in_flight.remove(&job.target.name);
+                        // Its next check, if it is still a target (at once
+                        // if it changed meanwhile).
+                        if let Some(&i) = index.get(&job.target.name) {
+                            let at = if same_check(&job, &jobs[i]) {
+                                due + every(&jobs[i])
+                            } else {
+                                Instant::now()
+                            };
+                            next.push(Reverse((at, i)));
+                        }
                         if owner.send(Msg::Target { job, report: Box::new(report) }).is_err() {
                             return;
                         }
                         unpublished = true;
+                        // The last of a burst: publish now rather than at
+                        // the next tick.
+                        if running.is_empty() {
+                            unpublished = false;
+                            if owner.send(Msg::Publish).is_err() {
+                                return;
+                            }
+                        }
                     }
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Err(_) => {}
