@@ -147,6 +147,48 @@ impl Lab {
     http:
       tls_config:
         ca_file: {ca}
+  http_post:
+    prober: http
+    timeout: 2s
+    http:
+      method: POST
+      body: "hello"
+      fail_if_body_not_matches_regexp: ["^posted:hello$"]
+  http_404_wanted:
+    prober: http
+    timeout: 2s
+    http:
+      valid_status_codes: [404]
+  http_ip4:
+    prober: http
+    timeout: 2s
+    http:
+      preferred_ip_protocol: ip4
+  http_must_be_tls:
+    prober: http
+    timeout: 2s
+    http:
+      fail_if_not_ssl: true
+  https_must_not_be_tls:
+    prober: http
+    timeout: 2s
+    http:
+      fail_if_ssl: true
+      tls_config:
+        ca_file: {ca}
+  https_insecure:
+    prober: http
+    timeout: 2s
+    http:
+      tls_config:
+        insecure_skip_verify: true
+  https_wrong_name:
+    prober: http
+    timeout: 2s
+    http:
+      tls_config:
+        ca_file: {ca}
+        server_name: other.test
   tls_ca:
     prober: tcp
     timeout: 2s
@@ -845,38 +887,76 @@ fn probe_agrees_with_blackbox_exporter() {
 
     let p = |k: &str| lab.port(k);
     let http = |path: &str| format!("http://web.test:{}{path}", p("http"));
-    let cases: Vec<(String, &str)> = vec![
-        (format!("127.0.0.1:{}", p("tcp_open")), "tcp_connect"),
-        (format!("127.0.0.1:{}", p("tcp_closed")), "tcp_connect"),
-        (format!("127.0.0.1:{}", p("tcp_never")), "tcp_connect"),
-        (http("/ok"), "http_2xx"),
-        (http("/redirect"), "http_2xx"),
-        (http("/redirect"), "http_no_redirect"),
-        (http("/missing"), "http_2xx"),
-        (http("/busy"), "http_2xx"),
-        (http("/hang"), "http_2xx"),
-        (http("/ok"), "http_body"),
-        (http("/maintenance"), "http_body"),
-        (http("/missing"), "http_body"),
-        (http("/maintenance"), "http_not_maintenance"),
-        (http("/ok"), "http_not_maintenance"),
-        (format!("https://web.test:{}/ok", p("https")), "https_ca"),
-        (format!("https://web.test:{}/ok", p("https")), "http_2xx"),
-        (format!("web.test:{}", p("https")), "tls_ca"),
-        (format!("web.test:{}", p("https")), "tls_system"),
-        (format!("127.0.0.1:{}", p("banner")), "ssh_banner"),
-        (format!("127.0.0.1:{}", p("banner")), "smtp_banner"),
-        ("nowhere.test:80".to_string(), "tcp_connect"),
-        ("http://nowhere.test/".to_string(), "http_2xx"),
+    // (target, module, the probe_success both must say)
+    let cases: Vec<(String, &str, f64)> = vec![
+        (format!("127.0.0.1:{}", p("tcp_open")), "tcp_connect", 1.0),
+        (format!("127.0.0.1:{}", p("tcp_closed")), "tcp_connect", 0.0),
+        (format!("127.0.0.1:{}", p("tcp_never")), "tcp_connect", 0.0),
+        (http("/ok"), "http_2xx", 1.0),
+        (http("/redirect"), "http_2xx", 1.0),
+        (http("/redirect"), "http_no_redirect", 0.0),
+        (http("/missing"), "http_2xx", 0.0),
+        (http("/busy"), "http_2xx", 0.0),
+        (http("/hang"), "http_2xx", 0.0),
+        (http("/ok"), "http_body", 1.0),
+        (http("/maintenance"), "http_body", 0.0),
+        (http("/missing"), "http_body", 0.0),
+        (http("/maintenance"), "http_not_maintenance", 0.0),
+        (http("/ok"), "http_not_maintenance", 0.0),
+        (http("/ok"), "http_post", 1.0),
+        (http("/missing"), "http_404_wanted", 1.0),
+        (http("/ok"), "http_must_be_tls", 0.0),
+        (
+            format!("http://localhost:{}/ok", p("http")),
+            "http_ip4",
+            1.0,
+        ),
+        (
+            format!("http://localhost:{}/ok", p("http")),
+            "http_2xx",
+            0.0,
+        ),
+        (
+            format!("https://web.test:{}/ok", p("https")),
+            "https_ca",
+            1.0,
+        ),
+        (
+            format!("https://web.test:{}/ok", p("https")),
+            "http_2xx",
+            0.0,
+        ),
+        (
+            format!("https://web.test:{}/ok", p("https")),
+            "https_must_not_be_tls",
+            0.0,
+        ),
+        (
+            format!("https://web.test:{}/ok", p("https")),
+            "https_insecure",
+            1.0,
+        ),
+        (
+            format!("https://web.test:{}/ok", p("https")),
+            "https_wrong_name",
+            0.0,
+        ),
+        (format!("web.test:{}", p("https")), "tls_ca", 1.0),
+        (format!("web.test:{}", p("https")), "tls_system", 0.0),
+        (format!("127.0.0.1:{}", p("banner")), "ssh_banner", 1.0),
+        (format!("127.0.0.1:{}", p("banner")), "smtp_banner", 0.0),
+        ("nowhere.test:80".to_string(), "tcp_connect", 0.0),
+        ("http://nowhere.test/".to_string(), "http_2xx", 0.0),
     ];
     let compared = [
         "probe_success",
+        "probe_ip_protocol",
         "probe_http_status_code",
         "probe_ssl_earliest_cert_expiry",
         "probe_failed_due_to_regex",
     ];
     let mut disagreements = Vec::new();
-    for (target, module) in &cases {
+    for (target, module, success) in &cases {
         let (head_ours, text_ours) = probe(&lab.ns.0, ours.addr, target, module);
         let (head_bb, text_bb) = probe(&lab.ns.0, bb_addr, target, module);
         assert!(
@@ -886,6 +966,11 @@ fn probe_agrees_with_blackbox_exporter() {
         assert!(
             head_bb.contains(" 200 "),
             "{target} {module}: {head_bb}\n{text_bb}"
+        );
+        assert_eq!(
+            metric(&text_ours, "probe_success"),
+            Some(*success),
+            "{target} {module}:\n{text_ours}"
         );
         for name in compared {
             let (a, b) = (metric(&text_ours, name), metric(&text_bb, name));

@@ -7,9 +7,9 @@ prints one JSON line of ports, then serves until stdin closes.
 
 tcp_open      accepts and closes
 tcp_never     listens and never accepts; its queue is full, so SYNs are dropped
-http          /ok 200 "hello portwarden", /redirect 302 -> /ok, /missing 404,
+http          GET /ok 200 "hello portwarden", /redirect 302 -> /ok, /missing 404,
               /busy 503, /hang (headers, then nothing), /maintenance (200 with
-              X-Mode: maintenance)
+              X-Mode: maintenance); POST /ok 200 "posted:<body>"
 https         the same over TLS (CERT, KEY)
 banner        says "SSH-2.0-zoo", waits a second for a line, closes
 tcp_closed    a TCP port nothing listens on
@@ -42,6 +42,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        self.answer(200 if self.path == "/ok" else 404, b"posted:" + body)
 
     def do_GET(self):
         path = self.path.split("?")[0]
