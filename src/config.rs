@@ -410,6 +410,19 @@ pub struct ServeArgs {
     )]
     pub web_config_file: Option<PathBuf>,
 
+    /// Serve `/probe` (blackbox_exporter's multi-target endpoint). Anyone
+    /// who may request it can make this host connect where it can: keep it
+    /// behind --web.config.file's auth, or switch it off.
+    #[arg(
+        long = "web.probe",
+        env = "PORTWARDEN_WEB_PROBE",
+        value_name = "BOOL",
+        default_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_go_bool
+    )]
+    pub web_probe: bool,
+
     /// Time a client has to send a request's headers, and to read the
     /// whole response; idle kept-alive connections close after it.
     #[arg(
@@ -503,6 +516,7 @@ pub struct Settings {
     /// 0: no limit.
     pub max_requests: usize,
     pub web_config_file: Option<PathBuf>,
+    pub web_probe: bool,
     pub request_timeout: Duration,
     pub collectors: Collectors,
     pub targets_file: Option<PathBuf>,
@@ -537,6 +551,7 @@ impl Settings {
             max_ports: args.max_ports,
             max_requests: args.max_requests,
             web_config_file: args.web_config_file.clone(),
+            web_probe: args.web_probe,
             request_timeout: args.request_timeout,
             collectors: args.collectors.collectors(),
             targets_file: args.targets_file.clone(),

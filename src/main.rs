@@ -179,6 +179,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         let listener = portwarden::server::bind(settings.listen_address).await?;
         let path = settings.telemetry_path.clone();
         let max_requests = settings.max_requests;
+        let web_probe = settings.web_probe;
         let request_timeout = settings.request_timeout;
         tracing::info!(
             address = %settings.listen_address,
@@ -202,7 +203,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         let serving = portwarden::server::listen::Serving {
             router: portwarden::server::app(
                 engine.shared.clone(),
-                engine.slots.clone(),
+                web_probe.then(|| engine.slots.clone()),
                 &path,
                 max_requests,
             ),

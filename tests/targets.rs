@@ -1070,3 +1070,26 @@ fn check_keeps_within_its_bound_on_checks_at_once() {
         "two rounds of two: {took:?}"
     );
 }
+
+#[test]
+fn probe_can_be_switched_off() {
+    let _one_at_a_time = serial();
+    let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let path = format!(
+        "/probe?module=tcp_connect&target=127.0.0.1:{}",
+        open.local_addr().expect("addr").port()
+    );
+    let on = Exporter::start(&[("ENABLE_HTTP_DETECTION", "false")]);
+    let (head, body) = on.get(&path).expect("probe");
+    assert!(head.contains(" 200 "), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("probe_success 1"));
+    drop(on);
+    let off = Exporter::start(&[
+        ("ENABLE_HTTP_DETECTION", "false"),
+        ("PORTWARDEN_WEB_PROBE", "false"),
+    ]);
+    let (head, _) = off.get(&path).expect("probe");
+    assert!(head.contains(" 404 "), "{head}");
+    let (_, landing) = off.get("/").expect("landing");
+    assert!(!String::from_utf8_lossy(&landing).contains("/probe"));
+}

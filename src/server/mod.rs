@@ -24,23 +24,28 @@ use crate::engine::Shared;
 use crate::error::Error;
 
 /// The router: metrics at `telemetry_path`, a landing page at `/`,
-/// blackbox_exporter's `/probe` (each probe within `slots`, the process's
-/// cap on checks). At most `max_requests` scrapes are served at once (0: no
+/// blackbox_exporter's `/probe` when given `slots` (each probe within them:
+/// the process's cap on checks). At most `max_requests` scrapes are served at once (0: no
 /// limit); more get 503 at once rather than queueing, as node_exporter's
 /// `--web.max-requests`.
 pub fn app(
     shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
+    slots: Option<Arc<Semaphore>>,
     telemetry_path: &str,
     max_requests: usize,
 ) -> Router {
-    let landing = landing_page(telemetry_path);
-    let probing = Router::new()
-        .route("/probe", get(probe::probe))
-        .with_state(probe::Probing {
-            shared: shared.clone(),
-            slots,
-        });
+    let landing = landing_page(telemetry_path, slots.is_some());
+    let probing = match slots {
+        Some(slots) => {
+            Router::new()
+                .route("/probe", get(probe::probe))
+                .with_state(probe::Probing {
+                    shared: shared.clone(),
+                    slots,
+                })
+        }
+        None => Router::new(),
+    };
     let limit = Scrapes {
         shared,
         slots: (max_requests > 0).then(|| Arc::new(Semaphore::new(max_requests))),
@@ -140,7 +145,7 @@ fn accepts_gzip(value: &str) -> bool {
     })
 }
 
-fn landing_page(telemetry_path: &str) -> String {
+fn landing_page(telemetry_path: &str, probe: bool) -> String {
     let path = telemetry_path
         .replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -148,8 +153,12 @@ fn landing_page(telemetry_path: &str) -> String {
     format!(
         "<!doctype html>\n<html><head><title>portwarden</title></head><body>\n\
          <h1>portwarden</h1>\n<p>Watches every listening TCP and UDP port of this host and the process behind it.</p>\n\
-         <p><a href=\"{path}\">Metrics</a></p>\n\
-         <p>Probe a target as blackbox_exporter does: <code>/probe?target=127.0.0.1:22&amp;module=tcp_connect</code></p>\n<p>Version {}</p>\n</body></html>\n",
+         <p><a href=\"{path}\">Metrics</a></p>\n{}<p>Version {}</p>\n</body></html>\n",
+        if probe {
+            "<p>Probe a target as blackbox_exporter does: <code>/probe?target=127.0.0.1:22&amp;module=tcp_connect</code></p>\n"
+        } else {
+            ""
+        },
         env!("CARGO_PKG_VERSION")
     )
 }
@@ -196,6 +205,6 @@ mod tests {
 
     #[test]
     fn landing_page_escapes_the_path() {
-        assert!(landing_page("/m\"<x>").contains("href=\"/m&quot;&lt;x>\""));
+        assert!(landing_page("/m\"<x>", false).contains("href=\"/m&quot;&lt;x>\""));
     }
 }
