@@ -57,7 +57,12 @@ impl Prober {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpPreference {
     pub v6_first: bool,
+    /// The other family when a name has no address of the first.
     pub fallback: bool,
+    /// Every address of the name in turn, the first family's first, until
+    /// one accepts (`nc -z`'s way): the built-in modules'. A file's modules
+    /// keep blackbox_exporter's meaning, the first family's addresses only.
+    pub every_address: bool,
 }
 
 impl Default for IpPreference {
@@ -67,6 +72,7 @@ impl Default for IpPreference {
         IpPreference {
             v6_first: true,
             fallback: true,
+            every_address: false,
         }
     }
 }
@@ -208,23 +214,49 @@ impl Modules {
     }
 }
 
+/// The built-in modules: as blackbox_exporter's of those names, but a
+/// name's every address is tried in turn (`localhost:5432` answers on
+/// 127.0.0.1 when nothing listens on ::1).
 fn builtins() -> Vec<Module> {
+    let ip = IpPreference {
+        every_address: true,
+        ..IpPreference::default()
+    };
     let module = |name: &str, prober| Module {
         name: name.into(),
         timeout: None,
         prober,
     };
     vec![
-        module("tcp_connect", Prober::Tcp(TcpModule::default())),
+        module(
+            "tcp_connect",
+            Prober::Tcp(TcpModule {
+                ip,
+                ..TcpModule::default()
+            }),
+        ),
         module(
             "tls_connect",
             Prober::Tcp(TcpModule {
+                ip,
                 tls: true,
                 ..TcpModule::default()
             }),
         ),
-        module("http_2xx", Prober::Http(Box::default())),
-        module("udp", Prober::Udp(UdpModule::default())),
+        module(
+            "http_2xx",
+            Prober::Http(Box::new(HttpModule {
+                ip,
+                ..HttpModule::default()
+            })),
+        ),
+        module(
+            "udp",
+            Prober::Udp(UdpModule {
+                ip,
+                ..UdpModule::default()
+            }),
+        ),
     ]
 }
 
@@ -429,6 +461,7 @@ fn ip(
     Ok(IpPreference {
         v6_first,
         fallback: fallback.unwrap_or(true),
+        every_address: false,
     })
 }
 

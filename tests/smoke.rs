@@ -2,7 +2,8 @@
 //! `PORTWARDEN_BIN` set to the static binary that `deploy/build-static.sh`
 //! builds for the image: it must name a listener's owner, and serve as
 //! `nobody` with only the three capabilities the deploy files grant, with
-//! `PROC_PREFIX` set as in the container.
+//! `PROC_PREFIX` set as in the container, and check targets by name (the
+//! static binary resolves with musl's own resolver).
 
 mod common;
 
@@ -55,4 +56,17 @@ fn ls_names_the_owner_and_serve_checks_it_with_the_deploy_files_capabilities() {
         .find(|l| l.starts_with("node_tcp_port_alive{") && l.contains(&format!("port=\"{port}\"")))
         .unwrap_or_default();
     assert!(line.contains(&format!("process_name=\"{name}\"")), "{line}");
+}
+
+#[test]
+fn check_resolves_a_name_connects_and_asks_http() {
+    let server = Server::start("http");
+    let by_name = format!("localhost:{}", server.port);
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let out = run(&["check", "--json", &by_name, &url], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(rows[0]["success"], true, "{text}");
+    assert_eq!(rows[1]["http_status"], 200, "{text}");
 }

@@ -1072,6 +1072,42 @@ fn check_keeps_within_its_bound_on_checks_at_once() {
 }
 
 #[test]
+fn the_built_in_modules_try_every_address_of_a_name() {
+    let Some(lab) = Lab::new("every") else {
+        return;
+    };
+    // localhost is ::1 and 127.0.0.1 there; the zoo listens on 127.0.0.1.
+    let target = format!("localhost:{}", lab.port("tcp_open"));
+    let out = check_in(&lab, &["--json", &target]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(rows[0]["ip_protocol"], 4, "{}", rows[0]);
+    // A file's tcp_connect means what blackbox_exporter's does: the IPv6
+    // address only, refused.
+    let modules = lab.blackbox_yml();
+    let out = check_in(
+        &lab,
+        &[
+            "--json",
+            "--modules.file",
+            modules.to_str().expect("utf-8"),
+            &target,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (rows[0]["reason"].as_str(), rows[0]["ip_protocol"].as_u64()),
+        (Some("refused"), Some(6))
+    );
+}
+
+#[test]
 fn probe_can_be_switched_off() {
     let _one_at_a_time = serial();
     let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

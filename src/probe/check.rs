@@ -286,17 +286,19 @@ impl Check {
             .map_err(|_| Fail::Reason(Reason::Timeout))
     }
 
-    /// The address to use for `host`, resolved now, by the module's
-    /// preference of family.
+    /// The addresses to use for `host`, resolved now, in the module's
+    /// order: the preferred family's first; the other family's after them
+    /// when the module tries every address, or instead of them when there
+    /// are none and it may fall back (blackbox_exporter's rule).
     async fn resolve(
         &mut self,
         host: &str,
         port: u16,
         ip: IpPreference,
-    ) -> Result<SocketAddr, Fail> {
+    ) -> Result<Vec<SocketAddr>, Fail> {
         let t = Instant::now();
         let chosen = if let Ok(literal) = host.parse::<IpAddr>() {
-            SocketAddr::new(literal, port)
+            vec![SocketAddr::new(literal, port)]
         } else {
             let found = self
                 .within(tokio::net::lookup_host((host, port)))
@@ -309,48 +311,71 @@ impl Check {
                     return Err(Reason::Dns.into());
                 }
             };
-            let preferred = addrs.iter().find(|a| a.is_ipv6() == ip.v6_first);
-            let other = addrs.iter().find(|a| a.is_ipv6() != ip.v6_first);
-            match (preferred, other) {
-                (Some(a), _) => *a,
-                (None, Some(a)) if ip.fallback => *a,
-                _ => {
-                    self.log(format!(
-                        "Resolving {host}: no {} address{}",
-                        if ip.v6_first { "IPv6" } else { "IPv4" },
-                        if ip.fallback {
-                            "es at all"
-                        } else {
-                            " (no fallback)"
-                        }
-                    ));
-                    return Err(Reason::Dns.into());
-                }
+            let (preferred, other): (Vec<SocketAddr>, Vec<SocketAddr>) =
+                addrs.iter().partition(|a| a.is_ipv6() == ip.v6_first);
+            let chosen = match (preferred.is_empty(), ip.every_address, ip.fallback) {
+                (false, true, _) => [preferred, other].concat(),
+                (false, false, _) => preferred,
+                (true, _, true) => other,
+                (true, _, false) => Vec::new(),
+            };
+            if chosen.is_empty() {
+                self.log(format!(
+                    "Resolving {host}: no {} address{}",
+                    if ip.v6_first { "IPv6" } else { "IPv4" },
+                    if ip.fallback {
+                        "es at all"
+                    } else {
+                        " (no fallback)"
+                    }
+                ));
+                return Err(Reason::Dns.into());
             }
+            chosen
         };
-        let seconds = t.elapsed().as_secs_f64();
-        self.report.resolve_seconds += seconds;
-        self.report.ip_protocol = Some(if chosen.is_ipv6() { 6 } else { 4 });
-        self.report.address = Some(chosen.ip());
-        self.log(format!("Resolved {host} to {}", chosen.ip()));
+        self.report.resolve_seconds += t.elapsed().as_secs_f64();
+        self.used(chosen[0]);
+        self.log(format!(
+            "Resolved {host} to {}",
+            chosen
+                .iter()
+                .map(|a| a.ip().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         Ok(chosen)
     }
 
-    async fn connect(&mut self, addr: SocketAddr) -> Result<TcpStream, Fail> {
-        match self.within(TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                self.log(format!("Connected to {addr}"));
-                Ok(stream)
-            }
-            Ok(Err(e)) => {
-                self.log(format!("Connecting to {addr} failed: {e}"));
-                Err(connect_failure(&e))
-            }
-            Err(timeout) => {
-                self.log(format!("Connecting to {addr} timed out"));
-                Err(timeout)
+    fn used(&mut self, addr: SocketAddr) {
+        self.report.ip_protocol = Some(if addr.is_ipv6() { 6 } else { 4 });
+        self.report.address = Some(addr.ip());
+    }
+
+    /// Connects to the first of `addrs` that accepts, in order, by the
+    /// deadline; the last failure is the verdict.
+    async fn connect(&mut self, addrs: &[SocketAddr]) -> Result<TcpStream, Fail> {
+        let mut failed = Fail::Reason(Reason::Unreachable);
+        for &addr in addrs {
+            self.used(addr);
+            match self.within(TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    self.log(format!("Connected to {addr}"));
+                    return Ok(stream);
+                }
+                Ok(Err(e)) => {
+                    self.log(format!("Connecting to {addr} failed: {e}"));
+                    failed = connect_failure(&e);
+                    if matches!(failed, Fail::Ours(_)) {
+                        return Err(failed);
+                    }
+                }
+                Err(timeout) => {
+                    self.log(format!("Connecting to {addr} timed out"));
+                    return Err(timeout);
+                }
             }
         }
+        Err(failed)
     }
 
     async fn handshake(
@@ -381,8 +406,8 @@ impl Check {
 
     async fn tcp(&mut self, m: &TcpModule, host: &str, port: u16, tls: bool) -> Result<(), Fail> {
         self.report.regex_failed = Some(false);
-        let addr = self.resolve(host, port, m.ip).await?;
-        let stream = self.connect(addr).await?;
+        let addrs = self.resolve(host, port, m.ip).await?;
+        let stream = self.connect(&addrs).await?;
         let mut conn = if m.tls || tls {
             self.handshake(stream, host, &m.tls_config).await?
         } else {
@@ -445,7 +470,9 @@ impl Check {
     }
 
     async fn udp(&mut self, m: &UdpModule, host: &str, port: u16) -> Result<(), Fail> {
-        let addr = self.resolve(host, port, m.ip).await?;
+        // One datagram, to the first address: UDP says nothing of the
+        // others' worth before the timeout.
+        let addr = self.resolve(host, port, m.ip).await?[0];
         let left = self.deadline.saturating_duration_since(Deadline::now());
         let (outcome, _) = udp::probe(addr, &Via::Here, &m.payload, left).await;
         self.report.udp_class = Some(outcome.class());
@@ -510,10 +537,10 @@ impl Check {
         let mut body = m.body.clone();
         loop {
             let resolved_before = self.report.resolve_seconds;
-            let addr = self.resolve(&url.host, url.port, m.ip).await?;
+            let addrs = self.resolve(&url.host, url.port, m.ip).await?;
             seen.phases[0] += self.report.resolve_seconds - resolved_before;
             let t_connect = Instant::now();
-            let stream = self.connect(addr).await?;
+            let stream = self.connect(&addrs).await?;
             seen.phases[1] += t_connect.elapsed().as_secs_f64();
             seen.ssl = url.tls;
             let mut conn = if url.tls {
