@@ -39,8 +39,8 @@ pub mod health;
 pub mod model;
 pub mod modules;
 pub mod probe;
+pub mod reload;
 pub mod server;
-pub mod stamp;
 pub mod targets;
 
 pub use error::{Error, Result};

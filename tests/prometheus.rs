@@ -21,27 +21,13 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// Percent-encodes a query for a URL.
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn query(addr: std::net::SocketAddr, q: &str) -> Option<Vec<Value>> {
-    let (_, body) = http_get(addr, &format!("/api/v1/query?query={}", encode(q)), &[]).ok()?;
+    let (_, body) = http_get(
+        addr,
+        &format!("/api/v1/query?query={}", percent_encode(q)),
+        &[],
+    )
+    .ok()?;
     let v: Value = serde_json::from_slice(&body).ok()?;
     (v["status"] == "success").then(|| v["data"]["result"].as_array().cloned().unwrap_or_default())
 }

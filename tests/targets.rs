@@ -255,77 +255,15 @@ impl Drop for Lab {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (Debian package openssl; .ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA, and a certificate it signed for web.test and 127.0.0.1, valid for
 /// 30 days from now; `web-chain.pem` is what the servers present.
 fn make_certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=zoo test CA",
-    ]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "web.key",
-        "-out",
-        "web.csr",
-        "-subj",
-        "/CN=web.test",
-    ]);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:web.test,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext.cnf");
-    openssl(
+    self_signed(dir, "ca", "/CN=zoo test CA", 3650);
+    issue(
         dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "web.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "web.pem",
-            "-days",
-            "30",
-            "-extfile",
-            "ext.cnf",
-        ],
+        "web",
+        "subjectAltName=DNS:web.test,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        30,
     );
     let chain = [
         std::fs::read(dir.join("web.pem")).expect("web.pem"),
@@ -529,10 +467,7 @@ fn check_lines_and_exit_statuses() {
     // nothing listens on.
     let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let open_port = open.local_addr().expect("addr").port();
-    let closed_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    let closed_port = free_port();
     let ok = format!("127.0.0.1:{open_port}");
     let out = run(&["check", &ok, &format!("tcp://[::1]:{closed_port}")], &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -817,23 +752,12 @@ fn checked(exporter: &Exporter, name: &str, n: u32) -> String {
 
 /// Probes through `/probe` of a server at `addr` inside `ns`.
 fn probe(ns: &str, addr: std::net::SocketAddr, target: &str, module: &str) -> (String, String) {
-    let path = format!("/probe?target={}&module={module}", encode(target));
+    let path = format!("/probe?target={}&module={module}", percent_encode(target));
     let (head, body) = in_netns(ns, || {
         http_get(addr, &path, &[("X-Prometheus-Scrape-Timeout-Seconds", "5")])
     })
     .expect("probe");
     (head, String::from_utf8_lossy(&body).into_owned())
-}
-
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A family's value without labels, as either exporter writes it (Go's
@@ -860,10 +784,7 @@ fn probe_agrees_with_blackbox_exporter() {
         return;
     };
     let modules = lab.blackbox_yml();
-    let bb_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let bb_port = free_port();
     let bb_addr: std::net::SocketAddr = format!("127.0.0.1:{bb_port}").parse().expect("addr");
     let mut blackbox = lab
         .command(&blackbox_bin)

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TempDir, bin, cannot_run};
+use common::{TempDir, bin, cannot_run, free_port, issue, self_signed};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "s3cret pass";
@@ -29,103 +29,18 @@ struct Pki {
 impl Pki {
     fn new() -> Pki {
         let dir = TempDir::new("pki");
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir.0)
-                .output()
-                .expect("openssl (Debian package openssl)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        let mut ca = vec!["req", "-x509"];
-        ca.extend(ec);
-        ca.extend([
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=test-ca",
-        ]);
-        run(&ca);
-        for (name, ext) in [
-            (
-                "server",
-                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-            ),
-            (
-                "server2",
-                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-            ),
-            ("client", "extendedKeyUsage=clientAuth\n"),
-        ] {
-            std::fs::write(dir.0.join(format!("{name}.ext")), ext).expect("write ext");
-            let mut csr = vec!["req"];
-            csr.extend(ec);
-            let key = format!("{name}.key");
-            let req = format!("{name}.csr");
-            let subj = format!("/CN={name}");
-            csr.extend(["-keyout", &key, "-out", &req, "-subj", &subj]);
-            run(&csr);
-            let pem = format!("{name}.pem");
-            let extfile = format!("{name}.ext");
-            run(&[
-                "x509",
-                "-req",
-                "-in",
-                &req,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "30",
-                "-extfile",
-                &extfile,
-            ]);
-        }
-        let mut rogue = vec!["req", "-x509"];
-        rogue.extend(ec);
-        rogue.extend([
-            "-keyout",
-            "rogue.key",
-            "-out",
-            "rogue.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=rogue",
-        ]);
-        run(&rogue);
+        self_signed(&dir.0, "ca", "/CN=test-ca", 30);
+        let server = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n";
+        issue(&dir.0, "server", server, 30);
+        issue(&dir.0, "server2", server, 30);
+        issue(&dir.0, "client", "extendedKeyUsage=clientAuth\n", 30);
+        self_signed(&dir.0, "rogue", "/CN=rogue", 30);
         Pki { dir }
     }
 
     fn path(&self, name: &str) -> String {
         self.dir.0.join(name).display().to_string()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// A server under test: waits until its port accepts connections.

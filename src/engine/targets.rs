@@ -163,16 +163,8 @@ mod tests {
         Report {
             success,
             reason,
-            ours: None,
             seconds: 0.01,
-            ip_protocol: Some(4),
-            address: None,
-            resolve_seconds: 0.0,
-            tls: None,
-            http: None,
-            regex_failed: None,
-            udp_class: None,
-            log: Vec::new(),
+            ..Report::failed_before_start()
         }
     }
 

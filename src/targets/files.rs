@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::Job;
 use crate::modules::Modules;
-use crate::stamp::stamps;
+use crate::reload::{Triggers, stamps};
 
 const TARGETS: &str = "--targets.file / PORTWARDEN_TARGETS_FILE";
 const MODULES: &str = "--modules.file / PORTWARDEN_MODULES_FILE";
@@ -85,25 +85,14 @@ impl Files {
 /// runs, handing each outcome to `apply`. Without files there is nothing
 /// to watch.
 pub async fn watch(files: Files, apply: impl Fn(Result<InForce, String>) + Send + 'static) {
-    use tokio::signal::unix::{SignalKind, signal};
     let paths = files.paths();
     if paths.is_empty() {
         return std::future::pending().await;
     }
-    let mut hangup = signal(SignalKind::hangup()).ok();
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut triggers = Triggers::start();
     let mut seen = stamps(&paths);
     loop {
-        let asked = tokio::select! {
-            _ = tick.tick() => false,
-            Some(()) = async {
-                match hangup.as_mut() {
-                    Some(h) => h.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => true,
-        };
+        let asked = triggers.next().await;
         let now = {
             let paths = paths.clone();
             tokio::task::spawn_blocking(move || stamps(&paths))

@@ -915,3 +915,101 @@ pub fn samples<'a>(text: &'a str, family: &str) -> Vec<(&'a str, f64)> {
 pub fn total(text: &str, family: &str) -> f64 {
     samples(text, family).iter().map(|(_, v)| v).sum()
 }
+
+/// A free loopback port (nothing listens on it once this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Percent-encodes a query parameter's value.
+pub fn percent_encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `openssl ARGS` in `dir`; it must succeed.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl; .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The key options of every test key: P-256, unencrypted.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
+/// A self-signed certificate `NAME.pem` with key `NAME.key` in `dir`
+/// (a CA, or a certificate no CA vouches for).
+pub fn self_signed(dir: &Path, name: &str, subject: &str, days: u32) {
+    let (key, pem, days) = (
+        format!("{name}.key"),
+        format!("{name}.pem"),
+        days.to_string(),
+    );
+    let mut args = vec!["req", "-x509"];
+    args.extend(EC_KEY);
+    args.extend([
+        "-keyout", &key, "-out", &pem, "-days", &days, "-subj", subject,
+    ]);
+    openssl(dir, &args);
+}
+
+/// `NAME.pem` and `NAME.key` in `dir`, signed by `ca.pem`/`ca.key` there,
+/// valid `days` from now, with the X.509 extensions `ext` (as
+/// `openssl x509 -extfile` takes them).
+pub fn issue(dir: &Path, name: &str, ext: &str, days: u32) {
+    let (key, csr, pem, extfile) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    std::fs::write(dir.join(&extfile), ext).expect("write ext");
+    let subject = format!("/CN={name}");
+    let mut req = vec!["req"];
+    req.extend(EC_KEY);
+    req.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
+    openssl(dir, &req);
+    let days = days.to_string();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            &days,
+            "-extfile",
+            &extfile,
+        ],
+    );
+}

@@ -2,7 +2,7 @@
 //! (taken from the first instruction on, so a reload never kills us).
 
 use super::*;
-use crate::stamp::{Stamp, stamps};
+use crate::reload::{Stamp, Triggers, stamps};
 
 /// The web config in force, and where it comes from. Connections read the
 /// current one; [`watch`] replaces it when its files change or on SIGHUP.
@@ -95,23 +95,11 @@ pub fn release_hangups() {
 /// on SIGHUP, for as long as the server runs. Without a file, SIGHUP is
 /// still taken (and only logged) so that it does not end the process.
 pub async fn watch(web: Arc<Web>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut triggers = Triggers::start();
     // One that came before we listened (see `hold_hangups`) is acted on now.
     let mut early = EARLY_HANGUP.swap(false, std::sync::atomic::Ordering::Relaxed);
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let asked = std::mem::take(&mut early)
-            || tokio::select! {
-                _ = tick.tick() => false,
-                Some(()) = async {
-                    match hangup.as_mut() {
-                        Some(h) => h.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => true,
-            };
+        let asked = std::mem::take(&mut early) || triggers.next().await;
         let Some(file) = web.path.as_deref().map(Path::display) else {
             if asked {
                 tracing::info!("SIGHUP: no --web.config.file to reload");
