@@ -214,6 +214,15 @@ impl Lab {
     tcp:
       query_response:
         - expect: "^220 "
+  http_auth:
+    prober: http
+    timeout: 2s
+    http:
+      headers:
+        X-Api-Key: k3y-value
+      basic_auth:
+        username: u
+        password: hunter2
   icmp:
     prober: icmp
 "#
@@ -953,6 +962,26 @@ fn probe_agrees_with_blackbox_exporter() {
         "{debug}"
     );
     assert!(debug.contains("probe_success 0"), "{debug}");
+    // The module is shown, its secrets are not.
+    let (_, debug) = in_netns(&lab.ns.0, || {
+        http_get(
+            ours.addr,
+            &format!(
+                "/probe?module=http_auth&debug=true&target={}",
+                percent_encode(&http("/ok"))
+            ),
+            &[],
+        )
+    })
+    .expect("debug");
+    let debug = String::from_utf8_lossy(&debug);
+    assert!(
+        debug.contains("Module configuration:") && debug.contains("<secret>"),
+        "{debug}"
+    );
+    for secret in ["hunter2", "dTpodW50ZXIy", "k3y-value"] {
+        assert!(!debug.contains(secret), "{secret} shown:\n{debug}");
+    }
     let _ = blackbox.kill();
     let _ = blackbox.wait();
 }

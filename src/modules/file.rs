@@ -266,7 +266,7 @@ fn http(
                 "not a valid header name and value".into(),
             ));
         }
-        headers.push((k, v));
+        headers.push((k, Secret(v)));
     }
     let authorization = match (raw.basic_auth, raw.bearer_token, raw.bearer_token_file) {
         (Some(_), Some(_) | None, Some(_))
@@ -294,13 +294,13 @@ fn http(
             use base64::Engine;
             let token = base64::engine::general_purpose::STANDARD
                 .encode(format!("{}:{password}", b.username));
-            Some(format!("Basic {token}"))
+            Some(Secret(format!("Basic {token}")))
         }
-        (None, Some(t), None) => Some(format!("Bearer {t}")),
-        (None, None, Some(f)) => Some(format!(
+        (None, Some(t), None) => Some(Secret(format!("Bearer {t}"))),
+        (None, None, Some(f)) => Some(Secret(format!(
             "Bearer {}",
             read_secret(&resolve(dir, &f), "http.bearer_token_file", at)?
-        )),
+        ))),
         (None, None, None) => None,
     };
     let regexes = |list: Vec<String>, key: &str| -> Result<Vec<Regex>, String> {
@@ -437,7 +437,7 @@ fn tls(
     if min_version > max_version {
         return Err(at(section, "min_version is above max_version".into()));
     }
-    let roots = match raw.ca_file.as_deref() {
+    let ca = match raw.ca_file.as_deref() {
         None | Some("") => None,
         Some(f) => {
             let key = format!("{section}.ca_file");
@@ -451,13 +451,17 @@ fn tls(
                     )
                 })?;
             }
-            Some(Arc::new(roots))
+            Some(TrustedCa {
+                file: path,
+                roots: Arc::new(roots),
+            })
         }
     };
     let client_cert = match (raw.cert_file.as_deref(), raw.key_file.as_deref()) {
         (None, None) => None,
         (Some(cert), Some(key)) => {
-            let chain = read_certs(&resolve(dir, cert), &format!("{section}.cert_file"), at)?;
+            let cert_path = resolve(dir, cert);
+            let chain = read_certs(&cert_path, &format!("{section}.cert_file"), at)?;
             let key_path = resolve(dir, key);
             let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
                 at(
@@ -465,7 +469,11 @@ fn tls(
                     format!("no usable PEM private key in {}: {e}", key_path.display()),
                 )
             })?;
-            Some(Arc::new(ClientCert { chain, key }))
+            Some(Arc::new(ClientCert {
+                files: (cert_path, key_path),
+                chain,
+                key,
+            }))
         }
         _ => {
             return Err(at(section, "cert_file and key_file go together".into()));
@@ -473,7 +481,7 @@ fn tls(
     };
     Ok(TlsModule {
         insecure_skip_verify: raw.insecure_skip_verify,
-        roots,
+        ca,
         server_name: raw.server_name.filter(|s| !s.is_empty()),
         client_cert,
         min_version,

@@ -96,7 +96,8 @@ pub struct QueryResponse {
 pub struct HttpModule {
     pub ip: IpPreference,
     pub method: String,
-    pub headers: Vec<(String, String)>,
+    /// Names and values; the values hidden from `debug=true`.
+    pub headers: Vec<(String, Secret)>,
     pub body: Option<String>,
     /// Empty: any 2xx.
     pub valid_status_codes: Vec<u16>,
@@ -110,7 +111,7 @@ pub struct HttpModule {
     pub fail_if_header_matches: Vec<HeaderMatch>,
     pub fail_if_header_not_matches: Vec<HeaderMatch>,
     /// The `Authorization` header's value (basic auth or bearer token).
-    pub authorization: Option<String>,
+    pub authorization: Option<Secret>,
     pub tls_config: TlsModule,
 }
 
@@ -136,7 +137,7 @@ pub struct UdpModule {
 pub struct TlsModule {
     pub insecure_skip_verify: bool,
     /// From `ca_file`; `None`: the system's roots.
-    pub roots: Option<Arc<RootCertStore>>,
+    pub ca: Option<TrustedCa>,
     pub server_name: Option<String>,
     pub client_cert: Option<Arc<ClientCert>>,
     /// Allowed versions, as 12 and 13.
@@ -149,7 +150,7 @@ impl Default for TlsModule {
     fn default() -> Self {
         TlsModule {
             insecure_skip_verify: false,
-            roots: None,
+            ca: None,
             server_name: None,
             client_cert: None,
             min_version: 12,
@@ -158,10 +159,41 @@ impl Default for TlsModule {
     }
 }
 
-#[derive(Debug)]
+/// A module's `ca_file`, loaded: shown by its file.
+#[derive(Clone)]
+pub struct TrustedCa {
+    pub file: std::path::PathBuf,
+    pub roots: Arc<RootCertStore>,
+}
+
+impl std::fmt::Debug for TrustedCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} ({} certificates)", self.file, self.roots.len())
+    }
+}
+
+/// A module's `cert_file` and `key_file`, loaded: shown by their files.
 pub struct ClientCert {
+    pub files: (std::path::PathBuf, std::path::PathBuf),
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cert {:?}, key {:?}", self.files.0, self.files.1)
+    }
+}
+
+/// A value that is never shown (`debug=true` prints modules): passwords,
+/// tokens, header values.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
 }
 
 impl Modules {
@@ -402,8 +434,13 @@ mod tests {
         };
         assert_eq!(m.valid_status_codes, [200, 302]);
         assert!(!m.follow_redirects);
-        assert_eq!(m.headers, [("X-A".to_string(), "b".to_string())]);
-        assert_eq!(m.authorization.as_deref(), Some("Basic dTpw"));
+        assert_eq!(m.headers, [("X-A".to_string(), Secret("b".into()))]);
+        assert_eq!(m.authorization, Some(Secret("Basic dTpw".into())));
+        let shown = format!("{m:?}");
+        assert!(
+            !shown.contains("dTpw") && shown.contains("<secret>"),
+            "{shown}"
+        );
         assert_eq!(m.fail_if_header_matches[0].header, "Server");
         assert!(m.tls_config.insecure_skip_verify);
         assert_eq!(m.tls_config.server_name.as_deref(), Some("api"));

@@ -127,7 +127,10 @@ fn client_config(
     seen: &Arc<Mutex<Vec<CertificateDer<'static>>>>,
 ) -> std::io::Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = module.roots.clone().unwrap_or_else(system_roots);
+    let roots = module
+        .ca
+        .as_ref()
+        .map_or_else(system_roots, |ca| Arc::clone(&ca.roots));
     let inner: Option<Arc<dyn ServerCertVerifier>> = if module.insecure_skip_verify {
         None
     } else if roots.is_empty() {

@@ -189,7 +189,7 @@ struct Entry {
 }
 
 /// Labels every target series has: an entry's own may not take them.
-const RESERVED: [&str; 4] = ["name", "target", "module", "reason"];
+const RESERVED: [&str; 5] = ["name", "target", "module", "reason", "class"];
 
 /// Parses a targets file's text (YAML: `targets: [{name, target, module,
 /// interval, labels}]`); `file` names it in errors. A missing `name` is

@@ -322,13 +322,13 @@ fn request(m: &HttpModule, method: &str, body: Option<&str>, url: &Url) -> Vec<u
     }
     for (k, v) in &m.headers {
         if !k.eq_ignore_ascii_case("connection") && !k.eq_ignore_ascii_case("content-length") {
-            let _ = write!(out, "{k}: {v}\r\n");
+            let _ = write!(out, "{k}: {}\r\n", v.0);
         }
     }
     if let Some(auth) = &m.authorization
         && !has("authorization")
     {
-        let _ = write!(out, "Authorization: {auth}\r\n");
+        let _ = write!(out, "Authorization: {}\r\n", auth.0);
     }
     if let Some(b) = body {
         let _ = write!(out, "Content-Length: {}\r\n", b.len());
