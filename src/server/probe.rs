@@ -239,7 +239,8 @@ fn encode(r: &Report, prober: &Prober, format: Format) -> Vec<u8> {
         one(
             "probe_http_content_length",
             "Length of http content response",
-            if r.http.is_some() {
+            // As Go's empty response when none came: 0, not -1.
+            if h.status > 0 {
                 h.content_length as f64
             } else {
                 0.0
