@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-600}
 JOBS=${JOBS:-2}
-targets=(proc_net netlink http_response baseline web_config)
+targets=(proc_net netlink http_response baseline web_config checks)
 if [ $# -gt 1 ]; then targets=("${@:2}"); fi
 cargo +nightly fuzz build --release
 mkdir -p target/fuzz-logs

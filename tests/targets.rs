@@ -525,7 +525,7 @@ fn check_lines_and_exit_statuses() {
         (vec!["check", "x:1", "x:1"], "given twice"),
         (
             vec!["check", "-f", &dup],
-            "targets[1].name: 'a' is the name of an earlier target",
+            "dup.yml:3: targets[1].name: 'a' is the name of an earlier target",
         ),
         (vec!["check", "-f", &bad_yaml], "bad.yml"),
         (

@@ -137,7 +137,7 @@ impl ByList {
 /// Whether two jobs check the same thing the same way (the same target by
 /// the same module name, with the same labels).
 pub fn same_check(a: &Job, b: &Job) -> bool {
-    a.target == b.target
+    a.target.same_check(&b.target)
 }
 
 #[cfg(test)]

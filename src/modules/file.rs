@@ -18,7 +18,7 @@ use super::*;
 #[serde(deny_unknown_fields)]
 pub(super) struct FileDoc {
     #[serde(default)]
-    pub(super) modules: BTreeMap<String, RawModule>,
+    pub(super) modules: BTreeMap<String, serde_saphyr::Spanned<RawModule>>,
 }
 
 #[derive(Deserialize)]

@@ -224,8 +224,9 @@ impl Modules {
         let mut modules = Modules::builtin();
         let mut warnings = Vec::new();
         for (name, raw) in doc.modules {
-            let at = |key: &str, why: String| format!("{file}: modules.{name}.{key}: {why}");
-            let module = file::compile(&name, raw, dir, &at)?;
+            let line = raw.referenced.line();
+            let at = |key: &str, why: String| format!("{file}:{line}: modules.{name}.{key}: {why}");
+            let module = file::compile(&name, raw.value, dir, &at)?;
             if let Prober::Unsupported(p) = &module.prober {
                 warnings.push(format!(
                     "{file}: module '{name}' uses the {p} prober, which portwarden does not have: asking for it answers 400"
@@ -396,32 +397,32 @@ mod tests {
             ),
             (
                 "modules:\n  m:\n    prober: tcp\n    tcp:\n      query_response:\n      - expect: '('\n",
-                "b.yml: modules.m.tcp.query_response[0].expect: ",
+                "modules.m.tcp.query_response[0].expect: ",
             ),
             (
                 "modules:\n  m:\n    prober: http\n    http:\n      proxy_url: http://p:3128\n",
-                "b.yml: modules.m.http.proxy_url: portwarden's checks never go through a proxy",
+                "b.yml:3: modules.m.http.proxy_url: portwarden's checks never go through a proxy",
             ),
             (
                 "modules:\n  m:\n    prober: smtp\n",
-                "b.yml: modules.m.prober: unknown prober 'smtp'",
+                "b.yml:3: modules.m.prober: unknown prober 'smtp'",
             ),
             (
                 "modules:\n  m:\n    prober: http\n    timeout: soon\n",
-                "b.yml: modules.m.timeout: invalid duration 'soon'",
+                "modules.m.timeout: invalid duration 'soon'",
             ),
             (
                 "modules:\n  m:\n    prober: tcp\n    tcp:\n      tls_config: {ca_file: /nonexistent.pem}\n",
-                "b.yml: modules.m.tcp.tls_config.ca_file: cannot read /nonexistent.pem",
+                "modules.m.tcp.tls_config.ca_file: cannot read /nonexistent.pem",
             ),
             (
                 "modules:\n  m:\n    prober: udp\n    udp: {payload_hex: 'abc'}\n",
-                "b.yml: modules.m.udp.payload_hex: expected an even number",
+                "modules.m.udp.payload_hex: expected an even number",
             ),
         ] {
             let err = parse(text).expect_err(text);
             assert!(err.contains(want), "{text}\n→ {err}");
-            assert!(err.starts_with("b.yml: "), "{err}");
+            assert!(err.starts_with("b.yml:"), "{err}");
         }
     }
 

@@ -169,12 +169,45 @@ pub struct Target {
     /// Its own interval, when it has one.
     pub interval: Option<Duration>,
     pub labels: BTreeMap<String, String>,
+    /// Where its entry starts in the file (0: not from a file).
+    pub line: u64,
+}
+
+impl Target {
+    /// Whether `other` is checked the same way: everything but where it
+    /// is written.
+    pub fn same_check(&self, other: &Target) -> bool {
+        (
+            &self.name,
+            &self.endpoint,
+            &self.target,
+            &self.module,
+            self.interval,
+            &self.labels,
+        ) == (
+            &other.name,
+            &other.endpoint,
+            &other.target,
+            &other.module,
+            other.interval,
+            &other.labels,
+        )
+    }
+
+    /// Where it is written, for messages: `file:line: targets[i]`.
+    fn place(&self, file: &str, i: usize) -> String {
+        if self.line > 0 {
+            format!("{file}:{}: targets[{i}]", self.line)
+        } else {
+            format!("{file}: targets[{i}]")
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileDoc {
-    targets: Vec<Entry>,
+    targets: Vec<serde_saphyr::Spanned<Entry>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,8 +232,10 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<Target>, String> {
         .map_err(|e| format!("{file}: {}", crate::error::one_line(&e.to_string())))?;
     let mut names = HashSet::new();
     let mut out = Vec::with_capacity(doc.targets.len());
-    for (i, e) in doc.targets.into_iter().enumerate() {
-        let at = |field: &str, why: String| format!("{file}: targets[{i}].{field}: {why}");
+    for (i, spanned) in doc.targets.into_iter().enumerate() {
+        let line = spanned.referenced.line();
+        let e = spanned.value;
+        let at = |field: &str, why: String| format!("{file}:{line}: targets[{i}].{field}: {why}");
         let endpoint = parse_endpoint(&e.target).map_err(|why| at("target", why))?;
         let name = e.name.unwrap_or_else(|| e.target.clone());
         if name.is_empty() || name.chars().any(char::is_control) {
@@ -236,6 +271,7 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<Target>, String> {
             }
         }
         out.push(Target {
+            line,
             module: e
                 .module
                 .unwrap_or_else(|| endpoint.default_module().to_string()),
@@ -275,6 +311,7 @@ pub fn from_args(args: &[String]) -> Result<Vec<Target>, String> {
             endpoint,
             interval: None,
             labels: BTreeMap::new(),
+            line: 0,
         });
     }
     Ok(out)
@@ -291,7 +328,8 @@ pub fn bind(
         .into_iter()
         .enumerate()
         .map(|(i, target)| {
-            let at = |why: String| format!("{file}: targets[{i}].module: {why}");
+            let place = target.place(file, i);
+            let at = |why: String| format!("{place}.module: {why}");
             let module = modules.get(&target.module).ok_or_else(|| {
                 at(format!(
                     "unknown module '{}' (known: {})",
@@ -404,23 +442,23 @@ mod tests {
         for (text, want) in [
             (
                 "targets:\n  - target: db:1\n  - target: nope\n",
-                "t.yml: targets[1].target: invalid target 'nope'",
+                "t.yml:3: targets[1].target: invalid target 'nope'",
             ),
             (
                 "targets:\n  - {name: a, target: 'x:1'}\n  - {name: a, target: 'y:1'}\n",
-                "t.yml: targets[1].name: 'a' is the name of an earlier target",
+                "t.yml:3: targets[1].name: 'a' is the name of an earlier target",
             ),
             (
                 "targets:\n  - {target: 'x:1', interval: soon}\n",
-                "t.yml: targets[0].interval: invalid duration 'soon'",
+                "t.yml:2: targets[0].interval: invalid duration 'soon'",
             ),
             (
                 "targets:\n  - {target: 'x:1', labels: {target: x}}\n",
-                "t.yml: targets[0].labels: 'target' is set by portwarden itself",
+                "t.yml:2: targets[0].labels: 'target' is set by portwarden itself",
             ),
             (
                 "targets:\n  - {target: 'x:1', labels: {'a-b': x}}\n",
-                "t.yml: targets[0].labels: 'a-b' is no label name",
+                "t.yml:2: targets[0].labels: 'a-b' is no label name",
             ),
         ] {
             let err = parse_file(text, "t.yml").expect_err(text);
