@@ -334,7 +334,7 @@ pub struct ServeArgs {
         env = "PORTWARDEN_TARGETS_INTERVAL",
         value_name = "DURATION",
         default_value = "15s",
-        value_parser = parse_interval
+        value_parser = crate::targets::parse_target_interval
     )]
     pub targets_interval: Duration,
 

@@ -158,6 +158,20 @@ fn host_port(s: &str, default: Option<u16>) -> Result<(String, u16), String> {
     Ok((host.to_ascii_lowercase(), port))
 }
 
+/// The shortest interval of a target: checks by list do no harm, not even
+/// by their number.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A target's interval: a duration of at least [`MIN_INTERVAL`].
+pub fn parse_target_interval(s: &str) -> Result<Duration, String> {
+    match crate::config::parse_interval(s)? {
+        d if d < MIN_INTERVAL => Err(format!(
+            "'{s}' is too often (a target is checked at most once a second)"
+        )),
+        d => Ok(d),
+    }
+}
+
 /// One entry of a targets file, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -249,7 +263,7 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<Target>, String> {
         }
         let interval = match &e.interval {
             None => None,
-            Some(v) => Some(crate::config::parse_interval(v).map_err(|why| at("interval", why))?),
+            Some(v) => Some(parse_target_interval(v).map_err(|why| at("interval", why))?),
         };
         for key in e.labels.keys() {
             let valid = key
@@ -451,6 +465,10 @@ mod tests {
             (
                 "targets:\n  - {target: 'x:1', interval: soon}\n",
                 "t.yml:2: targets[0].interval: invalid duration 'soon'",
+            ),
+            (
+                "targets:\n  - {target: 'x:1', interval: 100ms}\n",
+                "t.yml:2: targets[0].interval: '100ms' is too often",
             ),
             (
                 "targets:\n  - {target: 'x:1', labels: {target: x}}\n",

@@ -59,6 +59,8 @@ impl Check {
                 seen.phases[2] += t_tls.elapsed().as_secs_f64();
                 conn?
             } else {
+                // What an earlier hop's handshake showed is not this one's.
+                self.report.tls = None;
                 Conn::Plain(stream)
             };
             let t_asked = Instant::now();
