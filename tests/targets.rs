@@ -307,6 +307,16 @@ fn dates(cert: &Path) -> (i64, i64) {
     (seconds("notBefore="), seconds("notAfter="))
 }
 
+/// A child process killed and reaped on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `portwarden check` inside the lab's namespace.
 fn check_in(lab: &Lab, args: &[&str]) -> Output {
     lab.command(bin())
@@ -795,14 +805,16 @@ fn probe_agrees_with_blackbox_exporter() {
     let modules = lab.blackbox_yml();
     let bb_port = free_port();
     let bb_addr: std::net::SocketAddr = format!("127.0.0.1:{bb_port}").parse().expect("addr");
-    let mut blackbox = lab
-        .command(&blackbox_bin)
-        .arg(format!("--config.file={}", modules.display()))
-        .arg(format!("--web.listen-address={bb_addr}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start blackbox_exporter");
+    // Killed when the test ends, passed or failed.
+    let _blackbox = Killed(
+        lab.command(&blackbox_bin)
+            .arg(format!("--config.file={}", modules.display()))
+            .arg(format!("--web.listen-address={bb_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start blackbox_exporter"),
+    );
     let mut cmd = lab.command(bin());
     cmd.args(["serve", "--modules.file", modules.to_str().expect("utf-8")]);
     let ours = Exporter::start_cmd_in(cmd, &lab.ns.0, &[]);
@@ -982,8 +994,6 @@ fn probe_agrees_with_blackbox_exporter() {
     for secret in ["hunter2", "dTpodW50ZXIy", "k3y-value"] {
         assert!(!debug.contains(secret), "{secret} shown:\n{debug}");
     }
-    let _ = blackbox.kill();
-    let _ = blackbox.wait();
 }
 
 #[test]
