@@ -24,6 +24,8 @@ expected=(
   /usr/share/zsh/vendor-completions/_portwarden
   /usr/share/fish/vendor_completions.d/portwarden.fish
   /usr/share/doc/portwarden/README.md
+  /usr/share/portwarden/prometheus/portwarden.rules.yml
+  /usr/share/portwarden/grafana/portwarden.json
 )
 trap 'dpkg -P portwarden >/dev/null 2>&1 || true' EXIT
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" >/dev/null
