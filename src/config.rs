@@ -349,6 +349,29 @@ pub struct ServeArgs {
     )]
     pub targets_timeout: Duration,
 
+    /// Recovery actions (YAML: which ports, in which health, for how many
+    /// checks, run which command; where to escalate). None: no action ever
+    /// runs. Reloaded when it changes and on SIGHUP.
+    #[arg(
+        long = "actions.file",
+        env = "PORTWARDEN_ACTIONS_FILE",
+        value_name = "FILE"
+    )]
+    pub actions_file: Option<PathBuf>,
+
+    /// Log what the recovery actions would run, and run nothing.
+    #[arg(
+        long = "actions.dry-run",
+        env = "PORTWARDEN_ACTIONS_DRY_RUN",
+        value_name = "BOOL",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_go_bool
+    )]
+    pub actions_dry_run: bool,
+
     /// How long a port that disappeared keeps its series (at 0).
     #[arg(
         long = "port.retention",
@@ -523,6 +546,8 @@ pub struct Settings {
     pub modules_file: Option<PathBuf>,
     pub targets_interval: Duration,
     pub targets_timeout: Duration,
+    pub actions_file: Option<PathBuf>,
+    pub actions_dry_run: bool,
 }
 
 impl Settings {
@@ -558,6 +583,8 @@ impl Settings {
             modules_file: args.modules_file.clone(),
             targets_interval: args.targets_interval,
             targets_timeout: args.targets_timeout,
+            actions_file: args.actions_file.clone(),
+            actions_dry_run: args.actions_dry_run,
         }
     }
 }

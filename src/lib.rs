@@ -24,6 +24,7 @@
 //! - [`alloc`]: allocator tuning.
 //! - [`server`]: `/metrics`, the landing page, graceful shutdown.
 
+pub mod actions;
 pub mod alloc;
 pub mod baseline;
 pub mod cli;

@@ -167,6 +167,15 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             setting: setting.into(),
             message,
         })?;
+    let actions = match &settings.actions_file {
+        Some(path) => Some(portwarden::actions::Actions::load(path).map_err(|message| {
+            portwarden::Error::Config {
+                setting: "--actions.file / PORTWARDEN_ACTIONS_FILE".into(),
+                message,
+            }
+        })?),
+        None => None,
+    };
     let web = std::sync::Arc::new(portwarden::server::web_config::Web::new(
         settings.web_config_file.clone(),
     )?);
@@ -195,7 +204,14 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         if settings.targets_file.is_some() {
             tracing::info!(targets = by_list.jobs.len(), "checking targets by list");
         }
-        let mut engine = portwarden::engine::Engine::start(settings, discoverer, by_list)?;
+        if let Some(a) = &actions {
+            tracing::info!(
+                actions = a.actions.len(),
+                dry_run = settings.actions_dry_run,
+                "recovery actions in force"
+            );
+        }
+        let mut engine = portwarden::engine::Engine::start(settings, discoverer, by_list, actions)?;
         engine.supervise(
             "web config watcher",
             portwarden::server::web_config::watch(web.clone()),

@@ -38,6 +38,14 @@ fn a_thread_or_task_that_panics_fails_health_and_ends_the_process_with_1() {
     )
     .expect("targets.yml");
     let targets = targets.to_str().expect("utf-8");
+    // An action, so that the recovery task runs.
+    let actions = dir.0.join("actions.yml");
+    std::fs::write(
+        &actions,
+        "actions:\n  - name: never\n    match: {port: 1}\n    when: [down]\n    run: [/bin/true]\n",
+    )
+    .expect("actions.yml");
+    let actions = actions.to_str().expect("utf-8");
     for (point, name) in [
         ("tcp", "the TCP rounds panicked"),
         ("http", "the HTTP rounds panicked"),
@@ -45,10 +53,12 @@ fn a_thread_or_task_that_panics_fails_health_and_ends_the_process_with_1() {
         ("owner:3", "the state owner panicked"),
         ("encoder:3", "the encoder panicked"),
         ("target", "the target checks panicked"),
+        ("recovery", "the recovery actions panicked"),
     ] {
         let mut exporter = Exporter::start(&[
             ("PORTWARDEN_FAULT", &format!("panic:{point}")),
             ("PORTWARDEN_TARGETS_FILE", targets),
+            ("PORTWARDEN_ACTIONS_FILE", actions),
         ]);
         let body = wait_unhealthy(&exporter, 20);
         assert!(body.contains(name), "{point}: {body}");

@@ -13,7 +13,9 @@ use common::*;
 use serde_json::{Value, json};
 
 fn deploy(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(path)
 }
 
 fn promtool(args: &[&str]) -> String {
@@ -57,7 +59,12 @@ fn the_rules_are_valid_and_every_alert_is_tested() {
         .expect("tests")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yml"))
-        .map(|p| p.strip_prefix(env!("CARGO_MANIFEST_DIR")).expect("in repo").display().to_string())
+        .map(|p| {
+            p.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                .expect("in repo")
+                .display()
+                .to_string()
+        })
         .collect();
     tests.sort();
     let mut args = vec!["test", "rules"];
@@ -76,11 +83,14 @@ fn the_rules_are_valid_and_every_alert_is_tested() {
             // Each shows its alert quiet at least once and firing once.
             let checks = t["alert_rule_test"].as_array().expect("alert_rule_test");
             assert!(
-                checks.iter().any(|c| c["exp_alerts"].as_array().is_some_and(Vec::is_empty))
+                checks
+                    .iter()
+                    .any(|c| c["exp_alerts"].as_array().is_some_and(Vec::is_empty))
                     && checks.iter().any(|c| c["exp_alerts"]
                         .as_array()
                         .is_some_and(|a| !a.is_empty()
-                            && a.iter().all(|x| x["exp_annotations"]["runbook_url"].is_string()))),
+                            && a.iter()
+                                .all(|x| x["exp_annotations"]["runbook_url"].is_string()))),
                 "{name}: quiet once and firing (with its annotations) once"
             );
         }
@@ -90,7 +100,10 @@ fn the_rules_are_valid_and_every_alert_is_tested() {
         .filter(|(_, alert, _)| *alert)
         .map(|(n, _, _)| n)
         .collect();
-    assert_eq!(alerts, names, "every alert has its test, and every test its alert");
+    assert_eq!(
+        alerts, names,
+        "every alert has its test, and every test its alert"
+    );
     // Every alert's runbook link goes to its own section of the README.
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README");
@@ -105,7 +118,9 @@ fn the_rules_are_valid_and_every_alert_is_tested() {
                 readme.contains(&format!("\n#### {alert}\n")),
                 "README has no section for {alert}"
             );
-            let url = rule["annotations"]["runbook_url"].as_str().expect("runbook_url");
+            let url = rule["annotations"]["runbook_url"]
+                .as_str()
+                .expect("runbook_url");
             assert!(
                 url.ends_with(&format!("README.md#{}", alert.to_lowercase())),
                 "{alert}: {url}"
@@ -114,7 +129,8 @@ fn the_rules_are_valid_and_every_alert_is_tested() {
                 assert!(rule["annotations"][key].is_string(), "{alert}: {key}");
             }
             assert!(
-                ["warning", "critical"].contains(&rule["labels"]["severity"].as_str().unwrap_or("")),
+                ["warning", "critical"]
+                    .contains(&rule["labels"]["severity"].as_str().unwrap_or("")),
                 "{alert}: severity"
             );
         }
@@ -144,7 +160,14 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     // by (...), on (...), without (...), ignoring (...), group_left (...).
     let mut cleaned = String::new();
     let mut rest = text.as_str();
-    let label_lists = ["by", "on", "without", "ignoring", "group_left", "group_right"];
+    let label_lists = [
+        "by",
+        "on",
+        "without",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
     while let Some(i) = rest.find(|c: char| c.is_ascii_alphabetic() || c == '_') {
         cleaned.push_str(&rest[..i]);
         let after = &rest[i..];
@@ -159,9 +182,9 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
             continue;
         }
         cleaned.push_str(word);
-        if tail.starts_with('(') {
+        if let Some(inner) = tail.strip_prefix('(') {
             cleaned.push('(');
-            rest = &tail[1..];
+            rest = inner;
         } else {
             cleaned.push(' ');
             rest = &after[end..];
@@ -178,7 +201,10 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
             .unwrap_or(after.len());
         let word = &after[..end];
         let is_function = after[end..].trim_start().starts_with('(');
-        if !is_function && !keywords.contains(&word) && !rest[..i].ends_with(|c: char| c.is_ascii_digit() || c == '.') {
+        if !is_function
+            && !keywords.contains(&word)
+            && !rest[..i].ends_with(|c: char| c.is_ascii_digit() || c == '.')
+        {
             names.insert(word.to_string());
         }
         rest = &after[end..];
@@ -189,11 +215,15 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 #[test]
 fn metric_names_are_read_from_promql() {
     assert_eq!(
-        metric_names(r#"node_http_port_alive == 0 and on (instance, port) node_tcp_port_alive{a="b"} == 1"#),
+        metric_names(
+            r#"node_http_port_alive == 0 and on (instance, port) node_tcp_port_alive{a="b"} == 1"#
+        ),
         BTreeSet::from(["node_http_port_alive".into(), "node_tcp_port_alive".into()])
     );
     assert_eq!(
-        metric_names(r#"sum by (port) (rate(x_total{job=~"a|b"}[5m])) / clamp_min(y:z:w, 0.001) > 4e3"#),
+        metric_names(
+            r#"sum by (port) (rate(x_total{job=~"a|b"}[5m])) / clamp_min(y:z:w, 0.001) > 4e3"#
+        ),
         BTreeSet::from(["x_total".into(), "y:z:w".into()])
     );
 }
@@ -251,7 +281,15 @@ fn every_metric_the_rules_and_the_dashboard_name_is_exported() {
         format!("targets:\n  - target: '127.0.0.1:{}'\n", holder.port(0)),
     )
     .expect("targets.yml");
+    // An action that matches nothing here: its families exist all the same.
+    let actions = dir.0.join("actions.yml");
+    std::fs::write(
+        &actions,
+        "actions:\n  - name: never\n    match: {port: 1}\n    when: [down]\n    run: [/bin/true]\n",
+    )
+    .expect("actions.yml");
     let exporter = Exporter::start(&[
+        ("PORTWARDEN_ACTIONS_FILE", actions.to_str().expect("utf-8")),
         ("PORTWARDEN_TARGETS_FILE", targets.to_str().expect("utf-8")),
         ("PORTWARDEN_BASELINE_LEARN", "1s"),
         ("PORT_HTTP_STATUS_INTERVAL", "500ms"),
@@ -267,20 +305,32 @@ fn every_metric_the_rules_and_the_dashboard_name_is_exported() {
         (format!("http://127.0.0.1:{}/", web.port), "http_2xx"),
     ] {
         let (_, body) = exporter
-            .get(&format!("/probe?module={module}&target={}", percent_encode(&target)))
+            .get(&format!(
+                "/probe?module={module}&target={}",
+                percent_encode(&target)
+            ))
             .expect("probe");
         known.extend(exported(&String::from_utf8_lossy(&body)));
     }
     // Prometheus's own, and the rules' recordings.
     known.insert("up".into());
     let rules = rules();
-    known.extend(rules.iter().filter(|(_, alert, _)| !alert).map(|(n, _, _)| n.clone()));
+    known.extend(
+        rules
+            .iter()
+            .filter(|(_, alert, _)| !alert)
+            .map(|(n, _, _)| n.clone()),
+    );
 
     let mut unknown = Vec::new();
     for (what, expr) in rules
         .iter()
         .map(|(n, _, e)| (format!("rule {n}"), e.clone()))
-        .chain(dashboard_exprs().into_iter().map(|e| ("dashboard".to_string(), e)))
+        .chain(
+            dashboard_exprs()
+                .into_iter()
+                .map(|e| ("dashboard".to_string(), e)),
+        )
     {
         for name in metric_names(&expr) {
             if !known.contains(&name) {

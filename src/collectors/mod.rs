@@ -3,7 +3,8 @@
 //! families and the exporter's own figures are always written; `load`,
 //! `health`, `info` and `baseline` can be switched off, and then neither
 //! their families nor their work (connection dumps for `load`) exist. The
-//! targets' families exist when a targets or modules file is given.
+//! targets' families exist when a targets or modules file is given, the
+//! recovery actions' when an actions file is.
 
 mod baseline;
 mod exporter;
@@ -11,6 +12,7 @@ mod health;
 mod info;
 mod load;
 mod plugin;
+mod recovery;
 mod targets;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -61,6 +63,7 @@ pub fn write(snapshot: &Snapshot, enc: &mut Encoder) {
         baseline::write(b, enc);
     }
     targets::write(snapshot, enc);
+    recovery::write(snapshot, enc);
     exporter::write(snapshot, enc);
 }
 

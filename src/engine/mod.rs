@@ -18,6 +18,7 @@
 mod baseline;
 mod discovery;
 mod http_class;
+mod recovery;
 mod rounds;
 mod snapshot;
 mod state;
@@ -33,7 +34,7 @@ use tokio::sync::{Semaphore, watch};
 pub use http_class::HttpClass;
 pub use snapshot::{
     BaselineView, ConnSummary, DURATION_BUCKETS, PortCheck, PortSeries, ProbeStats, ProcessSeries,
-    QueueState, SelfProcess, Shared, Snapshot, SocketInfo, Telemetry,
+    QueueState, RecoveryStats, SelfProcess, Shared, Snapshot, SocketInfo, Telemetry,
 };
 pub use state::{Limits, Msg, State};
 pub use supervise::Ended;
@@ -66,6 +67,7 @@ impl Engine {
         settings: Settings,
         discoverer: Discoverer,
         by_list: InForce,
+        actions: Option<crate::actions::Actions>,
     ) -> std::io::Result<Engine> {
         let every = settings.status_interval.min(settings.udp_status_interval);
         let shared = Arc::new(Shared::new(settings.collectors, every * 3));
@@ -152,6 +154,18 @@ impl Engine {
                 });
             }),
         );
+        if let Some(actions) = actions {
+            supervisor.task(
+                "recovery actions",
+                recovery::run(
+                    shared.clone(),
+                    owner.clone(),
+                    settings.actions_file.clone(),
+                    actions,
+                    settings.actions_dry_run,
+                ),
+            );
+        }
         supervisor.task("encoder", encode_and_publish(to_encode, shared.clone()));
         Ok(Engine {
             slots: global,

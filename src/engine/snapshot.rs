@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub targets: Vec<TargetSeries>,
     /// Reloads of the targets and modules files.
     pub reloads: Reloads,
+    /// Each recovery action's attempts; None without an actions file.
+    pub recovery: Option<std::collections::BTreeMap<Arc<str>, RecoveryStats>>,
     /// Format × gzip.
     encoded: [OnceLock<Arc<[u8]>>; 4],
 }
@@ -212,6 +214,15 @@ pub struct BaselineView {
     pub lock_busy: u64,
 }
 
+/// One recovery action's attempts by result, escalations, and when it
+/// last tried.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryStats {
+    pub attempts: std::collections::BTreeMap<&'static str, u64>,
+    pub escalations: u64,
+    pub last_attempt: Option<SystemTime>,
+}
+
 /// Probe counters and durations of one kind.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeStats {
@@ -310,6 +321,7 @@ impl Snapshot {
             by_list: InForce::default(),
             targets: Vec::new(),
             reloads: Reloads::default(),
+            recovery: None,
             encoded: Default::default(),
         }
     }

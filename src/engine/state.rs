@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::http_class::HttpClass;
+use super::snapshot::RecoveryStats;
 use super::snapshot::{
     BaselineView, ConnSummary, PortCheck, PortSeries, ProbeStats, ProcessSeries, QueueState,
     SelfProcess, Snapshot, SocketInfo, Telemetry,
@@ -54,6 +55,17 @@ pub enum Msg {
     },
     /// Results came in since the last snapshot: make one.
     Publish,
+    /// The recovery actions in force, by name.
+    Actions(Vec<Arc<str>>),
+    /// A recovery attempt of an action ended (`success`, `failed`,
+    /// `timeout`, `dry_run`).
+    Recovery {
+        action: Arc<str>,
+        result: &'static str,
+        at: SystemTime,
+    },
+    /// An action's attempts ran out: escalated.
+    Escalated(Arc<str>),
     /// The engine stops (its owner ends; the state is not changed).
     Stop,
 }
@@ -169,6 +181,8 @@ pub struct State {
     our_fault_logged: Option<Instant>,
     /// Targets checked by list.
     by_list: ByList,
+    /// Recovery actions, by name; None without an actions file.
+    recovery: Option<std::collections::BTreeMap<Arc<str>, RecoveryStats>>,
 }
 
 impl State {
@@ -191,6 +205,7 @@ impl State {
             first_checks: false,
             our_fault_logged: None,
             by_list: ByList::default(),
+            recovery: None,
         }
     }
 
@@ -216,6 +231,29 @@ impl State {
             } => self.apply_http(&key, &outcome, asked, seconds),
             Msg::Stop | Msg::Publish => {}
             Msg::Targets(in_force) => self.by_list.replace(in_force),
+            Msg::Actions(names) => {
+                let old = self.recovery.take().unwrap_or_default();
+                self.recovery = Some(
+                    names
+                        .into_iter()
+                        .map(|n| {
+                            let stats = old.get(&n).cloned().unwrap_or_default();
+                            (n, stats)
+                        })
+                        .collect(),
+                );
+            }
+            Msg::Recovery { action, result, at } => {
+                if let Some(stats) = self.recovery.as_mut().and_then(|r| r.get_mut(&action)) {
+                    *stats.attempts.entry(result).or_default() += 1;
+                    stats.last_attempt = Some(at);
+                }
+            }
+            Msg::Escalated(action) => {
+                if let Some(stats) = self.recovery.as_mut().and_then(|r| r.get_mut(&action)) {
+                    stats.escalations += 1;
+                }
+            }
             Msg::TargetsReloadFailed => self.by_list.reload_failed(),
             Msg::Target { job, report } => {
                 if let Some(result) = self.by_list.apply(&job, &report) {
@@ -647,6 +685,7 @@ impl State {
         snapshot.by_list = self.by_list.in_force.clone();
         snapshot.targets = self.by_list.series();
         snapshot.reloads = self.by_list.reloads;
+        snapshot.recovery = self.recovery.clone();
         snapshot.telemetry = Telemetry {
             probes,
             discovery_errors: sorted(&self.discovery_errors),

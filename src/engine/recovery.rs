@@ -1,0 +1,387 @@
+//! Recovery actions at work: after each TCP round, each action looks at the
+//! ports it matches (and the expected ports of the baseline that are gone:
+//! `down`); `after` rounds in a row in one of its `when` states start an
+//! attempt — the command as written, no shell, within its timeout — and
+//! the port is then watched for `cooldown`: healthy again is `success`,
+//! still unhealthy or a failed command `failed`, a command past its
+//! timeout (killed) `timeout`. At most `max_attempts` in `window`; when
+//! they run out and the port is still unhealthy, one escalation goes to
+//! the webhook. Results go to the state's owner as messages, like every
+//! other result. Nothing of a label or a process name is ever in a command.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::state::Msg;
+use super::{Shared, Snapshot};
+use crate::actions::{Action, Actions};
+use crate::health::Health;
+use crate::modules::{HttpModule, Module, Prober, Secret};
+use crate::reload::{Triggers, stamps};
+
+/// How long the webhook has to take an escalation.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Slot {
+    action: Arc<Action>,
+    /// Rounds in a row with a matching port in a `when` state.
+    streak: u32,
+    /// Starts of the attempts still in the window.
+    attempts: VecDeque<Instant>,
+    /// No attempt before this (the cooldown).
+    not_before: Option<Instant>,
+    running: bool,
+    /// Escalated since the port was last healthy.
+    escalated: bool,
+}
+
+impl Slot {
+    fn new(action: Action) -> Slot {
+        Slot {
+            action: Arc::new(action),
+            streak: 0,
+            attempts: VecDeque::new(),
+            not_before: None,
+            running: false,
+            escalated: false,
+        }
+    }
+}
+
+/// What an action sees of a snapshot: each matching port's health (present
+/// ports, gone ones kept at `down`, expected ones that do not listen).
+fn matching(action: &Action, s: &Snapshot) -> Vec<(String, Health)> {
+    let mut out = Vec::new();
+    for p in &s.ports {
+        if action
+            .matcher
+            .matches(p.key.proto, p.key.port, &p.process_name, &p.key.netns)
+        {
+            let health = if p.present { p.health } else { Health::Down };
+            out.push((
+                describe(
+                    p.key.proto.as_str(),
+                    p.key.port,
+                    &p.key.netns,
+                    &p.process_name,
+                ),
+                health,
+            ));
+        }
+    }
+    if let Some(b) = &s.baseline {
+        for (e, up) in &b.expected {
+            let listed = s.ports.iter().any(|p| {
+                p.key.proto == e.proto && p.key.port == e.port && *p.key.netns == *e.netns
+            });
+            if !up
+                && !listed
+                && action
+                    .matcher
+                    .matches(e.proto, e.port, &e.process_name, &e.netns)
+            {
+                out.push((
+                    describe(e.proto.as_str(), e.port, &e.netns, &e.process_name),
+                    Health::Down,
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn describe(proto: &str, port: u16, netns: &str, process: &str) -> String {
+    format!("{proto}/{port} (netns {netns}, {process})")
+}
+
+/// Whether a matching port is in one of the action's `when` states.
+fn unhealthy(action: &Action, s: &Snapshot) -> bool {
+    matching(action, s)
+        .iter()
+        .any(|(_, h)| action.when.contains(h))
+}
+
+/// Healthy again: some matching port listens, and none is down, hung,
+/// unknown or in a `when` state.
+fn healthy(action: &Action, s: &Snapshot) -> bool {
+    let ports = matching(action, s);
+    !ports.is_empty()
+        && ports
+            .iter()
+            .all(|(_, h)| !action.when.contains(h) && matches!(h, Health::Ok | Health::Slow))
+}
+
+/// The TCP round a snapshot comes after.
+fn round_of(s: &Snapshot) -> Option<SystemTime> {
+    s.telemetry
+        .probes
+        .iter()
+        .find(|(kind, _)| *kind == "tcp")
+        .and_then(|(_, stats)| stats.last_round)
+}
+
+/// Runs until the owner is gone.
+pub async fn run(
+    shared: Arc<Shared>,
+    owner: Sender<Msg>,
+    file: Option<PathBuf>,
+    loaded: Actions,
+    dry_run: bool,
+) {
+    let mut updates = shared.subscribe();
+    let mut slots: Vec<Slot> = loaded.actions.into_iter().map(Slot::new).collect();
+    let mut webhook = loaded.webhook;
+    let _ = owner.send(Msg::Actions(
+        slots
+            .iter()
+            .map(|s| Arc::from(s.action.name.as_str()))
+            .collect(),
+    ));
+    let mut triggers = Triggers::start();
+    let paths: Vec<PathBuf> = file.iter().cloned().collect();
+    let mut seen = stamps(&paths);
+    let mut running: JoinSet<(Arc<Action>, &'static str)> = JoinSet::new();
+    let mut escalations: JoinSet<()> = JoinSet::new();
+    let mut last_round = round_of(&shared.snapshot());
+    loop {
+        tokio::select! {
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let snapshot = Arc::clone(&updates.borrow_and_update());
+                let round = round_of(&snapshot);
+                if round == last_round {
+                    continue;
+                }
+                last_round = round;
+                super::supervise::fault("recovery");
+                let now = Instant::now();
+                for slot in slots.iter_mut() {
+                    let action = Arc::clone(&slot.action);
+                    if unhealthy(&action, &snapshot) {
+                        slot.streak += 1;
+                    } else {
+                        slot.streak = 0;
+                        if healthy(&action, &snapshot) {
+                            slot.escalated = false;
+                        }
+                        continue;
+                    }
+                    if slot.running
+                        || slot.streak < action.after
+                        || slot.not_before.is_some_and(|t| now < t)
+                    {
+                        continue;
+                    }
+                    while slot.attempts.front().is_some_and(|t| now.duration_since(*t) >= action.window) {
+                        slot.attempts.pop_front();
+                    }
+                    if slot.attempts.len() as u32 >= action.max_attempts {
+                        if !slot.escalated {
+                            slot.escalated = true;
+                            let ports: Vec<(String, Health)> = matching(&action, &snapshot)
+                                .into_iter()
+                                .filter(|(_, h)| action.when.contains(h))
+                                .collect();
+                            tracing::error!(
+                                action = %action.name,
+                                attempts = slot.attempts.len(),
+                                "recovery attempts exhausted and the port is still unhealthy: escalating"
+                            );
+                            if owner.send(Msg::Escalated(Arc::from(action.name.as_str()))).is_err() {
+                                return;
+                            }
+                            if let Some(hook) = webhook.clone() {
+                                let attempts = slot.attempts.len();
+                                escalations.spawn(escalate(hook, action, attempts, ports));
+                            }
+                        }
+                        continue;
+                    }
+                    slot.attempts.push_back(now);
+                    slot.not_before = Some(now + action.cooldown);
+                    slot.streak = 0;
+                    if dry_run {
+                        tracing::warn!(
+                            action = %action.name,
+                            command = ?action.run,
+                            "dry run: would run the recovery command (--actions.dry-run)"
+                        );
+                        if owner.send(Msg::Recovery { action: Arc::from(action.name.as_str()), result: "dry_run", at: SystemTime::now() }).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    slot.running = true;
+                    let updates = updates.clone();
+                    running.spawn(attempt(action, updates));
+                }
+            }
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                match done {
+                    Ok((action, result)) => {
+                        if let Some(slot) = slots.iter_mut().find(|s| Arc::ptr_eq(&s.action, &action)) {
+                            slot.running = false;
+                        }
+                        if owner.send(Msg::Recovery { action: Arc::from(action.name.as_str()), result, at: SystemTime::now() }).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_) => {}
+                }
+            }
+            Some(_) = escalations.join_next(), if !escalations.is_empty() => {}
+            asked = triggers.next() => {
+                let Some(path) = file.clone() else { continue };
+                let now = stamps(&paths);
+                if !asked && now == seen {
+                    continue;
+                }
+                seen = now;
+                match tokio::task::spawn_blocking(move || Actions::load(&path)).await {
+                    Ok(Ok(new)) => {
+                        // Actions that stay the same keep their counts.
+                        let mut old: Vec<Slot> = std::mem::take(&mut slots);
+                        for action in new.actions {
+                            let kept = old
+                                .iter()
+                                .position(|s| *s.action == action)
+                                .map(|i| old.swap_remove(i));
+                            slots.push(kept.unwrap_or_else(|| Slot::new(action)));
+                        }
+                        webhook = new.webhook;
+                        tracing::info!(actions = slots.len(), "recovery actions reloaded");
+                        let _ = owner.send(Msg::Actions(
+                            slots.iter().map(|s| Arc::from(s.action.name.as_str())).collect(),
+                        ));
+                    }
+                    Ok(Err(why)) => {
+                        tracing::error!(error = %why, "recovery actions not reloaded: keeping those in force");
+                    }
+                    Err(e) => tracing::error!(error = %e, "recovery actions reload ended"),
+                }
+            }
+        }
+    }
+}
+
+/// One attempt: the command within its timeout, then up to `cooldown` for
+/// the port to be healthy again.
+async fn attempt(
+    action: Arc<Action>,
+    mut updates: watch::Receiver<Arc<Snapshot>>,
+) -> (Arc<Action>, &'static str) {
+    tracing::warn!(action = %action.name, command = ?action.run, "running a recovery command");
+    let started = Instant::now();
+    let mut command = tokio::process::Command::new(&action.run[0]);
+    command
+        .args(&action.run[1..])
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = match command.spawn() {
+        Ok(child) => tokio::time::timeout(action.timeout, child.wait_with_output()).await,
+        Err(e) => {
+            tracing::error!(action = %action.name, error = %e, "the recovery command could not start");
+            return (action, "failed");
+        }
+    };
+    match output {
+        Err(_) => {
+            tracing::error!(action = %action.name, timeout = ?action.timeout, "the recovery command took too long: killed");
+            return (action, "timeout");
+        }
+        Ok(Err(e)) => {
+            tracing::error!(action = %action.name, error = %e, "the recovery command failed");
+            return (action, "failed");
+        }
+        Ok(Ok(out)) if !out.status.success() => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: String = stderr
+                .chars()
+                .rev()
+                .take(512)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            tracing::error!(action = %action.name, status = %out.status, stderr = %tail.trim(), "the recovery command failed");
+            return (action, "failed");
+        }
+        Ok(Ok(_)) => {}
+    }
+    let deadline = started + action.cooldown;
+    let healthy_again =
+        tokio::time::timeout_at(deadline, updates.wait_for(|s| healthy(&action, s))).await;
+    match healthy_again {
+        Ok(Ok(_)) => {
+            tracing::info!(action = %action.name, "recovered: the port is healthy again");
+            (action, "success")
+        }
+        _ => {
+            tracing::error!(action = %action.name, "the recovery command ran, and the port is still unhealthy");
+            (action, "failed")
+        }
+    }
+}
+
+/// Sends one escalation: a JSON POST, through the same client the checks
+/// use (no proxy, no redirect, bounded).
+async fn escalate(
+    hook: crate::actions::Webhook,
+    action: Arc<Action>,
+    attempts: usize,
+    ports: Vec<(String, Health)>,
+) {
+    let body = serde_json::json!({
+        "source": "portwarden",
+        "action": action.name,
+        "attempts": attempts,
+        "window_seconds": action.window.as_secs(),
+        "ports": ports
+            .iter()
+            .map(|(port, health)| serde_json::json!({"port": port, "health": health.as_str()}))
+            .collect::<Vec<_>>(),
+        "message": format!(
+            "{} recovery attempts of '{}' within {:?} did not make the port healthy",
+            attempts, action.name, action.window
+        ),
+    });
+    let module = Module {
+        name: "escalate".into(),
+        timeout: Some(WEBHOOK_TIMEOUT),
+        prober: Prober::Http(Box::new(HttpModule {
+            method: "POST".into(),
+            headers: vec![("Content-Type".into(), Secret("application/json".into()))],
+            body: Some(body.to_string()),
+            follow_redirects: false,
+            ..HttpModule::default()
+        })),
+    };
+    let report = crate::probe::check::run(&hook.endpoint, &module, WEBHOOK_TIMEOUT).await;
+    if report.success {
+        tracing::info!(action = %action.name, webhook = %hook.url, "escalation delivered");
+    } else {
+        tracing::error!(
+            action = %action.name,
+            webhook = %hook.url,
+            reason = report.reason.map_or("ours", |r| r.as_str()),
+            "escalation not delivered"
+        );
+    }
+}

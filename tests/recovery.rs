@@ -1,0 +1,337 @@
+//! Recovery actions against real processes: a test service killed and
+//! restarted by its action (`result="success"`, its port back); an action
+//! that cannot help stopping at `max_attempts` with exactly one escalation
+//! reaching a local webhook; `--actions.dry-run` running nothing; a bad file
+//! refused at the start.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A service: listens on PORT (accepting and closing), writes its pid to
+/// PIDFILE, runs until killed.
+const SERVICE: &str = r#"
+import os, socket, sys
+port, pidfile = int(sys.argv[1]), sys.argv[2]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(16)
+open(pidfile, "w").write(str(os.getpid()))
+while True:
+    c, _ = s.accept()
+    c.close()
+"#;
+
+/// A webhook: records each POST body, a JSON line each, in FILE.
+const WEBHOOK: &str = r#"
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+path = sys.argv[1]
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with open(path, "a") as f:
+            f.write(json.dumps({"path": self.path, "type": self.headers.get("Content-Type"), "body": body.decode()}) + "\n")
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+s = HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The service's pid, from its file, once it has written it.
+fn pid_in(file: &Path) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(file)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {}", file.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+}
+
+fn counter(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
+fn attempts(text: &str, action: &str, result: &str) -> f64 {
+    counter(
+        text,
+        &format!("portwarden_recovery_attempts_total{{action=\"{action}\",result=\"{result}\"}} "),
+    )
+}
+
+fn escalations(text: &str, action: &str) -> f64 {
+    counter(
+        text,
+        &format!("portwarden_recovery_escalations_total{{action=\"{action}\"}} "),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+#[test]
+fn a_killed_service_is_restarted_and_its_port_comes_back() {
+    let _one_at_a_time = serial();
+    let dir = TempDir::new("recovery-restart");
+    let port = free_port();
+    let python = which("python3");
+    let service = write(&dir.0, "service.py", SERVICE);
+    let pidfile = dir.0.join("service.pid");
+    // What the action runs: starts the service again, detached.
+    let restart = write(
+        &dir.0,
+        "restart.sh",
+        &format!(
+            "#!/bin/sh\nrm -f {pid}\nsetsid {py} {svc} {port} {pid} </dev/null >/dev/null 2>&1 &\n",
+            pid = pidfile.display(),
+            py = python.display(),
+            svc = service.display(),
+        ),
+    );
+    let first = Killed(
+        Command::new(&python)
+            .arg(&service)
+            .arg(port.to_string())
+            .arg(&pidfile)
+            .spawn()
+            .expect("service"),
+    );
+    let first_pid = pid_in(&pidfile);
+    let actions = write(
+        &dir.0,
+        "actions.yml",
+        &format!(
+            "actions:\n  - name: restart-svc\n    match: {{proto: tcp, port: {port}}}\n    when: [down, hung]\n    after: 2\n    run: [/bin/sh, {}]\n    timeout: 5s\n    max_attempts: 3\n    window: 1h\n    cooldown: 15s\n",
+            restart.display()
+        ),
+    );
+    let exporter = Exporter::start_with(
+        &["--actions.file", actions.to_str().expect("utf-8")],
+        &[("ENABLE_HTTP_DETECTION", "false")],
+    );
+    let text = exporter.wait_for(15, "the service's port alive", |t| {
+        series_value(t, "node_tcp_port_alive", port) == Some(1.0)
+    });
+    assert_eq!(
+        attempts(&text, "restart-svc", "success"),
+        0.0,
+        "every result from the start"
+    );
+    assert!(!text.contains("portwarden_recovery_last_attempt_timestamp_seconds{"));
+
+    kill(first_pid);
+    drop(first);
+    let text = exporter.wait_for(30, "the restart's success", |t| {
+        attempts(t, "restart-svc", "success") == 1.0
+    });
+    assert_eq!(attempts(&text, "restart-svc", "failed"), 0.0, "{text}");
+    assert!(
+        text.contains("portwarden_recovery_last_attempt_timestamp_seconds{action=\"restart-svc\"}")
+    );
+    // The port is back, held by the new process.
+    let second_pid = pid_in(&pidfile);
+    assert_ne!(second_pid, first_pid);
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("the port answers again");
+    exporter.wait_for(10, "the port alive again", |t| {
+        series_value(t, "node_tcp_port_alive", port) == Some(1.0)
+    });
+    kill(second_pid);
+}
+
+/// A listener the test holds, and its port once portwarden has seen it
+/// alive; then it is closed for good.
+fn port_that_dies(exporter: &Exporter) -> u16 {
+    let holder = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let port = holder.port(0);
+    exporter.wait_for(15, "the port alive", |t| {
+        series_value(t, "node_tcp_port_alive", port) == Some(1.0)
+    });
+    holder.stop();
+    port
+}
+
+#[test]
+fn an_action_that_cannot_help_stops_at_max_attempts_and_escalates_once() {
+    let _one_at_a_time = serial();
+    let dir = TempDir::new("recovery-escalate");
+    let received = dir.0.join("received.jsonl");
+    let mut hook = Killed(
+        Command::new("python3")
+            .args(["-c", WEBHOOK])
+            .arg(&received)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("webhook"),
+    );
+    let mut line = String::new();
+    BufReader::new(hook.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("webhook port");
+    let hook_port: u16 = line.trim().parse().expect("port");
+    // The port is known before the action exists: it is matched by number.
+    let port = free_port();
+    let actions = write(
+        &dir.0,
+        "actions.yml",
+        &format!(
+            "actions:\n  - name: hopeless\n    match: {{port: {port}}}\n    when: [down]\n    after: 1\n    run: [/bin/true]\n    max_attempts: 2\n    window: 1h\n    cooldown: 1s\nescalate:\n  webhook: http://127.0.0.1:{hook_port}/portwarden\n"
+        ),
+    );
+    let exporter = Exporter::start_with(
+        &["--actions.file", actions.to_str().expect("utf-8")],
+        &[("ENABLE_HTTP_DETECTION", "false")],
+    );
+    let holder =
+        Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "port": port}]}));
+    exporter.wait_for(15, "the port alive", |t| {
+        series_value(t, "node_tcp_port_alive", port) == Some(1.0)
+    });
+    holder.stop();
+    let text = exporter.wait_for(30, "the escalation", |t| escalations(t, "hopeless") == 1.0);
+    assert_eq!(attempts(&text, "hopeless", "failed"), 2.0, "{text}");
+    // Many more rounds: no third attempt, no second escalation.
+    let text = exporter.wait_rounds("tcp", 8, 20);
+    assert_eq!(attempts(&text, "hopeless", "failed"), 2.0, "{text}");
+    assert_eq!(attempts(&text, "hopeless", "success"), 0.0);
+    assert_eq!(escalations(&text, "hopeless"), 1.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let posts: Vec<Value> = loop {
+        let posts: Vec<Value> = std::fs::read_to_string(&received)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        if !posts.is_empty() || Instant::now() > deadline {
+            break posts;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(posts.len(), 1, "exactly one escalation: {posts:?}");
+    assert_eq!(posts[0]["path"], "/portwarden");
+    assert_eq!(posts[0]["type"], "application/json");
+    let body: Value =
+        serde_json::from_str(posts[0]["body"].as_str().expect("body")).expect("JSON body");
+    assert_eq!(body["action"], "hopeless");
+    assert_eq!(body["attempts"], 2);
+    assert!(
+        body["ports"][0]["port"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&format!("tcp/{port} "))),
+        "{body}"
+    );
+    assert_eq!(body["ports"][0]["health"], "down");
+}
+
+#[test]
+fn dry_run_logs_and_runs_nothing() {
+    let _one_at_a_time = serial();
+    let dir = TempDir::new("recovery-dry");
+    let ran = dir.0.join("ran");
+    let actions = write(
+        &dir.0,
+        "actions.yml",
+        &format!(
+            "actions:\n  - name: touch\n    match: {{proto: tcp, port: 1}}\n    when: [down]\n    after: 1\n    run: [/usr/bin/touch, {}]\n    cooldown: 1s\n",
+            ran.display()
+        ),
+    );
+    let exporter = Exporter::start_with(
+        &[
+            "--actions.file",
+            actions.to_str().expect("utf-8"),
+            "--actions.dry-run",
+        ],
+        &[("ENABLE_HTTP_DETECTION", "false")],
+    );
+    // Port 1 matches nothing yet; a port that dies does not match either.
+    let _ = port_that_dies(&exporter);
+    let text = exporter.wait_rounds("tcp", 3, 15);
+    assert_eq!(
+        attempts(&text, "touch", "dry_run"),
+        0.0,
+        "nothing matched, nothing to do"
+    );
+    drop(exporter);
+    // Matched: a port that dies, by its number.
+    let port = free_port();
+    let actions = write(
+        &dir.0,
+        "actions.yml",
+        &format!(
+            "actions:\n  - name: touch\n    match: {{proto: tcp, port: {port}}}\n    when: [down]\n    after: 1\n    run: [/usr/bin/touch, {}]\n    cooldown: 1s\n",
+            ran.display()
+        ),
+    );
+    let exporter = Exporter::start_with(
+        &[
+            "--actions.file",
+            actions.to_str().expect("utf-8"),
+            "--actions.dry-run",
+        ],
+        &[("ENABLE_HTTP_DETECTION", "false")],
+    );
+    let holder =
+        Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "port": port}]}));
+    exporter.wait_for(15, "the port alive", |t| {
+        series_value(t, "node_tcp_port_alive", port) == Some(1.0)
+    });
+    holder.stop();
+    exporter.wait_for(20, "dry runs", |t| attempts(t, "touch", "dry_run") >= 2.0);
+    assert!(!ran.exists(), "the command never ran");
+}
+
+#[test]
+fn a_bad_actions_file_stops_the_start() {
+    let dir = TempDir::new("recovery-bad");
+    let bad = write(
+        &dir.0,
+        "actions.yml",
+        "actions:\n  - name: a\n    match: {port: 80}\n    when: [down]\n    run: [systemctl, restart, web]\n",
+    );
+    let out = run(
+        &["serve", "--actions.file", bad.to_str().expect("utf-8")],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--actions.file / PORTWARDEN_ACTIONS_FILE: ")
+            && err.contains("actions.yml:2: actions[0].run: 'systemctl' is not an absolute path"),
+        "{err}"
+    );
+}
