@@ -335,3 +335,64 @@ fn a_bad_actions_file_stops_the_start() {
         "{err}"
     );
 }
+
+#[test]
+fn the_actions_file_is_reloaded_and_a_broken_one_kept_out() {
+    let _one_at_a_time = serial();
+    let dir = TempDir::new("recovery-reload");
+    let action = |name: &str, port: u16| {
+        format!(
+            "  - name: {name}\n    match: {{port: {port}}}\n    when: [down]\n    run: [/bin/true]\n"
+        )
+    };
+    let path = write(
+        &dir.0,
+        "actions.yml",
+        &format!("actions:\n{}", action("first", 1)),
+    );
+    let mut exporter = Exporter::start_with(
+        &["--actions.file", path.to_str().expect("utf-8")],
+        &[("ENABLE_HTTP_DETECTION", "false")],
+    );
+    exporter.wait_for(10, "the first action", |t| {
+        attempts(t, "first", "success") == 0.0
+    });
+    // A second action: in force within seconds, the first kept.
+    write(
+        &dir.0,
+        "actions.yml",
+        &format!("actions:\n{}{}", action("first", 1), action("second", 2)),
+    );
+    let t = exporter.wait_for(10, "the second action", |t| {
+        attempts(t, "second", "failed") == 0.0
+    });
+    assert_eq!(attempts(&t, "first", "failed"), 0.0);
+    // A broken file: the two stay.
+    write(
+        &dir.0,
+        "actions.yml",
+        "actions:\n  - name: x\n    when: [down]\n",
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let t = exporter.scrape();
+    assert_eq!(attempts(&t, "first", "failed"), 0.0, "{t}");
+    assert_eq!(attempts(&t, "second", "failed"), 0.0, "{t}");
+    // SIGHUP reads it again: one action left.
+    write(
+        &dir.0,
+        "actions.yml",
+        &format!("actions:\n{}", action("third", 3)),
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &exporter.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let t = exporter.wait_for(10, "only the third", |t| {
+        attempts(t, "third", "failed") == 0.0 && attempts(t, "first", "failed") == -1.0
+    });
+    assert_eq!(attempts(&t, "second", "failed"), -1.0);
+    assert!(exporter.try_wait().is_none(), "SIGHUP does not end it");
+}

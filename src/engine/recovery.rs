@@ -385,3 +385,60 @@ async fn escalate(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::Expected;
+    use crate::collectors::Collectors;
+    use crate::engine::BaselineView;
+    use crate::model::Proto;
+
+    fn action(yaml_match: &str, when: &str) -> Action {
+        let text = format!(
+            "actions:\n  - name: a\n    match: {yaml_match}\n    when: {when}\n    run: [/bin/true]\n"
+        );
+        Actions::parse(&text, "a.yml")
+            .expect("valid")
+            .actions
+            .remove(0)
+    }
+
+    fn expected(port: u16, up: bool) -> (Expected, bool) {
+        (
+            Expected {
+                proto: Proto::Tcp,
+                port,
+                netns: Arc::from("host"),
+                process_name: Arc::from("web"),
+                exe_path: Arc::from("/usr/bin/web"),
+            },
+            up,
+        )
+    }
+
+    #[test]
+    fn an_expected_port_that_is_gone_counts_as_down() {
+        let mut s = Snapshot::empty(Collectors::default());
+        s.baseline = Some(Arc::new(BaselineView {
+            expected: vec![expected(8080, false), expected(9090, true)],
+            present: Vec::new(),
+            recovered: 0,
+            write_errors: 0,
+            lock_busy: 0,
+        }));
+        let gone = action("{port: 8080}", "[down]");
+        assert_eq!(
+            matching(&gone, &s),
+            [("tcp/8080 (netns host, web)".to_string(), Health::Down)]
+        );
+        assert!(unhealthy(&gone, &s));
+        assert!(!healthy(&gone, &s), "nothing listens: not healthy again");
+        // By process name too; and an expected port that listens is no
+        // reason (its own series says how it is).
+        let by_name = action("{process: 'we*'}", "[down]");
+        assert_eq!(matching(&by_name, &s).len(), 1);
+        let hung_only = action("{port: 8080}", "[hung]");
+        assert!(!unhealthy(&hung_only, &s), "down is not in its when");
+    }
+}
