@@ -153,21 +153,10 @@ fn prometheus_scrapes_portwarden() {
         exporter.addr
     ));
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let up = loop {
-        if let Some(r) = query(prom_addr, "up{job=\"portwarden\"}")
-            && let Some(v) = r.first().and_then(|s| s["value"][1].as_str())
-        {
-            break v.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus never scraped portwarden"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let up = value_of(prom_addr, "up{job=\"portwarden\"}");
     assert_eq!(up, "1", "the target is down");
 
+    let deadline = Instant::now() + Duration::from_secs(60);
     let q = format!("node_tcp_port_alive{{port=\"{port}\"}}");
     let series = loop {
         if let Some(r) = query(prom_addr, &q).filter(|r| !r.is_empty()) {

@@ -173,16 +173,15 @@ fn a_killed_service_is_restarted_and_its_port_comes_back() {
     kill(second_pid);
 }
 
-/// A listener the test holds, and its port once portwarden has seen it
-/// alive; then it is closed for good.
-fn port_that_dies(exporter: &Exporter) -> u16 {
-    let holder = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
-    let port = holder.port(0);
+/// A listener of the test's on `port`, seen alive by portwarden, then
+/// closed for good.
+fn port_that_dies(exporter: &Exporter, port: u16) {
+    let holder =
+        Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "port": port}]}));
     exporter.wait_for(15, "the port alive", |t| {
         series_value(t, "node_tcp_port_alive", port) == Some(1.0)
     });
     holder.stop();
-    port
 }
 
 #[test]
@@ -216,12 +215,7 @@ fn an_action_that_cannot_help_stops_at_max_attempts_and_escalates_once() {
         &["--actions.file", actions.to_str().expect("utf-8")],
         &[("ENABLE_HTTP_DETECTION", "false")],
     );
-    let holder =
-        Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "port": port}]}));
-    exporter.wait_for(15, "the port alive", |t| {
-        series_value(t, "node_tcp_port_alive", port) == Some(1.0)
-    });
-    holder.stop();
+    port_that_dies(&exporter, port);
     let text = exporter.wait_for(30, "the escalation", |t| escalations(t, "hopeless") == 1.0);
     assert_eq!(attempts(&text, "hopeless", "failed"), 2.0, "{text}");
     // Many more rounds: no third attempt, no second escalation.
@@ -257,29 +251,35 @@ fn an_action_that_cannot_help_stops_at_max_attempts_and_escalates_once() {
     assert_eq!(body["ports"][0]["health"], "down");
 }
 
-#[test]
-fn dry_run_logs_and_runs_nothing() {
-    let _one_at_a_time = serial();
-    let dir = TempDir::new("recovery-dry");
-    let ran = dir.0.join("ran");
+/// An exporter with one action in dry-run: `touch RAN` when tcp `port`
+/// is down.
+fn dry_run_on(dir: &Path, ran: &Path, port: u16) -> Exporter {
     let actions = write(
-        &dir.0,
+        dir,
         "actions.yml",
         &format!(
-            "actions:\n  - name: touch\n    match: {{proto: tcp, port: 1}}\n    when: [down]\n    after: 1\n    run: [/usr/bin/touch, {}]\n    cooldown: 1s\n",
+            "actions:\n  - name: touch\n    match: {{proto: tcp, port: {port}}}\n    when: [down]\n    after: 1\n    run: [/usr/bin/touch, {}]\n    cooldown: 1s\n",
             ran.display()
         ),
     );
-    let exporter = Exporter::start_with(
+    Exporter::start_with(
         &[
             "--actions.file",
             actions.to_str().expect("utf-8"),
             "--actions.dry-run",
         ],
         &[("ENABLE_HTTP_DETECTION", "false")],
-    );
-    // Port 1 matches nothing yet; a port that dies does not match either.
-    let _ = port_that_dies(&exporter);
+    )
+}
+
+#[test]
+fn dry_run_logs_and_runs_nothing() {
+    let _one_at_a_time = serial();
+    let dir = TempDir::new("recovery-dry");
+    let ran = dir.0.join("ran");
+    // An action for port 1: a port that dies elsewhere does not match it.
+    let exporter = dry_run_on(&dir.0, &ran, 1);
+    port_that_dies(&exporter, free_port());
     let text = exporter.wait_rounds("tcp", 3, 15);
     assert_eq!(
         attempts(&text, "touch", "dry_run"),
@@ -289,28 +289,8 @@ fn dry_run_logs_and_runs_nothing() {
     drop(exporter);
     // Matched: a port that dies, by its number.
     let port = free_port();
-    let actions = write(
-        &dir.0,
-        "actions.yml",
-        &format!(
-            "actions:\n  - name: touch\n    match: {{proto: tcp, port: {port}}}\n    when: [down]\n    after: 1\n    run: [/usr/bin/touch, {}]\n    cooldown: 1s\n",
-            ran.display()
-        ),
-    );
-    let exporter = Exporter::start_with(
-        &[
-            "--actions.file",
-            actions.to_str().expect("utf-8"),
-            "--actions.dry-run",
-        ],
-        &[("ENABLE_HTTP_DETECTION", "false")],
-    );
-    let holder =
-        Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "port": port}]}));
-    exporter.wait_for(15, "the port alive", |t| {
-        series_value(t, "node_tcp_port_alive", port) == Some(1.0)
-    });
-    holder.stop();
+    let exporter = dry_run_on(&dir.0, &ran, port);
+    port_that_dies(&exporter, port);
     exporter.wait_for(20, "dry runs", |t| attempts(t, "touch", "dry_run") >= 2.0);
     assert!(!ran.exists(), "the command never ran");
 }
