@@ -9,7 +9,8 @@
 #   2. `portwarden serve --targets.file targets.yml`: the first round, from
 #      the start until every target has a result in /metrics (the exporter
 #      discovers and checks the same 10,000 ports as its own meanwhile, in
-#      the same cap), polled as Prometheus asks every 50 ms.
+#      the same cap), polled as Prometheus asks every 50 ms; its RSS 30 s
+#      later (and `check`'s maximum RSS, by /usr/bin/time -v).
 #   3. /probe, blackbox_exporter's way, 10,000 requests from 64 kept-alive
 #      connections (bench/probe_load.py): to portwarden, then to Debian's
 #      prometheus-blackbox-exporter (when installed) with the same module.
@@ -58,6 +59,9 @@ n = int(sys.argv[2])
 print(f"check -f: mean {r['mean']:.3f} s (min {r['min']:.3f}, max {r['max']:.3f}) = {n / r['mean']:,.0f} targets/s")
 PY
 
+/usr/bin/time -v "$bin" check -f "$targets" --concurrency 64 --timeout 2s >/dev/null 2>"$out/targets-check-time.txt" || true
+say "check -f: max RSS $(awk -F': ' '/Maximum resident/ {printf "%.1f MB", $2/1024}' "$out/targets-check-time.txt")"
+
 # 2. The exporter's first round.
 port=$(free_port)
 start=$(date +%s.%N)
@@ -88,6 +92,9 @@ while time.time() < deadline:
 else:
     sys.exit("the first round never finished")
 PY
+
+sleep 30
+say "serve: RSS 30 s after the first round, 10,000 targets and the simulator's 10,000 ports: $(awk '/VmRSS/ {printf "%.1f MB", $2/1024}' /proc/$exporter/status)"
 
 # 3. /probe, ours then blackbox's.
 say "$(python3 bench/probe_load.py "127.0.0.1:$port" "$list" portwarden)"

@@ -17,6 +17,7 @@
 
 mod baseline;
 mod discovery;
+pub mod history;
 mod http_class;
 mod recovery;
 mod rounds;
