@@ -82,25 +82,33 @@ fn jobs(args: &CheckArgs) -> Result<Vec<Job>, Error> {
 }
 
 /// Checks every job, at most `concurrency` at once; reports in the jobs'
-/// order.
+/// order. A check is started only once it has a slot: no more than
+/// `concurrency` checks exist at a time, however long the list.
 pub async fn check_all(jobs: &[Job], timeout: Duration, concurrency: usize) -> Vec<Report> {
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut running = JoinSet::new();
+    let mut reports: Vec<Option<Report>> = vec![None; jobs.len()];
+    let mut collect = |done: Result<(usize, Report), tokio::task::JoinError>| match done {
+        Ok((i, report)) => reports[i] = Some(report),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => {}
+    };
     for (i, job) in jobs.iter().enumerate() {
-        let (slots, endpoint, module) = (slots.clone(), job.endpoint.clone(), job.module.clone());
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (endpoint, module) = (job.endpoint.clone(), job.module.clone());
         let timeout = module.timeout.map_or(timeout, |t| t.min(timeout));
         running.spawn(async move {
-            let _slot = slots.acquire_owned().await;
+            let _slot = slot;
             (i, check::run(&endpoint, &module, timeout).await)
         });
-    }
-    let mut reports: Vec<Option<Report>> = vec![None; jobs.len()];
-    while let Some(done) = running.join_next().await {
-        match done {
-            Ok((i, report)) => reports[i] = Some(report),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => {}
+        while let Some(done) = running.try_join_next() {
+            collect(done);
         }
+    }
+    while let Some(done) = running.join_next().await {
+        collect(done);
     }
     reports
         .into_iter()

@@ -77,47 +77,52 @@ pub async fn run(
                 .collect();
             jobs = latest;
         }
+        // Due checks wait here for a slot of the cap, not as tasks: no more
+        // checks exist at a time than the cap lets run.
+        let now = Instant::now();
+        let due = next.peek().is_some_and(|r| r.0.0 <= now);
         let wake = next
             .peek()
-            .map_or_else(|| Instant::now() + Duration::from_secs(3600), |r| r.0.0);
+            .map_or_else(|| now + Duration::from_secs(3600), |r| r.0.0);
         tokio::select! {
             changed = updates.changed() => {
                 if changed.is_err() {
                     return;
                 }
             }
-            () = tokio::time::sleep_until(wake) => {
-                let now = Instant::now();
-                while let Some(Reverse((at, i))) = next.peek().copied() {
-                    if at > now {
-                        break;
-                    }
-                    next.pop();
-                    let job = Arc::clone(&jobs[i]);
-                    in_flight.insert(job.target.name.clone());
-                    let limit = job
-                        .module
-                        .timeout
-                        .map_or(timeout, |t| t.min(timeout))
-                        .min(every(&job));
-                    let global = Arc::clone(&global);
-                    running.spawn(async move {
-                        let _slot = global.acquire_owned().await;
-                        supervise::fault("target");
-                        let report = check::run(&job.endpoint, &job.module, limit).await;
-                        (job, now, report)
-                    });
-                }
+            () = tokio::time::sleep_until(wake), if !due => {}
+            slot = Arc::clone(&global).acquire_owned(), if due => {
+                let Ok(slot) = slot else {
+                    return;
+                };
+                let Some(Reverse((_, i))) = next.pop() else {
+                    continue;
+                };
+                // The next check is an interval after this one starts.
+                let started = Instant::now();
+                let job = Arc::clone(&jobs[i]);
+                in_flight.insert(job.target.name.clone());
+                let limit = job
+                    .module
+                    .timeout
+                    .map_or(timeout, |t| t.min(timeout))
+                    .min(every(&job));
+                running.spawn(async move {
+                    let _slot = slot;
+                    supervise::fault("target");
+                    let report = check::run(&job.endpoint, &job.module, limit).await;
+                    (job, started, report)
+                });
             }
             Some(done) = running.join_next(), if !running.is_empty() => {
                 match done {
-                    Ok((job, due, report)) => {
+                    Ok((job, started, report)) => {
                         in_flight.remove(&job.target.name);
                         // Its next check, if it is still a target (at once
                         // if it changed meanwhile).
                         if let Some(&i) = index.get(&job.target.name) {
                             let at = if same_check(&job, &jobs[i]) {
-                                due + every(&jobs[i])
+                                started + every(&jobs[i])
                             } else {
                                 Instant::now()
                             };
