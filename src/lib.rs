@@ -39,6 +39,7 @@ pub mod fds;
 pub mod health;
 pub mod model;
 pub mod modules;
+pub mod pem;
 pub mod probe;
 pub mod reload;
 pub mod server;

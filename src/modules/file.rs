@@ -3,13 +3,12 @@
 //! its compilation: regular expressions, certificates and secrets loaded.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use regex::bytes::Regex;
 use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 
 use super::*;
@@ -280,9 +279,7 @@ fn http(
         (Some(b), None, None) => {
             let password = match (b.password, b.password_file) {
                 (Some(p), None) => p,
-                (None, Some(f)) => {
-                    read_secret(&resolve(dir, &f), "http.basic_auth.password_file", at)?
-                }
+                (None, Some(f)) => read_secret(&dir.join(&f), "http.basic_auth.password_file", at)?,
                 (None, None) => String::new(),
                 (Some(_), Some(_)) => {
                     return Err(at(
@@ -299,7 +296,7 @@ fn http(
         (None, Some(t), None) => Some(Secret(format!("Bearer {t}"))),
         (None, None, Some(f)) => Some(Secret(format!(
             "Bearer {}",
-            read_secret(&resolve(dir, &f), "http.bearer_token_file", at)?
+            read_secret(&dir.join(&f), "http.bearer_token_file", at)?
         ))),
         (None, None, None) => None,
     };
@@ -441,7 +438,7 @@ fn tls(
         None | Some("") => None,
         Some(f) => {
             let key = format!("{section}.ca_file");
-            let path = resolve(dir, f);
+            let path = dir.join(f);
             let mut roots = RootCertStore::empty();
             for cert in read_certs(&path, &key, at)? {
                 roots.add(cert).map_err(|e| {
@@ -460,15 +457,11 @@ fn tls(
     let client_cert = match (raw.cert_file.as_deref(), raw.key_file.as_deref()) {
         (None, None) => None,
         (Some(cert), Some(key)) => {
-            let cert_path = resolve(dir, cert);
+            let cert_path = dir.join(cert);
             let chain = read_certs(&cert_path, &format!("{section}.cert_file"), at)?;
-            let key_path = resolve(dir, key);
-            let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
-                at(
-                    &format!("{section}.key_file"),
-                    format!("no usable PEM private key in {}: {e}", key_path.display()),
-                )
-            })?;
+            let key_path = dir.join(key);
+            let key = crate::pem::private_key(&key_path)
+                .map_err(|why| at(&format!("{section}.key_file"), why))?;
             Some(Arc::new(ClientCert {
                 files: (cert_path, key_path),
                 chain,
@@ -489,15 +482,6 @@ fn tls(
     })
 }
 
-fn resolve(dir: &Path, file: &str) -> PathBuf {
-    let path = Path::new(file);
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        dir.join(path)
-    }
-}
-
 fn read_secret(
     path: &Path,
     key: &str,
@@ -513,13 +497,5 @@ fn read_certs(
     key: &str,
     at: &dyn Fn(&str, String) -> String,
 ) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| at(key, format!("cannot read {}: {e}", path.display())))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<_, _>>()
-        .map_err(|e| at(key, format!("bad PEM in {}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(at(key, format!("no PEM certificate in {}", path.display())));
-    }
-    Ok(certs)
+    crate::pem::certificates(path).map_err(|why| at(key, why))
 }

@@ -21,8 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::http::{HeaderName, HeaderValue};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoClientAuth, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
@@ -200,13 +199,10 @@ fn headers(
 }
 
 /// `path` as written in the file, relative to the file's directory.
+/// A file a config names, relative to the config's directory (an absolute
+/// path stays as it is: `Path::join` keeps it).
 fn resolve(dir: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        dir.join(p)
-    }
+    dir.join(path)
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {
@@ -234,12 +230,8 @@ fn tls_config(
     let cert_path = resolve(dir, cert_file);
     let key_path = resolve(dir, key_file);
     let certs = read_certs(&cert_path, &format!("{T}.cert_file"))?;
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
-        problem(
-            &format!("{T}.key_file"),
-            format!("no usable PEM private key in {}: {e}", key_path.display()),
-        )
-    })?;
+    let key =
+        crate::pem::private_key(&key_path).map_err(|why| problem(&format!("{T}.key_file"), why))?;
     sources.push(cert_path);
     sources.push(key_path);
 
@@ -292,18 +284,7 @@ fn tls_config(
 }
 
 fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
-    let bytes =
-        fs::read(path).map_err(|e| problem(key, format!("cannot read {}: {e}", path.display())))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<_, _>>()
-        .map_err(|e| problem(key, format!("bad PEM in {}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(problem(
-            key,
-            format!("no PEM certificate in {}", path.display()),
-        ));
-    }
-    Ok(certs)
+    crate::pem::certificates(path).map_err(|why| problem(key, why))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
