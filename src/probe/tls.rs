@@ -131,19 +131,19 @@ fn client_config(
         .ca
         .as_ref()
         .map_or_else(system_roots, |ca| Arc::clone(&ca.roots));
-    let inner: Option<Arc<dyn ServerCertVerifier>> = if module.insecure_skip_verify {
-        None
+    let verify = if module.insecure_skip_verify {
+        Verify::Nothing
     } else if roots.is_empty() {
-        Some(Arc::new(NoRoots))
+        Verify::NoRoots
     } else {
-        Some(
+        Verify::With(
             WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                 .build()
                 .map_err(std::io::Error::other)?,
         )
     };
     let verifier = Arc::new(Recording {
-        inner,
+        verify,
         provider: provider.clone(),
         seen: Arc::clone(seen),
     });
@@ -168,11 +168,22 @@ fn client_config(
     Ok(config)
 }
 
-/// Verifies as `inner` does (none: `insecure_skip_verify`), and keeps what
-/// the server presented, whatever the verdict.
+/// How a presented chain is judged.
+#[derive(Debug)]
+enum Verify {
+    /// `insecure_skip_verify`: accepted as it is.
+    Nothing,
+    /// No trusted root at all (a scratch image): refused, saying why.
+    NoRoots,
+    /// Against these roots.
+    With(Arc<WebPkiServerVerifier>),
+}
+
+/// Verifies as [`Verify`] says, and keeps what the server presented,
+/// whatever the verdict. Handshake signatures are checked in every case.
 #[derive(Debug)]
 struct Recording {
-    inner: Option<Arc<dyn ServerCertVerifier>>,
+    verify: Verify,
     provider: Arc<rustls::crypto::CryptoProvider>,
     seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
 }
@@ -192,11 +203,14 @@ impl ServerCertVerifier for Recording {
             seen.push(end_entity.clone().into_owned());
             seen.extend(intermediates.iter().map(|c| c.clone().into_owned()));
         }
-        match &self.inner {
-            Some(inner) => {
+        match &self.verify {
+            Verify::With(inner) => {
                 inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
-            None => Ok(ServerCertVerified::assertion()),
+            Verify::NoRoots => Err(rustls::Error::General(
+                "no trusted root certificates on this host (set ca_file or SSL_CERT_FILE)".into(),
+            )),
+            Verify::Nothing => Ok(ServerCertVerified::assertion()),
         }
     }
 
@@ -230,50 +244,6 @@ impl ServerCertVerifier for Recording {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Verification with no trusted root at all: every certificate fails,
-/// saying why.
-#[derive(Debug)]
-struct NoRoots;
-
-impl ServerCertVerifier for NoRoots {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Err(rustls::Error::General(
-            "no trusted root certificates on this host (set ca_file or SSL_CERT_FILE)".into(),
-        ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("no trusted roots".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("no trusted roots".into()))
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
             .signature_verification_algorithms
             .supported_schemes()
     }
