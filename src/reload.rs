@@ -61,3 +61,44 @@ impl Triggers {
         }
     }
 }
+
+/// Reads `paths` again with `load` when one of them changes (looked at
+/// every second) or on SIGHUP, for as long as the exporter runs, and hands
+/// each outcome to `apply`; `what` names them in the log. Stamps and loads
+/// run off the async threads. Without paths there is nothing to watch.
+pub async fn watch<T: Send + 'static>(
+    what: &'static str,
+    paths: Vec<PathBuf>,
+    load: impl Fn() -> Result<T, String> + Clone + Send + 'static,
+    apply: impl Fn(Result<T, String>) + Send + 'static,
+) {
+    if paths.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut triggers = Triggers::start();
+    let mut seen = stamps(&paths);
+    loop {
+        let asked = triggers.next().await;
+        let now = {
+            let paths = paths.clone();
+            tokio::task::spawn_blocking(move || stamps(&paths))
+                .await
+                .unwrap_or_default()
+        };
+        if !asked && now == seen {
+            continue;
+        }
+        seen = now;
+        let loaded = match tokio::task::spawn_blocking(load.clone()).await {
+            Ok(result) => result,
+            Err(e) => Err(format!("the reload ended: {e}")),
+        };
+        match &loaded {
+            Ok(_) => tracing::info!("{what} reloaded"),
+            Err(why) => {
+                tracing::error!(error = %why, "{what} not reloaded: keeping those in force");
+            }
+        }
+        apply(loaded);
+    }
+}

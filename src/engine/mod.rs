@@ -156,12 +156,32 @@ impl Engine {
             }),
         );
         if let Some(actions) = actions {
+            let (reloaded, reloads) = tokio::sync::mpsc::unbounded_channel();
+            let path = settings.actions_file.clone();
+            supervisor.task(
+                "actions file watcher",
+                crate::reload::watch(
+                    "recovery actions",
+                    path.iter().cloned().collect(),
+                    move || {
+                        path.as_deref().map_or(
+                            Ok(crate::actions::Actions::default()),
+                            crate::actions::Actions::load,
+                        )
+                    },
+                    move |loaded| {
+                        if let Ok(new) = loaded {
+                            let _ = reloaded.send(new);
+                        }
+                    },
+                ),
+            );
             supervisor.task(
                 "recovery actions",
                 recovery::run(
                     shared.clone(),
                     owner.clone(),
-                    settings.actions_file.clone(),
+                    reloads,
                     actions,
                     settings.actions_dry_run,
                 ),

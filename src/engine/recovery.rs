@@ -8,9 +8,10 @@
 //! they run out and the port is still unhealthy, one escalation goes to
 //! the webhook. Results go to the state's owner as messages, like every
 //! other result. Nothing of a label or a process name is ever in a command.
+//! The file is watched by [`crate::reload::watch`], which hands each new
+//! version in.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
@@ -23,8 +24,8 @@ use super::state::Msg;
 use super::{Shared, Snapshot};
 use crate::actions::{Action, Actions};
 use crate::health::Health;
+use crate::model::{PortKey, Proto};
 use crate::modules::{HttpModule, Module, Prober, Secret};
-use crate::reload::{Triggers, stamps};
 
 /// How long the webhook has to take an escalation.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,67 +56,69 @@ impl Slot {
     }
 }
 
+/// A port an action matches: where it is, whose, and its health.
+type Seen<'a> = (Proto, u16, &'a str, &'a str, Health);
+
 /// What an action sees of a snapshot: each matching port's health (present
-/// ports, gone ones kept at `down`, expected ones that do not listen).
-fn matching(action: &Action, s: &Snapshot) -> Vec<(String, Health)> {
-    let mut out = Vec::new();
-    for p in &s.ports {
-        if action
-            .matcher
-            .matches(p.key.proto, p.key.port, &p.process_name, &p.key.netns)
-        {
-            let health = if p.present { p.health } else { Health::Down };
-            out.push((
-                describe(
-                    p.key.proto.as_str(),
-                    p.key.port,
-                    &p.key.netns,
-                    &p.process_name,
-                ),
-                health,
-            ));
-        }
-    }
-    if let Some(b) = &s.baseline {
-        for (e, up) in &b.expected {
-            let listed = s.ports.iter().any(|p| {
-                p.key.proto == e.proto && p.key.port == e.port && *p.key.netns == *e.netns
-            });
-            if !up
-                && !listed
-                && action
-                    .matcher
-                    .matches(e.proto, e.port, &e.process_name, &e.netns)
-            {
-                out.push((
-                    describe(e.proto.as_str(), e.port, &e.netns, &e.process_name),
-                    Health::Down,
-                ));
-            }
-        }
-    }
-    out
+/// ports, gone ones kept at `down`, expected ones that do not listen and
+/// have no series any more). No allocation: it runs after every round.
+fn each<'a>(action: &'a Action, s: &'a Snapshot) -> impl Iterator<Item = Seen<'a>> + 'a {
+    let series = s.ports.iter().map(|p| {
+        let health = if p.present { p.health } else { Health::Down };
+        (
+            p.key.proto,
+            p.key.port,
+            &*p.key.netns,
+            &*p.process_name,
+            health,
+        )
+    });
+    let gone = s
+        .baseline
+        .iter()
+        .flat_map(|b| b.expected.iter())
+        .filter(|(e, up)| {
+            !up && s
+                .port(&PortKey {
+                    proto: e.proto,
+                    port: e.port,
+                    netns: Arc::clone(&e.netns),
+                })
+                .is_none()
+        })
+        .map(|(e, _)| (e.proto, e.port, &*e.netns, &*e.process_name, Health::Down));
+    series
+        .chain(gone)
+        .filter(|(proto, port, netns, process, _)| {
+            action.matcher.matches(*proto, *port, process, netns)
+        })
 }
 
-fn describe(proto: &str, port: u16, netns: &str, process: &str) -> String {
-    format!("{proto}/{port} (netns {netns}, {process})")
+/// The matching ports described, for the log and the escalation.
+fn matching(action: &Action, s: &Snapshot) -> Vec<(String, Health)> {
+    each(action, s)
+        .map(|(proto, port, netns, process, health)| {
+            (
+                format!("{}/{port} (netns {netns}, {process})", proto.as_str()),
+                health,
+            )
+        })
+        .collect()
 }
 
 /// Whether a matching port is in one of the action's `when` states.
 fn unhealthy(action: &Action, s: &Snapshot) -> bool {
-    matching(action, s)
-        .iter()
-        .any(|(_, h)| action.when.contains(h))
+    each(action, s).any(|seen| action.when.contains(&seen.4))
 }
 
 /// Healthy again: some matching port listens, and none is down, hung,
 /// unknown or in a `when` state.
 fn healthy(action: &Action, s: &Snapshot) -> bool {
-    let ports = matching(action, s);
-    !ports.is_empty()
-        && ports
-            .iter()
-            .all(|(_, h)| !action.when.contains(h) && matches!(h, Health::Ok | Health::Slow))
+    let mut any = false;
+    each(action, s).all(|seen| {
+        any = true;
+        !action.when.contains(&seen.4) && matches!(seen.4, Health::Ok | Health::Slow)
+    }) && any
 }
 
 /// The TCP round a snapshot comes after.
@@ -131,7 +134,7 @@ fn round_of(s: &Snapshot) -> Option<SystemTime> {
 pub async fn run(
     shared: Arc<Shared>,
     owner: Sender<Msg>,
-    file: Option<PathBuf>,
+    mut reloaded: tokio::sync::mpsc::UnboundedReceiver<Actions>,
     loaded: Actions,
     dry_run: bool,
 ) {
@@ -144,9 +147,6 @@ pub async fn run(
             .map(|s| Arc::from(s.action.name.as_str()))
             .collect(),
     ));
-    let mut triggers = Triggers::start();
-    let paths: Vec<PathBuf> = file.iter().cloned().collect();
-    let mut seen = stamps(&paths);
     let mut running: JoinSet<(Arc<Action>, &'static str)> = JoinSet::new();
     let mut escalations: JoinSet<()> = JoinSet::new();
     let mut last_round = round_of(&shared.snapshot());
@@ -240,35 +240,21 @@ pub async fn run(
                 }
             }
             Some(_) = escalations.join_next(), if !escalations.is_empty() => {}
-            asked = triggers.next() => {
-                let Some(path) = file.clone() else { continue };
-                let now = stamps(&paths);
-                if !asked && now == seen {
-                    continue;
+            Some(new) = reloaded.recv() => {
+                // Actions that stay the same keep their counts.
+                let mut old: Vec<Slot> = std::mem::take(&mut slots);
+                for action in new.actions {
+                    let kept = old
+                        .iter()
+                        .position(|s| *s.action == action)
+                        .map(|i| old.swap_remove(i));
+                    slots.push(kept.unwrap_or_else(|| Slot::new(action)));
                 }
-                seen = now;
-                match tokio::task::spawn_blocking(move || Actions::load(&path)).await {
-                    Ok(Ok(new)) => {
-                        // Actions that stay the same keep their counts.
-                        let mut old: Vec<Slot> = std::mem::take(&mut slots);
-                        for action in new.actions {
-                            let kept = old
-                                .iter()
-                                .position(|s| *s.action == action)
-                                .map(|i| old.swap_remove(i));
-                            slots.push(kept.unwrap_or_else(|| Slot::new(action)));
-                        }
-                        webhook = new.webhook;
-                        tracing::info!(actions = slots.len(), "recovery actions reloaded");
-                        let _ = owner.send(Msg::Actions(
-                            slots.iter().map(|s| Arc::from(s.action.name.as_str())).collect(),
-                        ));
-                    }
-                    Ok(Err(why)) => {
-                        tracing::error!(error = %why, "recovery actions not reloaded: keeping those in force");
-                    }
-                    Err(e) => tracing::error!(error = %e, "recovery actions reload ended"),
-                }
+                webhook = new.webhook;
+                tracing::info!(actions = slots.len(), "recovery actions in force");
+                let _ = owner.send(Msg::Actions(
+                    slots.iter().map(|s| Arc::from(s.action.name.as_str())).collect(),
+                ));
             }
         }
     }

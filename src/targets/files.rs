@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use super::Job;
 use crate::modules::Modules;
-use crate::reload::{Triggers, stamps};
 
 const TARGETS: &str = "--targets.file / PORTWARDEN_TARGETS_FILE";
 const MODULES: &str = "--modules.file / PORTWARDEN_MODULES_FILE";
@@ -82,47 +81,16 @@ impl Files {
 }
 
 /// Reloads when a file changes or on SIGHUP, for as long as the exporter
-/// runs, handing each outcome to `apply`. Without files there is nothing
-/// to watch.
+/// runs, handing each outcome to `apply`.
 pub async fn watch(files: Files, apply: impl Fn(Result<InForce, String>) + Send + 'static) {
     let paths = files.paths();
-    if paths.is_empty() {
-        return std::future::pending().await;
-    }
-    let mut triggers = Triggers::start();
-    let mut seen = stamps(&paths);
-    loop {
-        let asked = triggers.next().await;
-        let now = {
-            let paths = paths.clone();
-            tokio::task::spawn_blocking(move || stamps(&paths))
-                .await
-                .unwrap_or_default()
-        };
-        if !asked && now == seen {
-            continue;
+    let load = move || {
+        let (in_force, warnings) = files.load().map_err(|(_, why)| why)?;
+        for w in warnings {
+            tracing::warn!("{w}");
         }
-        seen = now;
-        let loading = files.clone();
-        let loaded = match tokio::task::spawn_blocking(move || loading.load()).await {
-            Ok(result) => result.map_err(|(_, why)| why),
-            Err(e) => Err(format!("the reload ended: {e}")),
-        };
-        match loaded {
-            Ok((in_force, warnings)) => {
-                for w in warnings {
-                    tracing::warn!("{w}");
-                }
-                tracing::info!(
-                    targets = in_force.jobs.len(),
-                    "targets and modules reloaded"
-                );
-                apply(Ok(in_force));
-            }
-            Err(why) => {
-                tracing::error!(error = %why, "targets and modules not reloaded: keeping those in force");
-                apply(Err(why));
-            }
-        }
-    }
+        tracing::info!(targets = in_force.jobs.len(), "targets in force");
+        Ok(in_force)
+    };
+    crate::reload::watch("targets and modules", paths, load, apply).await;
 }
