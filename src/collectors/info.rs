@@ -13,7 +13,7 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
         let port = p.key.port.to_string();
         for socket in p.sockets.iter() {
             let address = socket.address.to_string();
-            let owner = socket.owner.as_deref();
+            let owner = socket.owner().map(|o| &**o);
             let pid = owner.map(|o| o.pid.to_string()).unwrap_or_default();
             let container = owner.and_then(|o| o.container.as_ref());
             let labels = [

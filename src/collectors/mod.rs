@@ -167,6 +167,8 @@ mod tests {
                 http: HttpClass::unknown(),
                 queue_full_passes: 0,
             },
+            last_check: None,
+            day: Default::default(),
         }
     }
 
@@ -179,25 +181,32 @@ mod tests {
                 Family::Ipv6
             },
             address,
-            owner: pid.map(|pid| {
-                Arc::new(crate::model::Owner {
-                    pid,
-                    start_time: 1,
-                    process_name: String::new(),
-                    exe_path: String::new(),
-                    cmdline: String::new(),
-                    uid: 0,
-                    user: user.into(),
-                    ppid: 1,
-                    container: (!container.is_empty()).then(|| {
-                        crate::discover::cgroup::Container {
-                            id: container.into(),
-                            pod_uid: None,
-                        }
-                    }),
-                    cgroup_unrecognized: false,
+            inode: 0,
+            uid: 0,
+            accept_queue: None,
+            owner_unknown_reason: None,
+            owners: pid
+                .into_iter()
+                .map(|pid| {
+                    Arc::new(crate::model::Owner {
+                        pid,
+                        start_time: 1,
+                        process_name: String::new(),
+                        exe_path: String::new(),
+                        cmdline: String::new(),
+                        uid: 0,
+                        user: user.into(),
+                        ppid: 1,
+                        container: (!container.is_empty()).then(|| {
+                            crate::discover::cgroup::Container {
+                                id: container.into(),
+                                pod_uid: None,
+                            }
+                        }),
+                        cgroup_unrecognized: false,
+                    })
                 })
-            }),
+                .collect(),
         }
     }
 

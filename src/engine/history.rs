@@ -12,6 +12,8 @@
 //! the recent end stays exact.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::health::Health;
 
@@ -19,13 +21,22 @@ use crate::health::Health;
 pub const MINUTES: u32 = 24 * 60;
 /// The most runs a port keeps (each [`std::mem::size_of::<Run>()`] bytes).
 pub const MAX_RUNS: usize = 240;
+/// Connect times a minute keeps for its median (the last ones).
+const SAMPLES: usize = 8;
 
-/// Health as a bucket holds it, worst last (so `max` is the worse).
+/// The minute `at` falls in, counted from the epoch.
+pub fn minute_of(at: SystemTime) -> u32 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs() / 60).unwrap_or(u32::MAX))
+}
+
+/// Health as a bucket holds it, worst last (so `max` is the worse):
+/// `unknown` is not knowing, and anything known in a minute outweighs it.
 fn rank(h: Health) -> u8 {
     match h {
-        Health::Ok => 1,
-        Health::Slow => 2,
-        Health::Unknown => 3,
+        Health::Unknown => 1,
+        Health::Ok => 2,
+        Health::Slow => 3,
         Health::Hung => 4,
         Health::Down => 5,
     }
@@ -33,9 +44,9 @@ fn rank(h: Health) -> u8 {
 
 fn of_rank(r: u8) -> Option<Health> {
     Some(match r {
-        1 => Health::Ok,
-        2 => Health::Slow,
-        3 => Health::Unknown,
+        1 => Health::Unknown,
+        2 => Health::Ok,
+        3 => Health::Slow,
         4 => Health::Hung,
         5 => Health::Down,
         _ => return None,
@@ -66,12 +77,48 @@ pub struct Bucket {
     pub connect_seconds: Option<f64>,
 }
 
-/// A port's last day.
+/// Minutes in a row with one worst health and about one connect time, as
+/// the API and the page draw them; minutes without data are not spans.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    /// Its first minute (minutes since the epoch).
+    pub start: u32,
+    pub minutes: u32,
+    pub worst: Health,
+    /// Median connect time of its first minute, seconds.
+    pub connect_seconds: Option<f64>,
+}
+
+/// The minute being filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Minute {
+    minute: u32,
+    worst: u8,
+    /// Connect times (µs) of its last [`SAMPLES`] successful checks.
+    times: [u32; SAMPLES],
+    seen: u8,
+}
+
+impl Minute {
+    fn class(&self) -> u8 {
+        let n = usize::from(self.seen).min(SAMPLES);
+        if n == 0 {
+            return 0;
+        }
+        let mut sorted = self.times;
+        let sorted = &mut sorted[..n];
+        sorted.sort_unstable();
+        class_of(sorted[n / 2])
+    }
+}
+
+/// A port's (or a target's) last day. Cheap to clone: the closed minutes
+/// are shared with the snapshots and copied only when a minute closes
+/// while a snapshot still holds them (once a minute at most).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
-    runs: VecDeque<Run>,
-    /// The minute being filled: its index, worst rank, connect times (µs).
-    current: Option<(u32, u8, Vec<u32>)>,
+    runs: Arc<VecDeque<Run>>,
+    current: Option<Minute>,
 }
 
 fn class_of(micros: u32) -> u8 {
@@ -92,55 +139,60 @@ impl History {
     pub fn record(&mut self, minute: u32, health: Health, connect_seconds: Option<f64>) {
         let micros =
             connect_seconds.map(|s| (s * 1e6).round().clamp(0.0, f64::from(u32::MAX)) as u32);
-        match &mut self.current {
-            Some((m, worst, times)) if minute <= *m => {
-                *worst = (*worst).max(rank(health));
-                // A minute holds at most a few checks; keep it bounded.
-                if let Some(us) = micros
-                    && times.len() < 64
-                {
-                    times.push(us);
-                }
+        let current = match &mut self.current {
+            Some(m) if minute <= m.minute => {
+                m.worst = m.worst.max(rank(health));
+                m
             }
             _ => {
                 self.close();
-                self.current = Some((minute, rank(health), micros.into_iter().collect()));
+                self.trim(minute);
+                self.current.insert(Minute {
+                    minute,
+                    worst: rank(health),
+                    times: [0; SAMPLES],
+                    seen: 0,
+                })
+            }
+        };
+        if let Some(us) = micros {
+            current.times[usize::from(current.seen) % SAMPLES] = us;
+            current.seen = current.seen.saturating_add(1);
+            if usize::from(current.seen) == 2 * SAMPLES {
+                // Keeps the index cycling without overflow.
+                current.seen = SAMPLES as u8;
             }
         }
     }
 
     /// Ends the current minute: into the runs.
     fn close(&mut self) {
-        let Some((minute, worst, mut times)) = self.current.take() else {
+        let Some(m) = self.current.take() else {
             return;
         };
-        let class = if times.is_empty() {
-            0
-        } else {
-            times.sort_unstable();
-            class_of(times[times.len() / 2])
-        };
-        let joins = self.runs.back().is_some_and(|r| {
+        let (minute, worst, class) = (m.minute, m.worst, m.class());
+        let runs = Arc::make_mut(&mut self.runs);
+        let joins = runs.back().is_some_and(|r| {
             r.start + u32::from(r.len) == minute
                 && r.worst == worst
                 && r.len < u16::MAX
                 && (r.class == class || (r.class > 0 && class > 0 && r.class.abs_diff(class) <= 8))
         });
-        match self.runs.back_mut() {
+        match runs.back_mut() {
             Some(r) if joins => r.len += 1,
-            _ => self.runs.push_back(Run {
+            _ => runs.push_back(Run {
                 start: minute,
                 len: 1,
                 worst,
                 class,
             }),
         }
-        if self.runs.len() > MAX_RUNS
-            && let (Some(a), Some(b)) = (self.runs.pop_front(), self.runs.pop_front())
+        if runs.len() > MAX_RUNS
+            && let (Some(a), Some(b)) = (runs.pop_front(), runs.pop_front())
         {
             // The two oldest become one: the far end coarsens.
             let end = b.start + u32::from(b.len);
-            self.runs.push_front(Run {
+            runs.push_front(Run {
                 start: a.start,
                 len: (end - a.start).min(u32::from(u16::MAX)) as u16,
                 worst: a.worst.max(b.worst),
@@ -151,12 +203,16 @@ impl History {
 
     /// Drops what is older than a day before `now` (minutes since the
     /// epoch).
-    pub fn trim(&mut self, now: u32) {
+    fn trim(&mut self, now: u32) {
         let oldest = now.saturating_sub(MINUTES - 1);
-        while let Some(r) = self.runs.front_mut() {
+        if self.runs.front().is_none_or(|r| r.start >= oldest) {
+            return;
+        }
+        let runs = Arc::make_mut(&mut self.runs);
+        while let Some(r) = runs.front_mut() {
             let end = r.start + u32::from(r.len);
             if end <= oldest {
-                self.runs.pop_front();
+                runs.pop_front();
             } else {
                 if r.start < oldest {
                     r.len = (end - oldest) as u16;
@@ -165,6 +221,33 @@ impl History {
                 break;
             }
         }
+    }
+
+    /// The spans of the last day before `now` (the current minute
+    /// included), oldest first, clipped to the day.
+    pub fn spans(&self, now: u32) -> impl Iterator<Item = Span> + '_ {
+        let first = now.saturating_sub(MINUTES - 1);
+        let current = self.current.map(|m| Run {
+            start: m.minute,
+            len: 1,
+            worst: m.worst,
+            class: m.class(),
+        });
+        self.runs
+            .iter()
+            .copied()
+            .chain(current)
+            .filter_map(move |r| {
+                let end = (r.start + u32::from(r.len)).min(now + 1);
+                let start = r.start.max(first);
+                let worst = of_rank(r.worst)?;
+                (end > start).then(|| Span {
+                    start,
+                    minutes: end - start,
+                    worst,
+                    connect_seconds: (r.class > 0).then(|| micros_of(r.class) / 1e6),
+                })
+            })
     }
 
     /// The last day before `now`, a bucket a minute, oldest first (the
@@ -178,49 +261,43 @@ impl History {
                 connect_seconds: None,
             })
             .collect();
-        let mut put = |minute: u32, worst: u8, class: u8| {
-            if let Some(b) = minute
-                .checked_sub(first)
-                .and_then(|i| out.get_mut(i as usize))
-            {
-                b.worst = of_rank(worst);
-                b.connect_seconds = (class > 0).then(|| micros_of(class) / 1e6);
+        for s in self.spans(now) {
+            for m in s.start..s.start + s.minutes {
+                if let Some(b) = out.get_mut((m - first) as usize) {
+                    b.worst = Some(s.worst);
+                    b.connect_seconds = s.connect_seconds;
+                }
             }
-        };
-        for r in &self.runs {
-            for m in r.start..r.start + u32::from(r.len) {
-                put(m, r.worst, r.class);
-            }
-        }
-        if let Some((minute, worst, times)) = &self.current {
-            let mut sorted = times.clone();
-            sorted.sort_unstable();
-            let class = sorted.get(sorted.len() / 2).map_or(0, |us| class_of(*us));
-            put(*minute, *worst, class);
         }
         out
     }
 
-    /// The share of minutes with a check in the last `minutes` before
-    /// `now` whose worst health was ok or slow; None without any.
+    /// The share of the minutes with a verdict (not `unknown`) in the last
+    /// `minutes` before `now` whose worst health was ok or slow; None
+    /// without any.
     pub fn uptime(&self, now: u32, minutes: u32) -> Option<f64> {
-        let buckets = self.buckets(now);
-        let recent = &buckets[buckets.len().saturating_sub(minutes as usize)..];
-        let seen = recent.iter().filter(|b| b.worst.is_some()).count();
-        let good = recent
-            .iter()
-            .filter(|b| matches!(b.worst, Some(Health::Ok | Health::Slow)))
-            .count();
-        (seen > 0).then(|| good as f64 / seen as f64)
+        let first = now.saturating_sub(minutes.saturating_sub(1));
+        let (mut seen, mut good) = (0u32, 0u32);
+        for s in self.spans(now) {
+            let n = (s.start + s.minutes).saturating_sub(s.start.max(first));
+            match s.worst {
+                Health::Unknown => {}
+                Health::Ok | Health::Slow => {
+                    seen += n;
+                    good += n;
+                }
+                Health::Hung | Health::Down => seen += n,
+            }
+        }
+        (seen > 0).then(|| f64::from(good) / f64::from(seen))
     }
 
-    /// Bytes this history holds on the heap.
+    /// Bytes this history holds on the heap (its share of the runs, which
+    /// snapshots share with it).
     pub fn heap_bytes(&self) -> usize {
-        self.runs.capacity() * std::mem::size_of::<Run>()
-            + self
-                .current
-                .as_ref()
-                .map_or(0, |(_, _, t)| t.capacity() * std::mem::size_of::<u32>())
+        std::mem::size_of::<VecDeque<Run>>()
+            + 2 * std::mem::size_of::<usize>()
+            + self.runs.capacity() * std::mem::size_of::<Run>()
     }
 }
 
@@ -330,5 +407,54 @@ mod tests {
                 "{us} → {back}"
             );
         }
+    }
+
+    #[test]
+    fn anything_known_outweighs_unknown_and_unknown_is_not_downtime() {
+        let mut h = History::default();
+        h.record(DAY_START, Health::Unknown, None);
+        h.record(DAY_START, Health::Ok, Some(0.0001));
+        h.record(DAY_START + 1, Health::Unknown, None);
+        let b = h.buckets(DAY_START + 1);
+        assert_eq!(b[b.len() - 2].worst, Some(Health::Ok));
+        assert_eq!(b[b.len() - 1].worst, Some(Health::Unknown));
+        assert_eq!(h.uptime(DAY_START + 1, 60), Some(1.0));
+        let spans: Vec<Span> = h.spans(DAY_START + 1).collect();
+        assert_eq!(spans.len(), 2);
+        assert_eq!((spans[0].start, spans[0].minutes), (DAY_START, 1));
+    }
+
+    #[test]
+    fn a_clone_shares_the_closed_minutes_until_one_closes() {
+        let mut h = History::default();
+        for m in 0..10 {
+            h.record(DAY_START + m, Health::Ok, Some(0.0001));
+        }
+        let snapshot = h.clone();
+        assert!(Arc::ptr_eq(&h.runs, &snapshot.runs));
+        // Within the same minute: still shared.
+        h.record(DAY_START + 9, Health::Down, None);
+        assert!(Arc::ptr_eq(&h.runs, &snapshot.runs));
+        h.record(DAY_START + 10, Health::Ok, Some(0.0001));
+        assert!(!Arc::ptr_eq(&h.runs, &snapshot.runs));
+        // The snapshot kept what it saw.
+        assert_eq!(
+            snapshot.buckets(DAY_START + 9).last().and_then(|b| b.worst),
+            Some(Health::Ok)
+        );
+    }
+
+    #[test]
+    fn a_busy_minute_keeps_the_median_of_its_last_checks() {
+        let mut h = History::default();
+        for k in 0..100u32 {
+            // The first checks were slow; the last eight take 1 ms.
+            let s = if k < 92 { 0.5 } else { 0.001 };
+            h.record(DAY_START, Health::Ok, Some(s));
+        }
+        let c = h.buckets(DAY_START)[MINUTES as usize - 1]
+            .connect_seconds
+            .expect("a time");
+        assert!((c - 0.001).abs() < 0.001 * 0.05, "{c}");
     }
 }

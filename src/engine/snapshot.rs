@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use super::history::History;
 use super::http_class::HttpClass;
 use super::targets::{Reloads, TargetSeries};
 use crate::baseline::Expected;
@@ -17,7 +18,7 @@ use crate::collectors::Collectors;
 use crate::discover::ListenCounters;
 use crate::encoder::{Encoder, Format};
 use crate::health::Health;
-use crate::model::{Family, Owner, PortKey, Socket};
+use crate::model::{AcceptQueue, Family, Owner, Owners, Port, PortKey, Socket};
 use crate::probe::Via;
 use crate::targets::files::InForce;
 
@@ -69,13 +70,17 @@ pub struct PortSeries {
     pub tcp: Option<(bool, f64)>,
     /// Only for ports that once answered HTTP.
     pub http_alive: Option<bool>,
-    /// Empty once the port is gone (and without the `info` collector).
+    /// While it listens: its sockets; once gone: the last it had.
     pub sockets: Arc<[SocketInfo]>,
     pub queue: Option<QueueState>,
     /// Shared with the engine's state until the next pass.
     pub connections: Option<Arc<ConnSummary>>,
     pub health: Health,
     pub check: PortCheck,
+    /// When its last TCP check ended.
+    pub last_check: Option<SystemTime>,
+    /// Its last day, a bucket a minute.
+    pub day: History,
 }
 
 impl PortSeries {
@@ -171,31 +176,59 @@ impl ConnSummary {
     }
 }
 
-/// One socket of a port series, as `portwarden_port_info` describes it:
-/// its primary owner is shared with discovery's owner index, not copied.
+/// One socket of a port series, as `portwarden_port_info` and the status
+/// page describe it: its owners are shared with discovery's owner index,
+/// not copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketInfo {
     pub family: Family,
     pub address: IpAddr,
-    pub owner: Option<Arc<Owner>>,
+    /// The first such socket's inode and uid.
+    pub inode: u64,
+    pub uid: u32,
+    /// Summed over the sockets this one stands for (`SO_REUSEPORT`).
+    pub accept_queue: Option<AcceptQueue>,
+    /// Primary owner first.
+    pub owners: Owners,
+    /// Why `owners` is empty, when it is.
+    pub owner_unknown_reason: Option<Arc<str>>,
 }
 
 impl SocketInfo {
-    pub fn new(socket: &Socket, owner: Option<&Arc<Owner>>) -> Self {
+    pub fn new(port: &Port) -> Self {
+        let socket = &port.socket;
         SocketInfo {
             family: socket.family,
             address: socket.address,
-            owner: owner.cloned(),
+            inode: socket.inode,
+            uid: socket.uid,
+            accept_queue: socket.accept_queue,
+            owners: port.owners.clone(),
+            owner_unknown_reason: port.owner_unknown_reason.as_deref().map(Arc::from),
         }
+    }
+
+    /// The primary owner, whose labels the series carry.
+    pub fn owner(&self) -> Option<&Arc<Owner>> {
+        self.owners.first()
     }
 
     /// Sockets sort and deduplicate by family, address and owner's pid.
     pub fn order(&self) -> (Family, IpAddr, Option<u32>) {
-        (
-            self.family,
-            self.address,
-            self.owner.as_ref().map(|o| o.pid),
-        )
+        (self.family, self.address, self.owner().map(|o| o.pid))
+    }
+
+    /// Takes in `other`, a socket of the same [`SocketInfo::order`]: a
+    /// reader sees one socket, with the queues of both.
+    pub fn absorb(&mut self, other: &SocketInfo) {
+        self.accept_queue = match (self.accept_queue, other.accept_queue) {
+            (Some(a), Some(b)) => Some(AcceptQueue {
+                current: a.current.saturating_add(b.current),
+                max: a.max.zip(b.max).map(|(x, y)| x.saturating_add(y)),
+                drops: a.drops.zip(b.drops).map(|(x, y)| x.saturating_add(y)),
+            }),
+            (a, b) => a.or(b),
+        };
     }
 }
 

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::history::{self, History};
 use super::http_class::HttpClass;
 use super::snapshot::RecoveryStats;
 use super::snapshot::{
@@ -113,6 +114,8 @@ struct PortState {
     connections: Option<Arc<ConnSummary>>,
     /// Recent connect times, for `slow`.
     history: ConnectHistory,
+    /// Its last day, for the status page.
+    day: History,
 }
 
 /// A port's last TCP check, as the state keeps it.
@@ -122,6 +125,8 @@ struct LastTcp {
     seconds: f64,
     /// Which of the port's targets answered.
     answered: Option<u8>,
+    /// When it ended.
+    at: SystemTime,
 }
 
 impl PortState {
@@ -332,11 +337,19 @@ impl State {
             }
             self.first_checks |= p.tcp.is_none();
             let answered = p.targets.iter().position(|a| Some(*a) == outcome.answered);
+            let at = SystemTime::now();
             p.tcp = Some(LastTcp {
                 alive: outcome.alive,
                 seconds: outcome.seconds,
                 answered: answered.and_then(|i| u8::try_from(i).ok()),
+                at,
             });
+            let health = p.health(key.proto);
+            p.day.record(
+                history::minute_of(at),
+                health,
+                outcome.alive.then_some(outcome.seconds),
+            );
         }
     }
 
@@ -351,6 +364,9 @@ impl State {
             && p.present
         {
             p.http = p.http.after(outcome, asked, period, longest);
+            let health = p.health(key.proto);
+            p.day
+                .record(history::minute_of(SystemTime::now()), health, None);
         }
     }
 
@@ -472,24 +488,22 @@ impl State {
 
         let mut seen = crate::model::series(&d.ports);
         self.within_limit(&mut seen);
-        let info = self.limits.collectors.info;
         for (key, series) in seen {
             let owner = series.owner;
             let sockets: Vec<&crate::model::Socket> =
                 series.ports.iter().map(|p| &p.socket).collect();
-            let mut infos: Vec<SocketInfo> = if info {
-                series
-                    .ports
-                    .iter()
-                    .map(|p| SocketInfo::new(&p.socket, p.owners.first()))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let mut infos: Vec<SocketInfo> =
+                series.ports.iter().map(|p| SocketInfo::new(p)).collect();
             infos.sort_by_key(SocketInfo::order);
             // SO_REUSEPORT: listeners on one address and port in one
             // process are one socket to a reader, and one series.
-            infos.dedup_by_key(|s| s.order());
+            infos.dedup_by(|later, first| {
+                let same = later.order() == first.order();
+                if same {
+                    first.absorb(later);
+                }
+                same
+            });
             let queue = QueueState::of(&sockets);
             let queue_full = sockets
                 .iter()
@@ -559,6 +573,7 @@ impl State {
                     queue_full_passes: 0,
                     connections: None,
                     history: ConnectHistory::default(),
+                    day: History::default(),
                 })
             });
             if state.owner != identity {
@@ -594,9 +609,13 @@ impl State {
             state.present = true;
             state.last_seen = now;
         }
-        // Not seen at this pass: gone.
-        for p in self.ports.values_mut() {
+        // Not seen at this pass: gone. Every port's minute learns what
+        // the pass found (gone: down; a full queue: hung).
+        let minute = history::minute_of(SystemTime::now());
+        for (key, p) in self.ports.iter_mut() {
             p.present &= p.last_seen == now;
+            let health = p.health(key.proto);
+            p.day.record(minute, health, None);
         }
         let retention = self.limits.retention;
         self.ports
@@ -633,12 +652,7 @@ impl State {
                     HttpClass::Http { alive } => Some(alive),
                     _ => None,
                 },
-                // Gone ports' series have no sockets.
-                sockets: if p.present {
-                    Arc::clone(&p.sockets)
-                } else {
-                    Arc::from([])
-                },
+                sockets: Arc::clone(&p.sockets),
                 queue: p.queue.filter(|_| p.present),
                 connections: p.connections.clone().filter(|_| p.present),
                 health: p.health(key.proto),
@@ -648,6 +662,8 @@ impl State {
                     http: p.http,
                     queue_full_passes: p.queue_full_passes,
                 },
+                last_check: p.tcp.map(|t| t.at),
+                day: p.day.clone(),
             })
             .collect();
         ports.sort_by(|a, b| a.key.cmp(&b.key));

@@ -5,8 +5,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
+use super::history::{self, History};
+use crate::health::Health;
 use crate::probe::check::{Reason, Report};
 use crate::probe::tls::CertDates;
 use crate::targets::Job;
@@ -34,6 +36,10 @@ pub struct TargetSeries {
     pub failures: [u64; Reason::ALL.len()],
     /// Checks not tried for a lack of our own: no verdict, nothing changed.
     pub errors: u64,
+    /// When its last check with a verdict ended.
+    pub last_check: Option<SystemTime>,
+    /// Its last day: a minute with a failed check is `down`.
+    pub day: History,
 }
 
 /// Reloads of the targets and modules files.
@@ -69,6 +75,8 @@ impl ByList {
                     last: None,
                     failures: [0; Reason::ALL.len()],
                     errors: 0,
+                    last_check: None,
+                    day: History::default(),
                 },
             };
             kept.insert(name, series);
@@ -123,6 +131,14 @@ impl ByList {
             udp_class: report.udp_class,
             http_status: report.http.as_ref().map(|h| h.status).filter(|s| *s > 0),
         });
+        let at = SystemTime::now();
+        series.last_check = Some(at);
+        let (health, connected) = if report.success {
+            (Health::Ok, Some(report.seconds))
+        } else {
+            (Health::Down, None)
+        };
+        series.day.record(history::minute_of(at), health, connected);
         Some(report.reason.map_or("success", Reason::as_str))
     }
 
