@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod listen;
 pub mod probe;
+pub mod status;
 pub mod web_config;
 
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, Response};
+use axum::response::Response;
 use axum::routing::get;
 use tokio::sync::Semaphore;
 
@@ -23,7 +24,8 @@ use crate::encoder::Format;
 use crate::engine::Shared;
 use crate::error::Error;
 
-/// The router: metrics at `telemetry_path`, a landing page at `/`,
+/// The router: metrics at `telemetry_path`, the status page at `/` with
+/// its API and badges ([`status`]),
 /// blackbox_exporter's `/probe` when given `slots` (each probe within them:
 /// the process's cap on checks). At most `max_requests` scrapes are served at once (0: no
 /// limit); more get 503 at once rather than queueing, as node_exporter's
@@ -34,7 +36,6 @@ pub fn app(
     telemetry_path: &str,
     max_requests: usize,
 ) -> Router {
-    let landing = landing_page(telemetry_path, slots.is_some());
     let probing = match slots {
         Some(slots) => {
             Router::new()
@@ -46,6 +47,7 @@ pub fn app(
         }
         None => Router::new(),
     };
+    let limit_shared = shared.clone();
     let limit = Scrapes {
         shared,
         slots: (max_requests > 0).then(|| Arc::new(Semaphore::new(max_requests))),
@@ -53,9 +55,9 @@ pub fn app(
     };
     Router::new()
         .route(telemetry_path, get(metrics))
-        .route("/", get(move || async move { Html(landing) }))
         .route("/-/healthy", get(healthy))
         .with_state(limit)
+        .merge(status::routes(limit_shared, telemetry_path))
         .merge(probing)
 }
 
@@ -145,22 +147,37 @@ fn accepts_gzip(value: &str) -> bool {
     })
 }
 
-fn landing_page(telemetry_path: &str, probe: bool) -> String {
-    let path = telemetry_path
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('"', "&quot;");
-    format!(
-        "<!doctype html>\n<html><head><title>portwarden</title></head><body>\n\
-         <h1>portwarden</h1>\n<p>Watches every listening TCP and UDP port of this host and the process behind it.</p>\n\
-         <p><a href=\"{path}\">Metrics</a></p>\n{}<p>Version {}</p>\n</body></html>\n",
-        if probe {
-            "<p>Probe a target as blackbox_exporter does: <code>/probe?target=127.0.0.1:22&amp;module=tcp_connect</code></p>\n"
-        } else {
-            ""
-        },
-        env!("CARGO_PKG_VERSION")
-    )
+/// `a=1&b=x%2Fy+z` as pairs, percent-decoded (`+` a space), as a form.
+pub(crate) fn query_params(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = (b[i] == b'%')
+            .then(|| Some(hex(*b.get(i + 1)?)? * 16 + hex(*b.get(i + 2)?)?))
+            .flatten();
+        match (b[i], escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 2;
+            }
+            (b'+', _) => out.push(b' '),
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Binds `addr`; a taken port is a plain error naming the address.
@@ -204,7 +221,12 @@ mod tests {
     }
 
     #[test]
-    fn landing_page_escapes_the_path() {
-        assert!(landing_page("/m\"<x>", false).contains("href=\"/m&quot;&lt;x>\""));
+    fn query_parameters_are_decoded() {
+        let p = query_params(
+            "target=https%3A%2F%2Fa.test%2Fx%3Fy%3D1&module=http_2xx&debug=true&x=%zz+%",
+        );
+        assert_eq!(p[0], ("target".into(), "https://a.test/x?y=1".into()));
+        assert_eq!(p[1].1, "http_2xx");
+        assert_eq!(p[3].1, "%zz %");
     }
 }

@@ -36,7 +36,7 @@ const TIMEOUT_OFFSET: f64 = 0.5;
 const NO_HEADER_TIMEOUT: f64 = 120.0;
 
 pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Response {
-    let params = query_params(uri.query().unwrap_or(""));
+    let params = super::query_params(uri.query().unwrap_or(""));
     let param = |name: &str| {
         params
             .iter()
@@ -310,39 +310,6 @@ fn text(status: StatusCode, body: String) -> Response {
     r
 }
 
-/// `a=1&b=x%2Fy+z` as pairs, percent-decoded (`+` a space), as a form.
-fn query_params(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let escaped = (b[i] == b'%')
-            .then(|| Some(hex(*b.get(i + 1)?)? * 16 + hex(*b.get(i + 2)?)?))
-            .flatten();
-        match (b[i], escaped) {
-            (_, Some(byte)) => {
-                out.push(byte);
-                i += 2;
-            }
-            (b'+', _) => out.push(b' '),
-            (c, _) => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,15 +328,5 @@ mod tests {
     fn the_address_hash_is_blackboxs() {
         // What blackbox_exporter 0.23 writes for 127.0.0.1.
         assert_eq!(ip_hash("127.0.0.1".parse().expect("ip")), 3_668_918_509.0);
-    }
-
-    #[test]
-    fn query_parameters_are_decoded() {
-        let p = query_params(
-            "target=https%3A%2F%2Fa.test%2Fx%3Fy%3D1&module=http_2xx&debug=true&x=%zz+%",
-        );
-        assert_eq!(p[0], ("target".into(), "https://a.test/x?y=1".into()));
-        assert_eq!(p[1].1, "http_2xx");
-        assert_eq!(p[3].1, "%zz %");
     }
 }

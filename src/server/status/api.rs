@@ -1,0 +1,242 @@
+//! `/api/v1/ports` and `/api/v1/targets`: the snapshot as JSON. A port's
+//! element carries the fields of `ls --json` (one element per listening
+//! socket) and, from the engine, its health, last check, connect time,
+//! uptime and last day (schema in the README).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::view::{self, Query, Row};
+use crate::engine::history::{self, History};
+use crate::engine::{Snapshot, TargetSeries};
+use crate::model::{AcceptQueue, Family, Owner, Proto};
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What is common to both answers.
+#[derive(Serialize)]
+struct Header<'a> {
+    host: &'a str,
+    /// When the answer was made, Unix seconds.
+    generated: f64,
+    /// When the last discovery pass ended.
+    last_discovery: Option<f64>,
+    /// When the last round of each kind of check ended.
+    last_rounds: std::collections::BTreeMap<&'static str, f64>,
+    /// Port series per health word (the whole host, whatever the filter).
+    counts: std::collections::BTreeMap<&'static str, usize>,
+}
+
+fn header<'a>(snapshot: &Snapshot, host: &'a str) -> Header<'a> {
+    Header {
+        host,
+        generated: unix(SystemTime::now()),
+        last_discovery: snapshot.telemetry.last_discovery.map(|(t, _)| unix(t)),
+        last_rounds: snapshot
+            .telemetry
+            .probes
+            .iter()
+            .filter_map(|(kind, p)| Some((*kind, unix(p.last_round?))))
+            .collect(),
+        counts: view::counts(snapshot)
+            .into_iter()
+            .map(|(h, n)| (h.as_str(), n))
+            .collect(),
+    }
+}
+
+/// A last day: the window's first minute and the spans with data in it.
+#[derive(Serialize)]
+pub struct Day {
+    /// The first minute of the window (Unix seconds); it ends with the
+    /// current minute, [`history::MINUTES`] minutes in all.
+    since: u64,
+    minutes: u32,
+    spans: Vec<Span>,
+}
+
+#[derive(Serialize)]
+struct Span {
+    /// Unix seconds of its first minute.
+    start: u64,
+    minutes: u32,
+    /// The worst health seen in each of its minutes.
+    health: &'static str,
+    /// The median connect time of its first minute, seconds.
+    connect_seconds: Option<f64>,
+}
+
+pub fn day(h: &History, now: u32) -> Day {
+    Day {
+        since: u64::from(now.saturating_sub(history::MINUTES - 1)) * 60,
+        minutes: history::MINUTES,
+        spans: h
+            .spans(now)
+            .map(|s| Span {
+                start: u64::from(s.start) * 60,
+                minutes: s.minutes,
+                health: s.worst.as_str(),
+                connect_seconds: s.connect_seconds.map(three_digits),
+            })
+            .collect(),
+    }
+}
+
+/// A figure known to ±4.5 % (a history's connect time), with the digits
+/// that mean something.
+fn three_digits(x: f64) -> f64 {
+    format!("{x:.2e}").parse().unwrap_or(x)
+}
+
+/// One element of `ports`.
+#[derive(Serialize)]
+struct Port<'a> {
+    // As `ls --json`.
+    proto: Proto,
+    family: Option<Family>,
+    address: Option<String>,
+    port: u16,
+    inode: Option<u64>,
+    uid: Option<u32>,
+    netns: &'a str,
+    container: Option<&'a str>,
+    pod_uid: Option<&'a str>,
+    accept_queue: Option<AcceptQueue>,
+    health: &'static str,
+    connect_seconds: Option<f64>,
+    owners: &'a [Arc<Owner>],
+    owner_unknown_reason: Option<&'a str>,
+    /// Always false: excluded processes' ports are not watched.
+    excluded: bool,
+    // The engine's.
+    /// Still listening; false for a gone port kept for the retention
+    /// (its last sockets shown).
+    present: bool,
+    process_name: &'a str,
+    exe_path: &'a str,
+    /// When its last TCP check ended (Unix seconds).
+    last_check: Option<f64>,
+    /// For a port that answers HTTP: whether it did at the last check.
+    http_alive: Option<bool>,
+    uptime_1h: Option<f64>,
+    uptime_24h: Option<f64>,
+    history: Option<Day>,
+}
+
+fn port<'a>(row: &Row<'a>, now: u32, with_history: bool) -> Port<'a> {
+    let p = row.port;
+    let s = row.socket;
+    let owner = row.owner();
+    Port {
+        proto: p.key.proto,
+        family: s.map(|s| s.family),
+        address: s.map(|s| s.address.to_string()),
+        port: p.key.port,
+        inode: s.map(|s| s.inode),
+        uid: s.map(|s| s.uid),
+        netns: &p.key.netns,
+        container: row.container(),
+        pod_uid: owner
+            .and_then(|o| o.container.as_ref())
+            .and_then(|c| c.pod_uid.as_deref()),
+        accept_queue: s.and_then(|s| s.accept_queue).filter(|_| p.present),
+        health: p.health.as_str(),
+        connect_seconds: row.connect_seconds(),
+        owners: s.map_or(&[], |s| &s.owners[..]),
+        owner_unknown_reason: s.and_then(|s| s.owner_unknown_reason.as_deref()),
+        excluded: false,
+        present: p.present,
+        process_name: &p.process_name,
+        exe_path: &p.exe_path,
+        last_check: p.last_check.map(unix),
+        http_alive: p.http_alive,
+        uptime_1h: row.uptime.0,
+        uptime_24h: row.uptime.1,
+        history: with_history.then(|| day(&p.day, now)),
+    }
+}
+
+#[derive(Serialize)]
+struct Ports<'a> {
+    #[serde(flatten)]
+    header: Header<'a>,
+    ports: Vec<Port<'a>>,
+}
+
+/// The `/api/v1/ports` body.
+pub fn ports(snapshot: &Snapshot, host: &str, query: &Query) -> Vec<u8> {
+    let now = view::now_minute();
+    let rows = view::rows(snapshot, query, now);
+    let body = Ports {
+        header: header(snapshot, host),
+        ports: rows.iter().map(|r| port(r, now, query.history)).collect(),
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// One element of `targets`.
+#[derive(Serialize)]
+struct Target<'a> {
+    name: &'a str,
+    target: &'a str,
+    module: &'a str,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    /// `ok` after a successful check, `down` after a failed one,
+    /// `unknown` before the first.
+    health: &'static str,
+    /// Why the last check failed.
+    reason: Option<&'static str>,
+    /// How long the last check took.
+    seconds: Option<f64>,
+    http_status: Option<u16>,
+    tls_not_after: Option<i64>,
+    last_check: Option<f64>,
+    uptime_1h: Option<f64>,
+    uptime_24h: Option<f64>,
+    /// As a port's; `connect_seconds` is the whole check's time.
+    history: Option<Day>,
+}
+
+fn target<'a>(t: &'a TargetSeries, now: u32, with_history: bool) -> Target<'a> {
+    let last = t.last.as_ref();
+    Target {
+        name: &t.job.target.name,
+        target: &t.job.target.target,
+        module: &t.job.module.name,
+        labels: &t.job.target.labels,
+        health: view::target_health(t).as_str(),
+        reason: last.and_then(|l| l.reason).map(|r| r.as_str()),
+        seconds: last.map(|l| l.seconds),
+        http_status: last.and_then(|l| l.http_status),
+        tls_not_after: last.and_then(|l| l.tls).map(|d| d.not_after),
+        last_check: t.last_check.map(unix),
+        uptime_1h: t.day.uptime(now, 60),
+        uptime_24h: t.day.uptime(now, history::MINUTES),
+        history: with_history.then(|| day(&t.day, now)),
+    }
+}
+
+#[derive(Serialize)]
+struct Targets<'a> {
+    #[serde(flatten)]
+    header: Header<'a>,
+    targets: Vec<Target<'a>>,
+}
+
+/// The `/api/v1/targets` body.
+pub fn targets(snapshot: &Snapshot, host: &str, query: &Query) -> Vec<u8> {
+    let now = view::now_minute();
+    let body = Targets {
+        header: header(snapshot, host),
+        targets: view::targets(snapshot, &query.filter)
+            .into_iter()
+            .map(|t| target(t, now, query.history))
+            .collect(),
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}

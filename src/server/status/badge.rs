@@ -1,0 +1,64 @@
+//! `/badge/<proto>/<port>.svg` and `/badge/target/<name>.svg`: a small SVG
+//! with a port's (or a target's) health word and its uptime over the last
+//! day, for wikis and runbooks.
+
+use super::page::esc;
+use crate::health::Health;
+
+/// Rough width of `text` in Verdana 11 px (the badges' font), in pixels.
+fn width(text: &str) -> u32 {
+    text.chars()
+        .map(|c| match c {
+            'i' | 'l' | 'j' | '.' | ',' | ':' | '\'' | '|' | '!' | ' ' => 4,
+            'm' | 'w' | 'M' | 'W' | '%' => 10,
+            c if c.is_ascii_uppercase() => 8,
+            _ => 7,
+        })
+        .sum::<u32>()
+        + 10
+}
+
+/// The colour of a health word.
+pub fn colour(h: Option<Health>) -> &'static str {
+    match h {
+        Some(Health::Ok) => "#2e8540",
+        Some(Health::Slow) => "#b07d00",
+        Some(Health::Hung) => "#8a3ffc",
+        Some(Health::Down) => "#c62828",
+        Some(Health::Unknown) | None => "#6b6b6b",
+    }
+}
+
+/// A badge: `label` on grey, `message` on the health's colour.
+pub fn render(label: &str, message: &str, health: Option<Health>) -> String {
+    // Long names are cut: a badge stays small.
+    let label: String = label.chars().take(40).collect();
+    let (lw, mw) = (width(&label), width(message));
+    let total = lw + mw;
+    let (label, message) = (esc(&label), esc(message));
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{total}\" height=\"20\" role=\"img\" aria-label=\"{label}: {message}\">\
+<title>{label}: {message}</title>\
+<rect width=\"{lw}\" height=\"20\" fill=\"#555\"/>\
+<rect x=\"{lw}\" width=\"{mw}\" height=\"20\" fill=\"{colour}\"/>\
+<g fill=\"#fff\" text-anchor=\"middle\" font-family=\"Verdana,DejaVu Sans,sans-serif\" font-size=\"11\">\
+<text x=\"{lx}\" y=\"14\">{label}</text><text x=\"{mx}\" y=\"14\">{message}</text></g></svg>\n",
+        colour = colour(health),
+        lx = lw / 2,
+        mx = lw + mw / 2,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_badge_escapes_what_it_shows_and_colours_the_word() {
+        let svg = render("tcp/22 <x>&\"", "down · 99.9%", Some(Health::Down));
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.contains("tcp/22 &lt;x&gt;&amp;&quot;"));
+        assert!(svg.contains("#c62828"));
+        assert!(!svg.contains("<x>"));
+    }
+}
