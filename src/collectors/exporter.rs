@@ -35,6 +35,12 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
     )
     .sample(&[], t.over_limit as f64);
     enc.family(
+        "portwarden_history_bytes",
+        "Bytes the status page's last day of every port and target holds (a minute a bucket, run-length encoded).",
+        Kind::Gauge,
+    )
+    .sample(&[], t.history_bytes as f64);
+    enc.family(
         "portwarden_ports_limit",
         "--discovery.max-ports: the most port series exported.",
         Kind::Gauge,

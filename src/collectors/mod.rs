@@ -343,6 +343,7 @@ mod tests {
                 start_time_seconds: 1_764_450_000.0,
             }),
             max_ports: 20_000,
+            history_bytes: 4_096,
             over_limit: 0,
         };
         s

@@ -11,8 +11,9 @@
 //! (the worse health, the first's time): the far end of the bar coarsens,
 //! the recent end stays exact.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
+
+use smallvec::SmallVec;
 use std::time::SystemTime;
 
 use crate::health::Health;
@@ -89,13 +90,18 @@ pub struct Span {
     pub connect_seconds: Option<f64>,
 }
 
+/// Closed minutes, oldest first: a steady port's few runs live in the
+/// same allocation as their count.
+type Runs = SmallVec<[Run; 2]>;
+
 /// The minute being filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Minute {
     minute: u32,
     worst: u8,
-    /// Connect times (µs) of its last [`SAMPLES`] successful checks.
-    times: [u32; SAMPLES],
+    /// Connect times of its last [`SAMPLES`] successful checks, as
+    /// classes (a class is as precise as a bucket keeps it anyway).
+    times: [u8; SAMPLES],
     seen: u8,
 }
 
@@ -108,7 +114,7 @@ impl Minute {
         let mut sorted = self.times;
         let sorted = &mut sorted[..n];
         sorted.sort_unstable();
-        class_of(sorted[n / 2])
+        sorted[n / 2]
     }
 }
 
@@ -117,8 +123,11 @@ impl Minute {
 /// while a snapshot still holds them (once a minute at most).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
-    runs: Arc<VecDeque<Run>>,
+    runs: Arc<Runs>,
     current: Option<Minute>,
+    /// Minutes a verdict holds until the next check: checked every 5
+    /// minutes, a port is known in the minutes between.
+    carry: u8,
 }
 
 fn class_of(micros: u32) -> u8 {
@@ -133,6 +142,20 @@ fn micros_of(class: u8) -> f64 {
 }
 
 impl History {
+    /// A history whose verdicts hold for `minutes` minutes without a new
+    /// check (the checks' interval, rounded up; a minute more for jitter).
+    pub fn carrying(minutes: u8) -> History {
+        History {
+            carry: minutes,
+            ..History::default()
+        }
+    }
+
+    /// The minutes a verdict holds when checks come every `every`.
+    pub fn carry_for(every: std::time::Duration) -> u8 {
+        u8::try_from(every.as_secs().div_ceil(60) + 1).unwrap_or(u8::MAX)
+    }
+
     /// Records a check at `minute`: its health, and its connect time when
     /// it connected. Minutes only move forward; a late one joins the
     /// current minute.
@@ -145,7 +168,19 @@ impl History {
                 m
             }
             _ => {
+                let gap = self
+                    .current
+                    .map_or(0, |m| minute.saturating_sub(m.minute + 1));
                 self.close();
+                // The last verdict holds until the next check is due, and
+                // no longer: past that the bar is grey.
+                let held = gap.min(u32::from(self.carry.saturating_sub(1)));
+                if held > 0 {
+                    let runs = Arc::make_mut(&mut self.runs);
+                    if let Some(r) = runs.last_mut() {
+                        r.len = r.len.saturating_add(held as u16);
+                    }
+                }
                 self.trim(minute);
                 self.current.insert(Minute {
                     minute,
@@ -156,7 +191,7 @@ impl History {
             }
         };
         if let Some(us) = micros {
-            current.times[usize::from(current.seen) % SAMPLES] = us;
+            current.times[usize::from(current.seen) % SAMPLES] = class_of(us);
             current.seen = current.seen.saturating_add(1);
             if usize::from(current.seen) == 2 * SAMPLES {
                 // Keeps the index cycling without overflow.
@@ -172,32 +207,32 @@ impl History {
         };
         let (minute, worst, class) = (m.minute, m.worst, m.class());
         let runs = Arc::make_mut(&mut self.runs);
-        let joins = runs.back().is_some_and(|r| {
+        let joins = runs.last().is_some_and(|r| {
             r.start + u32::from(r.len) == minute
                 && r.worst == worst
                 && r.len < u16::MAX
                 && (r.class == class || (r.class > 0 && class > 0 && r.class.abs_diff(class) <= 8))
         });
-        match runs.back_mut() {
+        match runs.last_mut() {
             Some(r) if joins => r.len += 1,
-            _ => runs.push_back(Run {
+            _ => runs.push(Run {
                 start: minute,
                 len: 1,
                 worst,
                 class,
             }),
         }
-        if runs.len() > MAX_RUNS
-            && let (Some(a), Some(b)) = (runs.pop_front(), runs.pop_front())
-        {
+        if runs.len() > MAX_RUNS {
             // The two oldest become one: the far end coarsens.
+            let (a, b) = (runs[0], runs[1]);
             let end = b.start + u32::from(b.len);
-            runs.push_front(Run {
+            runs[1] = Run {
                 start: a.start,
                 len: (end - a.start).min(u32::from(u16::MAX)) as u16,
                 worst: a.worst.max(b.worst),
                 class: if a.class > 0 { a.class } else { b.class },
-            });
+            };
+            runs.remove(0);
         }
     }
 
@@ -205,21 +240,21 @@ impl History {
     /// epoch).
     fn trim(&mut self, now: u32) {
         let oldest = now.saturating_sub(MINUTES - 1);
-        if self.runs.front().is_none_or(|r| r.start >= oldest) {
+        if self.runs.first().is_none_or(|r| r.start >= oldest) {
             return;
         }
         let runs = Arc::make_mut(&mut self.runs);
-        while let Some(r) = runs.front_mut() {
+        let gone = runs
+            .iter()
+            .take_while(|r| r.start + u32::from(r.len) <= oldest)
+            .count();
+        runs.drain(..gone);
+        if let Some(r) = runs.first_mut()
+            && r.start < oldest
+        {
             let end = r.start + u32::from(r.len);
-            if end <= oldest {
-                runs.pop_front();
-            } else {
-                if r.start < oldest {
-                    r.len = (end - oldest) as u16;
-                    r.start = oldest;
-                }
-                break;
-            }
+            r.len = (end - oldest) as u16;
+            r.start = oldest;
         }
     }
 
@@ -295,9 +330,15 @@ impl History {
     /// Bytes this history holds on the heap (its share of the runs, which
     /// snapshots share with it).
     pub fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<VecDeque<Run>>()
-            + 2 * std::mem::size_of::<usize>()
-            + self.runs.capacity() * std::mem::size_of::<Run>()
+        // The runs' allocation (counts and inline runs), and theirs on the
+        // heap once they outgrow it.
+        2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<Runs>()
+            + if self.runs.spilled() {
+                self.runs.capacity() * std::mem::size_of::<Run>()
+            } else {
+                0
+            }
     }
 }
 
@@ -456,5 +497,33 @@ mod tests {
             .connect_seconds
             .expect("a time");
         assert!((c - 0.001).abs() < 0.001 * 0.05, "{c}");
+    }
+
+    #[test]
+    fn a_verdict_holds_until_the_next_check_within_the_interval() {
+        // Checked every 2 minutes: the minute between is known.
+        let mut h = History::carrying(History::carry_for(std::time::Duration::from_secs(120)));
+        h.record(DAY_START, Health::Ok, Some(0.001));
+        h.record(DAY_START + 2, Health::Down, None);
+        let b = h.buckets(DAY_START + 2);
+        let n = b.len();
+        assert_eq!(b[n - 3].worst, Some(Health::Ok));
+        assert_eq!(b[n - 2].worst, Some(Health::Ok), "carried");
+        assert_eq!(b[n - 1].worst, Some(Health::Down));
+        // A gap longer than the interval stays grey: nothing checked.
+        h.record(DAY_START + 10, Health::Ok, Some(0.001));
+        let b = h.buckets(DAY_START + 10);
+        let n = b.len();
+        // b[n - 1] is minute 10, b[n - 9] minute 2.
+        assert_eq!(b[n - 9].worst, Some(Health::Down));
+        assert_eq!(b[n - 8].worst, Some(Health::Down), "carried one minute");
+        assert_eq!(b[n - 7].worst, Some(Health::Down), "and the next");
+        assert_eq!(b[n - 6].worst, None);
+        assert_eq!(b[n - 2].worst, None);
+        // Without a carry, a minute unchecked is grey.
+        let mut h = History::default();
+        h.record(DAY_START, Health::Ok, None);
+        h.record(DAY_START + 2, Health::Ok, None);
+        assert_eq!(h.buckets(DAY_START + 2)[MINUTES as usize - 2].worst, None);
     }
 }

@@ -82,6 +82,8 @@ impl Engine {
             http_longest: settings.label_interval,
             counting_connections: discoverer.counts_connections(),
             collectors: settings.collectors,
+            check_every: settings.status_interval.min(settings.udp_status_interval),
+            target_interval: settings.targets_interval,
         });
         let baseline = if settings.collectors.baseline {
             baseline::BaselineState::open(&settings)

@@ -294,6 +294,8 @@ pub struct Telemetry {
     pub max_ports: usize,
     /// Ports left out for it at the last pass.
     pub over_limit: usize,
+    /// Bytes the last day of every port and target holds on the heap.
+    pub history_bytes: usize,
 }
 
 /// `process_*` figures of portwarden itself, read in the background.

@@ -85,6 +85,11 @@ pub struct Limits {
     /// Whether discovery counts connections (so a port without any has 0).
     pub counting_connections: bool,
     pub collectors: Collectors,
+    /// How often a port is looked at (checked, or seen by a pass): its
+    /// verdict holds that long in its history.
+    pub check_every: Duration,
+    /// `--targets.interval`: a target's, unless it has its own.
+    pub target_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +197,7 @@ pub struct State {
 
 impl State {
     pub fn new(limits: Limits) -> Self {
+        let default_interval = limits.target_interval;
         State {
             limits,
             ports: HashMap::new(),
@@ -209,7 +215,7 @@ impl State {
             over_limit: 0,
             first_checks: false,
             our_fault_logged: None,
-            by_list: ByList::default(),
+            by_list: ByList::new(default_interval),
             recovery: None,
         }
     }
@@ -573,7 +579,7 @@ impl State {
                     queue_full_passes: 0,
                     connections: None,
                     history: ConnectHistory::default(),
-                    day: History::default(),
+                    day: History::carrying(History::carry_for(self.limits.check_every)),
                 })
             });
             if state.owner != identity {
@@ -710,6 +716,12 @@ impl State {
             process,
             max_ports: self.limits.max_ports,
             over_limit: self.over_limit,
+            history_bytes: snapshot
+                .ports
+                .iter()
+                .map(|p| p.day.heap_bytes())
+                .chain(snapshot.targets.iter().map(|t| t.day.heap_bytes()))
+                .sum(),
         };
         snapshot
     }
@@ -787,6 +799,8 @@ mod tests {
             http_longest: Duration::from_secs(3600),
             counting_connections: false,
             collectors: Collectors::default(),
+            check_every: Duration::from_secs(15),
+            target_interval: Duration::from_secs(15),
         })
     }
 

@@ -56,9 +56,19 @@ pub struct ByList {
     pub reloads: Reloads,
     /// When a check that failed on our side was last logged.
     our_fault_logged: Option<Instant>,
+    /// `--targets.interval`: a target's, unless it has its own.
+    default_interval: std::time::Duration,
 }
 
 impl ByList {
+    /// No targets yet; `default_interval` is `--targets.interval`.
+    pub fn new(default_interval: std::time::Duration) -> ByList {
+        ByList {
+            default_interval,
+            ..ByList::default()
+        }
+    }
+
     /// New targets and modules: the results of targets still checked the
     /// same way are kept, the others' dropped.
     pub fn replace(&mut self, in_force: InForce) {
@@ -76,7 +86,9 @@ impl ByList {
                     failures: [0; Reason::ALL.len()],
                     errors: 0,
                     last_check: None,
-                    day: History::default(),
+                    day: History::carrying(History::carry_for(
+                        job.target.interval.unwrap_or(self.default_interval),
+                    )),
                 },
             };
             kept.insert(name, series);
