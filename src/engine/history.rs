@@ -21,7 +21,7 @@ use crate::health::Health;
 /// Minutes kept: a day.
 pub const MINUTES: u32 = 24 * 60;
 /// The most runs a port keeps (each [`std::mem::size_of::<Run>()`] bytes).
-pub const MAX_RUNS: usize = 240;
+pub const MAX_RUNS: usize = 120;
 /// Connect times a minute keeps for its median (the last ones).
 const SAMPLES: usize = 8;
 
