@@ -22,7 +22,7 @@
 //! - [`collectors`]: a snapshot as metric families, one file per group.
 //! - [`encoder`]: metric families as text 0.0.4 or OpenMetrics.
 //! - [`alloc`]: allocator tuning.
-//! - [`server`]: `/metrics`, the landing page, graceful shutdown.
+//! - [`server`]: `/metrics`, the status page and its API, `/probe`, graceful shutdown.
 
 pub mod actions;
 pub mod alloc;

@@ -1079,6 +1079,8 @@ fn probe_can_be_switched_off() {
     let (head, body) = on.get(&path).expect("probe");
     assert!(head.contains(" 200 "), "{head}");
     assert!(String::from_utf8_lossy(&body).contains("probe_success 1"));
+    let (_, page) = on.get("/").expect("status page");
+    assert!(String::from_utf8_lossy(&page).contains("/probe?target="));
     drop(on);
     let off = Exporter::start(&[
         ("ENABLE_HTTP_DETECTION", "false"),
@@ -1086,6 +1088,6 @@ fn probe_can_be_switched_off() {
     ]);
     let (head, _) = off.get(&path).expect("probe");
     assert!(head.contains(" 404 "), "{head}");
-    let (_, landing) = off.get("/").expect("landing");
-    assert!(!String::from_utf8_lossy(&landing).contains("/probe"));
+    let (_, page) = off.get("/").expect("status page");
+    assert!(!String::from_utf8_lossy(&page).contains("/probe"));
 }

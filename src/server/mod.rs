@@ -1,5 +1,6 @@
-//! The HTTP side: `/metrics` (encoding the latest snapshot, nothing else), a
-//! landing page, and a health endpoint. `app()` builds the router so tests
+//! The HTTP side: `/metrics` (encoding the latest snapshot, nothing else),
+//! the status page with its API and badges ([`status`]), `/probe`, and a
+//! health endpoint. `app()` builds the router so tests
 //! can call it without a socket; [`listen`] serves it over plain HTTP or
 //! TLS with basic auth as [`web_config`] says, within [`listen`]'s limits.
 
@@ -36,6 +37,7 @@ pub fn app(
     telemetry_path: &str,
     max_requests: usize,
 ) -> Router {
+    let probe = slots.is_some();
     let probing = match slots {
         Some(slots) => {
             Router::new()
@@ -57,7 +59,7 @@ pub fn app(
         .route(telemetry_path, get(metrics))
         .route("/-/healthy", get(healthy))
         .with_state(limit)
-        .merge(status::routes(limit_shared, telemetry_path))
+        .merge(status::routes(limit_shared, telemetry_path, probe))
         .merge(probing)
 }
 

@@ -43,15 +43,18 @@ struct Status {
     shared: Arc<Shared>,
     host: Arc<str>,
     metrics_path: Arc<str>,
+    probe: bool,
     renders: Arc<Semaphore>,
 }
 
-/// The routes of the page, its assets, the API and the badges.
-pub fn routes(shared: Arc<Shared>, metrics_path: &str) -> Router {
+/// The routes of the page, its assets, the API and the badges; `probe`:
+/// whether the page mentions `/probe`.
+pub fn routes(shared: Arc<Shared>, metrics_path: &str, probe: bool) -> Router {
     let status = Status {
         shared,
         host: host_name().into(),
         metrics_path: metrics_path.into(),
+        probe,
         renders: Arc::new(Semaphore::new(RENDERS)),
     };
     Router::new()
@@ -146,11 +149,16 @@ async fn page(State(status): State<Status>, uri: Uri) -> Response {
         Err(why) => return bad_request(&why, false),
     };
     let snapshot = status.shared.snapshot();
-    let (host, metrics) = (status.host.clone(), status.metrics_path.clone());
+    let (host, metrics, probe) = (
+        status.host.clone(),
+        status.metrics_path.clone(),
+        status.probe,
+    );
     match render(&status, move || {
         let frame = page::Frame {
             host: &host,
             metrics_path: &metrics,
+            probe,
         };
         page::render(&snapshot, &frame, &q)
     })

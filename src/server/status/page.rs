@@ -324,6 +324,8 @@ fn targets_table(out: &mut String, snapshot: &Snapshot, q: &Query, now: u32) {
 pub struct Frame<'a> {
     pub host: &'a str,
     pub metrics_path: &'a str,
+    /// Whether `/probe` is served.
+    pub probe: bool,
 }
 
 /// The whole page.
@@ -351,6 +353,9 @@ pub fn render(snapshot: &Snapshot, frame: &Frame<'_>, q: &Query) -> String {
     );
     if !snapshot.targets.is_empty() {
         out.push_str(" <a href=\"api/v1/targets\">/api/v1/targets</a>");
+    }
+    if frame.probe {
+        out.push_str(" <span class=\"probe\" title=\"blackbox_exporter's multi-target pattern\">/probe?target=…&amp;module=…</span>");
     }
     out.push_str("</nav></header>\n");
     // The form stays while the live part is swapped: typing is never lost.
