@@ -67,17 +67,6 @@ struct Run {
     class: u8,
 }
 
-/// One minute as the page shows it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Bucket {
-    /// Minutes since the epoch.
-    pub minute: u32,
-    /// None: no check in that minute (grey).
-    pub worst: Option<Health>,
-    /// Median connect time, seconds (±4.5%: the class's precision).
-    pub connect_seconds: Option<f64>,
-}
-
 /// Minutes in a row with one worst health and about one connect time, as
 /// the API and the page draw them; minutes without data are not spans.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -285,28 +274,6 @@ impl History {
             })
     }
 
-    /// The last day before `now`, a bucket a minute, oldest first (the
-    /// current minute included): [`MINUTES`] buckets.
-    pub fn buckets(&self, now: u32) -> Vec<Bucket> {
-        let first = now.saturating_sub(MINUTES - 1);
-        let mut out: Vec<Bucket> = (first..=now)
-            .map(|minute| Bucket {
-                minute,
-                worst: None,
-                connect_seconds: None,
-            })
-            .collect();
-        for s in self.spans(now) {
-            for m in s.start..s.start + s.minutes {
-                if let Some(b) = out.get_mut((m - first) as usize) {
-                    b.worst = Some(s.worst);
-                    b.connect_seconds = s.connect_seconds;
-                }
-            }
-        }
-        out
-    }
-
     /// The share of the minutes with a verdict (not `unknown`) in the last
     /// `minutes` before `now` whose worst health was ok or slow; None
     /// without any.
@@ -345,6 +312,41 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One minute, as the tests read a day.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct Bucket {
+        /// Minutes since the epoch.
+        minute: u32,
+        /// None: no check in that minute (grey).
+        worst: Option<Health>,
+        /// Median connect time, seconds (±4.5%: the class's precision).
+        connect_seconds: Option<f64>,
+    }
+
+    impl History {
+        /// The last day before `now`, a bucket a minute, oldest first (the
+        /// current minute included): the spans spelt out.
+        fn buckets(&self, now: u32) -> Vec<Bucket> {
+            let first = now.saturating_sub(MINUTES - 1);
+            let mut out: Vec<Bucket> = (first..=now)
+                .map(|minute| Bucket {
+                    minute,
+                    worst: None,
+                    connect_seconds: None,
+                })
+                .collect();
+            for s in self.spans(now) {
+                for m in s.start..s.start + s.minutes {
+                    if let Some(b) = out.get_mut((m - first) as usize) {
+                        b.worst = Some(s.worst);
+                        b.connect_seconds = s.connect_seconds;
+                    }
+                }
+            }
+            out
+        }
+    }
 
     const DAY_START: u32 = 29_000_000;
 

@@ -52,7 +52,7 @@ fn header<'a>(snapshot: &Snapshot, host: &'a str) -> Header<'a> {
 
 /// A last day: the window's first minute and the spans with data in it.
 #[derive(Serialize)]
-pub struct Day {
+struct Day {
     /// The first minute of the window (Unix seconds); it ends with the
     /// current minute, [`history::MINUTES`] minutes in all.
     since: u64,
@@ -71,7 +71,7 @@ struct Span {
     connect_seconds: Option<f64>,
 }
 
-pub fn day(h: &History, now: u32) -> Day {
+fn day(h: &History, now: u32) -> Day {
     Day {
         since: u64::from(now.saturating_sub(history::MINUTES - 1)) * 60,
         minutes: history::MINUTES,

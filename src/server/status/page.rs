@@ -91,7 +91,7 @@ const MIN_BAD: u32 = 15;
 /// spans drawn last, at least [`MIN_BAD`] minutes wide.
 pub fn bar(h: &History, now: u32) -> String {
     let first = now.saturating_sub(history::MINUTES - 1);
-    let spans = view::spans(h, now);
+    let spans: Vec<history::Span> = h.spans(now).collect();
     let mut s = format!(
         "<svg class=\"bar\" viewBox=\"0 0 {} 10\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"last 24 hours\"><rect class=\"nodata\" width=\"{}\" height=\"10\"/>",
         history::MINUTES,

@@ -5,7 +5,7 @@
 
 use std::cmp::Ordering;
 
-use crate::engine::history::{self, History};
+use crate::engine::history;
 use crate::engine::{PortSeries, Snapshot, SocketInfo, TargetSeries};
 use crate::health::Health;
 use crate::model::{Family, Owner, Proto};
@@ -426,11 +426,6 @@ pub fn duration(seconds: f64) -> String {
 /// The current minute, for a request.
 pub fn now_minute() -> u32 {
     history::minute_of(std::time::SystemTime::now())
-}
-
-/// The day of `h` as spans, for the API and the bar.
-pub fn spans(h: &History, now: u32) -> Vec<history::Span> {
-    h.spans(now).collect()
 }
 
 #[cfg(test)]
