@@ -27,8 +27,13 @@ const SAMPLES: usize = 8;
 
 /// The minute `at` falls in, counted from the epoch.
 pub fn minute_of(at: SystemTime) -> u32 {
+    unix_seconds(at) / 60
+}
+
+/// `at` in whole seconds since the epoch (a u32 lasts until 2106).
+pub fn unix_seconds(at: SystemTime) -> u32 {
     at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u32::try_from(d.as_secs() / 60).unwrap_or(u32::MAX))
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
 /// Health as a bucket holds it, worst last (so `max` is the worse):
@@ -55,7 +60,7 @@ fn of_rank(r: u8) -> Option<Health> {
 }
 
 /// Minutes in a row alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Run {
     /// Its first minute (minutes since the epoch).
     start: u32,
@@ -247,16 +252,36 @@ impl History {
         }
     }
 
+    /// The day as a snapshot publishes it: the closed minutes shared,
+    /// the current one as its verdict so far.
+    pub fn day(&self) -> Day {
+        Day {
+            runs: Arc::clone(&self.runs),
+            current: self.current.map_or(Run::default(), |m| Run {
+                start: m.minute,
+                len: 1,
+                worst: m.worst,
+                class: m.class(),
+            }),
+        }
+    }
+}
+
+/// A last day as published (16 bytes a port in a snapshot): the closed
+/// minutes, shared with the state's [`History`], and the current minute
+/// as a run (none when its length is 0).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Day {
+    runs: Arc<Runs>,
+    current: Run,
+}
+
+impl Day {
     /// The spans of the last day before `now` (the current minute
     /// included), oldest first, clipped to the day.
     pub fn spans(&self, now: u32) -> impl Iterator<Item = Span> + '_ {
         let first = now.saturating_sub(MINUTES - 1);
-        let current = self.current.map(|m| Run {
-            start: m.minute,
-            len: 1,
-            worst: m.worst,
-            class: m.class(),
-        });
+        let current = Some(self.current).filter(|r| r.len > 0);
         self.runs
             .iter()
             .copied()
@@ -294,8 +319,8 @@ impl History {
         (seen > 0).then(|| f64::from(good) / f64::from(seen))
     }
 
-    /// Bytes this history holds on the heap (its share of the runs, which
-    /// snapshots share with it).
+    /// Bytes the day's runs hold on the heap (shared by the state and
+    /// the snapshots).
     pub fn heap_bytes(&self) -> usize {
         // The runs' allocation (counts and inline runs), and theirs on the
         // heap once they outgrow it.
@@ -336,7 +361,7 @@ mod tests {
                     connect_seconds: None,
                 })
                 .collect();
-            for s in self.spans(now) {
+            for s in self.day().spans(now) {
                 for m in s.start..s.start + s.minutes {
                     if let Some(b) = out.get_mut((m - first) as usize) {
                         b.worst = Some(s.worst);
@@ -365,8 +390,8 @@ mod tests {
         let b = h.buckets(DAY_START + MINUTES);
         assert_eq!(b.len(), MINUTES as usize);
         assert!(b.iter().all(|b| b.worst == Some(Health::Ok)));
-        assert_eq!(h.uptime(DAY_START + MINUTES, 60), Some(1.0));
-        assert!(h.heap_bytes() < 200, "{} bytes", h.heap_bytes());
+        assert_eq!(h.day().uptime(DAY_START + MINUTES, 60), Some(1.0));
+        assert!(h.day().heap_bytes() < 200, "{} bytes", h.day().heap_bytes());
     }
 
     #[test]
@@ -390,9 +415,9 @@ mod tests {
         assert!((last_hour[29].connect_seconds.expect("a time") - 0.001).abs() < 0.001 * 0.05);
         // Before the first check: no data, grey.
         assert_eq!(b[0].worst, None);
-        let up = h.uptime(now, 60).expect("checked");
+        let up = h.day().uptime(now, 60).expect("checked");
         assert!((up - 59.0 / 60.0).abs() < 1e-9, "{up}");
-        assert_eq!(h.uptime(now, 1440), Some(59.0 / 60.0));
+        assert_eq!(h.day().uptime(now, 1440), Some(59.0 / 60.0));
     }
 
     #[test]
@@ -408,7 +433,7 @@ mod tests {
             h.trim(DAY_START + m);
         }
         assert!(h.runs.len() <= MAX_RUNS, "{}", h.runs.len());
-        assert!(h.heap_bytes() <= (MAX_RUNS + 64) * std::mem::size_of::<Run>() + 256);
+        assert!(h.day().heap_bytes() <= (MAX_RUNS + 64) * std::mem::size_of::<Run>() + 256);
         let now = DAY_START + MINUTES * 2 - 1;
         let b = h.buckets(now);
         // The last hour is exact.
@@ -461,8 +486,8 @@ mod tests {
         let b = h.buckets(DAY_START + 1);
         assert_eq!(b[b.len() - 2].worst, Some(Health::Ok));
         assert_eq!(b[b.len() - 1].worst, Some(Health::Unknown));
-        assert_eq!(h.uptime(DAY_START + 1, 60), Some(1.0));
-        let spans: Vec<Span> = h.spans(DAY_START + 1).collect();
+        assert_eq!(h.day().uptime(DAY_START + 1, 60), Some(1.0));
+        let spans: Vec<Span> = h.day().spans(DAY_START + 1).collect();
         assert_eq!(spans.len(), 2);
         assert_eq!((spans[0].start, spans[0].minutes), (DAY_START, 1));
     }

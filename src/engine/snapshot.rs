@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
-use super::history::History;
+use super::history::Day;
 use super::http_class::HttpClass;
 use super::targets::{Reloads, TargetSeries};
 use crate::baseline::Expected;
@@ -77,10 +77,10 @@ pub struct PortSeries {
     pub connections: Option<Arc<ConnSummary>>,
     pub health: Health,
     pub check: PortCheck,
-    /// When its last TCP check ended.
-    pub last_check: Option<SystemTime>,
+    /// When its last TCP check ended (Unix seconds).
+    pub last_check: Option<u32>,
     /// Its last day, a bucket a minute.
-    pub day: History,
+    pub day: Day,
 }
 
 impl PortSeries {
@@ -119,13 +119,14 @@ pub struct ProcessSeries {
     pub start_time: u64,
 }
 
-/// A port's accept queues, summed over its listeners.
+/// A port's accept queues, summed over its listeners (saturating: a
+/// socket's own counters are 32 bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueState {
-    pub current: u64,
-    pub max: Option<u64>,
+    pub current: u32,
+    pub max: Option<u32>,
     /// The listeners' drop counters, summed (netlink only).
-    pub drops: Option<u64>,
+    pub drops: Option<u32>,
 }
 
 impl QueueState {
@@ -134,14 +135,16 @@ impl QueueState {
         if queues.is_empty() {
             return None;
         }
+        let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         let sum = |f: fn(&crate::model::AcceptQueue) -> Option<u32>| {
             queues
                 .iter()
                 .map(|q| f(q).map(u64::from))
                 .sum::<Option<u64>>()
+                .map(narrow)
         };
         Some(QueueState {
-            current: queues.iter().map(|q| u64::from(q.current)).sum(),
+            current: narrow(queues.iter().map(|q| u64::from(q.current)).sum()),
             max: sum(|q| q.max),
             drops: sum(|q| q.drops),
         })

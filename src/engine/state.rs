@@ -130,8 +130,8 @@ struct LastTcp {
     seconds: f64,
     /// Which of the port's targets answered.
     answered: Option<u8>,
-    /// When it ended.
-    at: SystemTime,
+    /// When it ended (Unix seconds).
+    at: u32,
 }
 
 impl PortState {
@@ -343,7 +343,7 @@ impl State {
             }
             self.first_checks |= p.tcp.is_none();
             let answered = p.targets.iter().position(|a| Some(*a) == outcome.answered);
-            let at = SystemTime::now();
+            let at = history::unix_seconds(SystemTime::now());
             p.tcp = Some(LastTcp {
                 alive: outcome.alive,
                 seconds: outcome.seconds,
@@ -351,11 +351,8 @@ impl State {
                 at,
             });
             let health = p.health(key.proto);
-            p.day.record(
-                history::minute_of(at),
-                health,
-                outcome.alive.then_some(outcome.seconds),
-            );
+            p.day
+                .record(at / 60, health, outcome.alive.then_some(outcome.seconds));
         }
     }
 
@@ -669,7 +666,7 @@ impl State {
                     queue_full_passes: p.queue_full_passes,
                 },
                 last_check: p.tcp.map(|t| t.at),
-                day: p.day.clone(),
+                day: p.day.day(),
             })
             .collect();
         ports.sort_by(|a, b| a.key.cmp(&b.key));
@@ -720,7 +717,12 @@ impl State {
                 .ports
                 .iter()
                 .map(|p| p.day.heap_bytes())
-                .chain(snapshot.targets.iter().map(|t| t.day.heap_bytes()))
+                .chain(
+                    snapshot
+                        .targets
+                        .iter()
+                        .map(|t| t.history.day().heap_bytes()),
+                )
                 .sum(),
         };
         snapshot

@@ -39,7 +39,7 @@ pub struct TargetSeries {
     /// When its last check with a verdict ended.
     pub last_check: Option<SystemTime>,
     /// Its last day: a minute with a failed check is `down`.
-    pub day: History,
+    pub history: History,
 }
 
 /// Reloads of the targets and modules files.
@@ -86,7 +86,7 @@ impl ByList {
                     failures: [0; Reason::ALL.len()],
                     errors: 0,
                     last_check: None,
-                    day: History::carrying(History::carry_for(
+                    history: History::carrying(History::carry_for(
                         job.target.interval.unwrap_or(self.default_interval),
                     )),
                 },
@@ -150,7 +150,9 @@ impl ByList {
         } else {
             (Health::Down, None)
         };
-        series.day.record(history::minute_of(at), health, connected);
+        series
+            .history
+            .record(history::minute_of(at), health, connected);
         Some(report.reason.map_or("success", Reason::as_str))
     }
 
