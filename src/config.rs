@@ -446,6 +446,19 @@ pub struct ServeArgs {
     )]
     pub web_probe: bool,
 
+    /// Serve the status page (`/`), its API (`/api/v1/…`) and badges
+    /// (`/badge/…`): every port, its owner and its last day, to whoever may
+    /// read `/metrics`.
+    #[arg(
+        long = "web.status-page",
+        env = "PORTWARDEN_WEB_STATUS_PAGE",
+        value_name = "BOOL",
+        default_value = "true",
+        action = ArgAction::Set,
+        value_parser = parse_go_bool
+    )]
+    pub web_status_page: bool,
+
     /// Time a client has to send a request's headers, and to read the
     /// whole response; idle kept-alive connections close after it.
     #[arg(
@@ -540,6 +553,7 @@ pub struct Settings {
     pub max_requests: usize,
     pub web_config_file: Option<PathBuf>,
     pub web_probe: bool,
+    pub web_status_page: bool,
     pub request_timeout: Duration,
     pub collectors: Collectors,
     pub targets_file: Option<PathBuf>,
@@ -577,6 +591,7 @@ impl Settings {
             max_requests: args.max_requests,
             web_config_file: args.web_config_file.clone(),
             web_probe: args.web_probe,
+            web_status_page: args.web_status_page,
             request_timeout: args.request_timeout,
             collectors: args.collectors.collectors(),
             targets_file: args.targets_file.clone(),

@@ -189,6 +189,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         let path = settings.telemetry_path.clone();
         let max_requests = settings.max_requests;
         let web_probe = settings.web_probe;
+        let status_page = settings.web_status_page;
         let request_timeout = settings.request_timeout;
         tracing::info!(
             address = %settings.listen_address,
@@ -222,6 +223,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
                 web_probe.then(|| engine.slots.clone()),
                 &path,
                 max_requests,
+                status_page,
             ),
             web,
             request_timeout,

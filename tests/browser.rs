@@ -293,7 +293,7 @@ fn the_status_page_in_chromium_shows_health_live_filters_and_calls_nothing_else(
     let total = browser.run(ROWS).as_array().expect("rows").len();
     browser.type_into("input[name=q]", &closing.to_string());
     browser.wait(5, "the filter to apply", &format!(
-        "var rows = Array.from(document.querySelectorAll('#ports tr[data-key]')); var shown = rows.filter(function (r) {{ return !r.hidden; }}); return shown.length >= 1 && shown.length < rows.length && shown.every(function (r) {{ return r.getAttribute('data-q').indexOf('{closing}') !== -1; }});"
+        "var rows = Array.from(document.querySelectorAll('#ports tr[data-key]')); var shown = rows.filter(function (r) {{ return !r.hidden; }}); return shown.length >= 1 && shown.length < {total} && shown.every(function (r) {{ return r.getAttribute('data-q').indexOf('{closing}') !== -1; }});"
     ));
     let rows = browser.run(ROWS);
     let shown: Vec<&Value> = rows

@@ -36,6 +36,7 @@ pub fn app(
     slots: Option<Arc<Semaphore>>,
     telemetry_path: &str,
     max_requests: usize,
+    status_page: bool,
 ) -> Router {
     let probe = slots.is_some();
     let probing = match slots {
@@ -55,11 +56,16 @@ pub fn app(
         slots: (max_requests > 0).then(|| Arc::new(Semaphore::new(max_requests))),
         max_requests,
     };
+    let status = if status_page {
+        status::routes(limit_shared, telemetry_path, probe)
+    } else {
+        Router::new()
+    };
     Router::new()
         .route(telemetry_path, get(metrics))
         .route("/-/healthy", get(healthy))
         .with_state(limit)
-        .merge(status::routes(limit_shared, telemetry_path, probe))
+        .merge(status)
         .merge(probing)
 }
 

@@ -3,13 +3,12 @@
 //! socket) and, from the engine, its health, last check, connect time,
 //! uptime and last day (schema in the README).
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use super::view::{self, Query, Row};
-use crate::engine::history::{self, History};
+use crate::engine::history::{self, Day};
 use crate::engine::{Snapshot, TargetSeries};
 use crate::model::{AcceptQueue, Family, Owner, Proto};
 
@@ -52,7 +51,7 @@ fn header<'a>(snapshot: &Snapshot, host: &'a str) -> Header<'a> {
 
 /// A last day: the window's first minute and the spans with data in it.
 #[derive(Serialize)]
-struct Day {
+struct DayJson {
     /// The first minute of the window (Unix seconds); it ends with the
     /// current minute, [`history::MINUTES`] minutes in all.
     since: u64,
@@ -71,8 +70,8 @@ struct Span {
     connect_seconds: Option<f64>,
 }
 
-fn day(h: &History, now: u32) -> Day {
-    Day {
+fn day(h: &Day, now: u32) -> DayJson {
+    DayJson {
         since: u64::from(now.saturating_sub(history::MINUTES - 1)) * 60,
         minutes: history::MINUTES,
         spans: h
@@ -93,6 +92,30 @@ fn three_digits(x: f64) -> f64 {
     format!("{x:.2e}").parse().unwrap_or(x)
 }
 
+/// An owner as `ls --json` gives it, but for its command line: arguments
+/// carry secrets, and this answer leaves the host (`ls --json` on the host
+/// shows them to whoever may read /proc).
+#[derive(Serialize)]
+struct ApiOwner<'a> {
+    pid: u32,
+    start_time: u64,
+    process_name: &'a str,
+    exe_path: &'a str,
+    user: &'a str,
+}
+
+impl<'a> ApiOwner<'a> {
+    fn of(o: &'a Owner) -> Self {
+        ApiOwner {
+            pid: o.pid,
+            start_time: o.start_time,
+            process_name: &o.process_name,
+            exe_path: &o.exe_path,
+            user: &o.user,
+        }
+    }
+}
+
 /// One element of `ports`.
 #[derive(Serialize)]
 struct Port<'a> {
@@ -109,7 +132,7 @@ struct Port<'a> {
     accept_queue: Option<AcceptQueue>,
     health: &'static str,
     connect_seconds: Option<f64>,
-    owners: &'a [Arc<Owner>],
+    owners: Vec<ApiOwner<'a>>,
     owner_unknown_reason: Option<&'a str>,
     /// Always false: excluded processes' ports are not watched.
     excluded: bool,
@@ -125,7 +148,7 @@ struct Port<'a> {
     http_alive: Option<bool>,
     uptime_1h: Option<f64>,
     uptime_24h: Option<f64>,
-    history: Option<Day>,
+    history: Option<DayJson>,
 }
 
 fn port<'a>(row: &Row<'a>, now: u32, with_history: bool) -> Port<'a> {
@@ -147,13 +170,15 @@ fn port<'a>(row: &Row<'a>, now: u32, with_history: bool) -> Port<'a> {
         accept_queue: s.and_then(|s| s.accept_queue).filter(|_| p.present),
         health: p.health.as_str(),
         connect_seconds: row.connect_seconds(),
-        owners: s.map_or(&[], |s| &s.owners[..]),
+        owners: s.map_or_else(Vec::new, |s| {
+            s.owners.iter().map(|o| ApiOwner::of(o)).collect()
+        }),
         owner_unknown_reason: s.and_then(|s| s.owner_unknown_reason.as_deref()),
         excluded: false,
         present: p.present,
         process_name: &p.process_name,
         exe_path: &p.exe_path,
-        last_check: p.last_check.map(unix),
+        last_check: p.last_check.map(f64::from),
         http_alive: p.http_alive,
         uptime_1h: row.uptime.0,
         uptime_24h: row.uptime.1,
@@ -174,7 +199,11 @@ pub fn ports(snapshot: &Snapshot, host: &str, query: &Query) -> Vec<u8> {
     let rows = view::rows(snapshot, query, now);
     let body = Ports {
         header: header(snapshot, host),
-        ports: rows.iter().map(|r| port(r, now, query.history)).collect(),
+        ports: rows
+            .iter()
+            .take(query.limit.unwrap_or(usize::MAX))
+            .map(|r| port(r, now, query.history))
+            .collect(),
     };
     serde_json::to_vec(&body).unwrap_or_default()
 }
@@ -199,11 +228,12 @@ struct Target<'a> {
     uptime_1h: Option<f64>,
     uptime_24h: Option<f64>,
     /// As a port's; `connect_seconds` is the whole check's time.
-    history: Option<Day>,
+    history: Option<DayJson>,
 }
 
 fn target<'a>(t: &'a TargetSeries, now: u32, with_history: bool) -> Target<'a> {
     let last = t.last.as_ref();
+    let d = t.history.day();
     Target {
         name: &t.job.target.name,
         target: &t.job.target.target,
@@ -215,9 +245,9 @@ fn target<'a>(t: &'a TargetSeries, now: u32, with_history: bool) -> Target<'a> {
         http_status: last.and_then(|l| l.http_status),
         tls_not_after: last.and_then(|l| l.tls).map(|d| d.not_after),
         last_check: t.last_check.map(unix),
-        uptime_1h: t.day.uptime(now, 60),
-        uptime_24h: t.day.uptime(now, history::MINUTES),
-        history: with_history.then(|| day(&t.day, now)),
+        uptime_1h: d.uptime(now, 60),
+        uptime_24h: d.uptime(now, history::MINUTES),
+        history: with_history.then(|| day(&d, now)),
     }
 }
 

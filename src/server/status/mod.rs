@@ -216,7 +216,7 @@ async fn badge(
     };
     let snapshot = status.shared.snapshot();
     let now = view::now_minute();
-    let word = |h: crate::health::Health, day: &crate::engine::history::History| {
+    let word = |h: crate::health::Health, day: &crate::engine::history::Day| {
         format!(
             "{h} · {}",
             view::percent(day.uptime(now, crate::engine::history::MINUTES))
@@ -231,7 +231,7 @@ async fn badge(
                     let h = view::target_health(t);
                     svg(
                         StatusCode::OK,
-                        badge::render(name, &word(h, &t.day), Some(h)),
+                        badge::render(name, &word(h, &t.history.day()), Some(h)),
                     )
                 }
                 None => svg(

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::view::{self, Query, Row, SortKey};
 use crate::engine::Snapshot;
-use crate::engine::history::{self, History};
+use crate::engine::history::{self, Day};
 use crate::health::Health;
 
 /// Text as HTML (in content and in quoted attributes).
@@ -89,7 +89,7 @@ const MIN_BAD: u32 = 15;
 
 /// A day as a bar of spans: grey where there is no data; hung and down
 /// spans drawn last, at least [`MIN_BAD`] minutes wide.
-pub fn bar(h: &History, now: u32) -> String {
+pub fn bar(h: &Day, now: u32) -> String {
     let first = now.saturating_sub(history::MINUTES - 1);
     let spans: Vec<history::Span> = h.spans(now).collect();
     let mut s = format!(
@@ -218,7 +218,9 @@ fn row(out: &mut String, r: &Row<'_>, now: u32) {
 }
 
 fn ports_table(out: &mut String, snapshot: &Snapshot, q: &Query, now: u32) {
-    let rows = view::rows(snapshot, q, now);
+    let mut rows = view::rows(snapshot, q, now);
+    let matching = rows.len();
+    rows.truncate(q.limit.unwrap_or(view::PAGE_ROWS));
     out.push_str("<div class=\"scroll\"><table id=\"ports\"><thead><tr>");
     for (key, title, class) in COLUMNS {
         if title.is_empty() {
@@ -284,6 +286,13 @@ fn ports_table(out: &mut String, snapshot: &Snapshot, q: &Query, now: u32) {
         rows.len(),
         snapshot.ports.len()
     );
+    if rows.len() < matching {
+        let _ = writeln!(
+            out,
+            "<p class=\"more\">The first {} of {matching} matching rows: narrow them with the filter, or ask for more with <code>?limit=</code>.</p>",
+            rows.len()
+        );
+    }
 }
 
 fn targets_table(out: &mut String, snapshot: &Snapshot, q: &Query, now: u32) {
@@ -295,6 +304,7 @@ fn targets_table(out: &mut String, snapshot: &Snapshot, q: &Query, now: u32) {
     for t in targets {
         let health = view::target_health(t);
         let last = t.last.as_ref();
+        let day = t.history.day();
         let text = format!(
             "{} {} {} {health}",
             t.job.target.name, t.job.target.target, t.job.module.name
@@ -311,9 +321,9 @@ fn targets_table(out: &mut String, snapshot: &Snapshot, q: &Query, now: u32) {
             health_badge(health),
             last.map(|l| view::duration(l.seconds)).unwrap_or_default(),
             last.and_then(|l| l.reason).map_or("", |r| r.as_str()),
-            bar(&t.day, now),
-            view::percent(t.day.uptime(now, 60)),
-            view::percent(t.day.uptime(now, history::MINUTES)),
+            bar(&day, now),
+            view::percent(day.uptime(now, 60)),
+            view::percent(day.uptime(now, history::MINUTES)),
             esc(&encode(&t.job.target.name)),
         );
     }
@@ -421,13 +431,13 @@ mod tests {
 
     #[test]
     fn a_minute_down_is_drawn_wide_enough_to_see_at_the_end_of_the_bar() {
-        let mut h = History::default();
+        let mut h = crate::engine::history::History::default();
         let now = 29_000_000;
         for m in now - 120..now {
             h.record(m, Health::Ok, Some(0.0001));
         }
         h.record(now, Health::Down, None);
-        let svg = bar(&h, now);
+        let svg = bar(&h.day(), now);
         // The ok span, then the down minute over it, 15 minutes wide and
         // ending at the bar's end.
         assert!(

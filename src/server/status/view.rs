@@ -95,7 +95,14 @@ pub struct Query {
     pub arrange: Arrange,
     /// Whether the API includes each row's history (default yes).
     pub history: bool,
+    /// The most rows to answer with (the page's default:
+    /// [`PAGE_ROWS`]; the API's: all).
+    pub limit: Option<usize>,
 }
+
+/// Rows the page shows unless asked for more: a host with thousands of
+/// ports is read through the filter.
+pub const PAGE_ROWS: usize = 1000;
 
 fn health_word(s: &str) -> Option<Health> {
     WORDS.into_iter().find(|h| h.as_str() == s)
@@ -170,6 +177,11 @@ impl Query {
                             return Err(BadQuery(format!("group={v:?}: expected netns or none")));
                         }
                     }
+                }
+                "limit" => {
+                    q.limit = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        BadQuery(format!("limit={v:?}: expected a number of rows, 1 or more"))
+                    })?);
                 }
                 "history" => {
                     q.history = match v {

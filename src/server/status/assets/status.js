@@ -18,21 +18,26 @@
   var typing = null;
   document.documentElement.classList.add('js');
 
-  function params(withWords) {
+  // What the page shows, as its query; `limit` kept from the address.
+  function params() {
     var p = new URLSearchParams();
     p.set('sort', sort.value);
     p.set('dir', dir.value);
     p.set('group', group.value);
     var words = input.value.trim();
-    if (withWords && words) {
+    if (words) {
       p.set('q', words);
+    }
+    var limit = new URLSearchParams(location.search).get('limit');
+    if (limit) {
+      p.set('limit', limit);
     }
     return p;
   }
 
   // The address bar keeps what one sees: a reload or a shared link shows it.
   function keepInUrl() {
-    history.replaceState(null, '', '?' + params(true).toString());
+    history.replaceState(null, '', '?' + params().toString());
   }
 
   function applyFilter() {
@@ -67,14 +72,15 @@
     updated.classList.toggle('stale', stale);
   }
 
-  // Fetches this page (every row: the filter is applied here) and swaps
-  // its live part; the form, and what is being typed in it, stays.
+  // Fetches this page, filtered as the box says, and swaps its live part;
+  // the form, and what is being typed in it, stays. Between refreshes the
+  // box narrows the rows already shown.
   function refresh() {
     if (busy || document.visibilityState === 'hidden') {
       return;
     }
     busy = true;
-    fetch('?' + params(false).toString(), {
+    fetch('?' + params().toString(), {
       headers: { Accept: 'text/html' },
       cache: 'no-store',
       credentials: 'same-origin',
@@ -112,7 +118,10 @@
   input.addEventListener('input', function () {
     applyFilter();
     clearTimeout(typing);
-    typing = setTimeout(keepInUrl, 300);
+    typing = setTimeout(function () {
+      keepInUrl();
+      refresh();
+    }, 300);
   });
   group.addEventListener('change', function () {
     keepInUrl();
@@ -133,9 +142,5 @@
   document.addEventListener('visibilitychange', refresh);
 
   applyFilter();
-  if (input.value.trim()) {
-    // The server filtered this first page: fetch every row once.
-    refresh();
-  }
   setInterval(refresh, REFRESH_MS);
 }());
