@@ -59,14 +59,15 @@ fn day(kind: &str) {
     }
     let per_record = started.elapsed().as_nanos() as f64 / records as f64;
     let grown = resident_bytes().saturating_sub(before);
-    let counted: usize = ports.iter().map(History::heap_bytes).sum();
+    let counted: usize = ports.iter().map(|h| h.day().heap_bytes()).sum();
     let now = START + MINUTES + 59;
     let started = Instant::now();
     let mut spans = 0usize;
     let mut up = 0.0;
     for h in &ports {
-        spans += h.spans(now).count();
-        up += h.uptime(now, 60).unwrap_or(0.0) + h.uptime(now, MINUTES).unwrap_or(0.0);
+        let day = h.day();
+        spans += day.spans(now).count();
+        up += day.uptime(now, 60).unwrap_or(0.0) + day.uptime(now, MINUTES).unwrap_or(0.0);
     }
     let per_port = started.elapsed().as_nanos() as f64 / PORTS as f64;
     println!(
