@@ -11,8 +11,6 @@
 //!   ([`ConnectHistory`]).
 //! - `ok`: none of these. A UDP port is `ok` while bound.
 
-use std::collections::VecDeque;
-
 use crate::model::Proto;
 
 /// Consecutive passes with a full accept queue that make a port hung: one
@@ -105,8 +103,26 @@ pub fn assess_unchecked(s: &Signals) -> Health {
 /// change becomes the new normal once it fills half the window.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectHistory {
-    samples: VecDeque<f32>,
+    /// The last [`ConnectHistory::WINDOW`] connect times as
+    /// [`time_class`]es, a ring: a port's window is 32 bytes inline, no
+    /// allocation (±4.5 % is plenty against a factor of 5).
+    samples: [u8; ConnectHistory::WINDOW],
+    len: u8,
+    next: u8,
     streak: u32,
+}
+
+/// A duration on a log scale in one byte: microseconds ≈ 2^(class/8), each
+/// class within ±4.5 % of the durations it stands for, from 1 µs to over an
+/// hour. 0 is kept for "none" by those who need it.
+pub fn time_class(seconds: f64) -> u8 {
+    let micros = (seconds * 1e6).max(1.0);
+    (micros.log2() * 8.0).round().clamp(1.0, 255.0) as u8
+}
+
+/// The duration a [`time_class`] stands for, in seconds.
+pub fn class_seconds(class: u8) -> f64 {
+    (f64::from(class) / 8.0).exp2() / 1e6
 }
 
 impl ConnectHistory {
@@ -120,19 +136,14 @@ impl ConnectHistory {
     /// slow now.
     pub fn record(&mut self, seconds: f64) -> bool {
         let off = self.median().is_some_and(|m| {
-            self.samples.len() >= Self::MIN_SAMPLES
+            usize::from(self.len) >= Self::MIN_SAMPLES
                 && seconds > m * Self::FACTOR
                 && seconds - m >= Self::MIN_EXCESS
         });
         self.streak = if off { self.streak + 1 } else { 0 };
-        if self.samples.len() == Self::WINDOW {
-            self.samples.pop_front();
-        }
-        // One allocation of the window's exact size per port, at its first
-        // check (microsecond precision is plenty for a connect time).
-        self.samples
-            .reserve_exact(Self::WINDOW - self.samples.len());
-        self.samples.push_back(seconds as f32);
+        self.samples[usize::from(self.next)] = time_class(seconds);
+        self.next = ((usize::from(self.next) + 1) % Self::WINDOW) as u8;
+        self.len = (usize::from(self.len) + 1).min(Self::WINDOW) as u8;
         self.is_slow()
     }
 
@@ -142,16 +153,20 @@ impl ConnectHistory {
 
     /// The median of the recent connect times.
     pub fn median(&self) -> Option<f64> {
-        if self.samples.is_empty() {
+        let n = usize::from(self.len);
+        if n == 0 {
             return None;
         }
-        let mut sorted: Vec<f64> = self.samples.iter().map(|&s| f64::from(s)).collect();
-        sorted.sort_by(f64::total_cmp);
-        let mid = sorted.len() / 2;
-        Some(if sorted.len().is_multiple_of(2) {
-            (sorted[mid - 1] + sorted[mid]) / 2.0
+        // The ring's first `len` slots hold the samples until it wraps,
+        // then all of them do.
+        let mut sorted = self.samples;
+        let sorted = &mut sorted[..n];
+        sorted.sort_unstable();
+        let mid = n / 2;
+        Some(if n.is_multiple_of(2) {
+            (class_seconds(sorted[mid - 1]) + class_seconds(sorted[mid])) / 2.0
         } else {
-            sorted[mid]
+            class_seconds(sorted[mid])
         })
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 use std::time::SystemTime;
 
-use crate::health::Health;
+use crate::health::{Health, class_seconds, time_class};
 
 /// Minutes kept: a day.
 pub const MINUTES: u32 = 24 * 60;
@@ -124,17 +124,6 @@ pub struct History {
     carry: u8,
 }
 
-fn class_of(micros: u32) -> u8 {
-    if micros == 0 {
-        return 1;
-    }
-    ((f64::from(micros).log2() * 8.0).round() as i64).clamp(1, 255) as u8
-}
-
-fn micros_of(class: u8) -> f64 {
-    (f64::from(class) / 8.0).exp2()
-}
-
 impl History {
     /// A history whose verdicts hold for `minutes` minutes without a new
     /// check (the checks' interval, rounded up; a minute more for jitter).
@@ -154,8 +143,6 @@ impl History {
     /// it connected. Minutes only move forward; a late one joins the
     /// current minute.
     pub fn record(&mut self, minute: u32, health: Health, connect_seconds: Option<f64>) {
-        let micros =
-            connect_seconds.map(|s| (s * 1e6).round().clamp(0.0, f64::from(u32::MAX)) as u32);
         let current = match &mut self.current {
             Some(m) if minute <= m.minute => {
                 m.worst = m.worst.max(rank(health));
@@ -184,8 +171,8 @@ impl History {
                 })
             }
         };
-        if let Some(us) = micros {
-            current.times[usize::from(current.seen) % SAMPLES] = class_of(us);
+        if let Some(seconds) = connect_seconds {
+            current.times[usize::from(current.seen) % SAMPLES] = time_class(seconds);
             current.seen = current.seen.saturating_add(1);
             if usize::from(current.seen) == 2 * SAMPLES {
                 // Keeps the index cycling without overflow.
@@ -294,7 +281,7 @@ impl Day {
                     start,
                     minutes: end - start,
                     worst,
-                    connect_seconds: (r.class > 0).then(|| micros_of(r.class) / 1e6),
+                    connect_seconds: (r.class > 0).then(|| class_seconds(r.class)),
                 })
             })
     }
@@ -469,7 +456,7 @@ mod tests {
     #[test]
     fn classes_keep_connect_times_within_five_percent() {
         for us in [1u32, 17, 250, 4_000, 1_000_000, 30_000_000] {
-            let back = micros_of(class_of(us));
+            let back = class_seconds(time_class(f64::from(us) / 1e6)) * 1e6;
             assert!(
                 (back - f64::from(us)).abs() <= f64::from(us) * 0.045 + 0.5,
                 "{us} → {back}"
