@@ -393,6 +393,14 @@ fn the_status_page_in_chromium_shows_health_live_filters_and_calls_nothing_else(
         "wider than a phone"
     );
     assert_eq!(browser.run(&is(hung, "hung")), json!(true));
+    // Port and health are on the screen without scrolling.
+    assert_eq!(
+        browser.run(
+            "return Array.from(document.querySelectorAll('#ports tr[data-key] td.c-health, #ports tr[data-key] td.c-port')).every(function (c) { var r = c.getBoundingClientRect(); return r.width > 0 && r.right <= window.innerWidth; });"
+        ),
+        json!(true),
+        "port or health off a phone's screen"
+    );
     browser.screenshot(&out_dir().join("status-phone.png"));
     drop(steady);
 }
