@@ -3,7 +3,52 @@
 //! day, for wikis and runbooks.
 
 use super::page::esc;
+use super::view;
+use crate::engine::Snapshot;
+use crate::engine::history::{Day, MINUTES};
 use crate::health::Health;
+use crate::model::{PortKey, Proto};
+
+/// The badge `/badge/<kind>/<file>` asks for: whether it names a port or
+/// target watched now, and its SVG (a grey one saying why, when not).
+/// `netns`: the port's namespace label.
+pub fn answer(snapshot: &Snapshot, kind: &str, file: &str, netns: &str) -> (bool, String) {
+    let Some(name) = file.strip_suffix(".svg") else {
+        return (false, render("badge", "ends in .svg", None));
+    };
+    let now = view::now_minute();
+    let word = |h: Health, day: &Day| format!("{h} · {}", view::percent(day.uptime(now, MINUTES)));
+    let proto = match kind {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        "target" => {
+            return match snapshot.targets.iter().find(|t| t.job.target.name == name) {
+                Some(t) => {
+                    let h = view::target_health(t);
+                    (true, render(name, &word(h, &t.history.day()), Some(h)))
+                }
+                None => (false, render(name, "no such target", None)),
+            };
+        }
+        _ => return (false, render(kind, "expected tcp, udp or target", None)),
+    };
+    let label = format!("{proto}/{name}");
+    let Ok(port) = name.parse::<u16>() else {
+        return (false, render(&label, "not a port number", None));
+    };
+    let key = PortKey {
+        proto,
+        port,
+        netns: netns.into(),
+    };
+    match snapshot.port(&key) {
+        Some(p) => (
+            true,
+            render(&label, &word(p.health, &p.day), Some(p.health)),
+        ),
+        None => (false, render(&label, "not watched", None)),
+    }
+}
 
 /// Rough width of `text` in Verdana 11 px (the badges' font), in pixels.
 fn width(text: &str) -> u32 {
@@ -19,7 +64,7 @@ fn width(text: &str) -> u32 {
 }
 
 /// The colour of a health word.
-pub fn colour(h: Option<Health>) -> &'static str {
+fn colour(h: Option<Health>) -> &'static str {
     match h {
         Some(Health::Ok) => "#2e8540",
         Some(Health::Slow) => "#b07d00",
@@ -30,7 +75,7 @@ pub fn colour(h: Option<Health>) -> &'static str {
 }
 
 /// A badge: `label` on grey, `message` on the health's colour.
-pub fn render(label: &str, message: &str, health: Option<Health>) -> String {
+fn render(label: &str, message: &str, health: Option<Health>) -> String {
     // Long names are cut: a badge stays small.
     let label: String = label.chars().take(40).collect();
     let (lw, mw) = (width(&label), width(message));

@@ -25,7 +25,6 @@ use axum::routing::get;
 use tokio::sync::Semaphore;
 
 use crate::engine::Shared;
-use crate::model::{PortKey, Proto};
 
 /// What the page allows itself: our own script, style, images and fetches,
 /// nothing inline, nothing from anywhere else.
@@ -207,71 +206,16 @@ async fn badge(
     Path((kind, file)): Path<(String, String)>,
     uri: Uri,
 ) -> Response {
-    let svg = |code, body: String| respond(code, "image/svg+xml", body);
-    let Some(name) = file.strip_suffix(".svg") else {
-        return svg(
-            StatusCode::NOT_FOUND,
-            badge::render("badge", "ends in .svg", None),
-        );
-    };
-    let snapshot = status.shared.snapshot();
-    let now = view::now_minute();
-    let word = |h: crate::health::Health, day: &crate::engine::history::Day| {
-        format!(
-            "{h} · {}",
-            view::percent(day.uptime(now, crate::engine::history::MINUTES))
-        )
-    };
-    let proto = match kind.as_str() {
-        "tcp" => Proto::Tcp,
-        "udp" => Proto::Udp,
-        "target" => {
-            return match snapshot.targets.iter().find(|t| t.job.target.name == name) {
-                Some(t) => {
-                    let h = view::target_health(t);
-                    svg(
-                        StatusCode::OK,
-                        badge::render(name, &word(h, &t.history.day()), Some(h)),
-                    )
-                }
-                None => svg(
-                    StatusCode::NOT_FOUND,
-                    badge::render(name, "no such target", None),
-                ),
-            };
-        }
-        _ => {
-            return svg(
-                StatusCode::NOT_FOUND,
-                badge::render(&kind, "expected tcp, udp or target", None),
-            );
-        }
-    };
-    let label = format!("{proto}/{name}");
-    let Ok(port) = name.parse::<u16>() else {
-        return svg(
-            StatusCode::NOT_FOUND,
-            badge::render(&label, "not a port number", None),
-        );
-    };
     let params = super::query_params(uri.query().unwrap_or(""));
     let netns = params
         .iter()
         .find(|(k, v)| k == "netns" && !v.is_empty())
         .map_or("host", |(_, v)| v.as_str());
-    let key = PortKey {
-        proto,
-        port,
-        netns: netns.into(),
+    let (found, svg) = badge::answer(&status.shared.snapshot(), &kind, &file, netns);
+    let code = if found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
     };
-    match snapshot.port(&key) {
-        Some(p) => svg(
-            StatusCode::OK,
-            badge::render(&label, &word(p.health, &p.day), Some(p.health)),
-        ),
-        None => svg(
-            StatusCode::NOT_FOUND,
-            badge::render(&label, "not watched", None),
-        ),
-    }
+    respond(code, "image/svg+xml", svg)
 }

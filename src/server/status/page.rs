@@ -305,11 +305,7 @@ fn targets_table(out: &mut String, snapshot: &Snapshot, q: &Query, now: u32) {
         let health = view::target_health(t);
         let last = t.last.as_ref();
         let day = t.history.day();
-        let text = format!(
-            "{} {} {} {health}",
-            t.job.target.name, t.job.target.target, t.job.module.name
-        )
-        .to_lowercase();
+        let text = view::target_text(t);
         let _ = writeln!(
             out,
             "<tr data-key=\"target/{}\" data-q=\"{}\" data-health=\"{health}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"c-bar\">{}</td><td>{} / {}</td><td><a class=\"badge-link\" href=\"badge/target/{}.svg\">svg</a></td></tr>",

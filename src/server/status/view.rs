@@ -401,17 +401,22 @@ pub fn targets<'a>(snapshot: &'a Snapshot, filter: &Filter) -> Vec<&'a TargetSer
         .iter()
         .filter(|t| filter.health.is_empty() || filter.health.contains(&target_health(t)))
         .filter(|t| {
-            let text = format!(
-                "{} {} {} {}",
-                t.job.target.name,
-                t.job.target.target,
-                t.job.module.name,
-                target_health(t)
-            )
-            .to_lowercase();
+            let text = target_text(t);
             filter.words.iter().all(|w| text.contains(w.as_str()))
         })
         .collect()
+}
+
+/// What the filter box searches in a target's row, lowercase.
+pub fn target_text(t: &TargetSeries) -> String {
+    format!(
+        "{} {} {} {}",
+        t.job.target.name,
+        t.job.target.target,
+        t.job.module.name,
+        target_health(t)
+    )
+    .to_lowercase()
 }
 
 /// A day's uptime of a history, as the page writes it.
