@@ -316,6 +316,22 @@ fn same_outcomes_as_node_exporter() {
     );
     let http = request(ours.port, &with(&plain, json!({})));
     assert_eq!(http["status"], 400, "{http}");
+    // The status page, its API and badges are behind the same TLS and auth.
+    for path in [
+        "/",
+        "/api/v1/ports",
+        "/badge/tcp/1.svg",
+        "/assets/status.js",
+    ] {
+        let mut wrong_here = with(&good_cert, wrong.clone());
+        wrong_here["path"] = json!(path);
+        assert_eq!(request(ours.port, &wrong_here)["status"], 401, "{path}");
+        let mut right_here = with(&good_cert, right.clone());
+        right_here["path"] = json!(path);
+        let answer = request(ours.port, &right_here);
+        let expected = if path.starts_with("/badge") { 404 } else { 200 };
+        assert_eq!(answer["status"], expected, "{path}: {answer}");
+    }
 }
 
 #[test]
