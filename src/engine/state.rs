@@ -861,6 +861,33 @@ mod tests {
     }
 
     #[test]
+    fn a_port_gone_at_a_pass_is_down_in_its_day_without_any_check() {
+        let mut st = state(Duration::from_secs(60));
+        st.apply_discovery(&discovery(vec![listener(8080, 20, "app")]), true);
+        st.apply(Msg::Tcp {
+            key: key(Proto::Tcp, 8080),
+            outcome: tcp(true, 0.0002, None),
+        });
+        let now = crate::engine::history::minute_of(SystemTime::now());
+        let last = |st: &State| {
+            st.snapshot(None).ports[0]
+                .day
+                .spans(now)
+                .last()
+                .map(|s| s.worst)
+        };
+        assert_eq!(last(&st), Some(Health::Ok));
+        // Gone at the next pass, no TCP check since: the pass says down.
+        st.apply_discovery(&discovery(vec![]), false);
+        assert_eq!(last(&st), Some(Health::Down));
+        let snap = st.snapshot(None);
+        assert!(!snap.ports[0].present);
+        // Its last socket and owner stay for the page.
+        assert_eq!(snap.ports[0].sockets.len(), 1);
+        assert_eq!(snap.ports[0].sockets[0].owner().map(|o| o.pid), Some(20));
+    }
+
+    #[test]
     fn a_new_owner_takes_over_and_is_asked_about_http_again() {
         let mut st = state(Duration::from_secs(60));
         st.apply_discovery(&discovery(vec![listener(6379, 30, "redis")]), true);
