@@ -127,8 +127,7 @@ impl Actions {
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Actions, String> {
-        let doc: FileDoc = serde_saphyr::from_str(text)
-            .map_err(|e| format!("{file}: {}", crate::error::one_line(&e.to_string())))?;
+        let doc: FileDoc = crate::error::parse_yaml(text, file)?;
         let mut names = HashSet::new();
         let mut actions = Vec::with_capacity(doc.actions.len());
         for (i, spanned) in doc.actions.into_iter().enumerate() {

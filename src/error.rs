@@ -72,4 +72,10 @@ pub fn one_line(message: &str) -> String {
     flat.trim_start_matches("error: ").to_string()
 }
 
+/// A YAML file's text as `T`; an error names `file` and says what is wrong
+/// on one line (`targets.yml: line 3 column 5: …`).
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, String> {
+    serde_saphyr::from_str(text).map_err(|e| format!("{file}: {}", one_line(&e.to_string())))
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

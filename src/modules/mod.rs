@@ -219,8 +219,7 @@ impl Modules {
     /// As [`Modules::load`], from text; relative certificate paths are
     /// taken from `dir`.
     pub fn parse(text: &str, file: &str, dir: &Path) -> Result<(Modules, Vec<String>), String> {
-        let doc: file::FileDoc = serde_saphyr::from_str(text)
-            .map_err(|e| format!("{file}: {}", crate::error::one_line(&e.to_string())))?;
+        let doc: file::FileDoc = crate::error::parse_yaml(text, file)?;
         let mut modules = Modules::builtin();
         let mut warnings = Vec::new();
         for (name, raw) in doc.modules {

@@ -242,8 +242,7 @@ const RESERVED: [&str; 5] = ["name", "target", "module", "reason", "class"];
 /// interval, labels}]`); `file` names it in errors. A missing `name` is
 /// the target itself. Modules are checked by the caller, who knows them.
 pub fn parse_file(text: &str, file: &str) -> Result<Vec<Target>, String> {
-    let doc: FileDoc = serde_saphyr::from_str(text)
-        .map_err(|e| format!("{file}: {}", crate::error::one_line(&e.to_string())))?;
+    let doc: FileDoc = crate::error::parse_yaml(text, file)?;
     let mut names = HashSet::new();
     let mut out = Vec::with_capacity(doc.targets.len());
     for (i, spanned) in doc.targets.into_iter().enumerate() {
