@@ -119,7 +119,8 @@ fn or_slash(v: &str) -> &str {
     if v.is_empty() { "/" } else { v }
 }
 
-fn unix_seconds(t: SystemTime) -> f64 {
+/// `t` as Unix seconds, as the expositions and the status API write it.
+pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -3,19 +3,15 @@
 //! socket) and, from the engine, its health, last check, connect time,
 //! uptime and last day (schema in the README).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
 use super::view::{self, Query, Row};
+use crate::collectors::unix_seconds as unix;
 use crate::engine::history::{self, Day};
 use crate::engine::{Snapshot, TargetSeries};
 use crate::model::{AcceptQueue, Family, Owner, Proto};
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// What is common to both answers.
 #[derive(Serialize)]

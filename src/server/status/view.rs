@@ -306,12 +306,9 @@ pub fn rows<'a>(snapshot: &'a Snapshot, query: &Query, now: u32) -> Vec<Row<'a>>
     let mut out = Vec::new();
     for p in snapshot.ports.iter().filter(|p| matches_series(f, p)) {
         let uptime = (p.day.uptime(now, 60), p.day.uptime(now, history::MINUTES));
-        let sockets: Vec<Option<&SocketInfo>> = if p.sockets.is_empty() {
-            vec![None]
-        } else {
-            p.sockets.iter().map(Some).collect()
-        };
-        for socket in sockets {
+        // Its sockets; the series alone when none is known.
+        let alone = p.sockets.is_empty().then_some(None);
+        for socket in p.sockets.iter().map(Some).chain(alone) {
             let row = Row {
                 port: p,
                 socket,
