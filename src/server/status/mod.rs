@@ -11,8 +11,8 @@
 
 mod api;
 mod badge;
-pub mod page;
-pub mod view;
+mod page;
+mod view;
 
 use std::sync::Arc;
 
