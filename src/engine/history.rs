@@ -12,9 +12,9 @@
 //! the recent end stays exact.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use smallvec::SmallVec;
-use std::time::SystemTime;
 
 use crate::health::{Health, class_seconds, time_class};
 
@@ -36,27 +36,26 @@ pub fn unix_seconds(at: SystemTime) -> u32 {
         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
-/// Health as a bucket holds it, worst last (so `max` is the worse):
-/// `unknown` is not knowing, and anything known in a minute outweighs it.
+/// Health as a bucket holds it, by rank (its index + 1; 0 is none), worst
+/// last so that `max` is the worse: `unknown` is not knowing, and anything
+/// known in a minute outweighs it.
+const BY_RANK: [Health; 5] = [
+    Health::Unknown,
+    Health::Ok,
+    Health::Slow,
+    Health::Hung,
+    Health::Down,
+];
+
 fn rank(h: Health) -> u8 {
-    match h {
-        Health::Unknown => 1,
-        Health::Ok => 2,
-        Health::Slow => 3,
-        Health::Hung => 4,
-        Health::Down => 5,
-    }
+    BY_RANK
+        .iter()
+        .position(|x| *x == h)
+        .map_or(0, |i| i as u8 + 1)
 }
 
 fn of_rank(r: u8) -> Option<Health> {
-    Some(match r {
-        1 => Health::Unknown,
-        2 => Health::Ok,
-        3 => Health::Slow,
-        4 => Health::Hung,
-        5 => Health::Down,
-        _ => return None,
-    })
+    BY_RANK.get(usize::from(r).checked_sub(1)?).copied()
 }
 
 /// Minutes in a row alike.
