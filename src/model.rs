@@ -60,6 +60,20 @@ pub struct AcceptQueue {
 }
 
 impl AcceptQueue {
+    /// Two queues read as one (the listeners of one port, or sockets a
+    /// reader sees as one): counts added, saturating; a backlog or drop
+    /// counter unknown for either is unknown.
+    pub fn plus(self, other: AcceptQueue) -> AcceptQueue {
+        AcceptQueue {
+            current: self.current.saturating_add(other.current),
+            max: self.max.zip(other.max).map(|(a, b)| a.saturating_add(b)),
+            drops: self
+                .drops
+                .zip(other.drops)
+                .map(|(a, b)| a.saturating_add(b)),
+        }
+    }
+
     /// Whether the queue holds as many connections as it may.
     pub fn is_full(&self) -> bool {
         self.max.is_some_and(|max| self.current >= max.max(1))

@@ -136,8 +136,8 @@ mod tests {
     use crate::discover::ListenCounters;
     use crate::encoder::Format;
     use crate::engine::{
-        BaselineView, ConnSummary, HttpClass, PortCheck, ProbeStats, ProcessSeries, QueueState,
-        SelfProcess, SocketInfo,
+        BaselineView, ConnSummary, HttpClass, PortCheck, ProbeStats, ProcessSeries, SelfProcess,
+        SocketInfo,
     };
     use crate::health::Health;
     use crate::model::{Family, PortKey, Proto};
@@ -233,7 +233,7 @@ mod tests {
             socket("0.0.0.0", Some(101), "www-data", ""),
             socket("::", Some(101), "www-data", ""),
         ]);
-        web.queue = Some(QueueState {
+        web.queue = Some(crate::model::AcceptQueue {
             current: 0,
             max: Some(511),
             drops: Some(0),
@@ -248,7 +248,7 @@ mod tests {
         hung.tcp = Some((false, 1.0));
         hung.health = Health::Hung;
         hung.sockets = Arc::from([socket("127.0.0.1", Some(202), "app", "")]);
-        hung.queue = Some(QueueState {
+        hung.queue = Some(crate::model::AcceptQueue {
             current: 129,
             max: Some(128),
             drops: Some(37),

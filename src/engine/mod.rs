@@ -35,7 +35,7 @@ use tokio::sync::{Semaphore, watch};
 pub use http_class::HttpClass;
 pub use snapshot::{
     BaselineView, ConnSummary, DURATION_BUCKETS, PortCheck, PortSeries, ProbeStats, ProcessSeries,
-    QueueState, RecoveryStats, SelfProcess, Shared, Snapshot, SocketInfo, Telemetry,
+    RecoveryStats, SelfProcess, Shared, Snapshot, SocketInfo, Telemetry,
 };
 pub use state::{Limits, Msg, State};
 pub use supervise::Ended;

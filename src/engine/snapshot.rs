@@ -18,7 +18,7 @@ use crate::collectors::Collectors;
 use crate::discover::ListenCounters;
 use crate::encoder::{Encoder, Format};
 use crate::health::Health;
-use crate::model::{AcceptQueue, Family, Owner, Owners, Port, PortKey, Socket};
+use crate::model::{AcceptQueue, Family, Owner, Owners, Port, PortKey};
 use crate::probe::Via;
 use crate::targets::files::InForce;
 
@@ -72,7 +72,8 @@ pub struct PortSeries {
     pub http_alive: Option<bool>,
     /// While it listens: its sockets; once gone: the last it had.
     pub sockets: Arc<[SocketInfo]>,
-    pub queue: Option<QueueState>,
+    /// Its listeners' accept queues, summed.
+    pub queue: Option<AcceptQueue>,
     /// Shared with the engine's state until the next pass.
     pub connections: Option<Arc<ConnSummary>>,
     pub health: Health,
@@ -117,38 +118,6 @@ pub struct ProcessSeries {
     /// The identity checked for liveness: a reused pid is not the owner.
     pub pid: u32,
     pub start_time: u64,
-}
-
-/// A port's accept queues, summed over its listeners (saturating: a
-/// socket's own counters are 32 bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueState {
-    pub current: u32,
-    pub max: Option<u32>,
-    /// The listeners' drop counters, summed (netlink only).
-    pub drops: Option<u32>,
-}
-
-impl QueueState {
-    pub fn of(sockets: &[&Socket]) -> Option<Self> {
-        let queues: Vec<_> = sockets.iter().filter_map(|s| s.accept_queue).collect();
-        if queues.is_empty() {
-            return None;
-        }
-        let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-        let sum = |f: fn(&crate::model::AcceptQueue) -> Option<u32>| {
-            queues
-                .iter()
-                .map(|q| f(q).map(u64::from))
-                .sum::<Option<u64>>()
-                .map(narrow)
-        };
-        Some(QueueState {
-            current: narrow(queues.iter().map(|q| u64::from(q.current)).sum()),
-            max: sum(|q| q.max),
-            drops: sum(|q| q.drops),
-        })
-    }
 }
 
 /// A port's connections: counts by state, distinct peers.
@@ -225,11 +194,7 @@ impl SocketInfo {
     /// reader sees one socket, with the queues of both.
     pub fn absorb(&mut self, other: &SocketInfo) {
         self.accept_queue = match (self.accept_queue, other.accept_queue) {
-            (Some(a), Some(b)) => Some(AcceptQueue {
-                current: a.current.saturating_add(b.current),
-                max: a.max.zip(b.max).map(|(x, y)| x.saturating_add(y)),
-                drops: a.drops.zip(b.drops).map(|(x, y)| x.saturating_add(y)),
-            }),
+            (Some(a), Some(b)) => Some(a.plus(b)),
             (a, b) => a.or(b),
         };
     }

@@ -12,15 +12,15 @@ use super::history::{self, History};
 use super::http_class::HttpClass;
 use super::snapshot::RecoveryStats;
 use super::snapshot::{
-    BaselineView, ConnSummary, PortCheck, PortSeries, ProbeStats, ProcessSeries, QueueState,
-    SelfProcess, Snapshot, SocketInfo, Telemetry,
+    BaselineView, ConnSummary, PortCheck, PortSeries, ProbeStats, ProcessSeries, SelfProcess,
+    Snapshot, SocketInfo, Telemetry,
 };
 use super::targets::ByList;
 use crate::baseline::Expected;
 use crate::collectors::Collectors;
 use crate::discover::{Discovery, ListenCounters, SocketSource};
 use crate::health::{self, ConnectHistory, Health};
-use crate::model::{PortKey, Proto};
+use crate::model::{AcceptQueue, PortKey, Proto};
 use crate::probe::http::HttpOutcome;
 use crate::probe::{self, tcp::TcpOutcome};
 use crate::targets::files::InForce;
@@ -112,7 +112,7 @@ struct PortState {
     /// The sockets behind the series, for `portwarden_port_info`.
     sockets: Arc<[SocketInfo]>,
     /// Accept queue over the port's listeners (summed), when known.
-    queue: Option<QueueState>,
+    queue: Option<AcceptQueue>,
     /// Consecutive passes with a full accept queue.
     queue_full_passes: u32,
     /// Connections of the port's listeners, when counted.
@@ -507,7 +507,10 @@ impl State {
                 }
                 same
             });
-            let queue = QueueState::of(&sockets);
+            let queue = sockets
+                .iter()
+                .filter_map(|s| s.accept_queue)
+                .reduce(AcceptQueue::plus);
             let queue_full = sockets
                 .iter()
                 .any(|s| s.accept_queue.is_some_and(|q| q.is_full()));
