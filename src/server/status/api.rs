@@ -163,7 +163,7 @@ fn port<'a>(row: &Row<'a>, now: u32, with_history: bool) -> Port<'a> {
         pod_uid: owner
             .and_then(|o| o.container.as_ref())
             .and_then(|c| c.pod_uid.as_deref()),
-        accept_queue: s.and_then(|s| s.accept_queue).filter(|_| p.present),
+        accept_queue: row.queue(),
         health: p.health.as_str(),
         connect_seconds: row.connect_seconds(),
         owners: s.map_or_else(Vec::new, |s| {

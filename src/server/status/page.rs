@@ -177,7 +177,7 @@ fn row(out: &mut String, r: &Row<'_>, now: u32) {
         None => esc(&p.process_name),
     };
     let connect = r.connect_seconds().map(view::duration).unwrap_or_default();
-    let queue = match r.queue() {
+    let queue = match r.queue().map(|q| (q.current, q.max)) {
         Some((current, Some(max))) => format!(
             "<meter min=\"0\" max=\"{m}\" low=\"{low}\" high=\"{high}\" optimum=\"0\" value=\"{current}\" title=\"{current} of {max} waiting to be accepted\"></meter> {current}/{max}",
             m = max.max(1),

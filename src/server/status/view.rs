@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use crate::engine::history;
 use crate::engine::{PortSeries, Snapshot, SocketInfo, TargetSeries};
 use crate::health::Health;
-use crate::model::{Family, Owner, Proto};
+use crate::model::{AcceptQueue, Family, Owner, Proto};
 
 /// The health words, worst first (the page's order of counts and sort).
 pub const WORDS: [Health; 5] = [
@@ -256,12 +256,11 @@ impl<'a> Row<'a> {
             .map(|(_, s)| s)
     }
 
-    /// The accept queue (current, max) of this socket.
-    pub fn queue(&self) -> Option<(u32, Option<u32>)> {
+    /// This socket's accept queue, while it listens.
+    pub fn queue(&self) -> Option<AcceptQueue> {
         self.socket
             .and_then(|s| s.accept_queue)
             .filter(|_| self.port.present)
-            .map(|q| (q.current, q.max))
     }
 
     /// What the filter box searches, lowercase.
@@ -343,7 +342,10 @@ fn by_key(a: &Row<'_>, b: &Row<'_>, key: SortKey) -> Ordering {
         SortKey::User => a.user().cmp(b.user()),
         SortKey::Health => severity(a.health()).cmp(&severity(b.health())),
         SortKey::Connect => float(a.connect_seconds(), b.connect_seconds()),
-        SortKey::Queue => a.queue().map(|q| q.0).cmp(&b.queue().map(|q| q.0)),
+        SortKey::Queue => a
+            .queue()
+            .map(|q| q.current)
+            .cmp(&b.queue().map(|q| q.current)),
         SortKey::Uptime => float(a.uptime.1, b.uptime.1),
     }
 }
