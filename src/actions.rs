@@ -69,6 +69,59 @@ impl Matcher {
     }
 }
 
+/// Where a command's program is looked for when it is named without a
+/// directory; commands run with this and no other environment.
+pub const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The file `program` runs: itself when it names a directory, else the
+/// first in [`COMMAND_PATH`]; `None` when there is none (it fails to
+/// start, which is counted).
+fn program_path(program: &str) -> Option<std::path::PathBuf> {
+    if program.contains('/') {
+        return Some(program.into());
+    }
+    COMMAND_PATH
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
+/// `path` and its directory are owned by root or by us and writable by no
+/// one else; else why not, naming the file.
+fn private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let check = |what: &Path, kind: &str| -> Result<(), String> {
+        let meta = std::fs::metadata(what).map_err(|e| format!("{}: {e}", what.display()))?;
+        let (uid, mode) = (meta.uid(), meta.mode());
+        if uid != 0 && uid != me {
+            return Err(format!(
+                "{} ({kind}) is owned by uid {uid}: it must be owned by root or by the exporter's user (uid {me}), as it makes this host run commands",
+                what.display()
+            ));
+        }
+        if mode & 0o022 != 0 {
+            return Err(format!(
+                "{} ({kind}) is writable by {} (mode {:o}): it must be writable by its owner alone, as it makes this host run commands (chmod go-w)",
+                what.display(),
+                if mode & 0o002 != 0 {
+                    "anyone"
+                } else {
+                    "its group"
+                },
+                mode & 0o7777
+            ));
+        }
+        Ok(())
+    };
+    check(path, "the file")?;
+    let full = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    match full.parent() {
+        Some(dir) => check(dir, "its directory"),
+        None => Ok(()),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileDoc {
@@ -120,10 +173,22 @@ struct RawEscalate {
 impl Actions {
     /// Reads and checks the file; errors name the file, the line and the
     /// key.
+    /// A file that makes this host run commands must be private: it, the
+    /// programs it names and their directories owned by root or by us, and
+    /// writable by no one else (sshd's StrictModes) — else anyone who can
+    /// write one of them runs commands as this exporter (root, often).
     pub fn load(path: &Path) -> Result<Actions, String> {
         let file = path.display().to_string();
+        private(path)?;
         let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: {e}"))?;
-        Actions::parse(&text, &file)
+        let actions = Actions::parse(&text, &file)?;
+        for action in &actions.actions {
+            if let Some(program) = program_path(&action.run[0]) {
+                private(&program)
+                    .map_err(|e| format!("{file}: action '{}' runs {e}", action.name))?;
+            }
+        }
+        Ok(actions)
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Actions, String> {

@@ -433,18 +433,68 @@ pub struct ServeArgs {
     )]
     pub web_config_file: Option<PathBuf>,
 
-    /// Serve `/probe` (blackbox_exporter's multi-target endpoint). Anyone
-    /// who may request it can make this host connect where it can: keep it
-    /// behind --web.config.file's auth, or switch it off.
+    /// Serve `/probe` (blackbox_exporter's multi-target endpoint). Off
+    /// unless asked for: anyone who may request it can make this host
+    /// connect where it can, so keep it behind --web.config.file's auth and
+    /// narrow it with --web.probe-allow.
     #[arg(
         long = "web.probe",
         env = "PORTWARDEN_WEB_PROBE",
         value_name = "BOOL",
-        default_value = "true",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
         action = ArgAction::Set,
         value_parser = parse_go_bool
     )]
     pub web_probe: bool,
+
+    /// `/probe` checks in flight at once, a budget of their own (the
+    /// host's checks never wait for them); one more is answered 503 at once.
+    #[arg(
+        long = "web.probe-concurrency",
+        env = "PORTWARDEN_WEB_PROBE_CONCURRENCY",
+        value_name = "N",
+        default_value = "16",
+        value_parser = parse_count::<1>
+    )]
+    pub web_probe_concurrency: usize,
+
+    /// The longest a `/probe` check may take, whatever the scrape's timeout
+    /// header asks (a module's own timeout is kept when shorter).
+    #[arg(
+        long = "web.probe-max-timeout",
+        env = "PORTWARDEN_WEB_PROBE_MAX_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_interval
+    )]
+    pub web_probe_max_timeout: Duration,
+
+    /// Where `/probe` may connect: host names (as written in targets) and
+    /// CIDRs, comma-separated, checked at every hop. Empty: anywhere not
+    /// denied by --probe.deny.
+    #[arg(
+        long = "web.probe-allow",
+        env = "PORTWARDEN_WEB_PROBE_ALLOW",
+        value_name = "HOSTS,CIDRS",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = crate::probe::check::Allow::parse
+    )]
+    pub web_probe_allow: crate::probe::check::Allow,
+
+    /// Networks never connected to by `/probe`, nor by any check after a
+    /// redirect (CIDRs, comma-separated; empty: none). Every address a name
+    /// resolves to is checked.
+    #[arg(
+        long = "probe.deny",
+        env = "PORTWARDEN_PROBE_DENY",
+        value_name = "CIDRS",
+        default_value = crate::probe::check::Destinations::LINK_LOCAL,
+        value_parser = crate::cidr::parse_list
+    )]
+    pub probe_deny: crate::cidr::Networks,
 
     /// Serve the status page (`/`), its API (`/api/v1/…`) and badges
     /// (`/badge/…`): every port, its owner and its last day, to whoever may
@@ -553,6 +603,10 @@ pub struct Settings {
     pub max_requests: usize,
     pub web_config_file: Option<PathBuf>,
     pub web_probe: bool,
+    pub web_probe_concurrency: usize,
+    pub web_probe_max_timeout: Duration,
+    pub web_probe_allow: crate::probe::check::Allow,
+    pub probe_deny: Vec<crate::cidr::Cidr>,
     pub web_status_page: bool,
     pub request_timeout: Duration,
     pub collectors: Collectors,
@@ -591,6 +645,10 @@ impl Settings {
             max_requests: args.max_requests,
             web_config_file: args.web_config_file.clone(),
             web_probe: args.web_probe,
+            web_probe_concurrency: args.web_probe_concurrency,
+            web_probe_max_timeout: args.web_probe_max_timeout,
+            web_probe_allow: args.web_probe_allow.clone(),
+            probe_deny: args.probe_deny.0.clone(),
             web_status_page: args.web_status_page,
             request_timeout: args.request_timeout,
             collectors: args.collectors.collectors(),
@@ -778,6 +836,16 @@ pub struct CheckArgs {
     /// Checks at once, at most.
     #[arg(long, value_name = "N", default_value = "64", value_parser = parse_count::<1>)]
     pub concurrency: usize,
+    /// Networks no check connects to after a redirect (CIDRs,
+    /// comma-separated; empty: none).
+    #[arg(
+        long = "probe.deny",
+        env = "PORTWARDEN_PROBE_DENY",
+        value_name = "CIDRS",
+        default_value = crate::probe::check::Destinations::LINK_LOCAL,
+        value_parser = crate::cidr::parse_list
+    )]
+    pub probe_deny: crate::cidr::Networks,
     /// Print a JSON array instead of lines.
     #[arg(long)]
     pub json: bool,

@@ -27,9 +27,11 @@
 pub mod actions;
 pub mod alloc;
 pub mod baseline;
+pub mod cidr;
 pub mod cli;
 pub mod collectors;
 pub mod config;
+pub mod counters;
 pub mod discover;
 pub mod encoder;
 pub mod engine;

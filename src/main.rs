@@ -146,10 +146,16 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         connections: settings.collectors.load,
     })?;
     init_logging(&settings.log_level);
-    // Checks in flight never take more descriptors than are left.
+    // Checks in flight never take more descriptors than are left once
+    // `/probe`'s (one connection each) are set aside.
+    let probes = if settings.web_probe {
+        settings.web_probe_concurrency
+    } else {
+        0
+    };
     let budget = portwarden::fds::check_budget(
         fd_limit,
-        portwarden::fds::open_now(std::path::Path::new("/proc")),
+        portwarden::fds::open_now(std::path::Path::new("/proc")) + probes,
         settings.max_parallel_ip_checks,
     );
     if budget < settings.probe_concurrency {
@@ -181,6 +187,8 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     )?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Encoding and name lookups; the unit's TasksMax counts on it.
+        .max_blocking_threads(16)
         .thread_name("portwarden")
         .enable_all()
         .build()?;
@@ -188,7 +196,15 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         let listener = portwarden::server::bind(settings.listen_address).await?;
         let path = settings.telemetry_path.clone();
         let max_requests = settings.max_requests;
-        let web_probe = settings.web_probe;
+        let probe_limits = settings.web_probe.then(|| portwarden::server::ProbeLimits {
+            concurrency: settings.web_probe_concurrency,
+            max_timeout: settings.web_probe_max_timeout,
+            destinations: portwarden::probe::check::Destinations {
+                deny: settings.probe_deny.clone(),
+                deny_first: true,
+                allow: settings.web_probe_allow.clone(),
+            },
+        });
         let status_page = settings.web_status_page;
         let request_timeout = settings.request_timeout;
         tracing::info!(
@@ -220,7 +236,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         let serving = portwarden::server::listen::Serving {
             router: portwarden::server::app(
                 engine.shared.clone(),
-                web_probe.then(|| engine.slots.clone()),
+                probe_limits,
                 &path,
                 max_requests,
                 status_page,

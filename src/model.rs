@@ -228,6 +228,8 @@ pub struct ScanStats {
     pub netns_denied: u64,
     /// Owners whose cgroup looked like a container's with no readable id.
     pub container_unrecognized: u64,
+    /// Threads the OS refused us: the pass ran on fewer.
+    pub threads_refused: u64,
 }
 
 impl ScanStats {
@@ -241,5 +243,6 @@ impl ScanStats {
         self.setns_denied += other.setns_denied;
         self.netns_denied += other.netns_denied;
         self.container_unrecognized += other.container_unrecognized;
+        self.threads_refused += other.threads_refused;
     }
 }

@@ -85,7 +85,10 @@ fn prometheus_probes_through_portwarden_as_through_blackbox() {
     let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let open = open.local_addr().expect("addr").to_string();
     let closed = format!("127.0.0.1:{}", free_port());
-    let exporter = Exporter::start(&[("ENABLE_HTTP_DETECTION", "false")]);
+    let exporter = Exporter::start(&[
+        ("ENABLE_HTTP_DETECTION", "false"),
+        ("PORTWARDEN_WEB_PROBE", "true"),
+    ]);
     // blackbox_exporter's README, with its address replaced.
     let (_prometheus, prom, _dir) = start_prometheus(&format!(
         r#"global:

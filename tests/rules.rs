@@ -293,6 +293,7 @@ fn every_metric_the_rules_and_the_dashboard_name_is_exported() {
         ("PORTWARDEN_TARGETS_FILE", targets.to_str().expect("utf-8")),
         ("PORTWARDEN_BASELINE_LEARN", "1s"),
         ("PORT_HTTP_STATUS_INTERVAL", "500ms"),
+        ("PORTWARDEN_WEB_PROBE", "true"),
     ]);
     let text = exporter.wait_for(30, "a learned port, an HTTP port and a target", |t| {
         t.contains("portwarden_expected_port_up{")

@@ -816,7 +816,12 @@ fn probe_agrees_with_blackbox_exporter() {
             .expect("start blackbox_exporter"),
     );
     let mut cmd = lab.command(bin());
-    cmd.args(["serve", "--modules.file", modules.to_str().expect("utf-8")]);
+    cmd.args([
+        "serve",
+        "--web.probe",
+        "--modules.file",
+        modules.to_str().expect("utf-8"),
+    ]);
     let ours = Exporter::start_cmd_in(cmd, &lab.ns.0, &[]);
     let deadline = Instant::now() + Duration::from_secs(15);
     while in_netns(&lab.ns.0, || http_get(bb_addr, "/-/healthy", &[])).is_err() {
@@ -1068,26 +1073,34 @@ fn the_built_in_modules_try_every_address_of_a_name() {
 }
 
 #[test]
-fn probe_can_be_switched_off() {
+fn probe_is_off_unless_asked_for() {
     let _one_at_a_time = serial();
     let open = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let path = format!(
         "/probe?module=tcp_connect&target=127.0.0.1:{}",
         open.local_addr().expect("addr").port()
     );
-    let on = Exporter::start(&[("ENABLE_HTTP_DETECTION", "false")]);
+    let on = Exporter::start(&[
+        ("ENABLE_HTTP_DETECTION", "false"),
+        ("PORTWARDEN_WEB_PROBE", "true"),
+    ]);
     let (head, body) = on.get(&path).expect("probe");
     assert!(head.contains(" 200 "), "{head}");
     assert!(String::from_utf8_lossy(&body).contains("probe_success 1"));
     let (_, page) = on.get("/").expect("status page");
     assert!(String::from_utf8_lossy(&page).contains("/probe?target="));
     drop(on);
+    // The default: no /probe, and the page does not name it.
+    let off = Exporter::start(&[("ENABLE_HTTP_DETECTION", "false")]);
+    let (head, _) = off.get(&path).expect("probe");
+    assert!(head.contains(" 404 "), "{head}");
+    let (_, page) = off.get("/").expect("status page");
+    assert!(!String::from_utf8_lossy(&page).contains("/probe"));
+    drop(off);
     let off = Exporter::start(&[
         ("ENABLE_HTTP_DETECTION", "false"),
         ("PORTWARDEN_WEB_PROBE", "false"),
     ]);
     let (head, _) = off.get(&path).expect("probe");
     assert!(head.contains(" 404 "), "{head}");
-    let (_, page) = off.get("/").expect("status page");
-    assert!(!String::from_utf8_lossy(&page).contains("/probe"));
 }

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::config::CheckArgs;
 use crate::error::Error;
 use crate::modules::Modules;
-use crate::probe::check::{self, Report};
+use crate::probe::check::{self, Destinations, Report};
 use crate::targets::{self, Job};
 
 /// Runs the checks and prints them; true when all passed. Bad input is an
@@ -25,7 +25,15 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<bool, Error> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let reports = runtime.block_on(check_all(&jobs, args.timeout, args.concurrency));
+    let reports = runtime.block_on(check_all(
+        &jobs,
+        args.timeout,
+        args.concurrency,
+        &Destinations {
+            deny: args.probe_deny.0.clone(),
+            ..Destinations::default()
+        },
+    ));
     if args.json {
         let rows: Vec<Row> = jobs.iter().zip(&reports).map(|(j, r)| row(j, r)).collect();
         serde_json::to_writer_pretty(&mut *out, &rows).map_err(std::io::Error::from)?;
@@ -84,7 +92,13 @@ fn jobs(args: &CheckArgs) -> Result<Vec<Job>, Error> {
 /// Checks every job, at most `concurrency` at once; reports in the jobs'
 /// order. A check is started only once it has a slot: no more than
 /// `concurrency` checks exist at a time, however long the list.
-pub async fn check_all(jobs: &[Job], timeout: Duration, concurrency: usize) -> Vec<Report> {
+pub async fn check_all(
+    jobs: &[Job],
+    timeout: Duration,
+    concurrency: usize,
+    dest: &Destinations,
+) -> Vec<Report> {
+    let dest = Arc::new(dest.clone());
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut running = JoinSet::new();
     let mut reports: Vec<Option<Report>> = vec![None; jobs.len()];
@@ -99,9 +113,10 @@ pub async fn check_all(jobs: &[Job], timeout: Duration, concurrency: usize) -> V
         };
         let (endpoint, module) = (job.endpoint.clone(), job.module.clone());
         let timeout = module.timeout.map_or(timeout, |t| t.min(timeout));
+        let dest = Arc::clone(&dest);
         running.spawn(async move {
             let _slot = slot;
-            (i, check::run(&endpoint, &module, timeout).await)
+            (i, check::run(&endpoint, &module, timeout, &dest).await)
         });
         while let Some(done) = running.try_join_next() {
             collect(done);

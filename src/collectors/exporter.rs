@@ -171,4 +171,20 @@ fn process(s: &Snapshot, enc: &mut Encoder) {
     ] {
         enc.family(name, help, Kind::Gauge).sample(&[], v);
     }
+    enc.family(
+        "portwarden_http_handler_panics",
+        "Requests whose handler panicked (a bug of ours), answered 500.",
+        Kind::Counter,
+    )
+    .sample(&[], p.server.handler_panics as f64);
+    enc.by_label(
+        "portwarden_http_requests_refused",
+        "Requests answered 503 at once because their budget was spent: scrapes (--web.max-requests), probes (--web.probe-concurrency), renders (the status page, API and badges).",
+        Kind::Counter,
+        "budget",
+        crate::counters::Refused::ALL
+            .iter()
+            .zip(p.server.refused)
+            .map(|(r, n)| (r.as_str(), n as f64)),
+    );
 }

@@ -342,10 +342,113 @@ mod tests {
                 open_fds: 17.0,
                 max_fds: 65_536.0,
                 start_time_seconds: 1_764_450_000.0,
+                server: crate::counters::Counts {
+                    handler_panics: 1,
+                    refused: [0, 7, 2],
+                },
             }),
             max_ports: 20_000,
             history_bytes: 4_096,
             over_limit: 0,
+        };
+        // Checking by list: a target that passed with TLS dates, one that
+        // failed, a UDP one that answered, one not checked yet; a reload
+        // that failed.
+        let modules = crate::modules::Modules::builtin();
+        let list = crate::targets::from_args(&[
+            "https://web.test/health".to_string(),
+            "127.0.0.1:5432".to_string(),
+            "udp://127.0.0.1:53".to_string(),
+            "127.0.0.1:6379".to_string(),
+        ])
+        .expect("targets");
+        let jobs: Vec<Arc<crate::targets::Job>> = crate::targets::bind(list, &modules, "golden")
+            .expect("bind")
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        s.by_list.from_files = true;
+        let mut failures = [0u64; crate::probe::check::Reason::ALL.len()];
+        failures[0] = 3;
+        let last = |success, reason, http_status, tls| crate::engine::TargetLast {
+            success,
+            seconds: 0.031,
+            reason,
+            tls,
+            udp_class: None,
+            http_status,
+        };
+        s.targets = vec![
+            crate::engine::TargetSeries {
+                job: Arc::clone(&jobs[0]),
+                last: Some(last(
+                    true,
+                    None,
+                    Some(200),
+                    Some(crate::probe::tls::CertDates {
+                        not_before: 1_760_000_000,
+                        not_after: 1_790_000_000,
+                    }),
+                )),
+                failures: [0; crate::probe::check::Reason::ALL.len()],
+                errors: 0,
+                last_check: Some(at(1_764_460_801)),
+                history: Default::default(),
+            },
+            crate::engine::TargetSeries {
+                job: Arc::clone(&jobs[1]),
+                last: Some(last(
+                    false,
+                    Some(crate::probe::check::Reason::Refused),
+                    None,
+                    None,
+                )),
+                failures,
+                errors: 1,
+                last_check: Some(at(1_764_460_802)),
+                history: Default::default(),
+            },
+            crate::engine::TargetSeries {
+                job: Arc::clone(&jobs[2]),
+                last: Some(crate::engine::TargetLast {
+                    udp_class: Some("open"),
+                    ..last(true, None, None, None)
+                }),
+                failures: [0; crate::probe::check::Reason::ALL.len()],
+                errors: 0,
+                last_check: Some(at(1_764_460_803)),
+                history: Default::default(),
+            },
+            crate::engine::TargetSeries {
+                job: Arc::clone(&jobs[3]),
+                last: None,
+                failures: [0; crate::probe::check::Reason::ALL.len()],
+                errors: 0,
+                last_check: None,
+                history: Default::default(),
+            },
+        ];
+        s.reloads = crate::engine::Reloads {
+            failures: 1,
+            last_ok: true,
+        };
+        // Recovery: an action that has tried, one that has not.
+        let mut restart = crate::engine::RecoveryStats::default();
+        restart.attempts.insert("success", 2);
+        restart.attempts.insert("timeout", 1);
+        restart.escalations = 1;
+        restart.last_attempt = Some(at(1_764_460_700));
+        s.recovery = Some(
+            [
+                (Arc::from("restart-nginx"), restart),
+                (Arc::from("restart-postgres"), Default::default()),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        s.actions_reloads = crate::engine::Reloads {
+            failures: 2,
+            last_ok: false,
         };
         s
     }

@@ -70,7 +70,7 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
     {
         let mut f = enc.family(
             "portwarden_target_failures",
-            "Failed checks of each target, by reason: refused, timeout, unreachable, dns, tls, http_status, no_match, closed.",
+            "Failed checks of each target, by reason: refused, timeout, unreachable, dns, tls, http_status, no_match, closed, denied (every address of a hop in --probe.deny).",
             Kind::Counter,
         );
         for t in &s.targets {

@@ -52,35 +52,57 @@ pub(super) fn list_alongside(
     listed: impl FnOnce(&Listing) + Send,
     work: impl Fn() + Sync,
 ) -> Listing {
-    let counting = Counting::default();
+    let counted = Counting::default();
+    let (work, counting) = (&work, &counted);
+    let lister = move || {
+        let mut published = Publish(counting);
+        let mut listing = list_sockets(proc, connections);
+        listed(&listing);
+        if let Ok(list) = listing.as_mut() {
+            published.jobs(list, threads);
+        }
+        drop(published);
+        counting.run();
+        work();
+        listing
+    };
+    // The lister on a thread of its own; when the OS refuses one, the
+    // listing comes first on this thread, then its share of the work.
+    let lister = std::sync::Mutex::new(Some(lister));
+    let run_lister = || {
+        let f = lister.lock().unwrap_or_else(|e| e.into_inner()).take();
+        f.map(|f| f())
+    };
+    let run_lister = &run_lister;
     let mut listing = std::thread::scope(|s| {
-        let (work, counting) = (&work, &counting);
-        let lister = s.spawn(move || {
-            let mut published = Publish(counting);
-            let mut listing = list_sockets(proc, connections);
-            listed(&listing);
-            if let Ok(list) = listing.as_mut() {
-                published.jobs(list, threads);
-            }
-            drop(published);
-            counting.run();
-            work();
-            listing
-        });
+        let spawned = threads::spawn(s, run_lister);
+        let inline = if spawned.is_none() {
+            run_lister()
+        } else {
+            None
+        };
         for _ in 2..threads {
-            s.spawn(move || {
+            let worker = threads::spawn(s, move || {
                 work();
                 counting.run();
             });
+            if worker.is_none() {
+                break;
+            }
         }
         work();
         counting.run();
-        lister
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        let listed = match spawned {
+            Some(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => inline,
+        };
+        // One of the two ran the lister; were it neither, list anyway.
+        listed.unwrap_or_else(|| list_sockets(proc, connections))
     });
     if let Ok(list) = listing.as_mut() {
-        counting.apply(list);
+        counted.apply(list);
     }
     listing
 }
@@ -273,7 +295,7 @@ pub(super) fn list_entered(
         }
     };
     let entered = std::thread::scope(|s| {
-        s.spawn(|| {
+        threads::spawn(s, || {
             // The thread is ours alone and ends here: entering another
             // namespace changes nothing for the rest of the program.
             rustix::thread::move_into_link_name_space(
@@ -282,15 +304,18 @@ pub(super) fn list_entered(
             )
             .map(|()| list_here(proc, ns, connections))
         })
-        .join()
+        .map(|h| h.join())
     });
     match entered {
-        Ok(Ok(listed)) => listed,
-        Ok(Err(_setns)) => {
+        Some(Ok(Ok(listed))) => listed,
+        Some(Ok(Err(_setns))) => {
             stats.setns_denied += 1;
             list_from_proc(proc, ns)
         }
-        Err(panic) => std::panic::resume_unwind(panic),
+        // No thread to enter it with (counted as refused): from its
+        // processes' /proc/net files, as when entering is denied.
+        None => list_from_proc(proc, ns),
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
     }
 }
 

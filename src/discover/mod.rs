@@ -13,6 +13,7 @@ pub mod netns;
 pub mod owners;
 pub mod procfs;
 pub mod sockets;
+pub mod threads;
 pub mod users;
 
 use ids::IdSet;
@@ -123,7 +124,7 @@ impl Discoverer {
     pub fn new(options: Options) -> Result<Self, Error> {
         let proc = ProcRoot::open(&options.proc_root)?;
         let threads = match options.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => threads::default_count(),
             n => n,
         };
         Ok(Discoverer {
@@ -229,6 +230,7 @@ impl Discoverer {
         } = listing;
         stats.add(&listed);
         let ports = self.ports(sockets, &stats);
+        stats.threads_refused = threads::take_refused();
         stats.container_unrecognized = count_unrecognized_cgroups(&ports);
         Ok(Discovery {
             ports,
@@ -256,25 +258,14 @@ impl Discoverer {
             rest = tail;
         }
         parts.push(rest);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = parts
-                .into_iter()
-                .map(|part| {
-                    s.spawn(move || {
-                        part.into_iter()
-                            .map(|sk| self.port(sk, stats))
-                            .collect::<Vec<Port>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+        threads::run_all(parts, |part| {
+            part.into_iter()
+                .map(|sk| self.port(sk, stats))
+                .collect::<Vec<Port>>()
         })
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     fn port(&self, listed: Listed, stats: &ScanStats) -> Port {

@@ -45,15 +45,12 @@ use self::discovery::Wake;
 use self::supervise::Supervisor;
 use crate::config::Settings;
 use crate::discover::Discoverer;
-use crate::encoder::Format;
+use crate::probe::check::Destinations;
 use crate::targets::files::{Files, InForce};
 
 /// The running engine: its shared view, its watched threads and tasks.
 pub struct Engine {
     pub shared: Arc<Shared>,
-    /// The cap on checks in flight, shared by every check of the process
-    /// (the rounds, the targets, `/probe`).
-    pub slots: Arc<Semaphore>,
     supervisor: Supervisor,
     wake: Arc<Wake>,
     owner: mpsc::Sender<Msg>,
@@ -113,7 +110,16 @@ impl Engine {
                 discovery::run(&settings, discoverer, &shared, &owner, &wake);
             })?
         });
+        // The cap on checks in flight, shared by the host's own checks (the
+        // rounds, the targets); `/probe` has a budget of its own.
         let global = Arc::new(Semaphore::new(settings.probe_concurrency));
+        // A target an operator wrote is connected to as written; a redirect
+        // is checked against the deny list.
+        let destinations = Arc::new(Destinations {
+            deny: settings.probe_deny.clone(),
+            ..Destinations::default()
+        });
+        shared.watch_rounds("tcp", settings.status_interval);
         supervisor.task(
             "TCP rounds",
             rounds::run(
@@ -125,6 +131,7 @@ impl Engine {
             ),
         );
         if settings.http_detection {
+            shared.watch_rounds("http", settings.http_status_interval);
             supervisor.task(
                 "HTTP rounds",
                 rounds::run(
@@ -136,6 +143,7 @@ impl Engine {
                 ),
             );
         }
+        shared.watch_scheduler(target_checks::NAME, settings.targets_interval);
         supervisor.task(
             "target checks",
             target_checks::run(
@@ -144,6 +152,7 @@ impl Engine {
                 global.clone(),
                 settings.targets_interval,
                 settings.targets_timeout,
+                destinations.clone(),
             ),
         );
         let files = Files::of(&settings);
@@ -171,9 +180,16 @@ impl Engine {
                             crate::actions::Actions::load,
                         )
                     },
-                    move |loaded| {
-                        if let Ok(new) = loaded {
-                            let _ = reloaded.send(new);
+                    {
+                        let owner = owner.clone();
+                        move |loaded| match loaded {
+                            Ok(new) => {
+                                let _ = reloaded.send(new);
+                            }
+                            // Kept out (what is in force stays), counted.
+                            Err(_) => {
+                                let _ = owner.send(Msg::ActionsReloadFailed);
+                            }
                         }
                     },
                 ),
@@ -186,12 +202,12 @@ impl Engine {
                     reloads,
                     actions,
                     settings.actions_dry_run,
+                    destinations,
                 ),
             );
         }
         supervisor.task("encoder", encode_and_publish(to_encode, shared.clone()));
         Ok(Engine {
-            slots: global,
             shared,
             supervisor,
             wake,
@@ -261,18 +277,21 @@ fn own(
     }
 }
 
-/// Encodes each new snapshot as Prometheus asks by default (OpenMetrics,
-/// gzip), then publishes it: a scrape always finds that body ready, and the
-/// encoding holds no lock and keeps the owner waiting for nothing. Other
-/// variants are encoded at their first request. Only the latest snapshot
-/// is encoded when several came while one was.
+/// Encodes each new snapshot in every variant scrapers have asked for
+/// (OpenMetrics with gzip, as Prometheus asks by default, from the start),
+/// then publishes it: a scrape finds its body ready, and the encoding holds
+/// no lock, runs on no async worker, and keeps the owner waiting for
+/// nothing. Only the latest snapshot is encoded when several came while
+/// one was.
 async fn encode_and_publish(mut made: watch::Receiver<Arc<Snapshot>>, shared: Arc<Shared>) {
     while made.changed().await.is_ok() {
         let snapshot = Arc::clone(&made.borrow_and_update());
         let shared = shared.clone();
         let done = tokio::task::spawn_blocking(move || {
             supervise::fault("encoder");
-            drop(snapshot.body(Format::OpenMetrics, true));
+            for (format, gzip) in shared.wanted() {
+                drop(snapshot.body(format, gzip));
+            }
             shared.publish(snapshot);
         });
         if let Err(e) = done.await

@@ -137,6 +137,7 @@ pub async fn run(
     mut reloaded: tokio::sync::mpsc::UnboundedReceiver<Actions>,
     loaded: Actions,
     dry_run: bool,
+    destinations: Arc<crate::probe::check::Destinations>,
 ) {
     let mut updates = shared.subscribe();
     let mut slots: Vec<Slot> = loaded.actions.into_iter().map(Slot::new).collect();
@@ -201,7 +202,7 @@ pub async fn run(
                             }
                             if let Some(hook) = webhook.clone() {
                                 let attempts = slot.attempts.len();
-                                escalations.spawn(escalate(hook, action, attempts, ports));
+                                escalations.spawn(escalate(hook, action, attempts, ports, Arc::clone(&destinations)));
                             }
                         }
                         continue;
@@ -239,7 +240,15 @@ pub async fn run(
                     Err(_) => {}
                 }
             }
-            Some(_) = escalations.join_next(), if !escalations.is_empty() => {}
+            Some(done) = escalations.join_next(), if !escalations.is_empty() => {
+                // One rule for a panic in any task of ours: its supervisor
+                // sees it (503, exit 1), never a silent loss.
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
             Some(new) = reloaded.recv() => {
                 // Actions that stay the same keep their counts.
                 let mut old: Vec<Slot> = std::mem::take(&mut slots);
@@ -260,8 +269,19 @@ pub async fn run(
     }
 }
 
+/// The most of a command's stderr kept, its last bytes: logged (escaped)
+/// when it fails; the rest is read and dropped.
+const STDERR_TAIL: usize = 4096;
+/// How long a command's stderr is read after it exits, for its last words
+/// (a daemon it started may hold the pipe for good).
+const STDERR_GRACE: Duration = Duration::from_millis(200);
+
 /// One attempt: the command within its timeout, then up to `cooldown` for
-/// the port to be healthy again.
+/// the port to be healthy again. The command is judged by its exit status
+/// (a script that starts a daemon and exits 0 has succeeded at once,
+/// whatever the daemon holds open); it runs in a process group of its own,
+/// killed whole at the timeout, so nothing it started outlives a timed-out
+/// attempt.
 async fn attempt(
     action: Arc<Action>,
     mut updates: watch::Receiver<Arc<Snapshot>>,
@@ -272,44 +292,49 @@ async fn attempt(
     command
         .args(&action.run[1..])
         .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
+        .env("PATH", crate::actions::COMMAND_PATH)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
-    let output = match command.spawn() {
-        Ok(child) => tokio::time::timeout(action.timeout, child.wait_with_output()).await,
+    let mut child = match command.spawn() {
+        Ok(child) => child,
         Err(e) => {
             tracing::error!(action = %action.name, error = %e, "the recovery command could not start");
             return (action, "failed");
         }
     };
-    match output {
+    let group = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+    let tail = Arc::new(std::sync::Mutex::new(Tail::default()));
+    let mut reader = tokio::spawn(read_tail(child.stderr.take(), Arc::clone(&tail)));
+    let status = match tokio::time::timeout(action.timeout, child.wait()).await {
+        Ok(status) => status,
         Err(_) => {
-            tracing::error!(action = %action.name, timeout = ?action.timeout, "the recovery command took too long: killed");
+            if let Some(group) = group {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+            let _ = child.wait().await;
+            tracing::error!(action = %action.name, timeout = ?action.timeout, "the recovery command took too long: killed with its process group");
             return (action, "timeout");
         }
-        Ok(Err(e)) => {
+    };
+    // Its last words, if the pipe closes soon; a daemon it started may
+    // keep it open, and then the reader goes on alone, dropping what comes.
+    let _ = tokio::time::timeout(STDERR_GRACE, &mut reader).await;
+    let stderr = tail.lock().unwrap_or_else(|e| e.into_inner()).text();
+    match status {
+        Err(e) => {
             tracing::error!(action = %action.name, error = %e, "the recovery command failed");
             return (action, "failed");
         }
-        Ok(Ok(out)) if !out.status.success() => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: String = stderr
-                .chars()
-                .rev()
-                .take(512)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            tracing::error!(action = %action.name, status = %out.status, stderr = %tail.trim(), "the recovery command failed");
+        Ok(status) if !status.success() => {
+            tracing::error!(action = %action.name, status = %status, stderr = %stderr, "the recovery command failed");
             return (action, "failed");
         }
-        Ok(Ok(_)) => {}
+        Ok(_) => {}
     }
     let deadline = started + action.cooldown;
     let healthy_again =
@@ -326,6 +351,49 @@ async fn attempt(
     }
 }
 
+/// The last [`STDERR_TAIL`] bytes of a command's stderr.
+#[derive(Debug, Default)]
+struct Tail {
+    bytes: std::collections::VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Tail {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend(chunk);
+        let over = self.bytes.len().saturating_sub(STDERR_TAIL);
+        self.bytes.drain(..over);
+        self.dropped += over as u64;
+    }
+
+    /// What is kept, escaped for a log line (control characters and
+    /// invalid UTF-8 written out), trimmed.
+    fn text(&self) -> String {
+        let (a, b) = self.bytes.as_slices();
+        let text = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+        let escaped: String = text.trim().escape_debug().collect();
+        if self.dropped > 0 {
+            format!("[{} bytes before] {escaped}", self.dropped)
+        } else {
+            escaped
+        }
+    }
+}
+
+/// Reads `stderr` to its end, keeping its tail in `tail`.
+async fn read_tail(stderr: Option<tokio::process::ChildStderr>, tail: Arc<std::sync::Mutex<Tail>>) {
+    use tokio::io::AsyncReadExt;
+    let Some(mut stderr) = stderr else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = stderr.read(&mut buf).await {
+        tail.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(&buf[..n]);
+    }
+}
+
 /// Sends one escalation: a JSON POST, through the same client the checks
 /// use (no proxy, no redirect, bounded).
 async fn escalate(
@@ -333,6 +401,7 @@ async fn escalate(
     action: Arc<Action>,
     attempts: usize,
     ports: Vec<(String, Health)>,
+    destinations: Arc<crate::probe::check::Destinations>,
 ) {
     let body = serde_json::json!({
         "source": "portwarden",
@@ -359,7 +428,8 @@ async fn escalate(
             ..HttpModule::default()
         })),
     };
-    let report = crate::probe::check::run(&hook.endpoint, &module, WEBHOOK_TIMEOUT).await;
+    let report =
+        crate::probe::check::run(&hook.endpoint, &module, WEBHOOK_TIMEOUT, &destinations).await;
     if report.success {
         tracing::info!(action = %action.name, webhook = %hook.url, "escalation delivered");
     } else {

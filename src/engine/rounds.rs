@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use super::http_class::HttpClass;
 use super::snapshot::{Shared, Snapshot};
 use super::state::Msg;
-use super::supervise::fault;
+use super::supervise::{Fault, fault};
 use crate::config::Settings;
 use crate::model::{PortKey, Proto};
 use crate::probe;
@@ -80,7 +80,9 @@ pub async fn run<J: Send + 'static>(
     }
     loop {
         let round_start = tokio::time::Instant::now();
-        fault(round.kind);
+        if fault(round.kind) == Fault::Stall {
+            return std::future::pending().await;
+        }
         let mut jobs = VecDeque::from((round.jobs)(&shared.snapshot()));
         let gap = pacing(spread, round.period, jobs.len());
         let mut later = Vec::new();
@@ -109,13 +111,21 @@ pub async fn run<J: Send + 'static>(
                 Admit::Skip => continue,
             }
             let check = (round.check)(job);
+            let point = if round.kind == "tcp" {
+                "tcp-check"
+            } else {
+                "http-check"
+            };
             tasks.spawn(async move {
+                fault(point);
                 check.await;
                 drop(permit);
             });
-            // Finished checks are reaped as we go: a round of 10,000 must
-            // not keep 10,000 task records.
-            while tasks.try_join_next().is_some() {}
+            // Finished checks are reaped as we go (a round of 10,000 must
+            // not keep 10,000 task records), each seen as at the end.
+            while let Some(done) = tasks.try_join_next() {
+                reap(done);
+            }
             // Each start at its place on the round's schedule: a gap below
             // the timer's millisecond is taken in batches, not rounded up
             // to a millisecond per check (10,000 checks would take 10 s
@@ -126,14 +136,9 @@ pub async fn run<J: Send + 'static>(
             }
         }
         while let Some(done) = tasks.join_next().await {
-            if let Err(e) = done
-                && e.is_panic()
-            {
-                // A check that panicked is a bug of ours: the round (and
-                // so the process) ends rather than go on without it.
-                std::panic::resume_unwind(e.into_panic());
-            }
+            reap(done);
         }
+        shared.round_done(round.kind);
         let seconds = round_start.elapsed().as_secs_f64();
         if owner
             .send(Msg::RoundDone {
@@ -145,6 +150,17 @@ pub async fn run<J: Send + 'static>(
             return;
         }
         tokio::time::sleep_until(round_start + round.period).await;
+    }
+}
+
+/// A finished check. One that panicked is a bug of ours: the round (and so
+/// the process, through its supervisor: `/-/healthy` 503, exit 1) ends
+/// rather than go on without it and leave its port's last value standing.
+fn reap(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
 

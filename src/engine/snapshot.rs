@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub reloads: Reloads,
     /// Each recovery action's attempts; None without an actions file.
     pub recovery: Option<std::collections::BTreeMap<Arc<str>, RecoveryStats>>,
+    /// Reloads of the actions file.
+    pub actions_reloads: Reloads,
     /// Format × gzip.
     encoded: [OnceLock<Arc<[u8]>>; 4],
 }
@@ -275,6 +277,8 @@ pub struct SelfProcess {
     pub open_fds: f64,
     pub max_fds: f64,
     pub start_time_seconds: f64,
+    /// What the server turned away or failed at.
+    pub server: crate::counters::Counts,
 }
 
 impl SelfProcess {
@@ -304,6 +308,7 @@ impl SelfProcess {
             open_fds,
             max_fds: limit.current.map_or(f64::INFINITY, |v| v as f64),
             start_time_seconds: boot + stat.start_time as f64 / ticks,
+            server: crate::counters::now(),
         })
     }
 }
@@ -325,16 +330,18 @@ impl Snapshot {
             targets: Vec::new(),
             reloads: Reloads::default(),
             recovery: None,
+            actions_reloads: Reloads::default(),
             encoded: Default::default(),
         }
     }
 
-    /// The exposition in `format`, gzipped or not: encoded at the first
-    /// request of that variant and kept for the snapshot's life; variants
-    /// nobody asks for are never built. CPU only, no I/O, no lock of the
-    /// engine's.
+    /// The exposition in `format`, gzipped or not: encoded once and kept
+    /// for the snapshot's life; variants nobody asks for are never built.
+    /// CPU only, no I/O, no lock of the engine's — but milliseconds on a
+    /// busy host: the encoder calls it ahead of demand, a request only off
+    /// the async workers.
     pub fn body(&self, format: Format, gzip: bool) -> Arc<[u8]> {
-        let slot = &self.encoded[format as usize * 2 + usize::from(gzip)];
+        let slot = &self.encoded[variant(format, gzip)];
         Arc::clone(slot.get_or_init(|| {
             let mut enc = if gzip {
                 Encoder::gzip(format)
@@ -344,6 +351,11 @@ impl Snapshot {
             crate::collectors::write(self, &mut enc);
             enc.finish().into()
         }))
+    }
+
+    /// The body of `format` × `gzip` if it is encoded already.
+    pub fn ready(&self, format: Format, gzip: bool) -> Option<Arc<[u8]>> {
+        self.encoded[variant(format, gzip)].get().cloned()
     }
 
     /// How a port of namespace `netns` is reached, if it can be.
@@ -358,6 +370,19 @@ impl Snapshot {
     }
 }
 
+/// The slot of a variant of the exposition.
+fn variant(format: Format, gzip: bool) -> usize {
+    format as usize * 2 + usize::from(gzip)
+}
+
+/// Every variant of the exposition, by slot.
+pub const VARIANTS: [(Format, bool); 4] = [
+    (Format::Text, false),
+    (Format::Text, true),
+    (Format::OpenMetrics, false),
+    (Format::OpenMetrics, true),
+];
+
 /// Where readers find the latest snapshot, and whether the engine is well.
 #[derive(Debug)]
 pub struct Shared {
@@ -367,6 +392,27 @@ pub struct Shared {
     /// Discovery older than this is stale (3 × its interval).
     stale_after: Duration,
     started: Instant,
+    /// The loops of checks that must keep up: the TCP and HTTP rounds, the
+    /// targets' scheduler.
+    loops: Mutex<Vec<Loop>>,
+    /// The variants of the exposition scrapers have asked for (a bit per
+    /// slot): each new snapshot is published with them encoded.
+    wanted: std::sync::atomic::AtomicU8,
+}
+
+/// One loop of checks, as `/-/healthy` judges it: stale when it has not
+/// completed (a round) or has had work waiting (the targets) for 3 × its
+/// interval.
+#[derive(Debug)]
+struct Loop {
+    name: &'static str,
+    every: Duration,
+    /// When a round last completed.
+    done: Option<Instant>,
+    /// Since when a check has been due and not started (a scheduler).
+    behind: Option<Instant>,
+    /// Rounds wait for their first discovery; a scheduler does not.
+    is_round: bool,
 }
 
 impl Shared {
@@ -376,7 +422,67 @@ impl Shared {
             failed: Mutex::new(None),
             stale_after,
             started: Instant::now(),
+            loops: Mutex::new(Vec::new()),
+            // What Prometheus asks for by default.
+            wanted: std::sync::atomic::AtomicU8::new(1 << variant(Format::OpenMetrics, true)),
         }
+    }
+
+    /// From now on, snapshots are published with `format` × `gzip` encoded.
+    pub fn want(&self, format: Format, gzip: bool) {
+        self.wanted.fetch_or(
+            1 << variant(format, gzip),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The variants to encode ahead of demand.
+    pub fn wanted(&self) -> impl Iterator<Item = (Format, bool)> + use<> {
+        let bits = self.wanted.load(std::sync::atomic::Ordering::Relaxed);
+        VARIANTS
+            .into_iter()
+            .filter(move |&(f, g)| bits & (1 << variant(f, g)) != 0)
+    }
+
+    /// From now on `/-/healthy` fails when rounds `name` (due every
+    /// `every`) stop completing.
+    pub fn watch_rounds(&self, name: &'static str, every: Duration) {
+        self.watch(name, every, true);
+    }
+
+    /// From now on `/-/healthy` fails when a check of scheduler `name`
+    /// waits past 3 × `every`.
+    pub fn watch_scheduler(&self, name: &'static str, every: Duration) {
+        self.watch(name, every, false);
+    }
+
+    fn watch(&self, name: &'static str, every: Duration, is_round: bool) {
+        self.loops().push(Loop {
+            name,
+            every,
+            done: None,
+            behind: None,
+            is_round,
+        });
+    }
+
+    /// A round of `name` completed.
+    pub fn round_done(&self, name: &'static str) {
+        if let Some(l) = self.loops().iter_mut().find(|l| l.name == name) {
+            l.done = Some(Instant::now());
+        }
+    }
+
+    /// Scheduler `name`'s oldest check that is due and not started, if any.
+    pub fn behind(&self, name: &'static str, since: Option<Instant>) {
+        if let Some(l) = self.loops().iter_mut().find(|l| l.name == name) {
+            l.behind = since;
+        }
+    }
+
+    fn loops(&self) -> std::sync::MutexGuard<'_, Vec<Loop>> {
+        // Plain values: a panic elsewhere leaves them whole.
+        self.loops.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The latest snapshot.
@@ -423,7 +529,42 @@ impl Shared {
                 age(at),
                 limit.as_secs_f64()
             )),
-            _ => Ok(()),
+            _ => self.loops_health(),
         }
+    }
+
+    /// Every loop of checks keeping up, or the first that does not.
+    fn loops_health(&self) -> Result<(), String> {
+        for l in self.loops().iter() {
+            let limit = l.every * 3;
+            let stale = |since: Instant| since.elapsed() > limit;
+            let why = match (l.is_round, l.done, l.behind) {
+                // The first round waits for the first discovery pass.
+                (true, None, _) if self.started.elapsed() > limit + self.stale_after => {
+                    Some(format!(
+                        "the {} rounds have not completed one since the start",
+                        l.name
+                    ))
+                }
+                (true, Some(at), _) if stale(at) => Some(format!(
+                    "the {} rounds are stale: the last completed {:.0} s ago",
+                    l.name,
+                    at.elapsed().as_secs_f64()
+                )),
+                (false, _, Some(since)) if stale(since) => Some(format!(
+                    "the {} are behind: a check due {:.0} s ago has not started",
+                    l.name,
+                    since.elapsed().as_secs_f64()
+                )),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(format!(
+                    "{why} (stale after {:.0} s: 3 x their interval)",
+                    limit.as_secs_f64()
+                ));
+            }
+        }
+        Ok(())
     }
 }

@@ -15,7 +15,7 @@ use super::snapshot::{
     BaselineView, ConnSummary, PortCheck, PortSeries, ProbeStats, ProcessSeries, SelfProcess,
     Snapshot, SocketInfo, Telemetry,
 };
-use super::targets::ByList;
+use super::targets::{ByList, Reloads};
 use crate::baseline::Expected;
 use crate::collectors::Collectors;
 use crate::discover::{Discovery, ListenCounters, SocketSource};
@@ -56,7 +56,10 @@ pub enum Msg {
     },
     /// Results came in since the last snapshot: make one.
     Publish,
-    /// The recovery actions in force, by name.
+    /// A reload of the actions file failed: what is in force stays.
+    ActionsReloadFailed,
+    /// The recovery actions in force (loaded at the start or reloaded), by
+    /// name.
     Actions(Vec<Arc<str>>),
     /// A recovery attempt of an action ended (`success`, `failed`,
     /// `timeout`, `dry_run`).
@@ -193,6 +196,8 @@ pub struct State {
     by_list: ByList,
     /// Recovery actions, by name; None without an actions file.
     recovery: Option<std::collections::BTreeMap<Arc<str>, RecoveryStats>>,
+    /// Reloads of the actions file.
+    actions_reloads: Reloads,
 }
 
 impl State {
@@ -217,6 +222,7 @@ impl State {
             our_fault_logged: None,
             by_list: ByList::new(default_interval),
             recovery: None,
+            actions_reloads: Reloads::default(),
         }
     }
 
@@ -242,7 +248,12 @@ impl State {
             } => self.apply_http(&key, &outcome, asked, seconds),
             Msg::Stop | Msg::Publish => {}
             Msg::Targets(in_force) => self.by_list.replace(in_force),
+            Msg::ActionsReloadFailed => {
+                self.actions_reloads.failures += 1;
+                self.actions_reloads.last_ok = false;
+            }
             Msg::Actions(names) => {
+                self.actions_reloads.last_ok = true;
                 let old = self.recovery.take().unwrap_or_default();
                 self.recovery = Some(
                     names
@@ -455,6 +466,7 @@ impl State {
             ("setns_denied", st.setns_denied),
             ("netns_denied", st.netns_denied),
             ("container_unrecognized", st.container_unrecognized),
+            ("thread_refused", st.threads_refused),
         ] {
             *self.discovery_errors.entry(reason).or_default() += n;
         }
@@ -708,6 +720,7 @@ impl State {
         snapshot.targets = self.by_list.series();
         snapshot.reloads = self.by_list.reloads;
         snapshot.recovery = self.recovery.clone();
+        snapshot.actions_reloads = self.actions_reloads;
         snapshot.telemetry = Telemetry {
             probes,
             discovery_errors: sorted(&self.discovery_errors),

@@ -23,6 +23,9 @@ use super::{Shared, supervise};
 use crate::probe::check;
 use crate::targets::Job;
 
+/// The scheduler's name in `/-/healthy`.
+pub const NAME: &str = "target checks";
+
 /// How often new results are published while checks keep running.
 const PUBLISH_EVERY: Duration = Duration::from_secs(5);
 
@@ -35,6 +38,7 @@ pub async fn run(
     global: Arc<Semaphore>,
     interval: Duration,
     timeout: Duration,
+    destinations: Arc<check::Destinations>,
 ) {
     let mut updates = shared.subscribe();
     let mut jobs: Arc<[Arc<Job>]> = Arc::from([]);
@@ -81,6 +85,14 @@ pub async fn run(
         // checks exist at a time than the cap lets run.
         let now = Instant::now();
         let due = next.peek().is_some_and(|r| r.0.0 <= now);
+        // How far behind we are, for `/-/healthy`: the oldest check due.
+        shared.behind(
+            NAME,
+            next.peek()
+                .map(|r| r.0.0)
+                .filter(|_| due)
+                .map(Instant::into_std),
+        );
         let wake = next
             .peek()
             .map_or_else(|| now + Duration::from_secs(3600), |r| r.0.0);
@@ -107,10 +119,11 @@ pub async fn run(
                     .timeout
                     .map_or(timeout, |t| t.min(timeout))
                     .min(every(&job));
+                let destinations = Arc::clone(&destinations);
                 running.spawn(async move {
                     let _slot = slot;
                     supervise::fault("target");
-                    let report = check::run(&job.endpoint, &job.module, limit).await;
+                    let report = check::run(&job.endpoint, &job.module, limit, &destinations).await;
                     (job, started, report)
                 });
             }

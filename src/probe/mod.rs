@@ -30,6 +30,9 @@ pub fn our_fault(e: &io::Error) -> Option<&'static str> {
         libc::ENFILE => Some("system_fd_exhausted"),
         libc::ENOBUFS => Some("no_buffers"),
         libc::ENOMEM => Some("no_memory"),
+        // A thread or process refused (RLIMIT_NPROC, the unit's TasksMax):
+        // a check into another namespace needs a thread of its own.
+        libc::EAGAIN => Some("no_threads"),
         _ => None,
     }
 }

@@ -53,6 +53,12 @@ pub async fn probe(
         spawn(&mut running, addr);
     }
     while let Some(done) = running.join_next().await {
+        // A connect attempt that panicked is a bug of ours: it goes up to
+        // the check (and its round's supervisor), never read as "dead".
+        let done = match done {
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            done => done,
+        };
         match done {
             Ok((_, false, Failed::Denied, _)) => denied += 1,
             Ok((_, false, Failed::Ours(reason), _)) => error = Some(reason),

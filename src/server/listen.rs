@@ -256,9 +256,16 @@ async fn respond(
         match allowed {
             Ok(()) => {
                 let mut router = serving.router;
-                match router.call(request).await {
-                    Ok(r) => r,
-                    Err(never) => match never {},
+                match (CatchUnwind(Box::pin(router.call(request)))).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(never)) => match never {},
+                    Err(panic) => {
+                        crate::counters::handler_panicked(&*panic);
+                        plain(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal error: the request's handler failed (logged and counted)\n",
+                        )
+                    }
                 }
             }
             Err(Denied::Unauthorized) => {
@@ -277,6 +284,25 @@ async fn respond(
         response.headers_mut().insert(name.clone(), value.clone());
     }
     Ok(response)
+}
+
+/// A future whose panic is caught and handed back: one request's bug is
+/// answered 500 instead of dropping the connection unanswered.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        // The future is dropped after a panic, never polled again: what it
+        // left half-done is not seen.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
 }
 
 /// Whether the request carries a body: nothing we serve takes one.

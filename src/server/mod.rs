@@ -26,26 +26,27 @@ use crate::engine::Shared;
 use crate::error::Error;
 
 /// The router: metrics at `telemetry_path`, the status page at `/` with
-/// its API and badges ([`status`]),
-/// blackbox_exporter's `/probe` when given `slots` (each probe within them:
-/// the process's cap on checks). At most `max_requests` scrapes are served at once (0: no
-/// limit); more get 503 at once rather than queueing, as node_exporter's
+/// its API and badges ([`status`]), blackbox_exporter's `/probe` when
+/// given its limits. At most `max_requests` scrapes are served at once (0:
+/// no limit); more get 503 at once rather than queueing, as node_exporter's
 /// `--web.max-requests`.
 pub fn app(
     shared: Arc<Shared>,
-    slots: Option<Arc<Semaphore>>,
+    probe: Option<ProbeLimits>,
     telemetry_path: &str,
     max_requests: usize,
     status_page: bool,
 ) -> Router {
-    let probe = slots.is_some();
-    let probing = match slots {
-        Some(slots) => {
+    let probing = match &probe {
+        Some(limits) => {
             Router::new()
                 .route("/probe", get(probe::probe))
                 .with_state(probe::Probing {
                     shared: shared.clone(),
-                    slots,
+                    slots: Arc::new(Semaphore::new(limits.concurrency)),
+                    budget: limits.concurrency,
+                    max_timeout: limits.max_timeout,
+                    destinations: Arc::new(limits.destinations.clone()),
                 })
         }
         None => Router::new(),
@@ -57,7 +58,7 @@ pub fn app(
         max_requests,
     };
     let status = if status_page {
-        status::routes(limit_shared, telemetry_path, probe)
+        status::routes(limit_shared, telemetry_path, probe.is_some())
     } else {
         Router::new()
     };
@@ -67,6 +68,15 @@ pub fn app(
         .with_state(limit)
         .merge(status)
         .merge(probing)
+}
+
+/// What `/probe` may do: its checks in flight, a probe's longest time,
+/// where it may connect.
+#[derive(Debug, Clone)]
+pub struct ProbeLimits {
+    pub concurrency: usize,
+    pub max_timeout: std::time::Duration,
+    pub destinations: crate::probe::check::Destinations,
 }
 
 /// What a scrape needs: the snapshot, and a slot among the concurrent ones.
@@ -84,12 +94,11 @@ async fn metrics(State(scrapes): State<Scrapes>, headers: HeaderMap) -> Response
         .map(|s| s.clone().try_acquire_owned())
     {
         Some(Err(_)) => {
-            let mut r = Response::new(Body::from(format!(
+            crate::counters::refused(crate::counters::Refused::Scrapes);
+            return unavailable(format!(
                 "too many concurrent scrapes (--web.max-requests {})\n",
                 scrapes.max_requests
-            )));
-            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            return r;
+            ));
         }
         Some(Ok(slot)) => Some(slot),
         None => None,
@@ -100,7 +109,20 @@ async fn metrics(State(scrapes): State<Scrapes>, headers: HeaderMap) -> Response
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
-    let body = shared.snapshot().body(format, gzip);
+    let snapshot = shared.snapshot();
+    let body = match snapshot.ready(format, gzip) {
+        Some(body) => body,
+        // The first request of a variant: encoded off the async workers,
+        // and from now on ahead of demand with every snapshot.
+        None => {
+            shared.want(format, gzip);
+            match tokio::task::spawn_blocking(move || snapshot.body(format, gzip)).await {
+                Ok(body) => body,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => return unavailable("encoding was cancelled (shutting down)\n".into()),
+            }
+        }
+    };
     let mut response = Response::new(Body::from(bytes_of(body)));
     let h = response.headers_mut();
     h.insert(
@@ -117,16 +139,18 @@ async fn metrics(State(scrapes): State<Scrapes>, headers: HeaderMap) -> Response
     response
 }
 
-/// 200 while every thread and task of the engine runs and discovery is
-/// fresh; 503 naming what is wrong otherwise.
+fn unavailable(text: String) -> Response {
+    let mut r = Response::new(Body::from(text));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r
+}
+
+/// 200 while every thread and task of the engine runs and discovery and
+/// every loop of checks are fresh; 503 naming what is wrong otherwise.
 async fn healthy(State(scrapes): State<Scrapes>) -> Response {
     match scrapes.shared.health() {
         Ok(()) => Response::new(Body::from("Healthy\n")),
-        Err(why) => {
-            let mut r = Response::new(Body::from(format!("Unhealthy: {why}\n")));
-            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            r
-        }
+        Err(why) => unavailable(format!("Unhealthy: {why}\n")),
     }
 }
 

@@ -3,9 +3,11 @@
 //! exporter's address: the same parameters, the same module file format,
 //! the same metric names and meanings, the same timeout rule (Prometheus's
 //! `X-Prometheus-Scrape-Timeout-Seconds` less half a second, or the
-//! module's own when shorter). Each probe takes a slot of the cap on checks
-//! in flight that the whole process shares; none free by the deadline is
-//! our fault, answered 503, never a failed target.
+//! module's own when shorter), within a ceiling of ours
+//! (`--web.probe-max-timeout`). Probes have a budget of their own
+//! (`--web.probe-concurrency`): a caller of `/probe` can never delay the
+//! host's own checks, and a probe over budget is answered 503 at once,
+//! never queued. Where a probe may connect is [`Destinations`]'s rule.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -20,19 +22,24 @@ use tokio::sync::Semaphore;
 use crate::encoder::{Encoder, Format, Kind};
 use crate::engine::Shared;
 use crate::modules::Prober;
-use crate::probe::check::{self, Report};
+use crate::probe::check::{self, Destinations, Reason, Report};
 
-/// What `/probe` needs: the modules in force (from the latest snapshot)
-/// and the process's cap on checks.
+/// What `/probe` needs: the modules in force (from the latest snapshot),
+/// its budget of checks in flight, its ceiling on a probe's time and where
+/// it may connect.
 #[derive(Clone)]
 pub struct Probing {
     pub shared: Arc<Shared>,
     pub slots: Arc<Semaphore>,
+    /// The slots' number, for the 503's message.
+    pub budget: usize,
+    pub max_timeout: Duration,
+    pub destinations: Arc<Destinations>,
 }
 
 /// blackbox_exporter's `--timeout-offset` default.
 const TIMEOUT_OFFSET: f64 = 0.5;
-/// Without the scrape timeout header, as blackbox: 120 s.
+/// Without the scrape timeout header, as blackbox: 120 s (then our ceiling).
 const NO_HEADER_TIMEOUT: f64 = 120.0;
 
 pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Response {
@@ -68,22 +75,16 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
             "Target parameter is missing\n".into(),
         );
     };
-    let scrape_timeout = match headers
-        .get("X-Prometheus-Scrape-Timeout-Seconds")
-        .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()))
-    {
-        None => 0.0,
-        Some(Some(t)) if t.is_finite() && t >= 0.0 => t,
-        Some(_) => {
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Failed to parse timeout from Prometheus header\n".into(),
-            );
-        }
+    let Some(scrape_timeout) = scrape_timeout(headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
+    else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Failed to parse timeout from Prometheus header (expected seconds, a number from 0 up)\n"
+                .into(),
+        );
     };
-    let timeout = timeout(scrape_timeout, module.timeout);
+    let timeout = timeout(scrape_timeout, module.timeout, p.max_timeout);
     let debug = param("debug") == Some("true");
-    let deadline = tokio::time::Instant::now() + timeout;
 
     let report = match check::plan(&module, target) {
         Err(why) => {
@@ -94,17 +95,17 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
             r
         }
         Ok(endpoint) => {
-            let Ok(_slot) =
-                tokio::time::timeout_at(deadline, Arc::clone(&p.slots).acquire_owned()).await
-            else {
+            let Ok(_slot) = Arc::clone(&p.slots).try_acquire_owned() else {
+                crate::counters::refused(crate::counters::Refused::Probes);
                 return text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "too many checks in flight (--probe.concurrency): none started by the deadline\n"
-                        .into(),
+                    format!(
+                        "too many probes in flight (--web.probe-concurrency {}): try again later\n",
+                        p.budget
+                    ),
                 );
             };
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            check::run(&endpoint, &module, left).await
+            check::run(&endpoint, &module, timeout, &p.destinations).await
         }
     };
     if let Some(ours) = report.ours {
@@ -112,6 +113,24 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the probe could not be tried for a lack of ours ({ours}): no verdict on the target\n"
+            ),
+        );
+    }
+    // The target itself is one /probe may not reach: the caller's error,
+    // not the target's failure. (A redirect there is the target's answer.)
+    if report.reason == Some(Reason::Denied)
+        && report.http.as_ref().is_none_or(|h| h.redirects == 0)
+    {
+        let why = report
+            .log
+            .iter()
+            .rev()
+            .find(|l| l.contains("Not connecting to"));
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "target {target:?} may not be probed here: {}\n",
+                why.map_or("denied", |l| l.trim())
             ),
         );
     }
@@ -141,9 +160,22 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
     response
 }
 
+/// The scrape's timeout from Prometheus's header, in seconds: 0 without
+/// one; `None` for a value that is not a number of seconds from 0 up (NaN,
+/// an infinity, a negative, garbage). Any finite size is taken: the
+/// ceiling comes after.
+fn scrape_timeout(header: Option<&HeaderValue>) -> Option<f64> {
+    let Some(value) = header else {
+        return Some(0.0);
+    };
+    let seconds: f64 = value.to_str().ok()?.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then_some(seconds)
+}
+
 /// blackbox_exporter's rule: the scrape's timeout less the offset, or the
-/// module's own when it is shorter (or when the offset leaves nothing).
-fn timeout(scrape: f64, module: Option<Duration>) -> Duration {
+/// module's own when it is shorter (or when the offset leaves nothing);
+/// never more than `ceiling`.
+fn timeout(scrape: f64, module: Option<Duration>, ceiling: Duration) -> Duration {
     let scrape = if scrape == 0.0 {
         NO_HEADER_TIMEOUT
     } else {
@@ -156,7 +188,9 @@ fn timeout(scrape: f64, module: Option<Duration>) -> Duration {
     } else {
         most
     };
-    Duration::from_secs_f64(seconds.max(0.0))
+    // Bounded as a number first (NaN too): a Duration of 1e300 s would
+    // not exist.
+    Duration::from_secs_f64(seconds.max(0.0).min(ceiling.as_secs_f64()))
 }
 
 /// The probe's metrics, by blackbox_exporter's names, in name order.
@@ -315,13 +349,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_timeout_is_blackboxs() {
+    fn the_timeout_is_blackboxs_within_our_ceiling() {
         let s = |d: Duration| d.as_secs_f64();
-        assert_eq!(s(timeout(10.0, None)), 9.5);
-        assert_eq!(s(timeout(10.0, Some(Duration::from_secs(3)))), 3.0);
-        assert_eq!(s(timeout(2.0, Some(Duration::from_secs(5)))), 1.5);
-        assert_eq!(s(timeout(0.0, None)), 119.5);
-        assert_eq!(s(timeout(0.2, None)), 0.0);
+        let most = Duration::from_secs(30);
+        assert_eq!(s(timeout(10.0, None, most)), 9.5);
+        assert_eq!(s(timeout(10.0, Some(Duration::from_secs(3)), most)), 3.0);
+        assert_eq!(s(timeout(2.0, Some(Duration::from_secs(5)), most)), 1.5);
+        assert_eq!(s(timeout(0.0, None, most)), 30.0);
+        assert_eq!(s(timeout(0.0, None, Duration::from_secs(200))), 119.5);
+        assert_eq!(s(timeout(0.2, None, most)), 0.0);
+        assert_eq!(s(timeout(1e300, None, most)), 30.0);
+        assert_eq!(
+            s(timeout(f64::MAX, Some(Duration::from_secs(5)), most)),
+            5.0
+        );
+    }
+
+    #[test]
+    fn timeout_headers_are_numbers_of_seconds_or_refused() {
+        let h = |v: &str| scrape_timeout(Some(&HeaderValue::from_str(v).expect("header")));
+        assert_eq!(scrape_timeout(None), Some(0.0));
+        assert_eq!(h(" 10 "), Some(10.0));
+        assert_eq!(h("1e300"), Some(1e300));
+        for bad in ["NaN", "inf", "-inf", "-1", "x", "", "1s", "0x10"] {
+            assert_eq!(h(bad), None, "{bad}");
+        }
+        assert_eq!(
+            scrape_timeout(Some(&HeaderValue::from_bytes(b"\xff1").expect("header"))),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends as the header, the probe's timeout is a
+        /// Duration within the ceiling, or the header is refused: never a
+        /// panic.
+        #[test]
+        fn no_timeout_header_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+                                    number in proptest::num::f64::ANY,
+                                    module in proptest::option::of(0u64..1_000_000)) {
+            let ceiling = Duration::from_secs(30);
+            let module = module.map(Duration::from_millis);
+            for value in [HeaderValue::from_bytes(&bytes).ok(), HeaderValue::from_str(&number.to_string()).ok()]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(seconds) = scrape_timeout(Some(&value)) {
+                    proptest::prop_assert!(timeout(seconds, module, ceiling) <= ceiling);
+                }
+            }
+            proptest::prop_assert!(timeout(number.abs(), module, ceiling) <= ceiling);
+        }
     }
 
     #[test]

@@ -181,8 +181,11 @@ pub(super) fn run_scan(
     let scan = Scan::new(ctx, pids, until);
     std::thread::scope(|s| {
         let scan = &scan;
+        // The workers share one queue: a thread refused is one fewer.
         for _ in 1..threads {
-            s.spawn(move || scan.work());
+            if crate::discover::threads::spawn(s, move || scan.work()).is_none() {
+                break;
+            }
         }
         scan.work();
     });

@@ -19,6 +19,7 @@ use tokio::time::Instant as Deadline;
 use super::Via;
 use super::tls::{self, CertDates};
 use super::udp::{self, UdpOutcome};
+use crate::cidr::Cidr;
 use crate::modules::{IpPreference, Module, Prober, TcpModule, UdpModule};
 use read::Lines;
 
@@ -37,10 +38,13 @@ pub enum Reason {
     HttpStatus,
     NoMatch,
     Closed,
+    /// Every address of a hop is one the check may not connect to
+    /// ([`Destinations`]).
+    Denied,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Refused,
         Reason::Timeout,
         Reason::Unreachable,
@@ -49,6 +53,7 @@ impl Reason {
         Reason::HttpStatus,
         Reason::NoMatch,
         Reason::Closed,
+        Reason::Denied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +66,7 @@ impl Reason {
             Reason::HttpStatus => "http_status",
             Reason::NoMatch => "no_match",
             Reason::Closed => "closed",
+            Reason::Denied => "denied",
         }
     }
 }
@@ -190,13 +196,117 @@ pub fn plan(module: &Module, target: &str) -> Result<Endpoint, String> {
     })
 }
 
-/// Checks `endpoint` (from [`plan`]) by `module`, ending by `timeout`.
-pub async fn run(endpoint: &Endpoint, module: &Module, timeout: Duration) -> Report {
+/// Where a check may connect. Applied to every address of every hop (each
+/// redirect is a hop, resolved anew): an address in `deny` is never
+/// connected to — at the first hop only when `deny_first` (a target an
+/// operator wrote is theirs to choose; one from `/probe`'s caller is not) —
+/// and with `allow`, a hop's host must be one of its names or its addresses
+/// in one of its networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Destinations {
+    pub deny: Vec<Cidr>,
+    pub deny_first: bool,
+    pub allow: Allow,
+}
+
+/// Hosts and networks a check may reach; none listed: any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allow {
+    /// Host names, lowercase, as written in targets.
+    pub hosts: Vec<String>,
+    pub nets: Vec<Cidr>,
+}
+
+impl Allow {
+    /// `host` or CIDR items, comma-separated; empty: any.
+    pub fn parse(s: &str) -> Result<Allow, String> {
+        let mut allow = Allow::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match Cidr::parse(item) {
+                Ok(net) => allow.nets.push(net),
+                Err(_) if is_host_name(item) => allow.hosts.push(item.to_ascii_lowercase()),
+                Err(_) => {
+                    return Err(format!(
+                        "invalid item '{item}' (expected host names or CIDRs, comma-separated, e.g. db.internal,10.0.0.0/8)"
+                    ));
+                }
+            }
+        }
+        Ok(allow)
+    }
+
+    /// Nothing listed: anywhere not denied.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.nets.is_empty()
+    }
+}
+
+fn is_host_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+impl Destinations {
+    /// Link-local networks (the cloud metadata address among them): the
+    /// default of `--probe.deny`.
+    pub const LINK_LOCAL: &'static str = "169.254.0.0/16,fe80::/10";
+
+    /// Of `addrs`, those hop `hop` (0: the target itself) of a check may
+    /// use to reach `host`, and why the others may not.
+    fn admit(
+        &self,
+        hop: u32,
+        host: &str,
+        addrs: Vec<SocketAddr>,
+    ) -> (Vec<SocketAddr>, Vec<(SocketAddr, &'static str)>) {
+        let allow = &self.allow;
+        let named = allow.hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
+        let mut denied = Vec::new();
+        let kept = addrs
+            .into_iter()
+            .filter(|a| {
+                let ip = a.ip();
+                let why = if (hop > 0 || self.deny_first)
+                    && self.deny.iter().any(|n| n.contains(ip))
+                {
+                    Some("in the deny list (--probe.deny)")
+                } else if !allow.is_empty() && !named && !allow.nets.iter().any(|n| n.contains(ip))
+                {
+                    Some("not in the allow list (--web.probe-allow)")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    denied.push((*a, why));
+                }
+                why.is_none()
+            })
+            .collect();
+        (kept, denied)
+    }
+}
+
+/// Checks `endpoint` (from [`plan`]) by `module`, ending by `timeout`,
+/// connecting only where `dest` allows.
+pub async fn run(
+    endpoint: &Endpoint,
+    module: &Module,
+    timeout: Duration,
+    dest: &Destinations,
+) -> Report {
     let started = Instant::now();
     let mut c = Check {
         started,
         deadline: Deadline::now() + timeout,
         report: Report::failed_before_start(),
+        dest: dest.clone(),
+        hops: 0,
     };
     c.log(format!(
         "Beginning probe: prober {}, timeout {:.3}s",
@@ -274,6 +384,9 @@ struct Check {
     started: Instant,
     deadline: Deadline,
     report: Report,
+    dest: Destinations,
+    /// Hosts resolved so far: the next is hop `hops`.
+    hops: u32,
 }
 
 impl Check {
@@ -337,6 +450,18 @@ impl Check {
             chosen
         };
         self.report.resolve_seconds += t.elapsed().as_secs_f64();
+        let hop = self.hops;
+        self.hops += 1;
+        let (chosen, denied) = self.dest.admit(hop, host, chosen);
+        for (addr, why) in &denied {
+            self.log(format!("Not connecting to {}: {why}", addr.ip()));
+        }
+        if chosen.is_empty() {
+            if let Some((addr, _)) = denied.first() {
+                self.used(*addr);
+            }
+            return Err(Reason::Denied.into());
+        }
         self.used(chosen[0]);
         self.log(format!(
             "Resolved {host} to {}",
@@ -512,6 +637,8 @@ fn connect_failure(e: &io::Error) -> Fail {
     match e.raw_os_error() {
         Some(libc::ECONNREFUSED) => Reason::Refused.into(),
         Some(libc::ETIMEDOUT) => Reason::Timeout.into(),
+        // Something answered, then dropped us: the port, not the route.
+        Some(libc::ECONNRESET | libc::ECONNABORTED | libc::EPIPE) => Reason::Closed.into(),
         _ => Reason::Unreachable.into(),
     }
 }
