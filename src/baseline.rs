@@ -34,6 +34,8 @@ use crate::model::Proto;
 /// The file name of the baseline in the state directory.
 pub const FILE: &str = "baseline.json";
 const LOCK: &str = "baseline.lock";
+/// How long `portwarden baseline` waits for another process's lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const VERSION: u32 = 1;
 /// Unreadable files kept aside, at most.
 pub const KEEP_BAD: usize = 3;
@@ -272,7 +274,7 @@ impl Baseline {
             seen: None,
             read_only: None,
         };
-        let lock = match b.lock(false) {
+        let lock = match b.lock() {
             Ok(lock) => lock,
             Err(e) => {
                 b.read_only = Some(e.to_string());
@@ -306,23 +308,55 @@ impl Baseline {
         if self.stamp() == self.seen {
             return Ok((false, None));
         }
-        let lock = self.lock(false).ok().flatten();
+        let lock = self.lock().ok().flatten();
         let recovered = self.read(lock.is_some())?;
         Ok((true, recovered))
     }
 
-    /// Adds or removes entries under the lock, waiting for it, on top of
-    /// the file as it is now, and writes the result atomically (what
-    /// `portwarden baseline` does). `edit` returns whether it changed
-    /// anything.
+    /// Adds or removes entries under the lock, on top of the file as it is
+    /// now, and writes the result atomically (what `portwarden baseline`
+    /// does). `edit` returns whether it changed anything. When another
+    /// process holds the lock, `waiting` is called once and the lock is
+    /// waited for up to [`LOCK_WAIT`]; then it gives up (`TimedOut`).
     pub fn update(
         &mut self,
+        waiting: impl FnOnce(),
         edit: impl FnOnce(&mut BTreeMap<Expected, u64>) -> bool,
     ) -> io::Result<Option<Recovered>> {
-        self.change(true, edit).map_err(|e| match e {
+        let held = match self.read_only {
+            Some(_) => None,
+            None => Some(self.lock_waiting(waiting)?),
+        };
+        self.change(held, edit).map_err(|e| match e {
             UpdateError::Io(e) => e,
             e => io::Error::other(e.to_string()),
         })
+    }
+
+    /// The lock, polled for up to [`LOCK_WAIT`] (`waiting` called once if
+    /// it is not free at once).
+    fn lock_waiting(&self, waiting: impl FnOnce()) -> io::Result<File> {
+        let until = std::time::Instant::now() + LOCK_WAIT;
+        let mut waiting = Some(waiting);
+        loop {
+            if let Some(lock) = self.lock()? {
+                return Ok(lock);
+            }
+            if std::time::Instant::now() >= until {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "another process has held {} for {} s: gave up (an exporter stuck writing it, or another `portwarden baseline`)",
+                        self.dir.join(LOCK).display(),
+                        LOCK_WAIT.as_secs()
+                    ),
+                ));
+            }
+            if let Some(w) = waiting.take() {
+                w();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// As [`Baseline::update`], but never waits for the lock (the
@@ -331,21 +365,25 @@ impl Baseline {
         &mut self,
         edit: impl FnOnce(&mut BTreeMap<Expected, u64>) -> bool,
     ) -> Result<Option<Recovered>, UpdateError> {
-        self.change(false, edit)
+        let held = match self.read_only {
+            Some(_) => None,
+            None => Some(self.lock()?.ok_or(UpdateError::Busy)?),
+        };
+        self.change(held, edit)
     }
 
+    /// `edit` under `held`, the lock (`None`: read-only).
     fn change(
         &mut self,
-        wait: bool,
+        held: Option<File>,
         edit: impl FnOnce(&mut BTreeMap<Expected, u64>) -> bool,
     ) -> Result<Option<Recovered>, UpdateError> {
         // Read-only (from the start, or since a newer version's file
         // appeared under the lock): the edit lives in memory only.
         // The lock, held to the end of the write.
-        let mut _held = None;
+        let _held = held;
         let mut recovered = None;
-        if self.read_only.is_none() {
-            _held = Some(self.lock(wait)?.ok_or(UpdateError::Busy)?);
+        if _held.is_some() {
             recovered = self.read(true)?;
         }
         if let Some(why) = &self.read_only {
@@ -358,19 +396,17 @@ impl Baseline {
         Ok(recovered)
     }
 
-    /// The lock, waiting for it or not; `None`: another process holds it.
-    fn lock(&self, wait: bool) -> io::Result<Option<File>> {
+    /// The lock, without waiting; `None`: another process holds it.
+    fn lock(&self) -> io::Result<Option<File>> {
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(self.dir.join(LOCK))?;
-        let how = if wait {
-            rustix::fs::FlockOperation::LockExclusive
-        } else {
-            rustix::fs::FlockOperation::NonBlockingLockExclusive
-        };
-        match rustix::fs::flock(f.as_fd(), how) {
+        match rustix::fs::flock(
+            f.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        ) {
             Ok(()) => Ok(Some(f)),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(e.into()),
@@ -614,7 +650,7 @@ mod tests {
             b"\x00\x01 not json"
         );
         assert!(b.entries().is_empty());
-        b.update(|e| e.insert(expected(22), 1).is_none())
+        b.update(|| {}, |e| e.insert(expected(22), 1).is_none())
             .expect("writes");
         let (again, none) = Baseline::open(&dir).expect("reopens");
         assert!(none.is_none());
@@ -687,7 +723,7 @@ mod tests {
     fn readers_never_see_a_torn_file_while_it_is_rewritten() {
         let dir = tempdir("atomic");
         let (mut b, _) = Baseline::open(&dir).expect("opens");
-        b.update(|e| e.insert(expected(1), 0).is_none())
+        b.update(|| {}, |e| e.insert(expected(1), 0).is_none())
             .expect("first write");
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -702,8 +738,11 @@ mod tests {
                 reads
             });
             for i in 0..300u16 {
-                b.update(|e| e.insert(expected(1000 + i), u64::from(i)).is_none())
-                    .expect("write");
+                b.update(
+                    || {},
+                    |e| e.insert(expected(1000 + i), u64::from(i)).is_none(),
+                )
+                .expect("write");
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             assert!(reader.join().expect("reader") > 0);

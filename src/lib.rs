@@ -46,5 +46,6 @@ pub mod probe;
 pub mod reload;
 pub mod server;
 pub mod targets;
+pub mod text;
 
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! Files reloaded when they change or on SIGHUP (the web config, the
 //! targets and modules files): what tells a file changed — replaced
-//! (inode) or rewritten (mtime, size) — and when to look.
+//! (inode), rewritten (mtime, size) or given another owner or mode (which
+//! decide whether the actions file may be used) — and when to look.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,8 @@ pub struct Stamp {
     ino: u64,
     mtime_ns: i128,
     len: u64,
+    uid: u32,
+    mode: u32,
 }
 
 /// Each file's stamp now; `None` for one that cannot be read.
@@ -23,6 +26,8 @@ pub fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
                 ino: m.ino(),
                 mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
                 len: m.len(),
+                uid: m.uid(),
+                mode: m.mode(),
             })
         })
         .collect()

@@ -347,14 +347,20 @@ fn the_actions_file_is_reloaded_and_a_broken_one_kept_out() {
         attempts(t, "second", "failed") == 0.0
     });
     assert_eq!(attempts(&t, "first", "failed"), 0.0);
-    // A broken file: the two stay.
+    assert_eq!(
+        counter(&t, "portwarden_actions_last_reload_successful "),
+        1.0
+    );
+    // A broken file: the two stay, the failed reload counted.
     write(
         &dir.0,
         "actions.yml",
         "actions:\n  - name: x\n    when: [down]\n",
     );
-    std::thread::sleep(Duration::from_millis(2500));
-    let t = exporter.scrape();
+    let t = exporter.wait_for(10, "the failed reload counted", |t| {
+        counter(t, "portwarden_actions_reload_failures_total ") == 1.0
+            && counter(t, "portwarden_actions_last_reload_successful ") == 0.0
+    });
     assert_eq!(attempts(&t, "first", "failed"), 0.0, "{t}");
     assert_eq!(attempts(&t, "second", "failed"), 0.0, "{t}");
     // SIGHUP reads it again: one action left.
@@ -374,5 +380,202 @@ fn the_actions_file_is_reloaded_and_a_broken_one_kept_out() {
         attempts(t, "third", "failed") == 0.0 && attempts(t, "first", "failed") == -1.0
     });
     assert_eq!(attempts(&t, "second", "failed"), -1.0);
+    assert_eq!(
+        counter(&t, "portwarden_actions_last_reload_successful "),
+        1.0
+    );
+    assert_eq!(
+        counter(&t, "portwarden_actions_reload_failures_total "),
+        1.0
+    );
+    // Made writable by anyone: kept out like a broken file, counted.
+    chmod(&path, 0o666);
+    let t = exporter.wait_for(10, "the writable file kept out", |t| {
+        counter(t, "portwarden_actions_reload_failures_total ") == 2.0
+    });
+    assert_eq!(attempts(&t, "third", "failed"), 0.0, "{t}");
     assert!(exporter.try_wait().is_none(), "SIGHUP does not end it");
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A file that makes the host run commands must be private: one anyone can
+/// write (or whose directory anyone can write, or whose program anyone can
+/// write) stops the start, naming it and why; a private one starts.
+#[test]
+fn an_actions_file_others_can_write_stops_the_start() {
+    let dir = TempDir::new("recovery-private");
+    let script = write(&dir.0, "fix.sh", "#!/bin/sh\nexit 0\n");
+    chmod(&script, 0o755);
+    let path = write(
+        &dir.0,
+        "actions.yml",
+        &format!(
+            "actions:\n  - name: fix\n    match: {{port: 1}}\n    when: [down]\n    run: [{}]\n",
+            script.display()
+        ),
+    );
+    // A taken address: a start that gets past the file fails to bind.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = taken.local_addr().expect("addr").to_string();
+    let start = || {
+        run(
+            &["serve", "--actions.file", path.to_str().expect("utf-8")],
+            &[("PORTWARDEN_LISTEN_ADDRESS", taken.as_str())],
+        )
+    };
+    chmod(&path, 0o666);
+    let out = start();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--actions.file / PORTWARDEN_ACTIONS_FILE: ")
+            && err.contains(&format!(
+                "{} (the file) is writable by anyone (mode 666)",
+                path.display()
+            )),
+        "{err}"
+    );
+    chmod(&path, 0o600);
+    chmod(&script, 0o777);
+    let out = start();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("action 'fix' runs")
+            && err.contains("fix.sh (the file) is writable by anyone"),
+        "{err}"
+    );
+    chmod(&script, 0o755);
+    chmod(&dir.0, 0o777);
+    let out = start();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("(its directory) is writable by anyone"),
+        "{err}"
+    );
+    chmod(&dir.0, 0o755);
+    // Private: it starts (and fails only to bind the taken address).
+    let out = start();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {taken}")), "{err}");
+}
+
+/// The exporter's peak resident memory (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// An exporter with one action for tcp `port` when it is down: `run`
+/// (a shell command line), within `timeout`, tried once.
+fn acting(dir: &Path, port: u16, run: &str, timeout: &str) -> Exporter {
+    let actions = write(
+        dir,
+        "actions.yml",
+        &format!(
+            "actions:\n  - name: act\n    match: {{proto: tcp, port: {port}}}\n    when: [down]\n    after: 1\n    run: [/bin/sh, -c, {run:?}]\n    timeout: {timeout}\n    max_attempts: 1\n    cooldown: 1s\n"
+        ),
+    );
+    Exporter::start_with(
+        &["--actions.file", actions.to_str().expect("utf-8")],
+        &[("ENABLE_HTTP_DETECTION", "false")],
+    )
+}
+
+#[test]
+fn a_command_that_floods_stderr_holds_a_few_kilobytes() {
+    let _one_at_a_time = serial();
+    let dir = TempDir::new("recovery-stderr");
+    let port = free_port();
+    // 1 GB of stderr, then a failure.
+    let exporter = acting(
+        &dir.0,
+        port,
+        "head -c 1000000000 /dev/zero >&2; exit 3",
+        "60s",
+    );
+    exporter.wait_rounds("tcp", 2, 10);
+    let before = peak_rss(exporter.pid());
+    port_that_dies(&exporter, port);
+    exporter.wait_for(60, "the attempt failed", |t| {
+        attempts(t, "act", "failed") == 1.0
+    });
+    let after = peak_rss(exporter.pid());
+    assert!(
+        after < before + 10 * 1024 * 1024,
+        "peak RSS {before} -> {after} bytes: more than 10 MB for a command's stderr"
+    );
+}
+
+#[test]
+fn a_timed_out_command_leaves_nothing_running() {
+    let _one_at_a_time = serial();
+    let dir = TempDir::new("recovery-timeout");
+    let port = free_port();
+    // The shell waits for its child: both are killed, as one group.
+    let exporter = acting(&dir.0, port, "sleep 1717; echo done", "1s");
+    port_that_dies(&exporter, port);
+    exporter.wait_for(20, "the timeout", |t| attempts(t, "act", "timeout") == 1.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with("sleep 1717").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left running after the timeout: {:?}",
+            processes_with("sleep 1717")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_command_that_starts_a_daemon_is_judged_by_its_exit() {
+    let _one_at_a_time = serial();
+    let dir = TempDir::new("recovery-daemon");
+    let port = free_port();
+    // Exits 0 at once; the daemon it leaves holds stderr open for good.
+    let exporter = acting(&dir.0, port, "sleep 1718 & exit 0", "3s");
+    port_that_dies(&exporter, port);
+    // The daemon does not bring the port back: failed, after the cooldown.
+    let t = exporter.wait_for(20, "the attempt's result", |t| {
+        attempts(t, "act", "failed") + attempts(t, "act", "success") + attempts(t, "act", "timeout")
+            >= 1.0
+    });
+    assert_eq!(attempts(&t, "act", "timeout"), 0.0, "{t}");
+    assert_eq!(attempts(&t, "act", "failed"), 1.0, "{t}");
+    let daemons = processes_with("sleep 1718");
+    assert!(
+        !daemons.is_empty(),
+        "the daemon of a command that exited 0 is left alone"
+    );
+    for pid in daemons {
+        kill(pid);
+    }
 }

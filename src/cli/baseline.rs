@@ -52,7 +52,7 @@ pub fn run(
                 .collect();
             let at = baseline::now();
             let mut added = 0;
-            file.update(|entries| {
+            file.update(waiting(&file, note), |entries| {
                 for p in &now {
                     if entries.insert(p.clone(), at).is_none() {
                         added += 1;
@@ -78,6 +78,22 @@ pub fn run(
     }
 }
 
+/// Says, once, that another process holds the baseline's lock.
+fn waiting<'a>(file: &Baseline, note: &'a mut dyn Write) -> impl FnOnce() + 'a {
+    let dir = file
+        .path()
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    move || {
+        let _ = writeln!(
+            note,
+            "portwarden: waiting for the baseline's lock in {dir}, held by another process (up to {} s)",
+            baseline::LOCK_WAIT.as_secs()
+        );
+    }
+}
+
 fn forget(
     file: &mut Baseline,
     filter: &BaselineFilter,
@@ -91,7 +107,7 @@ fn forget(
         });
     }
     let mut removed = 0;
-    file.update(|entries| {
+    file.update(waiting(file, note), |entries| {
         let before = entries.len();
         entries.retain(|p, _| !(all || filter.matches(p)));
         removed = before - entries.len();
@@ -144,7 +160,7 @@ fn show(file: &Baseline, json: bool, out: &mut dyn Write) -> Result<(), Error> {
                 baseline::utc(*since),
             ]);
         }
-        writeln!(out, "{table}")?;
+        writeln!(out, "{}", super::one_line_rows(&mut table))?;
     }
     out.flush()?;
     Ok(())

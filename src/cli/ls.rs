@@ -291,7 +291,7 @@ fn write_table(
         ]);
     }
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    writeln!(out, "{table}")?;
+    writeln!(out, "{}", super::one_line_rows(&mut table))?;
     out.flush()?;
     Ok(())
 }

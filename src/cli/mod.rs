@@ -4,25 +4,7 @@ pub mod baseline;
 pub mod check;
 pub mod ls;
 
-/// Makes a value from a hostile source (a process name, a path, a command
-/// line) safe to print on a terminal: control characters and the Unicode
-/// marks that reorder text become escapes, so a process can neither move the
-/// cursor or rewrite the screen of whoever runs `portwarden ls`, nor make its
-/// row read backwards.
-pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(hidden) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if hidden(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
+pub use crate::text::printable;
 
 /// A table for the terminal: sized to `COLUMNS` when set, else to the
 /// terminal's width; a terminal that reports 0 columns (`script`, some
@@ -38,6 +20,15 @@ pub fn table(header: &[&str]) -> comfy_table::Table {
             .set_width(w),
         None => table.set_content_arrangement(comfy_table::ContentArrangement::Disabled),
     };
+    table
+}
+
+/// Each row on one line: in a table narrower than its text a cell is cut
+/// with an ellipsis, never wrapped (`4567` over `8` reads as two numbers).
+pub fn one_line_rows(table: &mut comfy_table::Table) -> &comfy_table::Table {
+    for row in table.row_iter_mut() {
+        row.max_height(1);
+    }
     table
 }
 
@@ -63,26 +54,9 @@ fn terminal_width() -> Option<u16> {
     ok.then_some(size.ws_col)
 }
 
-/// Characters that act on the terminal or on the order of the text around
-/// them instead of showing: C0/C1 controls, and the bidirectional marks,
-/// embeddings, overrides and isolates (U+200E/F, U+202A–E, U+2066–9).
-fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_are_escaped() {
-        assert_eq!(printable("nginx"), "nginx");
-        assert_eq!(printable("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
-        assert_eq!(printable("ü \"q\" \\"), "ü \"q\" \\");
-        assert_eq!(printable("evil\u{202E}fdp.exe"), "evil\\u{202e}fdp.exe");
-        assert_eq!(printable("a\u{2066}b\u{200F}"), "a\\u{2066}b\\u{200f}");
-    }
 
     #[test]
     fn columns_then_the_terminal_and_zero_is_unknown() {

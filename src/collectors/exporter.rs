@@ -129,6 +129,13 @@ fn probes(s: &Snapshot, enc: &mut Encoder) {
         "kind",
         rounds().map(|(k, _, at)| (k, unix_seconds(at))),
     );
+    enc.by_label(
+        "portwarden_probe_round_interval_seconds",
+        "How often a round of checks of each kind is due (3 of them missed: /-/healthy fails).",
+        Kind::Gauge,
+        "kind",
+        rounds().map(|(k, s, _)| (k, s.interval.as_secs_f64())),
+    );
 }
 
 /// The standard `process_*` families, as every Prometheus client writes them.

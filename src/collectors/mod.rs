@@ -287,10 +287,12 @@ mod tests {
         tcp.record("dead", 1.0);
         tcp.last_round = Some(at(1_764_460_800));
         tcp.last_round_seconds = 1.25;
+        tcp.interval = Duration::from_secs(60);
         let mut http = ProbeStats::default();
         http.record("http", 0.002);
         http.last_round = Some(at(1_764_460_805));
         http.last_round_seconds = 0.5;
+        http.interval = Duration::from_secs(60);
 
         let mut s = Snapshot::empty(Collectors::default());
         s.ports = ports;

@@ -144,6 +144,7 @@ pub async fn run<J: Send + 'static>(
             .send(Msg::RoundDone {
                 kind: round.kind,
                 seconds,
+                every: round.period,
             })
             .is_err()
         {

@@ -235,6 +235,8 @@ pub struct ProbeStats {
     pub count: u64,
     pub last_round: Option<SystemTime>,
     pub last_round_seconds: f64,
+    /// How often a round of this kind is due.
+    pub interval: Duration,
 }
 
 impl ProbeStats {

@@ -43,8 +43,13 @@ pub enum Msg {
         asked: Instant,
         seconds: f64,
     },
-    /// A round of checks of `kind` ended after `seconds`.
-    RoundDone { kind: &'static str, seconds: f64 },
+    /// A round of checks of `kind`, due every `every`, ended after
+    /// `seconds`.
+    RoundDone {
+        kind: &'static str,
+        seconds: f64,
+        every: Duration,
+    },
     /// The targets and modules files, loaded (at the start, at a reload).
     Targets(InForce),
     /// A reload of those files failed: what is in force stays.
@@ -285,10 +290,15 @@ impl State {
                         .record(result, report.seconds);
                 }
             }
-            Msg::RoundDone { kind, seconds } => {
+            Msg::RoundDone {
+                kind,
+                seconds,
+                every,
+            } => {
                 let stats = self.probes.entry(kind).or_default();
                 stats.last_round = Some(SystemTime::now());
                 stats.last_round_seconds = seconds;
+                stats.interval = every;
                 return kind == "tcp" && std::mem::take(&mut self.first_checks);
             }
         }
@@ -1063,7 +1073,11 @@ mod tests {
         let mut st = state(Duration::from_secs(60));
         st.apply_discovery(&discovery(vec![listener(8080, 20, "app")]), true);
         let k = key(Proto::Tcp, 8080);
-        let done = |kind| Msg::RoundDone { kind, seconds: 0.1 };
+        let done = |kind| Msg::RoundDone {
+            kind,
+            seconds: 0.1,
+            every: Duration::from_secs(60),
+        };
         st.apply(Msg::Tcp {
             key: k.clone(),
             outcome: tcp(true, 0.001, None),

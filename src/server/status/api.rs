@@ -3,6 +3,7 @@
 //! socket) and, from the engine, its health, last check, connect time,
 //! uptime and last day (schema in the README).
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -12,6 +13,7 @@ use crate::collectors::unix_seconds as unix;
 use crate::engine::history::{self, Day};
 use crate::engine::{Snapshot, TargetSeries};
 use crate::model::{AcceptQueue, Family, Owner, Proto};
+use crate::text::printable;
 
 /// What is common to both answers.
 #[derive(Serialize)]
@@ -95,9 +97,9 @@ fn three_digits(x: f64) -> f64 {
 struct ApiOwner<'a> {
     pid: u32,
     start_time: u64,
-    process_name: &'a str,
-    exe_path: &'a str,
-    user: &'a str,
+    process_name: Cow<'a, str>,
+    exe_path: Cow<'a, str>,
+    user: Cow<'a, str>,
 }
 
 impl<'a> ApiOwner<'a> {
@@ -105,9 +107,9 @@ impl<'a> ApiOwner<'a> {
         ApiOwner {
             pid: o.pid,
             start_time: o.start_time,
-            process_name: &o.process_name,
-            exe_path: &o.exe_path,
-            user: &o.user,
+            process_name: printable(&o.process_name),
+            exe_path: printable(&o.exe_path),
+            user: printable(&o.user),
         }
     }
 }
@@ -136,8 +138,8 @@ struct Port<'a> {
     /// Still listening; false for a gone port kept for the retention
     /// (its last sockets shown).
     present: bool,
-    process_name: &'a str,
-    exe_path: &'a str,
+    process_name: Cow<'a, str>,
+    exe_path: Cow<'a, str>,
     /// When its last TCP check ended (Unix seconds).
     last_check: Option<f64>,
     /// For a port that answers HTTP: whether it did at the last check.
@@ -172,8 +174,8 @@ fn port<'a>(row: &Row<'a>, now: u32, with_history: bool) -> Port<'a> {
         owner_unknown_reason: s.and_then(|s| s.owner_unknown_reason.as_deref()),
         excluded: false,
         present: p.present,
-        process_name: &p.process_name,
-        exe_path: &p.exe_path,
+        process_name: printable(&p.process_name),
+        exe_path: printable(&p.exe_path),
         last_check: p.last_check.map(f64::from),
         http_alive: p.http_alive,
         uptime_1h: row.uptime.0,
@@ -197,7 +199,7 @@ pub fn ports(snapshot: &Snapshot, host: &str, query: &Query) -> Vec<u8> {
         header: header(snapshot, host),
         ports: rows
             .iter()
-            .take(query.limit.unwrap_or(usize::MAX))
+            .take(query.limit.unwrap_or(view::MAX_ROWS))
             .map(|r| port(r, now, query.history))
             .collect(),
     };
@@ -261,6 +263,7 @@ pub fn targets(snapshot: &Snapshot, host: &str, query: &Query) -> Vec<u8> {
         header: header(snapshot, host),
         targets: view::targets(snapshot, &query.filter)
             .into_iter()
+            .take(query.limit.unwrap_or(view::MAX_ROWS))
             .map(|t| target(t, now, query.history))
             .collect(),
     };

@@ -34,8 +34,12 @@ const CSS: &str = include_str!("assets/status.css");
 const JS: &str = include_str!("assets/status.js");
 const FAVICON: &str = include_str!("assets/favicon.svg");
 
-/// Pages and answers rendered at once; more wait their turn.
-const RENDERS: usize = 4;
+/// Pages, answers and badges in flight at once — rendered, or still being
+/// sent to a client that reads slowly — shared by all; one more is
+/// answered 503 at once. With [`view::MAX_ROWS`] rows an answer at most,
+/// what slow readers can pin is bounded: on a host of 10,000 sockets, four
+/// of the largest answers (~14 MB each) on top of the exporter's own.
+pub const RENDERS: usize = 4;
 
 #[derive(Clone)]
 struct Status {
@@ -85,6 +89,33 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// A response body that holds its render slot until it is dropped: sent
+/// whole, or its connection closed.
+struct Held {
+    body: http_body_util::Full<axum::body::Bytes>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl hyper::body::Body for Held {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
@@ -129,13 +160,46 @@ fn bad_request(why: &view::BadQuery, json: bool) -> Response {
     }
 }
 
-/// Renders off the async threads, a few at a time.
-async fn render<T: Send + 'static>(
+/// A render slot, or 503 at once (counted) when every one is taken.
+fn slot(status: &Status) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    Arc::clone(&status.renders)
+        .try_acquire_owned()
+        .map_err(|_| {
+            crate::counters::refused(crate::counters::Refused::Renders);
+            respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!(
+                    "busy: {RENDERS} pages, answers and badges are in flight; try again shortly\n"
+                ),
+            )
+        })
+}
+
+/// Renders off the async threads, within a slot, and answers with a body
+/// that keeps the slot until it is sent.
+async fn render<T: Into<axum::body::Bytes> + Send + 'static>(
     status: &Status,
+    code: StatusCode,
+    content_type: &'static str,
     work: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    let _turn = status.renders.acquire().await.ok()?;
-    tokio::task::spawn_blocking(work).await.ok()
+) -> Response {
+    let slot = match slot(status) {
+        Ok(slot) => slot,
+        Err(busy) => return busy,
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(body) => respond(
+            code,
+            content_type,
+            Body::new(Held {
+                body: http_body_util::Full::new(body.into()),
+                _slot: slot,
+            }),
+        ),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => unavailable(),
+    }
 }
 
 fn query(uri: &Uri) -> Result<view::Query, view::BadQuery> {
@@ -153,19 +217,20 @@ async fn page(State(status): State<Status>, uri: Uri) -> Response {
         status.metrics_path.clone(),
         status.probe,
     );
-    match render(&status, move || {
-        let frame = page::Frame {
-            host: &host,
-            metrics_path: &metrics,
-            probe,
-        };
-        page::render(&snapshot, &frame, &q)
-    })
+    render(
+        &status,
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        move || {
+            let frame = page::Frame {
+                host: &host,
+                metrics_path: &metrics,
+                probe,
+            };
+            page::render(&snapshot, &frame, &q)
+        },
+    )
     .await
-    {
-        Some(html) => respond(StatusCode::OK, "text/html; charset=utf-8", html),
-        None => unavailable(),
-    }
 }
 
 fn unavailable() -> Response {
@@ -195,10 +260,10 @@ async fn json(
     };
     let snapshot = status.shared.snapshot();
     let host = status.host.clone();
-    match render(&status, move || make(&snapshot, &host, &q)).await {
-        Some(body) => respond(StatusCode::OK, "application/json", body),
-        None => unavailable(),
-    }
+    render(&status, StatusCode::OK, "application/json", move || {
+        make(&snapshot, &host, &q)
+    })
+    .await
 }
 
 async fn badge(
@@ -211,11 +276,22 @@ async fn badge(
         .iter()
         .find(|(k, v)| k == "netns" && !v.is_empty())
         .map_or("host", |(_, v)| v.as_str());
+    let slot = match slot(&status) {
+        Ok(slot) => slot,
+        Err(busy) => return busy,
+    };
     let (found, svg) = badge::answer(&status.shared.snapshot(), &kind, &file, netns);
     let code = if found {
         StatusCode::OK
     } else {
         StatusCode::NOT_FOUND
     };
-    respond(code, "image/svg+xml", svg)
+    respond(
+        code,
+        "image/svg+xml",
+        Body::new(Held {
+            body: http_body_util::Full::new(svg.into()),
+            _slot: slot,
+        }),
+    )
 }

@@ -22,9 +22,10 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            // Controls (a process may name itself with them) as U+FFFD:
-            // nothing can hide or break a row.
-            c if c.is_control() => out.push('\u{fffd}'),
+            // Controls and the marks that reorder text (a process may
+            // name itself with them) written out as in `ls`'s table:
+            // nothing can hide, break or reverse a row.
+            c if crate::text::hidden(c) => out.extend(c.escape_default()),
             c => out.push(c),
         }
     }
@@ -421,8 +422,9 @@ mod tests {
     fn escaping_leaves_no_markup_and_no_control_character() {
         assert_eq!(
             esc("a<b>&\"'\u{1b}[2J\n"),
-            "a&lt;b&gt;&amp;&quot;&#39;\u{fffd}[2J\u{fffd}"
+            "a&lt;b&gt;&amp;&quot;&#39;\\u{1b}[2J\\n"
         );
+        assert_eq!(esc("evil\u{202E}fdp.exe"), "evil\\u{202e}fdp.exe");
     }
 
     #[test]

@@ -96,13 +96,18 @@ pub struct Query {
     /// Whether the API includes each row's history (default yes).
     pub history: bool,
     /// The most rows to answer with (the page's default:
-    /// [`PAGE_ROWS`]; the API's: all).
+    /// [`PAGE_ROWS`]; the API's: [`MAX_ROWS`]).
     pub limit: Option<usize>,
 }
 
 /// Rows the page shows unless asked for more: a host with thousands of
 /// ports is read through the filter.
 pub const PAGE_ROWS: usize = 1000;
+
+/// The most rows one answer has, asked or not (the default
+/// `--discovery.max-ports`): what one response can hold is bounded, and so
+/// is what [`super::RENDERS`] of them hold for slow readers.
+pub const MAX_ROWS: usize = 20_000;
 
 fn health_word(s: &str) -> Option<Health> {
     WORDS.into_iter().find(|h| h.as_str() == s)
@@ -179,9 +184,16 @@ impl Query {
                     }
                 }
                 "limit" => {
-                    q.limit = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        BadQuery(format!("limit={v:?}: expected a number of rows, 1 or more"))
-                    })?);
+                    q.limit = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| (1..=MAX_ROWS).contains(n))
+                            .ok_or_else(|| {
+                                BadQuery(format!(
+                                    "limit={v:?}: expected a number of rows from 1 to {MAX_ROWS}"
+                                ))
+                            })?,
+                    );
                 }
                 "history" => {
                     q.history = match v {
