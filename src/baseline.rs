@@ -697,7 +697,7 @@ mod tests {
     fn the_exporter_never_waits_for_the_lock() {
         let dir = tempdir("lock");
         let (mut b, _) = Baseline::open(&dir).expect("opens");
-        let held = b.lock(true).expect("lock").expect("free");
+        let held = b.lock().expect("lock").expect("free");
         let started = std::time::Instant::now();
         let err = b.try_update(|e| e.insert(expected(1), 0).is_none());
         assert!(matches!(err, Err(UpdateError::Busy)), "{err:?}");
@@ -756,10 +756,10 @@ mod tests {
         let dir = tempdir("reload");
         let (mut exporter, _) = Baseline::open(&dir).expect("opens");
         exporter
-            .update(|e| e.insert(expected(80), 0).is_none())
+            .update(|| {}, |e| e.insert(expected(80), 0).is_none())
             .expect("write");
         let (mut cli, _) = Baseline::open(&dir).expect("opens");
-        cli.update(|e| e.remove(&expected(80)).is_some())
+        cli.update(|| {}, |e| e.remove(&expected(80)).is_some())
             .expect("forget");
         let (changed, _) = exporter.reload_if_changed().expect("reload");
         assert!(changed);

@@ -160,20 +160,22 @@ fn bad_request(why: &view::BadQuery, json: bool) -> Response {
     }
 }
 
-/// A render slot, or 503 at once (counted) when every one is taken.
-fn slot(status: &Status) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
-    Arc::clone(&status.renders)
-        .try_acquire_owned()
-        .map_err(|_| {
-            crate::counters::refused(crate::counters::Refused::Renders);
-            respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-                format!(
-                    "busy: {RENDERS} pages, answers and badges are in flight; try again shortly\n"
-                ),
-            )
-        })
+/// A render slot; `None` (counted) when every one is taken.
+fn slot(status: &Status) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let slot = Arc::clone(&status.renders).try_acquire_owned().ok();
+    if slot.is_none() {
+        crate::counters::refused(crate::counters::Refused::Renders);
+    }
+    slot
+}
+
+/// Every slot taken: 503 at once, never a queue.
+fn busy() -> Response {
+    respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain; charset=utf-8",
+        format!("busy: {RENDERS} pages, answers and badges are in flight; try again shortly\n"),
+    )
 }
 
 /// Renders off the async threads, within a slot, and answers with a body
@@ -184,9 +186,8 @@ async fn render<T: Into<axum::body::Bytes> + Send + 'static>(
     content_type: &'static str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Response {
-    let slot = match slot(status) {
-        Ok(slot) => slot,
-        Err(busy) => return busy,
+    let Some(slot) = slot(status) else {
+        return busy();
     };
     match tokio::task::spawn_blocking(work).await {
         Ok(body) => respond(
@@ -276,9 +277,8 @@ async fn badge(
         .iter()
         .find(|(k, v)| k == "netns" && !v.is_empty())
         .map_or("host", |(_, v)| v.as_str());
-    let slot = match slot(&status) {
-        Ok(slot) => slot,
-        Err(busy) => return busy,
+    let Some(slot) = slot(&status) else {
+        return busy();
     };
     let (found, svg) = badge::answer(&status.shared.snapshot(), &kind, &file, netns);
     let code = if found {
