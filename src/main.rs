@@ -187,12 +187,25 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     )?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        // Encoding and name lookups; the unit's TasksMax counts on it.
+        // Encoding, renders and name lookups; the unit's TasksMax counts
+        // on it. Idle threads are kept, not ended after 10 s: a pool that
+        // has a thread never needs the OS for one again (tokio panics when
+        // it has none and the OS refuses one; with one, work waits for it).
         .max_blocking_threads(16)
+        .thread_keep_alive(std::time::Duration::from_secs(24 * 3600))
         .thread_name("portwarden")
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // The blocking pool's first thread, now: refused, the start fails
+        // with the reason rather than a task later.
+        let first =
+            std::panic::catch_unwind(|| tokio::task::spawn_blocking(|| ())).map_err(|_| {
+                anyhow::anyhow!(
+                    "the OS refused a thread at the start (RLIMIT_NPROC, TasksMax or a pids limit)"
+                )
+            })?;
+        first.await?;
         let listener = portwarden::server::bind(settings.listen_address).await?;
         let path = settings.telemetry_path.clone();
         let max_requests = settings.max_requests;

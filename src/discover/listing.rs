@@ -312,9 +312,34 @@ pub(super) fn list_entered(
             stats.setns_denied += 1;
             list_from_proc(proc, ns)
         }
-        // No thread to enter it with (counted as refused): from its
-        // processes' /proc/net files, as when entering is denied.
-        None => list_from_proc(proc, ns),
+        // No thread to enter it with (counted as refused): this one enters
+        // it and comes back. Skipping it would read as its ports gone.
+        None => {
+            let Ok(home) = rustix::fs::open(
+                "/proc/thread-self/ns/net",
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) else {
+                return list_from_proc(proc, ns);
+            };
+            let enter = |to: std::os::fd::BorrowedFd<'_>| {
+                rustix::thread::move_into_link_name_space(
+                    to,
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+            };
+            if enter(std::os::fd::AsFd::as_fd(&fd)).is_err() {
+                stats.setns_denied += 1;
+                return list_from_proc(proc, ns);
+            }
+            let listed = list_here(proc, ns, connections);
+            // Back home, or this thread would list the wrong namespace as
+            // its own from now on: that is no state to go on in.
+            if let Err(e) = enter(std::os::fd::AsFd::as_fd(&home)) {
+                panic!("cannot return to our own network namespace: {e}");
+            }
+            listed
+        }
         Some(Err(panic)) => std::panic::resume_unwind(panic),
     }
 }

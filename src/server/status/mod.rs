@@ -37,9 +37,10 @@ const FAVICON: &str = include_str!("assets/favicon.svg");
 /// Pages, answers and badges in flight at once — rendered, or still being
 /// sent to a client that reads slowly — shared by all; one more is
 /// answered 503 at once. With [`view::MAX_ROWS`] rows an answer at most,
-/// what slow readers can pin is bounded: on a host of 10,000 sockets, four
-/// of the largest answers (~14 MB each) on top of the exporter's own.
-pub const RENDERS: usize = 4;
+/// what slow readers can pin is bounded: on a host of 10,000 sockets, two
+/// of the largest answers (~15 MB each) and their rendering on top of the
+/// exporter's own (tests/trust.rs measures it).
+pub const RENDERS: usize = 2;
 
 #[derive(Clone)]
 struct Status {
@@ -180,14 +181,22 @@ fn busy() -> Response {
 
 /// Renders off the async threads, within a slot, and answers with a body
 /// that keeps the slot until it is sent.
-async fn render<T: Into<axum::body::Bytes> + Send + 'static>(
+async fn render(
     status: &Status,
     code: StatusCode,
     content_type: &'static str,
-    work: impl FnOnce() -> T + Send + 'static,
+    work: impl FnOnce() -> Vec<u8> + Send + 'static,
 ) -> Response {
     let Some(slot) = slot(status) else {
         return busy();
+    };
+    let work = move || {
+        let mut body = work();
+        // Held while a slow reader takes it: no slack from its growth.
+        body.shrink_to_fit();
+        // What rendering freed goes back to the kernel, not to an arena.
+        crate::alloc::release_free_memory();
+        body
     };
     match tokio::task::spawn_blocking(work).await {
         Ok(body) => respond(
@@ -228,7 +237,7 @@ async fn page(State(status): State<Status>, uri: Uri) -> Response {
                 metrics_path: &metrics,
                 probe,
             };
-            page::render(&snapshot, &frame, &q)
+            page::render(&snapshot, &frame, &q).into_bytes()
         },
     )
     .await
