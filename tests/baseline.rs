@@ -385,3 +385,42 @@ fn expected_ports_are_bounded_by_max_ports() {
         "{series} expected-port series with max-ports 10"
     );
 }
+
+/// `baseline accept` while another process holds the lock says it waits,
+/// then gives up (exit 1) rather than hang in silence.
+#[test]
+fn accept_says_it_waits_for_a_held_lock_and_gives_up() {
+    let dir = TempDir::new("accept-locked");
+    let lock = dir.0.join("baseline.lock");
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'w'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)",
+        ])
+        .arg(&lock)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("locked");
+    let started = std::time::Instant::now();
+    let out = baseline_cmd(&dir, &["accept"]);
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("waiting for the baseline's lock") && err.contains("held by another process"),
+        "{err}"
+    );
+    assert!(err.contains("gave up"), "{err}");
+    assert!(
+        took >= std::time::Duration::from_secs(10) && took < std::time::Duration::from_secs(25),
+        "{took:?}"
+    );
+}

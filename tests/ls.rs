@@ -199,12 +199,28 @@ fn a_terminal_of_zero_columns_is_of_unknown_width_and_columns_is_honoured() {
         assert!(header.contains(column), "{column} not whole in:\n{table}");
     }
     assert_eq!(table.lines().count(), 2, "rows wrapped:\n{table}");
-    // COLUMNS narrows it: the path wraps within 60 columns.
-    let narrow = on_pty(Some("60"));
-    assert!(
-        narrow.lines().all(|l| l.trim_end().chars().count() <= 60),
-        "{narrow}"
-    );
+    // COLUMNS narrows it: within 60 columns, and a row stays one line
+    // (cut with an ellipsis, never a number broken over two lines).
+    for columns in ["60", "50"] {
+        let narrow = on_pty(Some(columns));
+        let width: usize = columns.parse().expect("number");
+        assert!(
+            narrow
+                .lines()
+                .all(|l| l.trim_end().chars().count() <= width),
+            "{narrow}"
+        );
+        let rows: Vec<&str> = narrow
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("tcp"))
+            .collect();
+        assert_eq!(
+            rows.len(),
+            1,
+            "a row wrapped at COLUMNS={columns}:\n{narrow}"
+        );
+        assert!(rows[0].contains('…'), "cut, with an ellipsis: {narrow}");
+    }
 }
 
 #[test]

@@ -440,3 +440,30 @@ fn the_page_its_api_and_badges_can_be_switched_off() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--web.status-page"));
 }
+
+/// A process whose name and path hold U+202E (right-to-left override) would
+/// make the page and the API read backwards: both write it out, as `ls`.
+#[test]
+fn marks_that_reorder_text_are_written_out_on_the_page_and_in_the_api() {
+    let dir = TempDir::new("bidi");
+    let (_exe, holder) = listener_named(&dir.0, "rtl\u{202E}cod.x");
+    let port = holder.port(0);
+    let exporter = Exporter::start(&[]);
+    let rows = wait_port(&exporter, port, "the listener ok", |r| {
+        health(r) == Some("ok")
+    });
+    let owner = &rows[0]["owners"][0];
+    for field in [
+        &rows[0]["process_name"],
+        &owner["process_name"],
+        &owner["exe_path"],
+    ] {
+        let text = field.as_str().expect("a string");
+        assert!(!text.contains('\u{202E}'), "raw in the API: {text:?}");
+        assert!(text.contains("rtl\\u{202e}cod.x"), "{text:?}");
+    }
+    let (_, body) = exporter.get(&format!("/?q={port}")).expect("page");
+    let page = String::from_utf8(body).expect("utf-8");
+    assert!(!page.contains('\u{202E}'), "raw on the page");
+    assert!(page.contains("rtl\\u{202e}cod.x"));
+}

@@ -364,6 +364,24 @@ pub fn bind(
 mod tests {
     use super::*;
 
+    /// The YAML budget is one a big targets file meets: 100,000 entries
+    /// (the parser's default stopped at ~35,000).
+    #[test]
+    fn a_targets_file_of_100000_entries_is_read() {
+        let mut text = String::from("targets:\n");
+        for i in 0..100_000u32 {
+            text.push_str(&format!(
+                "  - {{name: t{i}, target: '10.{}.{}.{}:80'}}\n",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            ));
+        }
+        let targets = parse_file(&text, "big.yml").expect("read");
+        assert_eq!(targets.len(), 100_000);
+        assert_eq!(targets[99_999].name, "t99999");
+    }
+
     fn tcp(host: &str, port: u16) -> Endpoint {
         Endpoint::Tcp {
             host: host.into(),
