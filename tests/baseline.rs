@@ -316,22 +316,7 @@ fn another_process_holding_the_lock_never_stops_discovery() {
     let dir = TempDir::new("locked");
     // Holds baseline.lock for 8 s, as a long `portwarden baseline` or a
     // backup tool might.
-    let lock = dir.0.join("baseline.lock");
-    let mut holder = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import fcntl,sys,time; f=open(sys.argv[1],'w'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(8)",
-        ])
-        .arg(&lock)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("locked");
+    let mut holder = hold_flock(&dir.0.join("baseline.lock"), 8);
     let state = dir.0.to_str().expect("utf-8").to_string();
     let service = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
     let exporter = Exporter::start(&[
@@ -351,11 +336,11 @@ fn another_process_holding_the_lock_never_stops_discovery() {
         stamp(t).is_some_and(|s| s >= first + 1.0)
     });
     assert!(
-        holder.try_wait().expect("wait").is_none(),
+        holder.0.try_wait().expect("wait").is_none(),
         "the lock holder ended early"
     );
     // Once free, what was learnt is written.
-    let _ = holder.wait();
+    let _ = holder.0.wait();
     exporter.wait_for(15, "learnt once the lock is free", |t| {
         port_value(t, "portwarden_expected_port_up", service.port(0)) == Some(1.0)
     });
@@ -391,27 +376,11 @@ fn expected_ports_are_bounded_by_max_ports() {
 #[test]
 fn accept_says_it_waits_for_a_held_lock_and_gives_up() {
     let dir = TempDir::new("accept-locked");
-    let lock = dir.0.join("baseline.lock");
-    let mut holder = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import fcntl,sys,time; f=open(sys.argv[1],'w'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)",
-        ])
-        .arg(&lock)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("locked");
+    let holder = hold_flock(&dir.0.join("baseline.lock"), 30);
     let started = std::time::Instant::now();
     let out = baseline_cmd(&dir, &["accept"]);
     let took = started.elapsed();
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

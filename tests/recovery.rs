@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -47,15 +47,6 @@ s = HTTPServer(("127.0.0.1", 0), H)
 print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The service's pid, from its file, once it has written it.
 fn pid_in(file: &Path) -> u32 {
@@ -466,17 +457,6 @@ fn an_actions_file_others_can_write_stops_the_start() {
     assert!(err.contains(&format!("cannot listen on {taken}")), "{err}");
 }
 
-/// The exporter's peak resident memory (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
-        * 1024
-}
-
 /// Processes whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -523,12 +503,12 @@ fn a_command_that_floods_stderr_holds_a_few_kilobytes() {
         "60s",
     );
     exporter.wait_rounds("tcp", 2, 10);
-    let before = peak_rss(exporter.pid());
+    let before = status_bytes(exporter.pid(), "VmHWM");
     port_that_dies(&exporter, port);
     exporter.wait_for(60, "the attempt failed", |t| {
         attempts(t, "act", "failed") == 1.0
     });
-    let after = peak_rss(exporter.pid());
+    let after = status_bytes(exporter.pid(), "VmHWM");
     assert!(
         after < before + 10 * 1024 * 1024,
         "peak RSS {before} -> {after} bytes: more than 10 MB for a command's stderr"

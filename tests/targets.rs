@@ -308,15 +308,6 @@ fn dates(cert: &Path) -> (i64, i64) {
 }
 
 /// A child process killed and reaped on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `portwarden check` inside the lab's namespace.
 fn check_in(lab: &Lab, args: &[&str]) -> Output {
     lab.command(bin())

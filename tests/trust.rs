@@ -367,17 +367,6 @@ fn a_thread_refused_for_a_namespace_check_is_ours_not_the_ports() {
     drop(holder);
 }
 
-/// Resident memory of `pid`, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
 /// A client that asks for `path` and never reads, with a small receive
 /// buffer: the answer waits in the exporter.
 fn never_reading(addr: SocketAddr, path: &str) -> Option<std::os::fd::OwnedFd> {
@@ -405,7 +394,7 @@ fn slow_readers_pin_a_bounded_amount_of_memory() {
         value(t, "portwarden_ports{proto=\"tcp\"} ").is_some_and(|n| n >= 5_000.0)
     });
     let pid = exporter.pid();
-    let before = rss(pid);
+    let before = status_bytes(pid, "VmRSS");
     // 400 clients, half asking for the page with the most rows it gives,
     // half for the API: none reads a byte.
     let mut clients = Vec::new();
@@ -421,7 +410,7 @@ fn slow_readers_pin_a_bounded_amount_of_memory() {
     let mut most = 0;
     let until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < until {
-        most = most.max(rss(pid));
+        most = most.max(status_bytes(pid, "VmRSS"));
         let asked = Instant::now();
         let (head, _) = exporter.get("/metrics").expect("a scrape answers");
         assert!(head.contains(" 200 "), "{head}");
@@ -479,15 +468,6 @@ class H(BaseHTTPRequestHandler):
         self.end_headers()
 HTTPServer((addr, port), H).serve_forever()
 "#;
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn a_redirect_to_a_link_local_address_is_not_followed_unless_allowed() {
