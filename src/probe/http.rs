@@ -141,9 +141,16 @@ pub async fn probe(
         Some(s) if banner_wait.is_zero() => Some(s.acquire().await),
         _ => None,
     };
+    // The socket first: entering a namespace is ours to wait for.
+    let socket = match super::tcp_socket(addr, via).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            return super::our_fault(&e).map_or(HttpOutcome::Unreachable, HttpOutcome::Error);
+        }
+    };
     let start = tokio::time::Instant::now();
     let mut deadline = start + timeout;
-    let mut stream = match tokio::time::timeout_at(deadline, super::connect(addr, via)).await {
+    let mut stream = match tokio::time::timeout_at(deadline, socket.connect(addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             return super::our_fault(&e).map_or(HttpOutcome::Unreachable, HttpOutcome::Error);

@@ -67,13 +67,23 @@ pub fn vias(discovery: &crate::discover::Discovery) -> std::collections::HashMap
 /// Connects to `addr` from inside `via`'s namespace. A refused `setns`
 /// comes back as `PermissionDenied`.
 pub async fn connect(addr: SocketAddr, via: &Via) -> io::Result<TcpStream> {
-    let Via::Netns(path) = via else {
-        return TcpStream::connect(addr).await;
-    };
-    let fd = socket_entered(path, family_of(addr), SocketType::STREAM).await?;
-    tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd))
-        .connect(addr)
-        .await
+    tcp_socket(addr, via).await?.connect(addr).await
+}
+
+/// A TCP socket for `addr`'s family, made inside `via`'s namespace, not yet
+/// connected. Making it is our work (entering a namespace can take a while
+/// on a busy host): a check times the connect alone, never this.
+pub async fn tcp_socket(addr: SocketAddr, via: &Via) -> io::Result<tokio::net::TcpSocket> {
+    match via {
+        Via::Here if addr.is_ipv4() => tokio::net::TcpSocket::new_v4(),
+        Via::Here => tokio::net::TcpSocket::new_v6(),
+        Via::Netns(path) => {
+            let fd = socket_entered(path, family_of(addr), SocketType::STREAM).await?;
+            Ok(tokio::net::TcpSocket::from_std_stream(
+                std::net::TcpStream::from(fd),
+            ))
+        }
+    }
 }
 
 /// A UDP socket for `addr`'s family, made inside `via`'s namespace (as

@@ -39,8 +39,17 @@ pub async fn probe(
     let spawn = |set: &mut JoinSet<_>, addr: SocketAddr| {
         let via = via.clone();
         set.spawn(async move {
+            // The socket first (entering a namespace is ours to wait for),
+            // then the connect, timed and within the port's deadline.
+            let socket = super::tcp_socket(addr, &via).await;
             let t = Instant::now();
-            let result = tokio::time::timeout_at(deadline, super::connect(addr, &via)).await;
+            let result = match socket {
+                Ok(socket) => {
+                    let deadline = deadline.max(tokio::time::Instant::now() + timeout / 2);
+                    tokio::time::timeout_at(deadline, socket.connect(addr)).await
+                }
+                Err(e) => Ok(Err(e)),
+            };
             let failed = match &result {
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => Failed::Denied,
                 Ok(Err(e)) => super::our_fault(e).map_or(Failed::Port, Failed::Ours),
