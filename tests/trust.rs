@@ -305,6 +305,17 @@ impl Drop for Pids {
     }
 }
 
+/// Accepts and closes every connection; prints its port.
+const ACCEPTING: &str = r#"
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+print(s.getsockname()[1], flush=True)
+while True:
+    s.accept()[0].close()
+"#;
+
 #[test]
 fn a_thread_refused_for_a_namespace_check_is_ours_not_the_ports() {
     let _serial = serial();
@@ -315,11 +326,22 @@ fn a_thread_refused_for_a_namespace_check_is_ours_not_the_ports() {
         return cannot_run("cannot create a cgroup under /sys/fs/cgroup/pids");
     };
     let ns = TestNetns::new("eagain");
-    let holder = Holder::start_in(
-        &ns.0,
-        &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "port": 0}]}),
+    // A listener in the namespace that accepts (and closes) every
+    // connection: one that never accepts would fill its queue, and be hung.
+    let mut holder = Killed(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, "python3", "-c", ACCEPTING])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("listener"),
     );
-    let port = holder.port(0);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.0.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("port");
+    let port: u16 = line.trim().parse().expect("port");
     // The exporter joins the cgroup before it starts.
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -612,4 +634,75 @@ while True:
     );
     // A request on it always meets the reset.
     assert_eq!(rows[1]["reason"], "closed", "{}", rows[1]);
+}
+
+#[test]
+fn a_handler_that_panics_is_answered_500_and_counted() {
+    let _serial = serial();
+    // The third scrape's handler panics (a debug build's fault point).
+    let exporter = Exporter::start(&[
+        ("ENABLE_HTTP_DETECTION", "false"),
+        ("PORTWARDEN_FAULT", "panic:scrape:3"),
+    ]);
+    let codes: Vec<u16> = (0..4)
+        .map(|_| status_of(exporter.addr, "/metrics", &[], Duration::from_secs(10)))
+        .collect();
+    assert_eq!(codes, [200, 200, 500, 200], "answered, the connection kept");
+    let text = exporter.wait_for(10, "the panic counted", |t| {
+        value(t, "portwarden_http_handler_panics_total ") == Some(1.0)
+    });
+    assert!(text.contains("node_tcp_port_alive"), "serving on: {text}");
+    let (head, _) = exporter.get("/-/healthy").expect("healthy");
+    assert!(
+        head.contains(" 200 "),
+        "a request's bug is not the engine's: {head}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Whatever a client sends as Prometheus's timeout header, `/probe`
+    /// answers (400 for what is not seconds), and never panics.
+    #[test]
+    fn no_timeout_header_panics_probe(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..32),
+        number in proptest::num::f64::ANY,
+    ) {
+        use tower_service::Service;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let shared = std::sync::Arc::new(portwarden::engine::Shared::new(
+                portwarden::collectors::Collectors::default(),
+                Duration::from_secs(60),
+            ));
+            let mut app = portwarden::server::app(
+                shared,
+                Some(portwarden::server::ProbeLimits {
+                    concurrency: 4,
+                    max_timeout: Duration::from_millis(200),
+                    destinations: Default::default(),
+                }),
+                "/metrics",
+                0,
+                false,
+            );
+            let values = [bytes.clone(), number.to_string().into_bytes()];
+            for value in values {
+                let Ok(value) = axum::http::HeaderValue::from_bytes(&value) else {
+                    continue;
+                };
+                let request = axum::http::Request::get("/probe?module=tcp_connect&target=127.0.0.1:1")
+                    .header("X-Prometheus-Scrape-Timeout-Seconds", value)
+                    .body(axum::body::Body::empty())
+                    .expect("request");
+                let response = app.call(request).await.expect("infallible");
+                let code = response.status().as_u16();
+                proptest::prop_assert!(code == 200 || code == 400, "{code}");
+            }
+            Ok(())
+        })?;
+    }
 }

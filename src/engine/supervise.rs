@@ -112,7 +112,8 @@ pub enum Fault {
 
 /// Debug (test) builds only: `PORTWARDEN_FAULT=panic:<point>` panics at
 /// `point`, `stall:<point>` asks the caller to stall there; a third field
-/// (`stall:discovery:3`) waits for that visit to the point. Release builds
+/// waits for that visit to the point (`stall:discovery:3` stalls from the
+/// third on, `panic:scrape:3` panics at the third alone). Release builds
 /// have no such hook.
 pub fn fault(point: &str) -> Fault {
     #[cfg(debug_assertions)]
@@ -135,11 +136,13 @@ pub fn fault(point: &str) -> Fault {
             visits[i].1 += 1;
             visits[i].1
         };
-        if nth.and_then(|n| n.parse::<u64>().ok()).unwrap_or(1) > visit {
+        let nth = nth.and_then(|n| n.parse::<u64>().ok()).unwrap_or(1);
+        if nth > visit {
             return Fault::None;
         }
         match what {
-            Some("panic") => panic!("fault injected at {point}"),
+            // That visit alone: a request handler lives on after it.
+            Some("panic") if visit == nth => panic!("fault injected at {point}"),
             Some("stall") => return Fault::Stall,
             _ => {}
         }

@@ -88,6 +88,7 @@ struct Scrapes {
 }
 
 async fn metrics(State(scrapes): State<Scrapes>, headers: HeaderMap) -> Response {
+    crate::engine::supervise::fault("scrape");
     let _slot = match scrapes
         .slots
         .as_ref()
