@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A GET with `headers`, its whole answer read within `wait`: the status
 /// code (0: no answer).
