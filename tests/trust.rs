@@ -166,7 +166,8 @@ fn rounds_that_stop_completing_turn_healthy_red() {
         if head.contains(" 503 ") {
             let why = String::from_utf8_lossy(&body);
             assert!(
-                why.contains("the tcp rounds are stale") && why.contains("3 x their interval"),
+                why.contains("the tcp rounds are stale: nothing of theirs completed for")
+                    && why.contains("3 x their interval"),
                 "{why}"
             );
             break;

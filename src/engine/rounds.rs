@@ -124,7 +124,7 @@ pub async fn run<J: Send + 'static>(
             // Finished checks are reaped as we go (a round of 10,000 must
             // not keep 10,000 task records), each seen as at the end.
             while let Some(done) = tasks.try_join_next() {
-                reap(done);
+                reap(done, &shared, round.kind);
             }
             // Each start at its place on the round's schedule: a gap below
             // the timer's millisecond is taken in batches, not rounded up
@@ -136,9 +136,9 @@ pub async fn run<J: Send + 'static>(
             }
         }
         while let Some(done) = tasks.join_next().await {
-            reap(done);
+            reap(done, &shared, round.kind);
         }
-        shared.round_done(round.kind);
+        shared.round_moved(round.kind);
         let seconds = round_start.elapsed().as_secs_f64();
         if owner
             .send(Msg::RoundDone {
@@ -154,15 +154,17 @@ pub async fn run<J: Send + 'static>(
     }
 }
 
-/// A finished check. One that panicked is a bug of ours: the round (and so
-/// the process, through its supervisor: `/-/healthy` 503, exit 1) ends
-/// rather than go on without it and leave its port's last value standing.
-fn reap(done: Result<(), tokio::task::JoinError>) {
+/// A finished check: the round moves (for `/-/healthy`). One that panicked
+/// is a bug of ours: the round (and so the process, through its
+/// supervisor: `/-/healthy` 503, exit 1) ends rather than go on without it
+/// and leave its port's last value standing.
+fn reap(done: Result<(), tokio::task::JoinError>, shared: &Shared, kind: &'static str) {
     if let Err(e) = done
         && e.is_panic()
     {
         std::panic::resume_unwind(e.into_panic());
     }
+    shared.round_moved(kind);
 }
 
 /// One TCP check: the port, where to connect, and how.

@@ -402,15 +402,16 @@ pub struct Shared {
     wanted: std::sync::atomic::AtomicU8,
 }
 
-/// One loop of checks, as `/-/healthy` judges it: stale when it has not
-/// completed (a round) or has had work waiting (the targets) for 3 × its
-/// interval.
+/// One loop of checks, as `/-/healthy` judges it: stale when for 3 × its
+/// interval no round of it and no check of its rounds has completed (a
+/// round of 10,000 ports that takes long but moves is slow, not frozen), or
+/// a check of it has waited to start (the targets).
 #[derive(Debug)]
 struct Loop {
     name: &'static str,
     every: Duration,
-    /// When a round last completed.
-    done: Option<Instant>,
+    /// When a round, or a check of one, last completed.
+    moved: Option<Instant>,
     /// Since when a check has been due and not started (a scheduler).
     behind: Option<Instant>,
     /// Rounds wait for their first discovery; a scheduler does not.
@@ -462,16 +463,16 @@ impl Shared {
         self.loops().push(Loop {
             name,
             every,
-            done: None,
+            moved: None,
             behind: None,
             is_round,
         });
     }
 
-    /// A round of `name` completed.
-    pub fn round_done(&self, name: &'static str) {
+    /// A round of `name`, or a check of one, completed.
+    pub fn round_moved(&self, name: &'static str) {
         if let Some(l) = self.loops().iter_mut().find(|l| l.name == name) {
-            l.done = Some(Instant::now());
+            l.moved = Some(Instant::now());
         }
     }
 
@@ -540,7 +541,7 @@ impl Shared {
         for l in self.loops().iter() {
             let limit = l.every * 3;
             let stale = |since: Instant| since.elapsed() > limit;
-            let why = match (l.is_round, l.done, l.behind) {
+            let why = match (l.is_round, l.moved, l.behind) {
                 // The first round waits for the first discovery pass.
                 (true, None, _) if self.started.elapsed() > limit + self.stale_after => {
                     Some(format!(
@@ -549,7 +550,7 @@ impl Shared {
                     ))
                 }
                 (true, Some(at), _) if stale(at) => Some(format!(
-                    "the {} rounds are stale: the last completed {:.0} s ago",
+                    "the {} rounds are stale: nothing of theirs completed for {:.0} s",
                     l.name,
                     at.elapsed().as_secs_f64()
                 )),
