@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -180,19 +179,9 @@ fn an_action_that_cannot_help_stops_at_max_attempts_and_escalates_once() {
     let _one_at_a_time = serial();
     let dir = TempDir::new("recovery-escalate");
     let received = dir.0.join("received.jsonl");
-    let mut hook = Killed(
-        Command::new("python3")
-            .args(["-c", WEBHOOK])
-            .arg(&received)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("webhook"),
-    );
-    let mut line = String::new();
-    BufReader::new(hook.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("webhook port");
-    let hook_port: u16 = line.trim().parse().expect("port");
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", WEBHOOK]).arg(&received);
+    let (_hook, hook_port) = serving(cmd);
     // The port is known before the action exists: it is matched by number.
     let port = free_port();
     let actions = write(

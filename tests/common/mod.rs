@@ -1054,3 +1054,22 @@ pub fn hold_flock(path: &Path, seconds: u32) -> Killed {
         .expect("locked");
     Killed(child)
 }
+
+/// Starts `cmd`, a server that prints its port as its first line; returns
+/// it (killed on drop) and the port.
+pub fn serving(mut cmd: Command) -> (Killed, u16) {
+    let mut child = Killed(
+        cmd.stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server"),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the server's port");
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a port: {line:?}"));
+    (child, port)
+}
