@@ -120,6 +120,29 @@ fn or_slash(v: &str) -> &str {
 }
 
 /// `t` as Unix seconds, as the expositions and the status API write it.
+/// A reloaded file's two families: `<prefix>_reload_failures` (a counter)
+/// and `<prefix>_last_reload_successful`, with their help texts.
+fn reloads(
+    enc: &mut Encoder,
+    prefix: &str,
+    r: crate::engine::Reloads,
+    failures_help: &str,
+    last_help: &str,
+) {
+    enc.family(
+        &format!("{prefix}_reload_failures"),
+        failures_help,
+        Kind::Counter,
+    )
+    .sample(&[], r.failures as f64);
+    enc.family(
+        &format!("{prefix}_last_reload_successful"),
+        last_help,
+        Kind::Gauge,
+    )
+    .sample(&[], f64::from(u8::from(r.last_ok)));
+}
+
 pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

@@ -13,18 +13,13 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
     let Some(actions) = &s.recovery else {
         return;
     };
-    enc.family(
-        "portwarden_actions_reload_failures",
+    super::reloads(
+        enc,
+        "portwarden_actions",
+        s.actions_reloads,
         "Reloads of the actions file that failed (a broken file, or one not private): what was in force stays.",
-        Kind::Counter,
-    )
-    .sample(&[], s.actions_reloads.failures as f64);
-    enc.family(
-        "portwarden_actions_last_reload_successful",
         "Whether the actions file in force is the one on disk (1), or the last reload failed (0).",
-        Kind::Gauge,
-    )
-    .sample(&[], f64::from(u8::from(s.actions_reloads.last_ok)));
+    );
     {
         let mut f = enc.family(
             "portwarden_recovery_attempts",

@@ -85,18 +85,13 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
             }
         }
     }
-    enc.family(
-        "portwarden_targets_reload_failures",
+    super::reloads(
+        enc,
+        "portwarden_targets",
+        s.reloads,
         "Reloads of the targets or modules file that failed (what was in force stayed).",
-        Kind::Counter,
-    )
-    .sample(&[], s.reloads.failures as f64);
-    enc.family(
-        "portwarden_targets_last_reload_successful",
         "Whether the last load of the targets and modules files succeeded.",
-        Kind::Gauge,
-    )
-    .sample(&[], f64::from(u8::from(s.reloads.last_ok)));
+    );
 }
 
 /// A target's labels: `name`, `target`, `module`, then its own.
