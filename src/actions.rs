@@ -276,7 +276,7 @@ impl Actions {
                 |key: &str, v: Option<String>, default: Duration| -> Result<Duration, String> {
                     match v {
                         None => Ok(default),
-                        Some(v) => crate::config::parse_interval(&v).map_err(|why| at(key, why)),
+                        Some(v) => crate::value::parse_interval(&v).map_err(|why| at(key, why)),
                     }
                 };
             actions.push(Action {

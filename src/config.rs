@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::collectors::Collectors;
+use crate::value::cidr;
+use crate::value::{
+    Proto, parse_count, parse_go_bool, parse_interval, parse_listen_address, parse_port,
+};
+use crate::value;
 
 /// Command line of the `portwarden` binary.
 #[derive(Debug, Parser)]
@@ -135,8 +139,8 @@ pub struct BaselineFilter {
     #[arg(long = "port", value_name = "N", value_parser = parse_port)]
     pub ports: Vec<u16>,
     /// Only this protocol: tcp or udp.
-    #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
-    pub proto: Option<crate::model::Proto>,
+    #[arg(long, value_name = "PROTO", value_parser = Proto::parse)]
+    pub proto: Option<Proto>,
     /// Only this network namespace label (host, a container id, netns:<inode>).
     #[arg(long, value_name = "NETNS")]
     pub netns: Option<String>,
@@ -153,23 +157,6 @@ impl BaselineFilter {
             && self.process.is_none()
     }
 
-    pub fn matches(&self, p: &crate::baseline::Expected) -> bool {
-        (self.ports.is_empty() || self.ports.contains(&p.port))
-            && self.proto.is_none_or(|proto| proto == p.proto)
-            && self.netns.as_ref().is_none_or(|n| **n == *p.netns)
-            && self
-                .process
-                .as_deref()
-                .is_none_or(|name| crate::exclude::NamePattern::new(name).matches(&p.process_name))
-    }
-}
-
-fn parse_proto(s: &str) -> Result<crate::model::Proto, String> {
-    match s {
-        "tcp" => Ok(crate::model::Proto::Tcp),
-        "udp" => Ok(crate::model::Proto::Udp),
-        _ => Err("expected tcp or udp".into()),
-    }
 }
 
 /// Flags of the exporter, each with its type and parser: a bad value is
@@ -334,7 +321,7 @@ pub struct ServeArgs {
         env = "PORTWARDEN_TARGETS_INTERVAL",
         value_name = "DURATION",
         default_value = "15s",
-        value_parser = crate::targets::parse_target_interval
+        value_parser = value::parse_target_interval
     )]
     pub targets_interval: Duration,
 
@@ -398,9 +385,9 @@ pub struct ServeArgs {
         long = "baseline.allowlist",
         env = "PORTWARDEN_BASELINE_ALLOWLIST",
         value_name = "FILE",
-        value_parser = load_allowlist
+        value_parser = parse_file
     )]
-    pub baseline_allowlist: Option<crate::baseline::Allowlist>,
+    pub baseline_allowlist: Option<PathBuf>,
 
     /// The most port series exported; past it, new ports are left out,
     /// counted in portwarden_ports_over_limit and logged.
@@ -480,9 +467,9 @@ pub struct ServeArgs {
         value_name = "HOSTS,CIDRS",
         default_value = "",
         hide_default_value = true,
-        value_parser = crate::probe::check::Allow::parse
+        value_parser = cidr::Allow::parse
     )]
-    pub web_probe_allow: crate::probe::check::Allow,
+    pub web_probe_allow: cidr::Allow,
 
     /// Networks never connected to by `/probe`, nor by any check after a
     /// redirect (CIDRs, comma-separated; empty: none). Every address a name
@@ -491,10 +478,10 @@ pub struct ServeArgs {
         long = "probe.deny",
         env = "PORTWARDEN_PROBE_DENY",
         value_name = "CIDRS",
-        default_value = crate::probe::check::Destinations::LINK_LOCAL,
-        value_parser = crate::cidr::parse_list
+        default_value = cidr::LINK_LOCAL,
+        value_parser = cidr::parse_list
     )]
-    pub probe_deny: crate::cidr::Networks,
+    pub probe_deny: cidr::Networks,
 
     /// Serve the status page (`/`), its API (`/api/v1/…`) and badges
     /// (`/badge/…`): every port, its owner and its last day, to whoever may
@@ -531,7 +518,7 @@ pub struct ServeArgs {
     pub log_level: String,
 
     #[command(flatten)]
-    pub collectors: CollectorArgs,
+    pub collector_flags: CollectorArgs,
 }
 
 /// `--collector.<name>` / `--no-collector.<name>`, as node_exporter: every
@@ -576,89 +563,88 @@ impl CollectorArgs {
     }
 }
 
-/// The exporter's settings, as the engine and server take them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    pub listen_address: SocketAddr,
-    pub telemetry_path: String,
-    pub status_interval: Duration,
-    pub http_status_interval: Duration,
-    pub udp_status_interval: Duration,
-    pub process_interval: Duration,
-    pub label_interval: Duration,
-    pub check_timeout: Duration,
-    pub max_parallel_ip_checks: usize,
-    pub http_concurrency: usize,
-    pub http_detection: bool,
-    pub probe_concurrency: usize,
-    pub spread: bool,
-    pub retention: Duration,
-    pub log_level: String,
-    pub baseline_learn: Duration,
-    pub allowlist: crate::baseline::Allowlist,
-    /// `--state.dir` (a global flag); `None`: the default.
-    pub state_dir: Option<PathBuf>,
-    pub max_ports: usize,
-    /// 0: no limit.
-    pub max_requests: usize,
-    pub web_config_file: Option<PathBuf>,
-    pub web_probe: bool,
-    pub web_probe_concurrency: usize,
-    pub web_probe_max_timeout: Duration,
-    pub web_probe_allow: crate::probe::check::Allow,
-    pub probe_deny: Vec<crate::cidr::Cidr>,
-    pub web_status_page: bool,
-    pub request_timeout: Duration,
-    pub collectors: Collectors,
-    pub targets_file: Option<PathBuf>,
-    pub modules_file: Option<PathBuf>,
-    pub targets_interval: Duration,
-    pub targets_timeout: Duration,
-    pub actions_file: Option<PathBuf>,
-    pub actions_dry_run: bool,
+/// Which optional collectors are on (all by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collectors {
+    /// Accept queues, drops, connections by state, peers.
+    pub load: bool,
+    /// `portwarden_port_health`, and the connect-time history behind `slow`.
+    pub health: bool,
+    /// `portwarden_port_info`: one series per listening socket.
+    pub info: bool,
+    /// Expected and unexpected ports (and the baseline file kept for them).
+    pub baseline: bool,
 }
 
-impl Settings {
-    /// The settings of `args` (already validated by their parsers), with
-    /// the defaults that depend on other settings filled in.
-    pub fn new(args: &ServeArgs, global: &GlobalArgs) -> Settings {
-        Settings {
-            listen_address: args.listen_address,
-            telemetry_path: args.telemetry_path.clone(),
-            status_interval: args.status_interval,
-            http_status_interval: args.http_status_interval.unwrap_or(args.status_interval),
-            udp_status_interval: args.udp_status_interval.unwrap_or(args.status_interval),
-            process_interval: args.process_interval,
-            label_interval: args.label_interval,
-            check_timeout: args.check_timeout,
-            max_parallel_ip_checks: args.max_parallel_ip_checks,
-            http_concurrency: args.http_concurrency,
-            http_detection: args.http_detection,
-            probe_concurrency: args.probe_concurrency,
-            spread: args.spread,
-            retention: args.retention,
-            log_level: args.log_level.clone(),
-            baseline_learn: args.baseline_learn,
-            allowlist: args.baseline_allowlist.clone().unwrap_or_default(),
-            state_dir: global.state_dir.clone(),
-            max_ports: args.max_ports,
-            max_requests: args.max_requests,
-            web_config_file: args.web_config_file.clone(),
-            web_probe: args.web_probe,
-            web_probe_concurrency: args.web_probe_concurrency,
-            web_probe_max_timeout: args.web_probe_max_timeout,
-            web_probe_allow: args.web_probe_allow.clone(),
-            probe_deny: args.probe_deny.0.clone(),
-            web_status_page: args.web_status_page,
-            request_timeout: args.request_timeout,
-            collectors: args.collectors.collectors(),
-            targets_file: args.targets_file.clone(),
-            modules_file: args.modules_file.clone(),
-            targets_interval: args.targets_interval,
-            targets_timeout: args.targets_timeout,
-            actions_file: args.actions_file.clone(),
-            actions_dry_run: args.actions_dry_run,
+impl Default for Collectors {
+    fn default() -> Self {
+        Collectors {
+            load: true,
+            health: true,
+            info: true,
+            baseline: true,
         }
+    }
+}
+
+/// The exporter's settings as the engine and server take them: the flags
+/// themselves (no copy), with the defaults that depend on other settings
+/// derived by the methods below.
+pub type Settings = ServeArgs;
+
+impl ServeArgs {
+    /// How often HTTP liveness is checked (`--port.http-status-interval`,
+    /// else the TCP interval).
+    pub fn http_interval(&self) -> Duration {
+        self.http_status_interval.unwrap_or(self.status_interval)
+    }
+
+    /// How often UDP presence is checked (`--port.udp-status-interval`,
+    /// else the TCP interval).
+    pub fn udp_interval(&self) -> Duration {
+        self.udp_status_interval.unwrap_or(self.status_interval)
+    }
+
+    /// How often ports are rediscovered: as often as the TCP or the UDP
+    /// round needs them.
+    pub fn discovery_interval(&self) -> Duration {
+        self.status_interval.min(self.udp_interval())
+    }
+
+    /// The optional collectors switched on.
+    pub fn collectors(&self) -> Collectors {
+        self.collector_flags.collectors()
+    }
+
+    /// `/probe` slots held when it is on (none when off).
+    pub fn probe_slots(&self) -> usize {
+        if self.web_probe {
+            self.web_probe_concurrency
+        } else {
+            0
+        }
+    }
+}
+
+/// How portwarden names a setting in an error: `--flag / ENV_VAR` (or the
+/// flag alone), read from its definition. `id` is the field's name, e.g.
+/// `targets_file`; an unknown id is named as written.
+pub fn setting(id: &str) -> String {
+    let command = <Cli as clap::CommandFactory>::command();
+    let found = std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_id() == id);
+    let Some(arg) = found else {
+        return id.to_string();
+    };
+    let flag = arg.get_long().map(|l| format!("--{l}"));
+    let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+    match (flag, env) {
+        (Some(flag), Some(env)) => format!("{flag} / {env}"),
+        (Some(flag), None) => flag,
+        (None, Some(env)) => env,
+        (None, None) => id.to_string(),
     }
 }
 
@@ -696,24 +682,6 @@ pub fn explain(e: &clap::Error, argv: &[std::ffi::OsString]) -> Option<String> {
     Some(format!("{name}: {message}"))
 }
 
-/// A duration above zero, in Go's syntax.
-pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    match parse_go_duration(s)? {
-        d if d.is_zero() => Err(format!("must be more than zero, got '{s}'")),
-        d => Ok(d),
-    }
-}
-
-/// A whole number from `MIN` to 100,000.
-fn parse_count<const MIN: usize>(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if (MIN..=100_000).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "invalid number '{s}' (expected a whole number from {MIN} to 100000)"
-        )),
-    }
-}
-
 fn parse_url_path(s: &str) -> Result<String, String> {
     if !s.starts_with('/') || s.contains(char::is_whitespace) {
         return Err(format!(
@@ -732,81 +700,6 @@ fn parse_log_level(s: &str) -> Result<String, String> {
             "invalid level '{s}' (expected error, warn, info, debug or trace)"
         ))
     }
-}
-
-fn load_allowlist(s: &str) -> Result<crate::baseline::Allowlist, String> {
-    crate::baseline::Allowlist::load(std::path::Path::new(s))
-}
-
-/// Parses a duration in Go's syntax (`time.ParseDuration`): a sequence of
-/// decimal numbers, each with an optional fraction and a unit (`ns`, `us`,
-/// `µs`, `ms`, `s`, `m`, `h`), e.g. `300ms`, `1m`, `1h30m`, `1.5h`; `0` alone
-/// is zero. Negative durations are refused: none of ours can be negative.
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("invalid duration '{s}' (expected e.g. 30s, 1m, 8h)");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number = &rest[..number_len];
-        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-            return Err(invalid());
-        }
-        let value: f64 = number.parse().map_err(|_| invalid())?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(invalid()),
-        };
-        total += value * nanos_per_unit;
-        rest = &rest[unit_len..];
-    }
-    // Go's limit: durations are an int64 of nanoseconds (about 292 years).
-    if total > i64::MAX as f64 {
-        return Err(invalid());
-    }
-    Ok(Duration::from_nanos(total.round() as u64))
-}
-
-/// Parses a boolean as Go's `strconv.ParseBool` does.
-pub fn parse_go_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("invalid boolean '{s}' (expected true or false)")),
-    }
-}
-
-/// `[host]:port`, as Prometheus exporters take it: `:9765` means every
-/// address (IPv6 and IPv4), `127.0.0.1:9765`, `[::1]:9765`.
-pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
-    let invalid = || {
-        format!(
-            "invalid address '{s}' (expected [host]:port, e.g. :9765, 127.0.0.1:9765 or [::1]:9765)"
-        )
-    };
-    let full = if s.starts_with(':') {
-        format!("[::]{s}")
-    } else {
-        s.to_string()
-    };
-    full.parse::<SocketAddr>().map_err(|_| invalid())
 }
 
 /// Flags of `portwarden check`.
@@ -842,10 +735,10 @@ pub struct CheckArgs {
         long = "probe.deny",
         env = "PORTWARDEN_PROBE_DENY",
         value_name = "CIDRS",
-        default_value = crate::probe::check::Destinations::LINK_LOCAL,
-        value_parser = crate::cidr::parse_list
+        default_value = cidr::LINK_LOCAL,
+        value_parser = cidr::parse_list
     )]
-    pub probe_deny: crate::cidr::Networks,
+    pub probe_deny: cidr::Networks,
     /// Print a JSON array instead of lines.
     #[arg(long)]
     pub json: bool,
@@ -884,16 +777,18 @@ pub struct LsArgs {
         long = "timeout",
         value_name = "DURATION",
         default_value = "1s",
-        value_parser = parse_check_timeout
+        value_parser = parse_interval
     )]
     pub timeout: Duration,
 }
 
-fn parse_check_timeout(s: &str) -> Result<Duration, String> {
-    match parse_go_duration(s)? {
-        d if d.is_zero() => Err("expected a duration above 0, e.g. 500ms or 2s".into()),
-        d => Ok(d),
+/// A file's path (its contents are read where the setting is used, and an
+/// error there names the setting with [`setting`]).
+fn parse_file(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() || s.contains('\0') {
+        return Err("expected a file path".into());
     }
+    Ok(PathBuf::from(s))
 }
 
 fn parse_proc_root(s: &str) -> Result<PathBuf, String> {
@@ -906,69 +801,9 @@ fn parse_proc_root(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
 
-fn parse_port(s: &str) -> Result<u16, String> {
-    match s.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("expected a port number from 1 to 65535, got '{s}'")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        let ms = Duration::from_millis;
-        assert_eq!(parse_go_duration("500ms"), Ok(ms(500)));
-        assert_eq!(parse_go_duration("1s"), Ok(ms(1000)));
-        assert_eq!(parse_go_duration("1m"), Ok(ms(60_000)));
-        assert_eq!(parse_go_duration("8h"), Ok(ms(8 * 3_600_000)));
-        assert_eq!(parse_go_duration("1h30m"), Ok(ms(90 * 60_000)));
-        assert_eq!(parse_go_duration("1.5h"), Ok(ms(90 * 60_000)));
-        assert_eq!(parse_go_duration("2m3.5s"), Ok(ms(123_500)));
-        assert_eq!(parse_go_duration("300us"), Ok(Duration::from_micros(300)));
-        assert_eq!(parse_go_duration("300µs"), Ok(Duration::from_micros(300)));
-        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
-        for bad in [
-            "", "banana", "1", "1x", "m", "1.2.3s", "-1s", "1 m", "1m ", ".s", "1hh",
-        ] {
-            let err = parse_go_duration(bad).expect_err(bad);
-            assert_eq!(
-                err,
-                format!("invalid duration '{bad}' (expected e.g. 30s, 1m, 8h)")
-            );
-        }
-    }
-
-    #[test]
-    fn go_bools() {
-        for t in ["1", "t", "T", "true", "TRUE", "True"] {
-            assert_eq!(parse_go_bool(t), Ok(true));
-        }
-        for f in ["0", "f", "F", "false", "FALSE", "False"] {
-            assert_eq!(parse_go_bool(f), Ok(false));
-        }
-        assert!(parse_go_bool("yes").is_err());
-    }
-
-    #[test]
-    fn listen_addresses() {
-        assert_eq!(
-            parse_listen_address(":9765"),
-            Ok("[::]:9765".parse().expect("addr"))
-        );
-        assert_eq!(
-            parse_listen_address("127.0.0.1:1"),
-            Ok("127.0.0.1:1".parse().expect("addr"))
-        );
-        assert_eq!(
-            parse_listen_address("[::1]:80"),
-            Ok("[::1]:80".parse().expect("addr"))
-        );
-        assert!(parse_listen_address("9765").is_err());
-        assert!(parse_listen_address("localhost:99999").is_err());
-    }
 
     fn settings(args: &[&str]) -> Result<Settings, String> {
         let mut all = vec!["portwarden", "serve"];
@@ -978,15 +813,16 @@ mod tests {
         let Some(Command::Serve(serve)) = cli.command else {
             panic!("serve")
         };
-        Ok(Settings::new(&serve, &cli.global))
+        Ok(*serve)
     }
 
     #[test]
     fn defaults_follow_the_spec() {
         let s = settings(&[]).expect("defaults are valid");
         assert_eq!(s.status_interval, Duration::from_secs(60));
-        assert_eq!(s.http_status_interval, s.status_interval);
-        assert_eq!(s.udp_status_interval, s.status_interval);
+        assert_eq!(s.http_interval(), s.status_interval);
+        assert_eq!(s.udp_interval(), s.status_interval);
+        assert_eq!(s.discovery_interval(), s.status_interval);
         assert_eq!(s.process_interval, Duration::from_secs(60));
         assert_eq!(s.check_timeout, Duration::from_secs(1));
         assert_eq!(s.max_parallel_ip_checks, 8);
@@ -1033,7 +869,7 @@ mod tests {
 
     #[test]
     fn collectors_are_on_unless_switched_off_and_the_last_flag_wins() {
-        let on = |args: &[&str]| settings(args).expect("valid").collectors;
+        let on = |args: &[&str]| settings(args).expect("valid").collectors();
         assert_eq!(on(&[]), Collectors::default());
         let off = on(&["--no-collector.load", "--no-collector.info"]);
         assert!(!off.load && !off.info && off.health && off.baseline);
@@ -1052,11 +888,13 @@ mod tests {
     }
 
     #[test]
-    fn ports() {
-        assert_eq!(parse_port("80"), Ok(80));
-        assert!(parse_port("0").is_err());
-        assert!(parse_port("65536").is_err());
-        assert!(parse_port("http").is_err());
+    fn settings_are_named_from_their_definition() {
+        assert_eq!(
+            setting("targets_file"),
+            "--targets.file / PORTWARDEN_TARGETS_FILE"
+        );
+        assert_eq!(setting("status_interval"), "--port.status-interval / PORT_STATUS_INTERVAL");
+        assert_eq!(setting("file"), "--file");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub enum Error {
     NothingMatched(String),
 
     /// The proc root cannot be used. Exit status 2: it is a setting.
-    #[error("--path.procfs / PROC_PREFIX: cannot use '{}' as the proc root: {source}", path.display())]
+    #[error("{}: cannot use '{}' as the proc root: {source}", crate::config::setting("proc_root"), path.display())]
     ProcRoot { path: PathBuf, source: io::Error },
 
     /// Neither netlink nor the /proc/net files could list sockets.

@@ -13,7 +13,7 @@
 //!   socket to the processes holding it, cheaply on refresh.
 //! - [`model`]: plain data handed between stages.
 //! - [`exclude`]: which owners are not worth watching.
-//! - [`fds`]: our own file descriptors, a budget.
+//! - [`value`]: values and units read one way everywhere (a leaf).
 //! - [`config`]: every flag, its environment variable and its validation.
 //! - [`cli`]: one-shot commands (`ls`).
 //! - [`probe`]: TCP and HTTP checks; a failed check is data, never an error.
@@ -27,7 +27,6 @@
 pub mod actions;
 pub mod alloc;
 pub mod baseline;
-pub mod cidr;
 pub mod cli;
 pub mod collectors;
 pub mod config;
@@ -37,7 +36,6 @@ pub mod encoder;
 pub mod engine;
 pub mod error;
 pub mod exclude;
-pub mod fds;
 pub mod health;
 pub mod model;
 pub mod modules;
@@ -47,5 +45,6 @@ pub mod reload;
 pub mod server;
 pub mod targets;
 pub mod text;
+pub mod value;
 
 pub use error::{Error, Result};

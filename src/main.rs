@@ -5,9 +5,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use portwarden::config::{Cli, Command, GlobalArgs, ServeArgs, Settings};
-use portwarden::discover::{Discoverer, Options};
-use portwarden::exclude::Exclusions;
+use portwarden::config::{Cli, Command, GlobalArgs, ServeArgs, setting};
 
 /// SIGHUP is taken before `main`, before even the Rust runtime starts: a
 /// constructor the C library runs right after loading. Its default action
@@ -25,7 +23,7 @@ fn main() -> ExitCode {
     portwarden::alloc::tune();
     // Every command reads many fd tables: as Go's runtime does, the soft
     // open-file limit goes up to the hard one.
-    portwarden::fds::raise_limit();
+    portwarden::discover::fds::raise_limit();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
@@ -125,37 +123,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `portwarden serve`: validate everything first, then run until SIGTERM.
 fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
-    let mut settings = Settings::new(args, global);
-    if let Some(dir) = &settings.state_dir
+    let mut settings = args.clone();
+    let config = |id: &str, message: String| portwarden::Error::Config {
+        setting: setting(id),
+        message,
+    };
+    if let Some(dir) = &global.state_dir
         && dir.exists()
         && !dir.is_dir()
     {
-        return Err(portwarden::Error::Config {
-            setting: "--state.dir / PORTWARDEN_STATE_DIR".into(),
-            message: format!("{} is not a directory", dir.display()),
-        }
-        .into());
+        return Err(config("state_dir", format!("{} is not a directory", dir.display())).into());
     }
-    let fd_limit = portwarden::fds::raise_limit();
-    let exclusions = Exclusions::new(&global.excluded_process_names)?;
-    let discoverer = Discoverer::new(Options {
-        proc_root: global.proc_root.clone(),
-        exclusions,
-        threads: 0,
-        // Connections are counted for the load collector only.
-        connections: settings.collectors.load,
-    })?;
-    init_logging(&settings.log_level);
-    // Checks in flight never take more descriptors than are left once
-    // `/probe`'s (one connection each) are set aside.
-    let probes = if settings.web_probe {
-        settings.web_probe_concurrency
-    } else {
-        0
+    let allowlist = match &settings.baseline_allowlist {
+        Some(path) => portwarden::baseline::Allowlist::load(path)
+            .map_err(|message| config("baseline_allowlist", message))?,
+        None => Default::default(),
     };
-    let budget = portwarden::fds::check_budget(
+    let fd_limit = portwarden::discover::fds::raise_limit();
+    let discoverer = portwarden::cli::discoverer(global, settings.collectors().load)?;
+    init_logging(&settings.log_level);
+    let budget = portwarden::discover::fds::check_budget(
         fd_limit,
-        portwarden::fds::open_now(std::path::Path::new("/proc")) + probes,
+        portwarden::discover::fds::open_now() + settings.probe_slots(),
         settings.max_parallel_ip_checks,
     );
     if budget < settings.probe_concurrency {
@@ -166,20 +155,14 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         );
         settings.probe_concurrency = budget;
     }
-    // Read before anything starts: a broken file is a usage error (exit 2).
     let (by_list, warnings) = portwarden::targets::files::Files::of(&settings)
         .load()
-        .map_err(|(setting, message)| portwarden::Error::Config {
-            setting: setting.into(),
-            message,
-        })?;
+        .map_err(|(id, message)| config(id, message))?;
     let actions = match &settings.actions_file {
-        Some(path) => Some(portwarden::actions::Actions::load(path).map_err(|message| {
-            portwarden::Error::Config {
-                setting: "--actions.file / PORTWARDEN_ACTIONS_FILE".into(),
-                message,
-            }
-        })?),
+        Some(path) => Some(
+            portwarden::actions::Actions::load(path)
+                .map_err(|message| config("actions_file", message))?,
+        ),
         None => None,
     };
     let web = std::sync::Arc::new(portwarden::server::web_config::Web::new(
@@ -213,7 +196,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             concurrency: settings.web_probe_concurrency,
             max_timeout: settings.web_probe_max_timeout,
             destinations: portwarden::probe::check::Destinations {
-                deny: settings.probe_deny.clone(),
+                deny: settings.probe_deny.0.clone(),
                 deny_first: true,
                 allow: settings.web_probe_allow.clone(),
             },
@@ -241,7 +224,15 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
                 "recovery actions in force"
             );
         }
-        let mut engine = portwarden::engine::Engine::start(settings, discoverer, by_list, actions)?;
+        let loaded = portwarden::engine::Loaded {
+            by_list,
+            actions,
+            baseline: portwarden::engine::BaselinePlace {
+                state_dir: global.state_dir.clone(),
+                allowlist,
+            },
+        };
+        let mut engine = portwarden::engine::Engine::start(settings, discoverer, loaded)?;
         engine.supervise(
             "web config watcher",
             portwarden::server::web_config::watch(web.clone()),

@@ -9,9 +9,7 @@ use serde::Serialize;
 use super::printable;
 use crate::baseline::{self, Baseline, Expected};
 use crate::config::{BaselineCommand, BaselineFilter, GlobalArgs};
-use crate::discover::{Discoverer, Options};
 use crate::error::Error;
-use crate::exclude::Exclusions;
 
 /// Runs a baseline command, printing to `out`, notes to `note`.
 pub fn run(
@@ -21,7 +19,7 @@ pub fn run(
     note: &mut dyn Write,
 ) -> Result<(), Error> {
     let dir = baseline::state_dir(global.state_dir.as_deref()).map_err(|e| Error::Config {
-        setting: "--state.dir / PORTWARDEN_STATE_DIR".into(),
+        setting: crate::config::setting("state_dir"),
         message: format!("no usable state directory: {e}"),
     })?;
     let state = |source| Error::State {
@@ -40,15 +38,10 @@ pub fn run(
     match command {
         BaselineCommand::Show { json } => show(&file, *json, out),
         BaselineCommand::Accept(filter) => {
-            let mut discoverer = Discoverer::new(Options {
-                proc_root: global.proc_root.clone(),
-                exclusions: Exclusions::new(&global.excluded_process_names)?,
-                threads: 0,
-                connections: false,
-            })?;
+            let mut discoverer = super::discoverer(global, false)?;
             let now: Vec<Expected> = baseline::from_ports(&discoverer.discover_full()?.ports)
                 .into_iter()
-                .filter(|p| filter.matches(p))
+                .filter(|p| matches(filter, p))
                 .collect();
             let at = baseline::now();
             let mut added = 0;
@@ -109,7 +102,7 @@ fn forget(
     let mut removed = 0;
     file.update(waiting(file, note), |entries| {
         let before = entries.len();
-        entries.retain(|p, _| !(all || filter.matches(p)));
+        entries.retain(|p, _| !(all || matches(filter, p)));
         removed = before - entries.len();
         removed > 0
     })
@@ -165,3 +158,14 @@ fn show(file: &Baseline, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     out.flush()?;
     Ok(())
 }
+/// Whether `p` is one of the ports `filter` names.
+fn matches(filter: &BaselineFilter, p: &Expected) -> bool {
+    (filter.ports.is_empty() || filter.ports.contains(&p.port))
+        && filter.proto.is_none_or(|proto| proto == p.proto)
+        && filter.netns.as_ref().is_none_or(|n| **n == *p.netns)
+        && filter
+            .process
+            .as_deref()
+            .is_none_or(|name| crate::exclude::NamePattern::new(name).matches(&p.process_name))
+}
+

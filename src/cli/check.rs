@@ -45,14 +45,14 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<bool, Error> {
 }
 
 fn jobs(args: &CheckArgs) -> Result<Vec<Job>, Error> {
-    let usage = |setting: &str, message: String| Error::Config {
-        setting: setting.into(),
+    let usage = |id: &str, message: String| Error::Config {
+        setting: crate::config::setting(id),
         message,
     };
     let modules = match &args.modules_file {
         Some(path) => {
             let (modules, warnings) =
-                Modules::load(path).map_err(|m| usage("--modules.file", m))?;
+                Modules::load(path).map_err(|m| usage("modules_file", m))?;
             for w in warnings {
                 eprintln!("portwarden: warning: {w}");
             }
@@ -64,9 +64,9 @@ fn jobs(args: &CheckArgs) -> Result<Vec<Job>, Error> {
     if let Some(path) = &args.file {
         let file = path.display().to_string();
         let text =
-            std::fs::read_to_string(path).map_err(|e| usage("--file", format!("{file}: {e}")))?;
-        let list = targets::parse_file(&text, &file).map_err(|m| usage("--file", m))?;
-        jobs = targets::bind(list, &modules, &file).map_err(|m| usage("--file", m))?;
+            std::fs::read_to_string(path).map_err(|e| usage("file", format!("{file}: {e}")))?;
+        let list = targets::parse_file(&text, &file).map_err(|m| usage("file", m))?;
+        jobs = targets::bind(list, &modules, &file).map_err(|m| usage("file", m))?;
     }
     let given = targets::from_args(&args.targets).map_err(|m| usage("TARGET", m))?;
     for t in &given {

@@ -9,9 +9,9 @@ use serde::Serialize;
 use super::printable;
 use crate::config::{GlobalArgs, LsArgs};
 use crate::discover::ids::IdMap;
-use crate::discover::{Discoverer, Discovery, Options};
+use crate::discover::{Discoverer, Discovery};
 use crate::error::Error;
-use crate::exclude::{Exclusions, NamePattern};
+use crate::exclude::NamePattern;
 use crate::health::{self, Health};
 use crate::model::{AcceptQueue, Family, Owner, Port, Proto};
 use crate::probe;
@@ -25,12 +25,7 @@ pub fn run(
     warn: &mut dyn Write,
 ) -> Result<(), Error> {
     let process_filter = args.process.as_deref().map(NamePattern::new);
-    let mut discoverer = Discoverer::new(Options {
-        proc_root: global.proc_root.clone(),
-        exclusions: Exclusions::new(&global.excluded_process_names)?,
-        threads: 0,
-        connections: false,
-    })?;
+    let mut discoverer = super::discoverer(global, false)?;
     let mut discovery = discoverer.discover_full()?;
     crate::discover::sort_ports(&mut discovery.ports);
     let ports: Vec<&Port> = discovery

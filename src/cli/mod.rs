@@ -43,15 +43,24 @@ fn width(columns: Option<&str>, terminal: Option<u16>) -> Option<u16> {
 
 /// Standard output's terminal width, if it is a terminal.
 fn terminal_width() -> Option<u16> {
-    let mut size = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one winsize into `size`, which outlives the call.
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
-    ok.then_some(size.ws_col)
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .ok()
+        .map(|size| size.ws_col)
+}
+
+/// The discoverer every command builds from the flags they share (the
+/// proc root, the excluded names); `connections`: count each port's
+/// connections too (the exporter's load collector).
+pub fn discoverer(
+    global: &crate::config::GlobalArgs,
+    connections: bool,
+) -> Result<crate::discover::Discoverer, crate::Error> {
+    crate::discover::Discoverer::new(crate::discover::Options {
+        proc_root: global.proc_root.clone(),
+        exclusions: crate::exclude::Exclusions::new(&global.excluded_process_names)?,
+        threads: 0,
+        connections,
+    })
 }
 
 #[cfg(test)]

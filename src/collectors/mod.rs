@@ -20,29 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::encoder::{Encoder, Kind};
 use crate::engine::{PortSeries, Snapshot};
 
-/// Which optional collectors are on (all by default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Collectors {
-    /// Accept queues, drops, connections by state, peers.
-    pub load: bool,
-    /// `portwarden_port_health`, and the connect-time history behind `slow`.
-    pub health: bool,
-    /// `portwarden_port_info`: one series per listening socket.
-    pub info: bool,
-    /// Expected and unexpected ports (and the baseline file kept for them).
-    pub baseline: bool,
-}
-
-impl Default for Collectors {
-    fn default() -> Self {
-        Collectors {
-            load: true,
-            health: true,
-            info: true,
-            baseline: true,
-        }
-    }
-}
+pub use crate::config::Collectors;
 
 /// Writes every family of the collectors that are on.
 pub fn write(snapshot: &Snapshot, enc: &mut Encoder) {

@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod connections;
+pub mod fds;
 pub mod ids;
 mod listing;
 pub mod netns;

@@ -30,11 +30,20 @@ pub struct BaselineState {
     max_ports: usize,
 }
 
+/// Where the baseline is kept (`--state.dir`, a flag every command shares)
+/// and the ports it never calls unexpected (`--baseline.allowlist`, read
+/// at the start).
+#[derive(Debug, Clone, Default)]
+pub struct BaselinePlace {
+    pub state_dir: Option<std::path::PathBuf>,
+    pub allowlist: crate::baseline::Allowlist,
+}
+
 impl BaselineState {
     /// Opens the baseline in the state directory; without one, the
     /// exporter runs without expected ports and says why once.
-    pub fn open(settings: &Settings) -> Option<BaselineState> {
-        let dir = match baseline::state_dir(settings.state_dir.as_deref()) {
+    pub fn open(settings: &Settings, place: BaselinePlace) -> Option<BaselineState> {
+        let dir = match baseline::state_dir(place.state_dir.as_deref()) {
             Ok(dir) => dir,
             Err(e) => {
                 tracing::warn!("no state directory for the baseline of expected ports: {e}");
@@ -51,7 +60,7 @@ impl BaselineState {
         let mut b = BaselineState {
             file,
             learn: settings.baseline_learn,
-            allowlist: settings.allowlist.clone(),
+            allowlist: place.allowlist,
             changed: None,
             recovered: 0,
             write_errors: 0,

@@ -72,7 +72,7 @@ pub fn run(
     owner: &Sender<Msg>,
     wake: &Wake,
 ) {
-    let every = settings.status_interval.min(settings.udp_status_interval);
+    let every = settings.discovery_interval();
     let now = Instant::now();
     let (mut next_discovery, mut next_full, mut next_procs) =
         (now, now, now + settings.process_interval);

@@ -16,6 +16,7 @@
 //!   panics makes `/-/healthy` fail and the process exit with status 1.
 
 mod baseline;
+pub use baseline::BaselinePlace;
 mod discovery;
 pub mod history;
 mod http_class;
@@ -57,6 +58,17 @@ pub struct Engine {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// What the exporter starts with besides its flags, loaded (and refused
+/// with the setting's name, status 2) before the engine starts.
+pub struct Loaded {
+    /// The targets and modules in force.
+    pub by_list: InForce,
+    /// `--actions.file`.
+    pub actions: Option<crate::actions::Actions>,
+    /// Where the baseline is kept, and the ports it never calls unexpected.
+    pub baseline: BaselinePlace,
+}
+
 impl Engine {
     /// Starts the state's owner and discovery (threads of their own) and
     /// the probe rounds (tasks on the current tokio runtime); `by_list`
@@ -64,26 +76,30 @@ impl Engine {
     pub fn start(
         settings: Settings,
         discoverer: Discoverer,
-        by_list: InForce,
-        actions: Option<crate::actions::Actions>,
+        loaded: Loaded,
     ) -> std::io::Result<Engine> {
-        let every = settings.status_interval.min(settings.udp_status_interval);
-        let shared = Arc::new(Shared::new(settings.collectors, every * 3));
+        let Loaded {
+            by_list,
+            actions,
+            baseline,
+        } = loaded;
+        let every = settings.discovery_interval();
+        let shared = Arc::new(Shared::new(settings.collectors(), every * 3));
         let wake = Arc::new(Wake::default());
         let mut supervisor = Supervisor::new();
         let (owner, inbox) = mpsc::channel();
         let state = State::new(Limits {
             retention: settings.retention,
             max_ports: settings.max_ports,
-            http_period: settings.http_status_interval,
+            http_period: settings.http_interval(),
             http_longest: settings.label_interval,
             counting_connections: discoverer.counts_connections(),
-            collectors: settings.collectors,
-            check_every: settings.status_interval.min(settings.udp_status_interval),
+            collectors: settings.collectors(),
+            check_every: every,
             target_interval: settings.targets_interval,
         });
-        let baseline = if settings.collectors.baseline {
-            baseline::BaselineState::open(&settings)
+        let baseline = if settings.collectors().baseline {
+            baseline::BaselineState::open(&settings, baseline)
         } else {
             None
         };
@@ -116,7 +132,7 @@ impl Engine {
         // A target an operator wrote is connected to as written; a redirect
         // is checked against the deny list.
         let destinations = Arc::new(Destinations {
-            deny: settings.probe_deny.clone(),
+            deny: settings.probe_deny.0.clone(),
             ..Destinations::default()
         });
         shared.watch_rounds("tcp", settings.status_interval);
@@ -131,7 +147,7 @@ impl Engine {
             ),
         );
         if settings.http_detection {
-            shared.watch_rounds("http", settings.http_status_interval);
+            shared.watch_rounds("http", settings.http_interval());
             supervisor.task(
                 "HTTP rounds",
                 rounds::run(

@@ -222,7 +222,7 @@ pub fn http(settings: &Arc<Settings>, owner: &Sender<Msg>) -> Round<HttpJob> {
     let requests = Arc::new(Semaphore::new(settings.http_concurrency));
     Round {
         kind: "http",
-        period: settings.http_status_interval,
+        period: settings.http_interval(),
         // After the pass that follows the first TCP round: its connections
         // wait in the queues of listeners that never accept, which that
         // pass sees, so detection passes them over instead of spending a

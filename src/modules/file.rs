@@ -147,7 +147,7 @@ pub(super) fn compile(
 ) -> Result<Module, String> {
     let timeout = match raw.timeout.as_deref() {
         None => None,
-        Some(t) => Some(crate::config::parse_interval(t).map_err(|why| at("timeout", why))?),
+        Some(t) => Some(crate::value::parse_interval(t).map_err(|why| at("timeout", why))?),
     };
     let prober = match raw.prober.as_str() {
         "tcp" => Prober::Tcp(tcp(raw.tcp.unwrap_or_default(), dir, at)?),

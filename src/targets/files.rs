@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::Job;
 use crate::modules::Modules;
 
-const TARGETS: &str = "--targets.file / PORTWARDEN_TARGETS_FILE";
-const MODULES: &str = "--modules.file / PORTWARDEN_MODULES_FILE";
+const TARGETS: &str = "targets_file";
+const MODULES: &str = "modules_file";
 
 /// Where the targets and the modules come from.
 #[derive(Debug, Clone, Default)]
@@ -47,9 +47,9 @@ impl Files {
         }
     }
 
-    /// Reads both files. Errors name the setting of the file at fault, and
-    /// the file and what is wrong in it; warnings are the modules that load
-    /// but cannot be run.
+    /// Reads both files. Errors name the setting of the file at fault (its
+    /// id: [`crate::config::setting`] words it), and the file and what is
+    /// wrong in it; warnings are the modules that load but cannot be run.
     pub fn load(&self) -> Result<(InForce, Vec<String>), (&'static str, String)> {
         let (modules, warnings) = match &self.modules {
             Some(path) => Modules::load(path).map_err(|e| (MODULES, e))?,

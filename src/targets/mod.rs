@@ -158,19 +158,8 @@ fn host_port(s: &str, default: Option<u16>) -> Result<(String, u16), String> {
     Ok((host.to_ascii_lowercase(), port))
 }
 
-/// The shortest interval of a target: checks by list do no harm, not even
-/// by their number.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+pub use crate::value::MIN_TARGET_INTERVAL as MIN_INTERVAL;
 
-/// A target's interval: a duration of at least [`MIN_INTERVAL`].
-pub fn parse_target_interval(s: &str) -> Result<Duration, String> {
-    match crate::config::parse_interval(s)? {
-        d if d < MIN_INTERVAL => Err(format!(
-            "'{s}' is too often (a target is checked at most once a second)"
-        )),
-        d => Ok(d),
-    }
-}
 
 /// One entry of a targets file, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,7 +251,7 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<Target>, String> {
         }
         let interval = match &e.interval {
             None => None,
-            Some(v) => Some(parse_target_interval(v).map_err(|why| at("interval", why))?),
+            Some(v) => Some(crate::value::parse_target_interval(v).map_err(|why| at("interval", why))?),
         };
         for key in e.labels.keys() {
             let valid = key

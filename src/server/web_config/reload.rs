@@ -20,7 +20,7 @@ impl Web {
     pub fn new(path: Option<PathBuf>) -> Result<Web, crate::Error> {
         let config = match &path {
             Some(p) => WebConfig::load(p).map_err(|e| crate::Error::Config {
-                setting: format!("--web.config.file {}", p.display()),
+                setting: format!("{} {}", crate::config::setting("web_config_file"), p.display()),
                 message: e.to_string(),
             })?,
             None => WebConfig::default(),

@@ -79,6 +79,53 @@ pub fn parse_list(s: &str) -> Result<Networks, String> {
         .map(Networks)
 }
 
+/// What `--probe.deny` holds unless told otherwise: link-local networks,
+/// where clouds serve instance metadata and credentials.
+pub const LINK_LOCAL: &str = "169.254.0.0/16,fe80::/10";
+
+/// Hosts and networks a check may reach; none listed: any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allow {
+    /// Host names, lowercase, as written in targets.
+    pub hosts: Vec<String>,
+    pub nets: Vec<Cidr>,
+}
+
+impl Allow {
+    /// `host` or CIDR items, comma-separated; empty: any.
+    pub fn parse(s: &str) -> Result<Allow, String> {
+        let mut allow = Allow::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match Cidr::parse(item) {
+                Ok(net) => allow.nets.push(net),
+                Err(_) if is_host_name(item) => allow.hosts.push(item.to_ascii_lowercase()),
+                Err(_) => {
+                    return Err(format!(
+                        "invalid item '{item}' (expected host names or CIDRs, comma-separated, e.g. db.internal,10.0.0.0/8)"
+                    ));
+                }
+            }
+        }
+        Ok(allow)
+    }
+
+    /// Nothing listed: anywhere not denied.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.nets.is_empty()
+    }
+}
+
+fn is_host_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,6 @@
 //! Our own file descriptors, a budget: every check, scrape and kept fd-table
 //! handle takes one, and running out must never read as a port being down.
 
-use std::path::Path;
-
 /// Raises the soft limit on open files to the hard limit, as Go's runtime
 /// does since 1.19 (the common soft default, 1024, is easily outgrown by a
 /// host's worth of checks and owners); returns the soft limit in force.
@@ -24,9 +22,10 @@ pub fn raise_limit() -> u64 {
     soft
 }
 
-/// Descriptors this process has open now (entries of `/proc/self/fd`).
-pub fn open_now(proc_root: &Path) -> usize {
-    std::fs::read_dir(proc_root.join("self/fd")).map_or(0, Iterator::count)
+/// Descriptors this process has open now (entries of `/proc/self/fd`:
+/// our own, whatever `--path.procfs` says).
+pub fn open_now() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
 }
 
 /// Descriptors kept for everything but checks: scrapes, discovery's netlink

@@ -1,0 +1,98 @@
+//! Unix time and the calendar: one conversion from `SystemTime`, one
+//! civil-date algorithm (Howard Hinnant's, proleptic Gregorian) for the
+//! baseline's dates, the status page, `check` and certificates.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `t` in seconds since the epoch (0 before it).
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `t` in whole seconds since the epoch (0 before it).
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Whole seconds since the epoch, now.
+pub fn now() -> u64 {
+    unix_secs(SystemTime::now())
+}
+
+/// The instant `secs` seconds after the epoch.
+pub fn from_unix_secs(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date (year, month, day) of a day counted from 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch.
+pub fn utc(secs: u64) -> String {
+    let rem = secs % 86_400;
+    format!(
+        "{} {:02}:{:02}:{:02} UTC",
+        date((secs / 86_400) as i64 * 86_400),
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `YYYY-MM-DD` of seconds since the epoch (before it: 1970-01-01).
+pub fn date(secs: i64) -> String {
+    let (year, month, day) = civil_from_days(secs.max(0).div_euclid(86_400));
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_round_trips() {
+        for days in [-1_000_000, -1, 0, 1, 11_016, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
+    }
+
+    #[test]
+    fn dates_read_as_calendar_days() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_825_600), "2000-02-29");
+        assert_eq!(date(1_796_029_200), "2026-11-30");
+        assert_eq!(utc(1_796_029_200 + 3_723), "2026-11-30 11:02:03 UTC");
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+    }
+
+    #[test]
+    fn before_the_epoch_is_zero() {
+        let before = UNIX_EPOCH - Duration::from_secs(5);
+        assert_eq!(unix_secs(before), 0);
+        assert_eq!(unix_seconds(before), 0.0);
+        assert_eq!(unix_secs(from_unix_secs(42)), 42);
+    }
+}
