@@ -24,7 +24,7 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -161,35 +161,6 @@ pub fn from_ports(ports: &[crate::model::Port]) -> Vec<Expected> {
         .collect();
     out.sort_by(|a, b| (a.proto, a.port, &a.netns).cmp(&(b.proto, b.port, &b.netns)));
     out
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch.
-pub fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Days to civil date (proleptic Gregorian), after H. Hinnant.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Seconds since the epoch, now.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The state directory: the one asked for, else `/var/lib/portwarden`
@@ -474,9 +445,7 @@ impl Baseline {
     /// A new name for an unreadable file: `baseline.json.bad.<seconds>.<ns>`
     /// (names sort by time; a name freed by pruning is never reused).
     fn bad_name(&self) -> PathBuf {
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let at = crate::value::time::since_epoch(SystemTime::now());
         let mut ns = at.subsec_nanos();
         loop {
             let name = self
@@ -563,12 +532,8 @@ impl Allowlist {
                 .next()
                 .and_then(|w| w.split_once('/'))
                 .ok_or_else(bad)?;
-            let proto = match proto {
-                "tcp" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                _ => return Err(bad()),
-            };
-            let port: u16 = port.parse().map_err(|_| bad())?;
+            let proto = Proto::parse(proto).map_err(|_| bad())?;
+            let port = crate::value::parse_port(port).map_err(|_| bad())?;
             let name = words.next().map(NamePattern::new);
             if words.next().is_some() {
                 return Err(bad());
@@ -767,13 +732,6 @@ mod tests {
         let (changed, _) = exporter.reload_if_changed().expect("reload");
         assert!(!changed);
         let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_795_392_000 + 3661), "2026-11-23 01:01:01 UTC");
     }
 
     #[test]

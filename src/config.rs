@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::value;
 use crate::value::cidr;
 use crate::value::{
     Proto, parse_count, parse_go_bool, parse_interval, parse_listen_address, parse_port,
 };
-use crate::value;
 
 /// Command line of the `portwarden` binary.
 #[derive(Debug, Parser)]
@@ -156,7 +156,6 @@ impl BaselineFilter {
             && self.netns.is_none()
             && self.process.is_none()
     }
-
 }
 
 /// Flags of the exporter, each with its type and parser: a bad value is
@@ -893,7 +892,10 @@ mod tests {
             setting("targets_file"),
             "--targets.file / PORTWARDEN_TARGETS_FILE"
         );
-        assert_eq!(setting("status_interval"), "--port.status-interval / PORT_STATUS_INTERVAL");
+        assert_eq!(
+            setting("status_interval"),
+            "--port.status-interval / PORT_STATUS_INTERVAL"
+        );
         assert_eq!(setting("file"), "--file");
     }
 

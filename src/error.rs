@@ -75,6 +75,12 @@ pub fn one_line(message: &str) -> String {
 /// A YAML file's text as `T`; an error names `file` and says what is wrong
 /// on one line (`targets.yml: line 3 column 5: …`).
 pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, String> {
+    read_yaml(text).map_err(|message| format!("{file}: {message}"))
+}
+
+/// [`parse_yaml`] without the file's name: the one YAML reader (its node
+/// budget, its one-line messages) of every file portwarden reads.
+pub fn read_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = YAML_MAX_NODES;
     budget.max_events = 2 * YAML_MAX_NODES;
@@ -84,10 +90,10 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Res
         let message = e.to_string();
         if message.contains("budget breached") {
             format!(
-                "{file}: more than {YAML_MAX_NODES} YAML values (keys, values, lists and maps): the most portwarden reads from one file, about 500,000 targets"
+                "more than {YAML_MAX_NODES} YAML values (keys, values, lists and maps): the most portwarden reads from one file, about 500,000 targets"
             )
         } else {
-            format!("{file}: {}", one_line(&message))
+            one_line(&message)
         }
     })
 }

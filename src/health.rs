@@ -17,8 +17,8 @@ use crate::model::Proto;
 /// full queue can be a burst the application is about to drain.
 pub const HUNG_PASSES: u32 = 2;
 
-/// A port's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A port's (or a target's) health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Health {
     Ok,
     Slow,
@@ -28,6 +28,50 @@ pub enum Health {
 }
 
 impl Health {
+    /// Every word, worst first: the one order of health (the status page's
+    /// counts, its sort and its legend; a minute's worst word derives from
+    /// it in [`Health::weight`]).
+    pub const WORST_FIRST: [Health; 5] = [
+        Health::Down,
+        Health::Hung,
+        Health::Slow,
+        Health::Unknown,
+        Health::Ok,
+    ];
+
+    /// The word written `s` (as [`Health::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Health> {
+        Self::WORST_FIRST.into_iter().find(|h| h.as_str() == s)
+    }
+
+    /// Where it sorts, worst first: 0 is the worst.
+    pub fn severity(self) -> usize {
+        Self::WORST_FIRST
+            .iter()
+            .position(|w| *w == self)
+            .unwrap_or(Self::WORST_FIRST.len())
+    }
+
+    /// Its weight over a period (a minute of history keeps the heaviest
+    /// word seen in it), from 1 to 5: the worse weighs more, and `unknown`,
+    /// not knowing, weighs least: anything known in a minute outweighs it.
+    pub fn weight(self) -> u8 {
+        if self == Health::Unknown {
+            return 1;
+        }
+        let worse_known = Self::WORST_FIRST
+            .iter()
+            .take_while(|w| **w != self)
+            .filter(|w| **w != Health::Unknown)
+            .count();
+        (Self::WORST_FIRST.len() - worse_known) as u8
+    }
+
+    /// The word of a [`Health::weight`]; `None` for 0 (nothing seen).
+    pub fn of_weight(weight: u8) -> Option<Health> {
+        Self::WORST_FIRST.into_iter().find(|h| h.weight() == weight)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Health::Ok => "ok",
@@ -79,6 +123,16 @@ pub fn assess(s: &Signals) -> Health {
         None => Health::Unknown,
         Some(true) if s.slow => Health::Slow,
         Some(true) => Health::Ok,
+    }
+}
+
+/// A target's word: `ok` when its last check passed, `down` when it failed,
+/// `unknown` before the first (`last`: whether the last check passed).
+pub fn of_target(last: Option<bool>) -> Health {
+    match last {
+        None => Health::Unknown,
+        Some(true) => Health::Ok,
+        Some(false) => Health::Down,
     }
 }
 
@@ -174,6 +228,29 @@ impl ConnectHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_order_of_health() {
+        for h in Health::WORST_FIRST {
+            assert_eq!(Health::parse(h.as_str()), Some(h));
+            assert_eq!(Health::of_weight(h.weight()), Some(h));
+        }
+        assert_eq!(Health::of_weight(0), None);
+        let weights: Vec<u8> = [
+            Health::Unknown,
+            Health::Ok,
+            Health::Slow,
+            Health::Hung,
+            Health::Down,
+        ]
+        .map(Health::weight)
+        .to_vec();
+        assert_eq!(weights, [1, 2, 3, 4, 5]);
+        assert!(Health::Down.severity() < Health::Unknown.severity());
+        assert!(Health::Unknown.severity() < Health::Ok.severity());
+        assert_eq!(of_target(None), Health::Unknown);
+        assert_eq!(of_target(Some(false)), Health::Down);
+    }
 
     fn tcp() -> Signals {
         Signals {

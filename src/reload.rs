@@ -67,29 +67,41 @@ impl Triggers {
     }
 }
 
-/// Reads `paths` again with `load` when one of them changes (looked at
-/// every second) or on SIGHUP, for as long as the exporter runs, and hands
-/// each outcome to `apply`; `what` names them in the log. Stamps and loads
-/// run off the async threads. Without paths there is nothing to watch.
+/// The files a watcher reads: fixed (the targets, modules and actions
+/// files), or those its last good load named (the web config and the
+/// certificates it points at).
+pub trait Sources: Fn() -> Vec<PathBuf> + Clone + Send + 'static {}
+impl<F: Fn() -> Vec<PathBuf> + Clone + Send + 'static> Sources for F {}
+
+/// Reads the files of `sources` again with `load` when one of them changes
+/// (looked at every second) or on SIGHUP, for as long as the exporter runs,
+/// and hands each outcome to `apply`; `what` names them in the log. Stamps
+/// and loads run off the async threads. `early`: a SIGHUP came before the
+/// watch began, acted on at once. Without files there is nothing to watch.
 pub async fn watch<T: Send + 'static>(
     what: &'static str,
-    paths: Vec<PathBuf>,
+    sources: impl Sources,
+    early: bool,
     load: impl Fn() -> Result<T, String> + Clone + Send + 'static,
     apply: impl Fn(Result<T, String>) + Send + 'static,
 ) {
-    if paths.is_empty() {
+    if sources().is_empty() {
         return std::future::pending().await;
     }
     let mut triggers = Triggers::start();
-    let mut seen = stamps(&paths);
-    loop {
-        let asked = triggers.next().await;
-        let now = {
-            let paths = paths.clone();
-            tokio::task::spawn_blocking(move || stamps(&paths))
+    let look = move || {
+        let sources = sources.clone();
+        async move {
+            tokio::task::spawn_blocking(move || stamps(&sources()))
                 .await
                 .unwrap_or_default()
-        };
+        }
+    };
+    let mut seen = look().await;
+    let mut early = early;
+    loop {
+        let asked = std::mem::take(&mut early) || triggers.next().await;
+        let now = look().await;
         if !asked && now == seen {
             continue;
         }
@@ -99,7 +111,11 @@ pub async fn watch<T: Send + 'static>(
             Err(e) => Err(format!("the reload ended: {e}")),
         };
         match &loaded {
-            Ok(_) => tracing::info!("{what} reloaded"),
+            Ok(_) => {
+                tracing::info!("{what} reloaded");
+                // A good load may name other files (a new certificate).
+                seen = look().await;
+            }
             Err(why) => {
                 tracing::error!(error = %why, "{what} not reloaded: keeping those in force");
             }

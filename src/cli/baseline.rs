@@ -43,7 +43,7 @@ pub fn run(
                 .into_iter()
                 .filter(|p| matches(filter, p))
                 .collect();
-            let at = baseline::now();
+            let at = crate::value::time::now();
             let mut added = 0;
             file.update(waiting(&file, note), |entries| {
                 for p in &now {
@@ -150,7 +150,7 @@ fn show(file: &Baseline, json: bool, out: &mut dyn Write) -> Result<(), Error> {
                 printable(&p.netns).into_owned(),
                 printable(&p.process_name).into_owned(),
                 printable(&p.exe_path).into_owned(),
-                baseline::utc(*since),
+                crate::value::time::utc(*since),
             ]);
         }
         writeln!(out, "{}", super::one_line_rows(&mut table))?;
@@ -168,4 +168,3 @@ fn matches(filter: &BaselineFilter, p: &Expected) -> bool {
             .as_deref()
             .is_none_or(|name| crate::exclude::NamePattern::new(name).matches(&p.process_name))
 }
-

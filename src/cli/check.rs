@@ -51,8 +51,7 @@ fn jobs(args: &CheckArgs) -> Result<Vec<Job>, Error> {
     };
     let modules = match &args.modules_file {
         Some(path) => {
-            let (modules, warnings) =
-                Modules::load(path).map_err(|m| usage("modules_file", m))?;
+            let (modules, warnings) = Modules::load(path).map_err(|m| usage("modules_file", m))?;
             for w in warnings {
                 eprintln!("portwarden: warning: {w}");
             }
@@ -179,23 +178,17 @@ fn outcome(r: &Report) -> String {
         s.push_str(&format!(", {class}"));
     }
     if let Some(dates) = r.tls.and_then(|t| t.dates) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::value::time::now() as i64;
         let days = (dates.not_after - now).div_euclid(86_400);
         s.push_str(&format!(
             ", certificate until {} ({days} days)",
-            date(dates.not_after)
+            crate::value::time::date(dates.not_after)
         ));
     }
     s
 }
 
 /// `YYYY-MM-DD` of Unix seconds (UTC).
-fn date(secs: i64) -> String {
-    let utc = crate::baseline::utc(secs.max(0) as u64);
-    utc.split(' ').next().unwrap_or_default().to_string()
-}
 
 /// One check in `--json`.
 #[derive(Serialize)]
@@ -234,15 +227,5 @@ fn row<'a>(job: &'a Job, r: &Report) -> Row<'a> {
         tls_version: r.tls.and_then(|t| t.version),
         tls_not_before: dates.map(|d| d.not_before),
         tls_not_after: dates.map(|d| d.not_after),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dates_read_as_calendar_days() {
-        assert_eq!(super::date(0), "1970-01-01");
-        assert_eq!(super::date(951_825_600), "2000-02-29");
-        assert_eq!(super::date(1_796_029_200), "2026-11-30");
     }
 }

@@ -2,10 +2,10 @@
 //! left out, discovery passes and errors, checks and rounds, and the
 //! standard `process_*` figures. Always on.
 
-use super::unix_seconds;
 use crate::encoder::{Encoder, Kind};
 use crate::engine::{DURATION_BUCKETS, Snapshot};
 use crate::model::Proto;
+use crate::value::time::unix_seconds;
 
 pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
     let t = &s.telemetry;

@@ -15,8 +15,6 @@ mod plugin;
 mod recovery;
 mod targets;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::encoder::{Encoder, Kind};
 use crate::engine::{PortSeries, Snapshot};
 
@@ -121,16 +119,11 @@ fn reloads(
     .sample(&[], f64::from(u8::from(r.last_ok)));
 }
 
-pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
     use std::sync::Arc;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, SystemTime};
 
     use super::*;
     use crate::baseline::Expected;
@@ -144,7 +137,7 @@ mod tests {
     use crate::model::{Family, PortKey, Proto};
 
     fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
+        crate::value::time::from_unix_secs(secs)
     }
 
     fn series(proto: Proto, port: u16, netns: &str, name: &str, exe: &str) -> PortSeries {

@@ -2,9 +2,9 @@
 //! escalations, and when it last tried (none without an actions file).
 //! Every action's attempt counters exist from the start, at 0.
 
-use super::unix_seconds;
 use crate::encoder::{Encoder, Kind};
 use crate::engine::Snapshot;
+use crate::value::time::unix_seconds;
 
 /// Every result an attempt can have.
 const RESULTS: [&str; 4] = ["success", "failed", "timeout", "dry_run"];

@@ -125,7 +125,7 @@ impl BaselineState {
             .map(|(p, _)| p.clone())
             .collect();
         if !learned.is_empty() {
-            let at = baseline::now();
+            let at = crate::value::time::now();
             // Never waits: another process's lock puts the write off to the
             // next pass; a failed write keeps what was learnt in memory.
             let result = self.file.try_update(|entries| {

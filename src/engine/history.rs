@@ -32,30 +32,7 @@ pub fn minute_of(at: SystemTime) -> u32 {
 
 /// `at` in whole seconds since the epoch (a u32 lasts until 2106).
 pub fn unix_seconds(at: SystemTime) -> u32 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-}
-
-/// Health as a bucket holds it, by rank (its index + 1; 0 is none), worst
-/// last so that `max` is the worse: `unknown` is not knowing, and anything
-/// known in a minute outweighs it.
-const BY_RANK: [Health; 5] = [
-    Health::Unknown,
-    Health::Ok,
-    Health::Slow,
-    Health::Hung,
-    Health::Down,
-];
-
-fn rank(h: Health) -> u8 {
-    BY_RANK
-        .iter()
-        .position(|x| *x == h)
-        .map_or(0, |i| i as u8 + 1)
-}
-
-fn of_rank(r: u8) -> Option<Health> {
-    BY_RANK.get(usize::from(r).checked_sub(1)?).copied()
+    u32::try_from(crate::value::time::unix_secs(at)).unwrap_or(u32::MAX)
 }
 
 /// Minutes in a row alike.
@@ -64,7 +41,7 @@ struct Run {
     /// Its first minute (minutes since the epoch).
     start: u32,
     len: u16,
-    /// [`rank`] of the worst health.
+    /// [`Health::weight`] of the worst health.
     worst: u8,
     /// Median connect time as a class: microseconds ≈ 2^(class/8); 0 for
     /// none (no successful connect in it).
@@ -144,7 +121,7 @@ impl History {
     pub fn record(&mut self, minute: u32, health: Health, connect_seconds: Option<f64>) {
         let current = match &mut self.current {
             Some(m) if minute <= m.minute => {
-                m.worst = m.worst.max(rank(health));
+                m.worst = m.worst.max(health.weight());
                 m
             }
             _ => {
@@ -164,7 +141,7 @@ impl History {
                 self.trim(minute);
                 self.current.insert(Minute {
                     minute,
-                    worst: rank(health),
+                    worst: health.weight(),
                     times: [0; SAMPLES],
                     seen: 0,
                 })
@@ -275,7 +252,7 @@ impl Day {
             .filter_map(move |r| {
                 let end = (r.start + u32::from(r.len)).min(now + 1);
                 let start = r.start.max(first);
-                let worst = of_rank(r.worst)?;
+                let worst = Health::of_weight(r.worst)?;
                 (end > start).then(|| Span {
                     start,
                     minutes: end - start,

@@ -189,7 +189,11 @@ impl Engine {
                 "actions file watcher",
                 crate::reload::watch(
                     "recovery actions",
-                    path.iter().cloned().collect(),
+                    {
+                        let paths: Vec<_> = path.iter().cloned().collect();
+                        move || paths.clone()
+                    },
+                    false,
                     move || {
                         path.as_deref().map_or(
                             Ok(crate::actions::Actions::default()),

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::history::{self, History};
-use crate::health::Health;
 use crate::probe::check::{Reason, Report};
 use crate::probe::tls::CertDates;
 use crate::targets::Job;
@@ -145,11 +144,8 @@ impl ByList {
         });
         let at = SystemTime::now();
         series.last_check = Some(at);
-        let (health, connected) = if report.success {
-            (Health::Ok, Some(report.seconds))
-        } else {
-            (Health::Down, None)
-        };
+        let health = crate::health::of_target(Some(report.success));
+        let connected = report.success.then_some(report.seconds);
         series
             .history
             .record(history::minute_of(at), health, connected);

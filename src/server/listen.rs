@@ -240,7 +240,7 @@ async fn respond(
 ) -> Result<Response<Body>, Infallible> {
     let config = serving.web.current();
     let mut response = if has_body(&request) {
-        plain(
+        super::response::text(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request bodies are not accepted\n",
         )
@@ -261,7 +261,7 @@ async fn respond(
                     Ok(Err(never)) => match never {},
                     Err(panic) => {
                         crate::counters::handler_panicked(&*panic);
-                        plain(
+                        super::response::text(
                             StatusCode::INTERNAL_SERVER_ERROR,
                             "internal error: the request's handler failed (logged and counted)\n",
                         )
@@ -269,12 +269,12 @@ async fn respond(
                 }
             }
             Err(Denied::Unauthorized) => {
-                let mut r = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+                let mut r = super::response::text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
                 r.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
                 r
             }
-            Err(Denied::Busy) => plain(
+            Err(Denied::Busy) => super::response::text(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many authentication checks waiting\n",
             ),
@@ -312,22 +312,6 @@ fn has_body(request: &Request<Incoming>) -> bool {
         || headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0")
-}
-
-/// A short text response, as Go's `http.Error` writes it.
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut r = Response::new(Body::from(text));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    r
 }
 
 /// The deadline of the request being answered on one connection.

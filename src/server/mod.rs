@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod listen;
 pub mod probe;
+pub mod response;
 pub mod status;
 pub mod web_config;
 
@@ -124,12 +125,12 @@ async fn metrics(State(scrapes): State<Scrapes>, headers: HeaderMap) -> Response
             }
         }
     };
-    let mut response = Response::new(Body::from(bytes_of(body)));
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
+    let mut response = response::with_type(
+        StatusCode::OK,
+        format.content_type(),
+        Body::from(bytes_of(body)),
     );
+    let h = response.headers_mut();
     if gzip {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -141,16 +142,14 @@ async fn metrics(State(scrapes): State<Scrapes>, headers: HeaderMap) -> Response
 }
 
 fn unavailable(text: String) -> Response {
-    let mut r = Response::new(Body::from(text));
-    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    r
+    response::text(StatusCode::SERVICE_UNAVAILABLE, text)
 }
 
 /// 200 while every thread and task of the engine runs and discovery and
 /// every loop of checks are fresh; 503 naming what is wrong otherwise.
 async fn healthy(State(scrapes): State<Scrapes>) -> Response {
     match scrapes.shared.health() {
-        Ok(()) => Response::new(Body::from("Healthy\n")),
+        Ok(()) => response::text(StatusCode::OK, "Healthy\n"),
         Err(why) => unavailable(format!("Unhealthy: {why}\n")),
     }
 }

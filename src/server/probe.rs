@@ -13,7 +13,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
@@ -55,14 +54,14 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
         .unwrap_or("http_2xx");
     let snapshot = p.shared.snapshot();
     let Some(module) = snapshot.by_list.modules.get(module_name).cloned() else {
-        return text(
+        return super::response::text(
             StatusCode::BAD_REQUEST,
             format!("Unknown module {module_name:?}\n"),
         );
     };
     drop(snapshot);
     if let Prober::Unsupported(prober) = &module.prober {
-        return text(
+        return super::response::text(
             StatusCode::BAD_REQUEST,
             format!(
                 "Module {module_name:?} uses the {prober} prober, which portwarden does not have (tcp, http and udp it has)\n"
@@ -70,17 +69,13 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
         );
     }
     let Some(target) = param("target").filter(|t| !t.is_empty()) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Target parameter is missing\n".into(),
-        );
+        return super::response::text(StatusCode::BAD_REQUEST, "Target parameter is missing\n");
     };
     let Some(scrape_timeout) = scrape_timeout(headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
     else {
-        return text(
+        return super::response::text(
             StatusCode::BAD_REQUEST,
-            "Failed to parse timeout from Prometheus header (expected seconds, a number from 0 up)\n"
-                .into(),
+            "Failed to parse timeout from Prometheus header (expected seconds, a number from 0 up)\n",
         );
     };
     let timeout = timeout(scrape_timeout, module.timeout, p.max_timeout);
@@ -97,7 +92,7 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
         Ok(endpoint) => {
             let Ok(_slot) = Arc::clone(&p.slots).try_acquire_owned() else {
                 crate::counters::refused(crate::counters::Refused::Probes);
-                return text(
+                return super::response::text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
                         "too many probes in flight (--web.probe-concurrency {}): try again later\n",
@@ -109,7 +104,7 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
         }
     };
     if let Some(ours) = report.ours {
-        return text(
+        return super::response::text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the probe could not be tried for a lack of ours ({ours}): no verdict on the target\n"
@@ -126,7 +121,7 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
             .iter()
             .rev()
             .find(|l| l.contains("Not connecting to"));
-        return text(
+        return super::response::text(
             StatusCode::FORBIDDEN,
             format!(
                 "target {target:?} may not be probed here: {}\n",
@@ -150,14 +145,9 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
             "\n\n\nMetrics that would have been returned:\n{}\n\n\nModule configuration:\n{module:#?}\n",
             String::from_utf8_lossy(&metrics)
         );
-        return text(StatusCode::OK, body);
+        return super::response::text(StatusCode::OK, body);
     }
-    let mut response = Response::new(Body::from(metrics));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    response
+    super::response::with_type(StatusCode::OK, format.content_type(), metrics)
 }
 
 /// The scrape's timeout from Prometheus's header, in seconds: 0 without
@@ -332,16 +322,6 @@ fn ip_hash(ip: std::net::IpAddr) -> f64 {
         h = h.wrapping_mul(0x0100_0193);
     }
     f64::from(h)
-}
-
-fn text(status: StatusCode, body: String) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }
 
 #[cfg(test)]

@@ -92,5 +92,12 @@ pub async fn watch(files: Files, apply: impl Fn(Result<InForce, String>) + Send 
         tracing::info!(targets = in_force.jobs.len(), "targets in force");
         Ok(in_force)
     };
-    crate::reload::watch("targets and modules", paths, load, apply).await;
+    crate::reload::watch(
+        "targets and modules",
+        move || paths.clone(),
+        false,
+        load,
+        apply,
+    )
+    .await;
 }

@@ -160,7 +160,6 @@ fn host_port(s: &str, default: Option<u16>) -> Result<(String, u16), String> {
 
 pub use crate::value::MIN_TARGET_INTERVAL as MIN_INTERVAL;
 
-
 /// One entry of a targets file, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -251,7 +250,9 @@ pub fn parse_file(text: &str, file: &str) -> Result<Vec<Target>, String> {
         }
         let interval = match &e.interval {
             None => None,
-            Some(v) => Some(crate::value::parse_target_interval(v).map_err(|why| at("interval", why))?),
+            Some(v) => {
+                Some(crate::value::parse_target_interval(v).map_err(|why| at("interval", why))?)
+            }
         };
         for key in e.labels.keys() {
             let valid = key

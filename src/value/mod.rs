@@ -53,7 +53,9 @@ impl fmt::Display for Proto {
 pub fn parse_port(s: &str) -> Result<u16, String> {
     match s.trim().parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("invalid port '{s}' (expected a number from 1 to 65535)")),
+        _ => Err(format!(
+            "invalid port '{s}' (expected a number from 1 to 65535)"
+        )),
     }
 }
 
@@ -162,6 +164,59 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_go_duration("500ms"), Ok(ms(500)));
+        assert_eq!(parse_go_duration("1s"), Ok(ms(1000)));
+        assert_eq!(parse_go_duration("1m"), Ok(ms(60_000)));
+        assert_eq!(parse_go_duration("8h"), Ok(ms(8 * 3_600_000)));
+        assert_eq!(parse_go_duration("1h30m"), Ok(ms(90 * 60_000)));
+        assert_eq!(parse_go_duration("1.5h"), Ok(ms(90 * 60_000)));
+        assert_eq!(parse_go_duration("2m3.5s"), Ok(ms(123_500)));
+        assert_eq!(parse_go_duration("300us"), Ok(Duration::from_micros(300)));
+        assert_eq!(parse_go_duration("300µs"), Ok(Duration::from_micros(300)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        for bad in [
+            "", "banana", "1", "1x", "m", "1.2.3s", "-1s", "1 m", "1m ", ".s", "1hh",
+        ] {
+            let err = parse_go_duration(bad).expect_err(bad);
+            assert_eq!(
+                err,
+                format!("invalid duration '{bad}' (expected e.g. 30s, 1m, 8h)")
+            );
+        }
+    }
+
+    #[test]
+    fn go_bools() {
+        for t in ["1", "t", "T", "true", "TRUE", "True"] {
+            assert_eq!(parse_go_bool(t), Ok(true));
+        }
+        for f in ["0", "f", "F", "false", "FALSE", "False"] {
+            assert_eq!(parse_go_bool(f), Ok(false));
+        }
+        assert!(parse_go_bool("yes").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen_address(":9765"),
+            Ok("[::]:9765".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:1"),
+            Ok("127.0.0.1:1".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_listen_address("[::1]:80"),
+            Ok("[::1]:80".parse().expect("addr"))
+        );
+        assert!(parse_listen_address("9765").is_err());
+        assert!(parse_listen_address("localhost:99999").is_err());
+    }
 
     #[test]
     fn ports_are_one_to_65535() {

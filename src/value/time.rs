@@ -4,14 +4,19 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Time from the epoch to `t` (zero before it): the one conversion.
+pub fn since_epoch(t: SystemTime) -> Duration {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
 /// `t` in seconds since the epoch (0 before it).
 pub fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    since_epoch(t).as_secs_f64()
 }
 
 /// `t` in whole seconds since the epoch (0 before it).
 pub fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    since_epoch(t).as_secs()
 }
 
 /// Whole seconds since the epoch, now.
@@ -84,7 +89,7 @@ mod tests {
         assert_eq!(date(0), "1970-01-01");
         assert_eq!(date(951_825_600), "2000-02-29");
         assert_eq!(date(1_796_029_200), "2026-11-30");
-        assert_eq!(utc(1_796_029_200 + 3_723), "2026-11-30 11:02:03 UTC");
+        assert_eq!(utc(1_796_029_200 + 3_723), "2026-11-30 10:02:03 UTC");
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
     }
 

@@ -19,8 +19,8 @@ use tokio::time::Instant as Deadline;
 use super::Via;
 use super::tls::{self, CertDates};
 use super::udp::{self, UdpOutcome};
-use crate::value::cidr::{Allow, Cidr};
 use crate::modules::{IpPreference, Module, Prober, TcpModule, UdpModule};
+use crate::value::cidr::{Allow, Cidr};
 use read::Lines;
 
 mod http;
@@ -208,7 +208,6 @@ pub struct Destinations {
     pub deny_first: bool,
     pub allow: Allow,
 }
-
 
 impl Destinations {
     /// Of `addrs`, those hop `hop` (0: the target itself) of a check may

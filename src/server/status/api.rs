@@ -9,11 +9,11 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::view::{self, Query, Row};
-use crate::collectors::unix_seconds as unix;
 use crate::engine::history::{self, Day};
 use crate::engine::{Snapshot, TargetSeries};
 use crate::model::{AcceptQueue, Family, Owner, Proto};
 use crate::text::printable;
+use crate::value::time::unix_seconds as unix;
 
 /// What is common to both answers.
 #[derive(Serialize)]

@@ -19,8 +19,6 @@ pub fn answer(snapshot: &Snapshot, kind: &str, file: &str, netns: &str) -> (bool
     let now = view::now_minute();
     let word = |h: Health, day: &Day| format!("{h} · {}", view::percent(day.uptime(now, MINUTES)));
     let proto = match kind {
-        "tcp" => Proto::Tcp,
-        "udp" => Proto::Udp,
         "target" => {
             return match snapshot.targets.iter().find(|t| t.job.target.name == name) {
                 Some(t) => {
@@ -30,10 +28,13 @@ pub fn answer(snapshot: &Snapshot, kind: &str, file: &str, netns: &str) -> (bool
                 None => (false, render(name, "no such target", None)),
             };
         }
-        _ => return (false, render(kind, "expected tcp, udp or target", None)),
+        kind => match Proto::parse(kind) {
+            Ok(proto) => proto,
+            Err(_) => return (false, render(kind, "expected tcp, udp or target", None)),
+        },
     };
     let label = format!("{proto}/{name}");
-    let Ok(port) = name.parse::<u16>() else {
+    let Ok(port) = crate::value::parse_port(name) else {
         return (false, render(&label, "not a port number", None));
     };
     let key = PortKey {

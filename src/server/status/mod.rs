@@ -117,18 +117,14 @@ impl hyper::body::Body for Held {
     }
 }
 
+/// A response of the page, its API and badges: the server's, with the
+/// page's own headers (no scripts from elsewhere, no framing, no caching).
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
-    let mut r = Response::new(body.into());
-    *r.status_mut() = status;
+    let mut r = super::response::with_type(status, content_type, body);
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
     );
     h.insert(
         header::REFERRER_POLICY,
@@ -155,7 +151,7 @@ fn bad_request(why: &view::BadQuery, json: bool) -> Response {
     } else {
         respond(
             StatusCode::BAD_REQUEST,
-            "text/plain; charset=utf-8",
+            super::response::TEXT,
             format!("bad query: {why}\n"),
         )
     }
@@ -174,7 +170,7 @@ fn slot(status: &Status) -> Option<tokio::sync::OwnedSemaphorePermit> {
 fn busy() -> Response {
     respond(
         StatusCode::SERVICE_UNAVAILABLE,
-        "text/plain; charset=utf-8",
+        super::response::TEXT,
         format!("busy: {RENDERS} pages, answers and badges are in flight; try again shortly\n"),
     )
 }
@@ -246,7 +242,7 @@ async fn page(State(status): State<Status>, uri: Uri) -> Response {
 fn unavailable() -> Response {
     respond(
         StatusCode::SERVICE_UNAVAILABLE,
-        "text/plain; charset=utf-8",
+        super::response::TEXT,
         "the exporter is stopping\n",
     )
 }

@@ -5,7 +5,9 @@
 //! style: the Content-Security-Policy allows only our own assets.
 
 use std::fmt::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use crate::value::time::{unix_secs, utc};
 
 use super::view::{self, Query, Row, SortKey};
 use crate::engine::Snapshot;
@@ -32,17 +34,13 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// `<time>` of an instant, with how long ago it was.
 fn time(t: Option<SystemTime>, now: SystemTime) -> String {
     match t {
         None => "never".to_string(),
         Some(t) => {
             let ago = now.duration_since(t).map_or(0, |d| d.as_secs());
-            let utc = crate::baseline::utc(secs(t));
+            let utc = utc(unix_secs(t));
             format!(
                 "<time datetime=\"{}\">{} ({ago} s ago)</time>",
                 esc(&utc),
@@ -105,7 +103,7 @@ pub fn bar(h: &Day, now: u32) -> String {
             let w = sp.minutes.max(if pass { MIN_BAD } else { MIN_SPAN });
             // Wider than its minutes: it grows to the left at the bar's end.
             let x = x.min(history::MINUTES.saturating_sub(w));
-            let from = crate::baseline::utc(u64::from(sp.start) * 60);
+            let from = utc(u64::from(sp.start) * 60);
             let _ = write!(
                 s,
                 "<rect class=\"h-{}\" x=\"{x}\" width=\"{w}\" height=\"10\" data-start=\"{}\" data-minutes=\"{}\"><title>{} from {} for {} min{}</title></rect>",
@@ -405,7 +403,7 @@ pub fn render(snapshot: &Snapshot, frame: &Frame<'_>, q: &Query) -> String {
         out,
         "<footer>portwarden {} · bars: a minute a column, the worst health in it; grey: no data · <span class=\"legend\">{}</span></footer>\n</body></html>\n",
         env!("CARGO_PKG_VERSION"),
-        view::WORDS
+        Health::WORST_FIRST
             .iter()
             .map(|h| health_badge(*h))
             .collect::<Vec<_>>()

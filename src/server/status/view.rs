@@ -10,15 +10,6 @@ use crate::engine::{PortSeries, Snapshot, SocketInfo, TargetSeries};
 use crate::health::Health;
 use crate::model::{AcceptQueue, Family, Owner, Proto};
 
-/// The health words, worst first (the page's order of counts and sort).
-pub const WORDS: [Health; 5] = [
-    Health::Down,
-    Health::Hung,
-    Health::Slow,
-    Health::Unknown,
-    Health::Ok,
-];
-
 /// A bad query parameter: which, and what it accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadQuery(pub String);
@@ -109,10 +100,6 @@ pub const PAGE_ROWS: usize = 1000;
 /// is what [`super::RENDERS`] of them hold for slow readers.
 pub const MAX_ROWS: usize = 20_000;
 
-fn health_word(s: &str) -> Option<Health> {
-    WORDS.into_iter().find(|h| h.as_str() == s)
-}
-
 impl Query {
     /// Parses the query string's pairs; an unknown value is an error that
     /// names the parameter and what it accepts. Unknown parameters are
@@ -129,23 +116,20 @@ impl Query {
             }
             match k.as_str() {
                 "proto" => {
-                    q.filter.proto = Some(match v {
-                        "tcp" => Proto::Tcp,
-                        "udp" => Proto::Udp,
-                        _ => {
-                            return Err(BadQuery(format!("proto={v:?}: expected tcp or udp")));
-                        }
-                    });
+                    q.filter.proto = Some(
+                        Proto::parse(v).map_err(|why| BadQuery(format!("proto={v:?}: {why}")))?,
+                    );
                 }
                 "port" => {
-                    q.filter.port = Some(v.parse().map_err(|_| {
-                        BadQuery(format!("port={v:?}: expected a port number, 0 to 65535"))
-                    })?);
+                    q.filter.port = Some(
+                        crate::value::parse_port(v)
+                            .map_err(|why| BadQuery(format!("port={v:?}: {why}")))?,
+                    );
                 }
                 "netns" => q.filter.netns = Some(v.to_string()),
                 "health" => {
                     for word in v.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-                        q.filter.health.push(health_word(word).ok_or_else(|| {
+                        q.filter.health.push(Health::parse(word).ok_or_else(|| {
                             BadQuery(format!(
                                 "health={word:?}: expected ok, slow, hung, down or unknown (several separated by commas)"
                             ))
@@ -196,13 +180,8 @@ impl Query {
                     );
                 }
                 "history" => {
-                    q.history = match v {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => {
-                            return Err(BadQuery(format!("history={v:?}: expected true or false")));
-                        }
-                    }
+                    q.history = crate::value::parse_go_bool(v)
+                        .map_err(|why| BadQuery(format!("history={v:?}: {why}")))?;
                 }
                 _ => {}
             }
@@ -298,11 +277,6 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Where a health word sorts: worst first.
-pub fn severity(h: Health) -> usize {
-    WORDS.iter().position(|w| *w == h).unwrap_or(WORDS.len())
-}
-
 fn matches_series(f: &Filter, p: &PortSeries) -> bool {
     f.proto.is_none_or(|x| x == p.key.proto)
         && f.port.is_none_or(|x| x == p.key.port)
@@ -352,7 +326,7 @@ fn by_key(a: &Row<'_>, b: &Row<'_>, key: SortKey) -> Ordering {
         SortKey::Netns => a.port.key.netns.cmp(&b.port.key.netns),
         SortKey::Process => a.process().cmp(b.process()),
         SortKey::User => a.user().cmp(b.user()),
-        SortKey::Health => severity(a.health()).cmp(&severity(b.health())),
+        SortKey::Health => a.health().severity().cmp(&b.health().severity()),
         SortKey::Connect => float(a.connect_seconds(), b.connect_seconds()),
         SortKey::Queue => a
             .queue()
@@ -391,17 +365,13 @@ pub fn group_of(row: &Row<'_>) -> String {
 
 /// Counts of port series per health word, worst first.
 pub fn counts(snapshot: &Snapshot) -> [(Health, usize); 5] {
-    WORDS.map(|h| (h, snapshot.ports.iter().filter(|p| p.health == h).count()))
+    Health::WORST_FIRST.map(|h| (h, snapshot.ports.iter().filter(|p| p.health == h).count()))
 }
 
 /// A target's one word: `ok` after a successful check, `down` after a
 /// failed one, `unknown` before the first.
 pub fn target_health(t: &TargetSeries) -> Health {
-    match &t.last {
-        None => Health::Unknown,
-        Some(l) if l.success => Health::Ok,
-        Some(_) => Health::Down,
-    }
+    crate::health::of_target(t.last.as_ref().map(|l| l.success))
 }
 
 /// The targets the filter box and `health` select (the port filters do
@@ -486,8 +456,16 @@ mod tests {
             parse("").expect("none")
         );
         for (bad, starts) in [
-            ("proto=sctp", "proto=\"sctp\": expected tcp or udp"),
-            ("port=-1", "port=\"-1\": expected a port number"),
+            (
+                "proto=sctp",
+                "proto=\"sctp\": invalid protocol 'sctp' (expected tcp or udp)",
+            ),
+            (
+                "port=-1",
+                "port=\"-1\": invalid port '-1' (expected a number from 1 to 65535)",
+            ),
+            ("port=0", "port=\"0\": invalid port"),
+            ("history=maybe", "history=\"maybe\": invalid boolean"),
             ("health=ok,meh", "health=\"meh\": expected ok, slow"),
             ("sort=pid", "sort=\"pid\": expected one of proto, address"),
             ("dir=up", "dir=\"up\": expected asc or desc"),

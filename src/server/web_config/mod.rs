@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use axum::http::{HeaderName, HeaderValue};
 use rustls::client::danger::HandshakeSignatureValid;
@@ -129,9 +129,9 @@ pub fn parse(text: &str) -> Result<File, WebConfigError> {
     if blank {
         return Ok(File::default());
     }
-    serde_saphyr::from_str::<Option<File>>(text)
+    crate::error::read_yaml::<Option<File>>(text)
         .map(Option::unwrap_or_default)
-        .map_err(|e| problem("YAML", crate::error::one_line(&e.to_string())))
+        .map_err(|e| problem("YAML", e))
 }
 
 /// Validates a parsed file: reads the certificate, key and CA it names

@@ -2,16 +2,13 @@
 //! (taken from the first instruction on, so a reload never kills us).
 
 use super::*;
-use crate::reload::{Stamp, Triggers, stamps};
+use crate::reload::Triggers;
 
 /// The web config in force, and where it comes from. Connections read the
 /// current one; [`watch`] replaces it when its files change or on SIGHUP.
 pub struct Web {
     path: Option<PathBuf>,
     current: RwLock<Arc<WebConfig>>,
-    /// The state of the files at the last load attempt, good or bad: a
-    /// broken file is reported once, not every second.
-    seen: Mutex<Vec<Option<Stamp>>>,
 }
 
 impl Web {
@@ -20,28 +17,23 @@ impl Web {
     pub fn new(path: Option<PathBuf>) -> Result<Web, crate::Error> {
         let config = match &path {
             Some(p) => WebConfig::load(p).map_err(|e| crate::Error::Config {
-                setting: format!("{} {}", crate::config::setting("web_config_file"), p.display()),
+                setting: format!(
+                    "{} {}",
+                    crate::config::setting("web_config_file"),
+                    p.display()
+                ),
                 message: e.to_string(),
             })?,
             None => WebConfig::default(),
         };
-        let seen = stamps(&config.sources);
         Ok(Web {
             path,
             current: RwLock::new(Arc::new(config)),
-            seen: Mutex::new(seen),
         })
     }
 
     pub fn current(&self) -> Arc<WebConfig> {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Whether any file the config was built from changed since the last
-    /// load attempt.
-    fn changed(&self) -> bool {
-        let sources = self.current().sources.clone();
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != stamps(&sources)
     }
 
     /// Reads the file again; a broken file leaves the config in force as it
@@ -50,12 +42,8 @@ impl Web {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let sources = self.current().sources.clone();
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamps(&sources);
         let config = WebConfig::load(path)?;
-        let seen = stamps(&config.sources);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = seen;
         Ok(())
     }
 }
@@ -95,38 +83,28 @@ pub fn release_hangups() {
 /// on SIGHUP, for as long as the server runs. Without a file, SIGHUP is
 /// still taken (and only logged) so that it does not end the process.
 pub async fn watch(web: Arc<Web>) {
-    let mut triggers = Triggers::start();
     // One that came before we listened (see `hold_hangups`) is acted on now.
-    let mut early = EARLY_HANGUP.swap(false, std::sync::atomic::Ordering::Relaxed);
-    loop {
-        let asked = std::mem::take(&mut early) || triggers.next().await;
-        let Some(file) = web.path.as_deref().map(Path::display) else {
-            if asked {
+    let early = EARLY_HANGUP.swap(false, std::sync::atomic::Ordering::Relaxed);
+    if web.path.is_none() {
+        let mut triggers = Triggers::start();
+        loop {
+            if triggers.next().await {
                 tracing::info!("SIGHUP: no --web.config.file to reload");
             }
-            continue;
-        };
-        let looked = Arc::clone(&web);
-        if !asked
-            && !tokio::task::spawn_blocking(move || looked.changed())
-                .await
-                .unwrap_or(false)
-        {
-            continue;
-        }
-        let loading = Arc::clone(&web);
-        match tokio::task::spawn_blocking(move || loading.reload()).await {
-            Ok(Ok(())) => tracing::info!(
-                file = %file,
-                tls = web.current().tls.is_some(),
-                "web config reloaded"
-            ),
-            Ok(Err(e)) => tracing::error!(
-                file = %file,
-                error = %e,
-                "web config not reloaded: keeping the one in force"
-            ),
-            Err(e) => tracing::error!(error = %e, "web config reload failed"),
         }
     }
+    let sources = {
+        let web = Arc::clone(&web);
+        move || web.current().sources.clone()
+    };
+    let load = {
+        let web = Arc::clone(&web);
+        move || web.reload().map_err(|e| e.to_string())
+    };
+    let apply = move |loaded: Result<(), String>| {
+        if loaded.is_ok() {
+            tracing::info!(tls = web.current().tls.is_some(), "web config in force");
+        }
+    };
+    crate::reload::watch("web config", sources, early, load, apply).await;
 }
