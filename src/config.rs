@@ -38,13 +38,14 @@ pub struct Cli {
 /// Settings every command shares.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Where the host's /proc is mounted (in a container, e.g. /host/proc).
-    /// Empty means /proc.
+    /// Where the host's /proc is mounted (in a container, e.g. /host/proc)
+    /// [default: /proc]. Empty means /proc.
     #[arg(
         long = "path.procfs",
         env = "PROC_PREFIX",
         value_name = "DIR",
-        default_value = "/proc",
+        default_value = "",
+        hide_default_value = true,
         value_parser = parse_proc_root,
         global = true
     )]
@@ -790,10 +791,8 @@ fn parse_file(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
 
+/// A proc root; empty is the default, which discovery knows.
 fn parse_proc_root(s: &str) -> Result<PathBuf, String> {
-    if s.is_empty() {
-        return Ok(PathBuf::from("/proc"));
-    }
     if s.contains('\0') {
         return Err("expected a directory path such as /proc or /host/proc".into());
     }
@@ -879,7 +878,7 @@ mod tests {
 
     #[test]
     fn empty_proc_prefix_means_proc() {
-        assert_eq!(parse_proc_root(""), Ok(PathBuf::from("/proc")));
+        assert_eq!(parse_proc_root(""), Ok(PathBuf::new()));
         assert_eq!(
             parse_proc_root("/host/proc"),
             Ok(PathBuf::from("/host/proc"))

@@ -148,32 +148,32 @@ fn process(s: &Snapshot, enc: &mut Encoder) {
         "Total user and system CPU time spent in seconds.",
         Kind::Counter,
     )
-    .sample(&[], p.cpu_seconds);
+    .sample(&[], p.figures.cpu_seconds);
     for (name, help, v) in [
         (
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
-            p.resident_bytes,
+            p.figures.resident_bytes,
         ),
         (
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes.",
-            p.virtual_bytes,
+            p.figures.virtual_bytes,
         ),
         (
             "process_open_fds",
             "Number of open file descriptors.",
-            p.open_fds,
+            p.figures.open_fds,
         ),
         (
             "process_max_fds",
             "Maximum number of open file descriptors.",
-            p.max_fds,
+            p.figures.max_fds,
         ),
         (
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",
-            p.start_time_seconds,
+            p.figures.start_time_seconds,
         ),
     ] {
         enc.family(name, help, Kind::Gauge).sample(&[], v);

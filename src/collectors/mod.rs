@@ -332,12 +332,14 @@ mod tests {
             discovery_runs: vec![("full", 2), ("refresh", 40)],
             last_discovery: Some((at(1_764_460_790), 0.0425)),
             process: Some(SelfProcess {
-                cpu_seconds: 12.5,
-                resident_bytes: 14_680_064.0,
-                virtual_bytes: 1_234_567_168.0,
-                open_fds: 17.0,
-                max_fds: 65_536.0,
-                start_time_seconds: 1_764_450_000.0,
+                figures: crate::discover::own::Figures {
+                    cpu_seconds: 12.5,
+                    resident_bytes: 14_680_064.0,
+                    virtual_bytes: 1_234_567_168.0,
+                    open_fds: 17.0,
+                    max_fds: 65_536.0,
+                    start_time_seconds: 1_764_450_000.0,
+                },
                 server: crate::counters::Counts {
                     handler_panics: 1,
                     refused: [0, 7, 2],

@@ -11,6 +11,7 @@ pub mod fds;
 pub mod ids;
 mod listing;
 pub mod netns;
+pub mod own;
 pub mod owners;
 pub mod procfs;
 pub mod sockets;

@@ -27,8 +27,12 @@ pub struct ProcRoot {
 
 impl ProcRoot {
     /// Opens the proc root; a missing or unreadable one is a usage error.
+    /// Opens the proc root at `path`; empty: `/proc`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref().to_path_buf();
+        let path = match path.as_ref() {
+            p if p.as_os_str().is_empty() => PathBuf::from("/proc"),
+            p => p.to_path_buf(),
+        };
         let dir = open_dir_at(rustix::fs::CWD, &path).map_err(|e| Error::ProcRoot {
             path: path.clone(),
             source: e,

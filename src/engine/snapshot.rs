@@ -273,43 +273,16 @@ pub struct Telemetry {
 /// `process_*` figures of portwarden itself, read in the background.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SelfProcess {
-    pub cpu_seconds: f64,
-    pub resident_bytes: f64,
-    pub virtual_bytes: f64,
-    pub open_fds: f64,
-    pub max_fds: f64,
-    pub start_time_seconds: f64,
+    pub figures: crate::discover::own::Figures,
     /// What the server turned away or failed at.
     pub server: crate::counters::Counts,
 }
 
 impl SelfProcess {
-    /// Reads our own figures, from our own /proc: under `PROC_PREFIX` the
-    /// host's /proc knows us by another pid.
+    /// Reads our own figures and the server's counts.
     pub fn read() -> Option<SelfProcess> {
-        let stat = crate::discover::procfs::parse_stat(&std::fs::read("/proc/self/stat").ok()?)?;
-        let ticks = rustix::param::clock_ticks_per_second() as f64;
-        let page = rustix::param::page_size() as f64;
-        let boot = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("btime ")
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                })
-            })
-            .unwrap_or(0.0);
-        let open_fds = std::fs::read_dir("/proc/self/fd")
-            .map(|d| d.count() as f64)
-            .unwrap_or(0.0);
-        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         Some(SelfProcess {
-            cpu_seconds: (stat.utime + stat.stime) as f64 / ticks,
-            resident_bytes: stat.rss_pages as f64 * page,
-            virtual_bytes: stat.vsize as f64,
-            open_fds,
-            max_fds: limit.current.map_or(f64::INFINITY, |v| v as f64),
-            start_time_seconds: boot + stat.start_time as f64 / ticks,
+            figures: crate::discover::own::figures()?,
             server: crate::counters::now(),
         })
     }

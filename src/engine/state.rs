@@ -994,7 +994,7 @@ mod tests {
         let mut d = discovery(vec![p]);
         d.namespaces.push(crate::discover::Namespace {
             label: "netns:4026532000".into(),
-            entry: Some("/proc/60/ns/net".into()),
+            entry: Some("/run/netns/sixty".into()),
             listen: None,
         });
         st.apply_discovery(&d, true);
@@ -1007,7 +1007,7 @@ mod tests {
         assert_eq!(
             snapshot.via(&snapshot.port(&key).expect("series").key.netns),
             Some(probe::Via::Netns(
-                std::path::Path::new("/proc/60/ns/net").into()
+                std::path::Path::new("/run/netns/sixty").into()
             ))
         );
     }

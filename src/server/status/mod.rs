@@ -56,7 +56,7 @@ struct Status {
 pub fn routes(shared: Arc<Shared>, metrics_path: &str, probe: bool) -> Router {
     let status = Status {
         shared,
-        host: host_name().into(),
+        host: crate::discover::own::host_name().into(),
         metrics_path: metrics_path.into(),
         probe,
         renders: Arc::new(Semaphore::new(RENDERS)),
@@ -81,14 +81,6 @@ pub fn routes(shared: Arc<Shared>, metrics_path: &str, probe: bool) -> Router {
         .with_state(status)
 }
 
-/// This host's name, as the page's title gives it.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
-}
 
 /// A response body that holds its render slot until it is dropped: sent
 /// whole, or its connection closed.
