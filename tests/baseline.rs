@@ -344,7 +344,16 @@ fn another_process_holding_the_lock_never_stops_discovery() {
     exporter.wait_for(15, "learnt once the lock is free", |t| {
         port_value(t, "portwarden_expected_port_up", service.port(0)) == Some(1.0)
     });
-    assert!(shown(&dir).iter().any(|e| e["port"] == service.port(0)));
+    // The file's writer retries the write off the owner's thread, at once
+    // the lock is free (a second at most).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !shown(&dir).iter().any(|e| e["port"] == service.port(0)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the learnt port never reached the file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -392,4 +401,99 @@ fn accept_says_it_waits_for_a_held_lock_and_gives_up() {
         took >= std::time::Duration::from_secs(10) && took < std::time::Duration::from_secs(25),
         "{took:?}"
     );
+}
+
+/// A value of an unlabelled family, or of one with `labels` (as written).
+fn value(text: &str, family: &str, labels: &str) -> Option<f64> {
+    let head = if labels.is_empty() {
+        format!("{family} ")
+    } else {
+        format!("{family}{{{labels}}} ")
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_stalled_baseline_writer_holds_up_nothing() {
+    let dir = TempDir::new("stalled");
+    let state = dir.0.to_str().expect("utf-8").to_string();
+    let exporter = Exporter::start(&[
+        ("PORTWARDEN_STATE_DIR", state.as_str()),
+        ("PORTWARDEN_BASELINE_LEARN", "1s"),
+        ("PORT_STATUS_INTERVAL", "1s"),
+        ("ENABLE_HTTP_DETECTION", "false"),
+    ]);
+    let round = |t: &str| {
+        value(
+            t,
+            "portwarden_last_probe_round_timestamp_seconds",
+            "kind=\"tcp\"",
+        )
+    };
+    exporter.wait_for(10, "a first TCP round", |t| round(t).is_some());
+    // A FIFO in place of the file, as a hung disk would: the writer's next
+    // look (a stat: the file changed) opens it to read, and waits there
+    // until someone writes to it.
+    let fifo = dir.0.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    std::fs::rename(&fifo, dir.0.join("baseline.json")).expect("the FIFO in place");
+    let stalled_at = std::time::Instant::now();
+    // A service that starts during the stall is learnt all the same.
+    let service = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let mut rounds = Vec::new();
+    let mut learnt = false;
+    while stalled_at.elapsed() < std::time::Duration::from_secs(10) {
+        let text = exporter.scrape();
+        rounds.push(round(&text).expect("rounds go on"));
+        learnt |= port_value(&text, "portwarden_expected_port_up", service.port(0)) == Some(1.0);
+        let (status, _) = exporter.get("/-/healthy").expect("healthy");
+        assert!(
+            status.contains("200"),
+            "/-/healthy during the stall: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let text = exporter.scrape();
+    let stalled = value(
+        &text,
+        "portwarden_baseline_errors_total",
+        "reason=\"writer_stalled\"",
+    )
+    .expect("the writer's stalls are counted");
+    // Release the writer: it reads an empty file (kept aside as unreadable).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.0.join("baseline.json"))
+        .expect("open the FIFO")
+        .sync_all()
+        .ok();
+    // Rounds kept their 1 s interval through the stall: scrapes saw a new
+    // round every second or so, never one frozen for the stall's length.
+    let advanced = rounds.windows(2).filter(|w| w[1] > w[0]).count();
+    let longest_still = rounds.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!(
+        advanced >= 6,
+        "rounds advanced {advanced} times in 10 s: {rounds:?}"
+    );
+    assert!(
+        rounds.last().expect("rounds") - rounds.first().expect("rounds") >= 7.0,
+        "rounds froze: {rounds:?} (largest step {longest_still})"
+    );
+    assert!(learnt, "a port that started during the stall was learnt");
+    assert!(stalled >= 1.0, "writer_stalled {stalled}");
+    // Once released, the writer catches up: the learnt port reaches the file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !shown(&dir).iter().any(|e| e["port"] == service.port(0)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never caught up after the stall"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }

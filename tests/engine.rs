@@ -54,6 +54,7 @@ fn a_thread_or_task_that_panics_fails_health_and_ends_the_process_with_1() {
         ("encoder:3", "the encoder panicked"),
         ("target", "the target checks panicked"),
         ("recovery", "the recovery actions panicked"),
+        ("baseline-writer:2", "the baseline writer panicked"),
     ] {
         let mut exporter = Exporter::start(&[
             ("PORTWARDEN_FAULT", &format!("panic:{point}")),

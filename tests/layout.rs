@@ -97,7 +97,9 @@ fn only_discover_names_proc_or_sys_paths() {
 #[test]
 fn the_checks_can_fail() {
     assert_eq!(
-        crate_modules("use crate::engine::Snapshot; // crate::x\nlet a = crate::value::Proto::Tcp;"),
+        crate_modules(
+            "use crate::engine::Snapshot; // crate::x\nlet a = crate::value::Proto::Tcp;"
+        ),
         ["engine", "value"]
     );
 }

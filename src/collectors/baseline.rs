@@ -47,6 +47,9 @@ pub(super) fn write(b: &BaselineView, enc: &mut Encoder) {
     .sample(&[], b.expected.len() as f64);
     enc.by_label(
         "portwarden_baseline_errors",
+        // writer_stalled: discovery passes that found the file's writer
+        // stuck (a slow or hung disk; nothing else waits for it). The help
+        // is kept word for word (a series' help changes for no one).
         "Baseline files found unreadable (kept aside as .bad.<time>, a fresh one started), failed writes (learning goes on in memory), and writes put off because another process held the lock.",
         Kind::Counter,
         "reason",
@@ -54,6 +57,7 @@ pub(super) fn write(b: &BaselineView, enc: &mut Encoder) {
             ("unreadable", b.recovered as f64),
             ("write_failed", b.write_errors as f64),
             ("lock_busy", b.lock_busy as f64),
+            ("writer_stalled", b.writer_stalled as f64),
         ],
     );
 }

@@ -41,6 +41,12 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
     )
     .sample(&[], t.history_bytes as f64);
     enc.family(
+        "portwarden_engine_queue_full",
+        "Messages (check results, discovery passes) that found the state owner's queue full and waited for room: the owner is behind.",
+        Kind::Counter,
+    )
+    .sample(&[], t.queue_full as f64);
+    enc.family(
         "portwarden_ports_limit",
         "--discovery.max-ports: the most port series exported.",
         Kind::Gauge,

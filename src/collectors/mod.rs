@@ -325,6 +325,7 @@ mod tests {
             recovered: 1,
             write_errors: 0,
             lock_busy: 2,
+            writer_stalled: 3,
         }));
         s.telemetry = crate::engine::Telemetry {
             probes: vec![("http", http), ("tcp", tcp)],
@@ -347,6 +348,7 @@ mod tests {
             }),
             max_ports: 20_000,
             history_bytes: 4_096,
+            queue_full: 5,
             over_limit: 0,
         };
         // Checking by list: a target that passed with TLS dates, one that

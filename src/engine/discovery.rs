@@ -3,7 +3,7 @@
 //! interval), checks owner processes for liveness in between, and sends
 //! each result to the state's owner.
 
-use std::sync::mpsc::Sender;
+use super::inbox::Outbox;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,7 +69,7 @@ pub fn run(
     settings: &Settings,
     mut discoverer: Discoverer,
     shared: &Shared,
-    owner: &Sender<Msg>,
+    owner: &Outbox,
     wake: &Wake,
 ) {
     let every = settings.discovery_interval();

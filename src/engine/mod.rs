@@ -20,6 +20,7 @@ pub use baseline::BaselinePlace;
 mod discovery;
 pub mod history;
 mod http_class;
+mod inbox;
 mod recovery;
 mod rounds;
 mod snapshot;
@@ -29,7 +30,6 @@ mod target_checks;
 mod targets;
 
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use tokio::sync::{Semaphore, watch};
 
@@ -43,6 +43,7 @@ pub use supervise::Ended;
 pub use targets::{Reloads, TargetLast, TargetSeries};
 
 use self::discovery::Wake;
+use self::inbox::{Inbox, Outbox};
 use self::supervise::Supervisor;
 use crate::config::Settings;
 use crate::discover::Discoverer;
@@ -54,7 +55,7 @@ pub struct Engine {
     pub shared: Arc<Shared>,
     supervisor: Supervisor,
     wake: Arc<Wake>,
-    owner: mpsc::Sender<Msg>,
+    owner: Outbox,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -87,7 +88,7 @@ impl Engine {
         let shared = Arc::new(Shared::new(settings.collectors(), every * 3));
         let wake = Arc::new(Wake::default());
         let mut supervisor = Supervisor::new();
-        let (owner, inbox) = mpsc::channel();
+        let (owner, inbox) = inbox::channel(inbox::CAPACITY);
         let state = State::new(Limits {
             retention: settings.retention,
             max_ports: settings.max_ports,
@@ -98,11 +99,16 @@ impl Engine {
             check_every: every,
             target_interval: settings.targets_interval,
         });
-        let baseline = if settings.collectors().baseline {
-            baseline::BaselineState::open(&settings, baseline)
-        } else {
-            None
+        let (baseline, writer) = match settings.collectors().baseline {
+            true => baseline::BaselineState::open(&settings, baseline).unzip(),
+            false => (None, None),
         };
+        // The file's own thread, not joined at the end: a disk that hangs
+        // holds it alone (it ends when the owner does).
+        if let Some(writer) = writer {
+            let owner = owner.clone();
+            supervisor.helper("baseline writer", move || writer.run(&owner))?;
+        }
         let settings = Arc::new(settings);
         let _ = owner.send(Msg::Targets(by_list));
         // The owner hands each snapshot to the encoder, which publishes it
@@ -176,7 +182,7 @@ impl Engine {
         supervisor.task(
             "targets file watcher",
             crate::targets::files::watch(files, move |loaded| {
-                let _ = reloaded.send(match loaded {
+                reloaded.post_later(match loaded {
                     Ok(in_force) => Msg::Targets(in_force),
                     Err(_) => Msg::TargetsReloadFailed,
                 });
@@ -208,7 +214,7 @@ impl Engine {
                             }
                             // Kept out (what is in force stays), counted.
                             Err(_) => {
-                                let _ = owner.send(Msg::ActionsReloadFailed);
+                                owner.post_later(Msg::ActionsReloadFailed);
                             }
                         }
                     },
@@ -267,22 +273,32 @@ impl Engine {
     }
 }
 
-/// The state's owner: applies each message, makes a snapshot after every
-/// pass, round and owner check, and keeps the baseline file (its work
-/// never waits on another process's lock).
+/// The state's owner: applies each message and makes a snapshot after
+/// every pass, round and owner check. It does no I/O: the baseline file
+/// has a writer of its own, which it hands what it learns.
 fn own(
     mut state: State,
     mut baseline: Option<baseline::BaselineState>,
-    inbox: &mpsc::Receiver<Msg>,
+    inbox: &Inbox,
     made: &watch::Sender<Arc<Snapshot>>,
     wake: &Wake,
 ) {
-    while let Ok(msg) = inbox.recv() {
-        let discovered = matches!(msg, Msg::Discovered { .. });
+    while let Ok(msg) = inbox.rx.recv() {
+        let mut discovered = matches!(msg, Msg::Discovered { .. });
         let publish = match msg {
             Msg::Stop => return,
             Msg::Tcp { .. } | Msg::Http { .. } | Msg::Target { .. } => false,
             _ => true,
+        };
+        let msg = match msg {
+            Msg::BaselineRead(read) => {
+                if let Some(b) = baseline.as_mut() {
+                    b.read(*read);
+                    discovered = true;
+                }
+                Msg::Publish
+            }
+            msg => msg,
         };
         if state.apply(msg) {
             wake.refresh();
@@ -292,6 +308,7 @@ fn own(
         }
         if publish {
             supervise::fault("owner");
+            state.queue_full = inbox.full_total();
             made.send_replace(Arc::new(state.snapshot(SelfProcess::read())));
         }
     }

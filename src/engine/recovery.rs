@@ -11,9 +11,9 @@
 //! The file is watched by [`crate::reload::watch`], which hands each new
 //! version in.
 
+use super::inbox::Outbox;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -133,7 +133,7 @@ fn round_of(s: &Snapshot) -> Option<SystemTime> {
 /// Runs until the owner is gone.
 pub async fn run(
     shared: Arc<Shared>,
-    owner: Sender<Msg>,
+    owner: Outbox,
     mut reloaded: tokio::sync::mpsc::UnboundedReceiver<Actions>,
     loaded: Actions,
     dry_run: bool,
@@ -142,12 +142,14 @@ pub async fn run(
     let mut updates = shared.subscribe();
     let mut slots: Vec<Slot> = loaded.actions.into_iter().map(Slot::new).collect();
     let mut webhook = loaded.webhook;
-    let _ = owner.send(Msg::Actions(
-        slots
-            .iter()
-            .map(|s| Arc::from(s.action.name.as_str()))
-            .collect(),
-    ));
+    let _ = owner
+        .post(Msg::Actions(
+            slots
+                .iter()
+                .map(|s| Arc::from(s.action.name.as_str()))
+                .collect(),
+        ))
+        .await;
     let mut running: JoinSet<(Arc<Action>, &'static str)> = JoinSet::new();
     let mut escalations: JoinSet<()> = JoinSet::new();
     let mut last_round = round_of(&shared.snapshot());
@@ -197,7 +199,7 @@ pub async fn run(
                                 attempts = slot.attempts.len(),
                                 "recovery attempts exhausted and the port is still unhealthy: escalating"
                             );
-                            if owner.send(Msg::Escalated(Arc::from(action.name.as_str()))).is_err() {
+                            if owner.post(Msg::Escalated(Arc::from(action.name.as_str()))).await.is_err() {
                                 return;
                             }
                             if let Some(hook) = webhook.clone() {
@@ -216,7 +218,7 @@ pub async fn run(
                             command = ?action.run,
                             "dry run: would run the recovery command (--actions.dry-run)"
                         );
-                        if owner.send(Msg::Recovery { action: Arc::from(action.name.as_str()), result: "dry_run", at: SystemTime::now() }).is_err() {
+                        if owner.post(Msg::Recovery { action: Arc::from(action.name.as_str()), result: "dry_run", at: SystemTime::now() }).await.is_err() {
                             return;
                         }
                         continue;
@@ -232,7 +234,7 @@ pub async fn run(
                         if let Some(slot) = slots.iter_mut().find(|s| Arc::ptr_eq(&s.action, &action)) {
                             slot.running = false;
                         }
-                        if owner.send(Msg::Recovery { action: Arc::from(action.name.as_str()), result, at: SystemTime::now() }).is_err() {
+                        if owner.post(Msg::Recovery { action: Arc::from(action.name.as_str()), result, at: SystemTime::now() }).await.is_err() {
                             return;
                         }
                     }
@@ -261,9 +263,9 @@ pub async fn run(
                 }
                 webhook = new.webhook;
                 tracing::info!(actions = slots.len(), "recovery actions in force");
-                let _ = owner.send(Msg::Actions(
+                let _ = owner.post(Msg::Actions(
                     slots.iter().map(|s| Arc::from(s.action.name.as_str())).collect(),
-                ));
+                )).await;
             }
         }
     }
@@ -482,6 +484,7 @@ mod tests {
             recovered: 0,
             write_errors: 0,
             lock_busy: 0,
+            writer_stalled: 0,
         }));
         let gone = action("{port: 8080}", "[down]");
         assert_eq!(

@@ -3,12 +3,12 @@
 //! global cap on checks in flight, and each result is sent to the state's
 //! owner. Nothing here writes state.
 
+use super::inbox::Outbox;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -67,7 +67,7 @@ pub async fn run<J: Send + 'static>(
     round: Round<J>,
     spread: bool,
     shared: Arc<Shared>,
-    owner: Sender<Msg>,
+    owner: Outbox,
     global: Arc<Semaphore>,
 ) {
     let mut published = shared.subscribe();
@@ -171,7 +171,7 @@ fn reap(done: Result<(), tokio::task::JoinError>, shared: &Shared, kind: &'stati
 type TcpJob = (PortKey, Arc<[SocketAddr]>, probe::Via);
 
 /// TCP: every present TCP port, at its sockets' addresses.
-pub fn tcp(settings: &Arc<Settings>, owner: &Sender<Msg>) -> Round<TcpJob> {
+pub fn tcp(settings: &Arc<Settings>, owner: &Outbox) -> Round<TcpJob> {
     let (settings, owner) = (settings.clone(), owner.clone());
     Round {
         kind: "tcp",
@@ -200,7 +200,7 @@ pub fn tcp(settings: &Arc<Settings>, owner: &Sender<Msg>) -> Round<TcpJob> {
                     settings.max_parallel_ip_checks,
                 )
                 .await;
-                let _ = owner.send(Msg::Tcp { key, outcome });
+                let _ = owner.post(Msg::Tcp { key, outcome }).await;
             })
         }),
         first_after: 1,
@@ -214,7 +214,7 @@ type HttpJob = (PortKey, SocketAddr, probe::Via, HttpClass);
 /// asked whether they speak HTTP when due (new ports at once, then with a
 /// back-off), never while their accept queue is full, and after the rest
 /// of the round while it holds connections not yet accepted.
-pub fn http(settings: &Arc<Settings>, owner: &Sender<Msg>) -> Round<HttpJob> {
+pub fn http(settings: &Arc<Settings>, owner: &Outbox) -> Round<HttpJob> {
     let (settings, owner) = (settings.clone(), owner.clone());
     let banner_wait = (settings.check_timeout / 4).min(Duration::from_millis(250));
     // HTTP_DETECTION_CONCURRENCY caps requests in flight; the banner wait
@@ -269,12 +269,14 @@ pub fn http(settings: &Arc<Settings>, owner: &Sender<Msg>) -> Round<HttpJob> {
                     probe::http::probe(addr, &via, settings.check_timeout, wait, Some(&requests))
                         .await;
                 let seconds = asked.elapsed().as_secs_f64();
-                let _ = owner.send(Msg::Http {
-                    key,
-                    outcome,
-                    asked,
-                    seconds,
-                });
+                let _ = owner
+                    .post(Msg::Http {
+                        key,
+                        outcome,
+                        asked,
+                        seconds,
+                    })
+                    .await;
             })
         }),
     }

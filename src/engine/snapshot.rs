@@ -215,6 +215,9 @@ pub struct BaselineView {
     pub write_errors: u64,
     /// Writes put off for another process holding the lock.
     pub lock_busy: u64,
+    /// Discovery passes that found the writer stuck in a file operation
+    /// (or its queue full): learning went on in memory.
+    pub writer_stalled: u64,
 }
 
 /// One recovery action's attempts by result, escalations, and when it
@@ -268,6 +271,8 @@ pub struct Telemetry {
     pub over_limit: usize,
     /// Bytes the last day of every port and target holds on the heap.
     pub history_bytes: usize,
+    /// Messages that found the state owner's queue full and waited.
+    pub queue_full: u64,
 }
 
 /// `process_*` figures of portwarden itself, read in the background.

@@ -61,6 +61,9 @@ pub enum Msg {
     },
     /// Results came in since the last snapshot: make one.
     Publish,
+    /// The baseline file as its writer read it (edited by `portwarden
+    /// baseline`, or just written).
+    BaselineRead(Box<super::baseline::FileRead>),
     /// A reload of the actions file failed: what is in force stays.
     ActionsReloadFailed,
     /// The recovery actions in force (loaded at the start or reloaded), by
@@ -193,6 +196,9 @@ pub struct State {
     pub baseline: Option<Arc<BaselineView>>,
     /// Ports found at the last pass and not exported for the cap.
     over_limit: usize,
+    /// Messages that found the owner's queue full (read from it before
+    /// each snapshot).
+    pub queue_full: u64,
     /// A port had its first TCP check since the last TCP round ended.
     first_checks: bool,
     /// When a check that failed on our side was last logged.
@@ -223,6 +229,7 @@ impl State {
             netns_listen: Vec::new(),
             baseline: None,
             over_limit: 0,
+            queue_full: 0,
             first_checks: false,
             our_fault_logged: None,
             by_list: ByList::new(default_interval),
@@ -251,7 +258,7 @@ impl State {
                 asked,
                 seconds,
             } => self.apply_http(&key, &outcome, asked, seconds),
-            Msg::Stop | Msg::Publish => {}
+            Msg::Stop | Msg::Publish | Msg::BaselineRead(_) => {}
             Msg::Targets(in_force) => self.by_list.replace(in_force),
             Msg::ActionsReloadFailed => {
                 self.actions_reloads.failures += 1;
@@ -739,6 +746,7 @@ impl State {
             process,
             max_ports: self.limits.max_ports,
             over_limit: self.over_limit,
+            queue_full: self.queue_full,
             history_bytes: snapshot
                 .ports
                 .iter()

@@ -60,6 +60,28 @@ impl Supervisor {
             })
     }
 
+    /// Starts a named thread that serves another (the baseline's writer
+    /// serves the state's owner): its panic is reported; its return is
+    /// not, for it returns when what it serves is gone (and that end is
+    /// the one to report).
+    pub fn helper(
+        &self,
+        name: &'static str,
+        body: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let tx = self.tx.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                if std::panic::catch_unwind(AssertUnwindSafe(body)).is_err() {
+                    let _ = tx.send(Ended {
+                        name,
+                        panicked: true,
+                    });
+                }
+            })
+    }
+
     /// Starts a named task on the current runtime; its end is reported
     /// (not its abort at [`Supervisor::abort_all`]).
     pub fn task(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {

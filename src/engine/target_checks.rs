@@ -7,10 +7,10 @@
 //! (a snapshot of a busy host is encoded at each publish: not once a
 //! second for the sake of a target).
 
+use super::inbox::Outbox;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -34,7 +34,7 @@ const PUBLISH_EVERY: Duration = Duration::from_secs(5);
 /// until its check ends.
 pub async fn run(
     shared: Arc<Shared>,
-    owner: Sender<Msg>,
+    owner: Outbox,
     global: Arc<Semaphore>,
     interval: Duration,
     timeout: Duration,
@@ -141,7 +141,7 @@ pub async fn run(
                             };
                             next.push(Reverse((at, i)));
                         }
-                        if owner.send(Msg::Target { job, report: Box::new(report) }).is_err() {
+                        if owner.post(Msg::Target { job, report: Box::new(report) }).await.is_err() {
                             return;
                         }
                         unpublished = true;
@@ -149,7 +149,7 @@ pub async fn run(
                         // the next tick.
                         if running.is_empty() {
                             unpublished = false;
-                            if owner.send(Msg::Publish).is_err() {
+                            if owner.post(Msg::Publish).await.is_err() {
                                 return;
                             }
                         }
@@ -160,7 +160,7 @@ pub async fn run(
             }
             _ = publish.tick(), if unpublished => {
                 unpublished = false;
-                if owner.send(Msg::Publish).is_err() {
+                if owner.post(Msg::Publish).await.is_err() {
                     return;
                 }
             }

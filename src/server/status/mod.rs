@@ -81,7 +81,6 @@ pub fn routes(shared: Arc<Shared>, metrics_path: &str, probe: bool) -> Router {
         .with_state(status)
 }
 
-
 /// A response body that holds its render slot until it is dropped: sent
 /// whole, or its connection closed.
 struct Held {
