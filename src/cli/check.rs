@@ -188,8 +188,6 @@ fn outcome(r: &Report) -> String {
     s
 }
 
-/// `YYYY-MM-DD` of Unix seconds (UTC).
-
 /// One check in `--json`.
 #[derive(Serialize)]
 struct Row<'a> {
