@@ -1,35 +1,16 @@
-//! Expected ports: the baseline of what should listen on this host.
-//!
-//! A port seen continuously for `--baseline.learn` becomes expected. The
-//! baseline is a JSON file in the state directory, written atomically (a
-//! temporary file, fsync, rename, fsync of the directory), so a crash
-//! mid-write leaves the old file or the new one, never a torn one; every
-//! read-modify-write holds an exclusive lock on a lock file beside it, so
-//! the exporter and `portwarden baseline …` never lose each other's edits.
-//! A file that does not parse is kept aside as `baseline.json.bad.<time>`
-//! (the newest [`KEEP_BAD`] are kept) and a fresh baseline started; one of a
-//! newer version (after a downgrade) is left untouched and read as far as it
-//! can be, read-only. Reads take no lock (writes are atomic renames); the
-//! exporter only ever *tries* the lock, so another process holding it delays
-//! a write, never discovery. On a read-only state directory the baseline is
-//! still read and exported; what is learnt stays in memory.
-//!
-//! An optional allowlist file names ports that are never *unexpected*:
-//! one `proto/port` per line (`tcp/22`, `udp/53`), optionally followed by a
-//! process name or glob (`tcp/8080 java*`); `#` starts a comment.
+//! The baseline's store: the file (its format, atomic writes, the lock,
+//! unreadable files kept aside) and the state directory it lives in.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exclude::NamePattern;
-use crate::model::Proto;
+use super::Expected;
 
 /// The file name of the baseline in the state directory.
 pub const FILE: &str = "baseline.json";
@@ -39,17 +20,6 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const VERSION: u32 = 1;
 /// Unreadable files kept aside, at most.
 pub const KEEP_BAD: usize = 3;
-
-/// What identifies an expected port.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Expected {
-    pub proto: Proto,
-    pub port: u16,
-    pub netns: Arc<str>,
-    pub process_name: Arc<str>,
-    pub exe_path: Arc<str>,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,27 +110,6 @@ fn render(entries: &BTreeMap<Expected, u64>) -> Vec<u8> {
     let mut text = serde_json::to_vec_pretty(&contents).unwrap_or_default();
     text.push(b'\n');
     text
-}
-
-/// The ports of a discovery as the exporter's series name them
-/// ([`crate::model::series`]), in order.
-pub fn from_ports(ports: &[crate::model::Port]) -> Vec<Expected> {
-    let mut out: Vec<Expected> = crate::model::series(ports)
-        .into_iter()
-        .map(|(key, series)| Expected {
-            proto: key.proto,
-            port: key.port,
-            netns: key.netns,
-            process_name: series
-                .owner
-                .map_or_else(|| "".into(), |o| o.process_name.as_str().into()),
-            exe_path: series
-                .owner
-                .map_or_else(|| "".into(), |o| o.exe_path.as_str().into()),
-        })
-        .collect();
-    out.sort_by(|a, b| (a.proto, a.port, &a.netns).cmp(&(b.proto, b.port, &b.netns)));
-    out
 }
 
 /// The state directory: the one asked for, else `/var/lib/portwarden`
@@ -499,60 +448,10 @@ impl Baseline {
     }
 }
 
-/// Ports that are never unexpected.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Allowlist {
-    rules: Vec<(Proto, u16, Option<NamePattern>)>,
-}
-
-impl Allowlist {
-    /// Reads an allowlist file; a bad line is an error naming it.
-    pub fn load(path: &Path) -> Result<Allowlist, String> {
-        let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Allowlist::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    /// Parses an allowlist's text. Pure.
-    pub fn parse(text: &str) -> Result<Allowlist, String> {
-        let mut rules = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line = raw.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
-                continue;
-            }
-            let bad = || {
-                format!(
-                    "line {}: '{}' (expected proto/port [process], e.g. tcp/22 or tcp/8080 java*)",
-                    i + 1,
-                    raw.trim()
-                )
-            };
-            let mut words = line.split_whitespace();
-            let (proto, port) = words
-                .next()
-                .and_then(|w| w.split_once('/'))
-                .ok_or_else(bad)?;
-            let proto = Proto::parse(proto).map_err(|_| bad())?;
-            let port = crate::value::parse_port(port).map_err(|_| bad())?;
-            let name = words.next().map(NamePattern::new);
-            if words.next().is_some() {
-                return Err(bad());
-            }
-            rules.push((proto, port, name));
-        }
-        Ok(Allowlist { rules })
-    }
-
-    pub fn allows(&self, proto: Proto, port: u16, process_name: &str) -> bool {
-        self.rules.iter().any(|(p, n, name)| {
-            *p == proto && *n == port && name.as_ref().is_none_or(|m| m.matches(process_name))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Proto;
 
     fn expected(port: u16) -> Expected {
         Expected {
@@ -732,19 +631,5 @@ mod tests {
         let (changed, _) = exporter.reload_if_changed().expect("reload");
         assert!(!changed);
         let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn allowlist_lines() {
-        let list = Allowlist::parse("# ssh\ntcp/22\nudp/53   # dns\ntcp/8080 java*\n").expect("ok");
-        assert!(list.allows(Proto::Tcp, 22, "anything"));
-        assert!(list.allows(Proto::Udp, 53, "dnsmasq"));
-        assert!(!list.allows(Proto::Tcp, 53, "dnsmasq"));
-        assert!(list.allows(Proto::Tcp, 8080, "java17"));
-        assert!(!list.allows(Proto::Tcp, 8080, "python3"));
-        for bad in ["tcp:22", "sctp/1", "tcp/70000", "tcp/22 a b"] {
-            let err = Allowlist::parse(bad).expect_err(bad);
-            assert!(err.starts_with("line 1:"), "{err}");
-        }
     }
 }
