@@ -626,6 +626,18 @@ impl ServeArgs {
     }
 }
 
+/// A setting's flag, `--name`, read from its definition (`id`: the
+/// field's name); an unknown id as written.
+pub fn flag(id: &str) -> String {
+    let command = <Cli as clap::CommandFactory>::command();
+    std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_id() == id)
+        .and_then(|a| a.get_long())
+        .map_or_else(|| id.to_string(), |l| format!("--{l}"))
+}
+
 /// How portwarden names a setting in an error: `--flag / ENV_VAR` (or the
 /// flag alone), read from its definition. `id` is the field's name, e.g.
 /// `targets_file`; an unknown id is named as written.
@@ -896,6 +908,8 @@ mod tests {
             "--port.status-interval / PORT_STATUS_INTERVAL"
         );
         assert_eq!(setting("file"), "--file");
+        assert_eq!(flag("max_requests"), "--web.max-requests");
+        assert_eq!(flag("no_such_setting"), "no_such_setting");
     }
 
     #[test]

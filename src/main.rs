@@ -150,7 +150,8 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     if budget < settings.probe_concurrency {
         tracing::warn!(
             fd_limit,
-            "only {budget} checks at once fit in the open-file limit (--probe.concurrency is {}); raise LimitNOFILE / ulimit -n",
+            "only {budget} checks at once fit in the open-file limit ({} is {}); raise LimitNOFILE / ulimit -n",
+            setting("probe_concurrency"),
             settings.probe_concurrency
         );
         settings.probe_concurrency = budget;

@@ -153,7 +153,8 @@ impl BaselineState {
         if owner.entries.len() > owner.max_ports {
             tracing::warn!(
                 expected = owner.entries.len(),
-                "more expected ports than --discovery.max-ports ({}): the first {0} are exported",
+                "more expected ports than {} ({}): the first {1} are exported",
+                crate::config::flag("max_ports"),
                 owner.max_ports
             );
         }

@@ -216,7 +216,7 @@ pub async fn run(
                         tracing::warn!(
                             action = %action.name,
                             command = ?action.run,
-                            "dry run: would run the recovery command (--actions.dry-run)"
+                            "dry run: would run the recovery command ({})", crate::config::flag("actions_dry_run")
                         );
                         if owner.post(Msg::Recovery { action: Arc::from(action.name.as_str()), result: "dry_run", at: SystemTime::now() }).await.is_err() {
                             return;

@@ -461,10 +461,14 @@ impl State {
         }
         if over > 0 && self.over_limit == 0 {
             tracing::warn!(
-                "{found} ports found, more than --discovery.max-ports ({max_ports}): {over} are not exported (portwarden_ports_over_limit)"
+                "{found} ports found, more than {} ({max_ports}): {over} are not exported (portwarden_ports_over_limit)",
+                crate::config::flag("max_ports")
             );
         } else if over == 0 && self.over_limit > 0 {
-            tracing::info!("every port is exported again (within --discovery.max-ports)");
+            tracing::info!(
+                "every port is exported again (within {})",
+                crate::config::flag("max_ports")
+            );
         }
         self.over_limit = over;
     }

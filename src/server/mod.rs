@@ -98,7 +98,8 @@ async fn metrics(State(scrapes): State<Scrapes>, headers: HeaderMap) -> Response
         Some(Err(_)) => {
             crate::counters::refused(crate::counters::Refused::Scrapes);
             return unavailable(format!(
-                "too many concurrent scrapes (--web.max-requests {})\n",
+                "too many concurrent scrapes ({} {})\n",
+                crate::config::flag("max_requests"),
                 scrapes.max_requests
             ));
         }

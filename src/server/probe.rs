@@ -95,7 +95,8 @@ pub async fn probe(State(p): State<Probing>, uri: Uri, headers: HeaderMap) -> Re
                 return super::response::text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
-                        "too many probes in flight (--web.probe-concurrency {}): try again later\n",
+                        "too many probes in flight ({} {}): try again later\n",
+                        crate::config::flag("web_probe_concurrency"),
                         p.budget
                     ),
                 );

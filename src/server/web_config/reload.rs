@@ -89,7 +89,10 @@ pub async fn watch(web: Arc<Web>) {
         let mut triggers = Triggers::start();
         loop {
             if triggers.next().await {
-                tracing::info!("SIGHUP: no --web.config.file to reload");
+                tracing::info!(
+                    "SIGHUP: no {} to reload",
+                    crate::config::flag("web_config_file")
+                );
             }
         }
     }
