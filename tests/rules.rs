@@ -104,9 +104,11 @@ fn the_rules_are_valid_and_every_alert_is_tested() {
         alerts, names,
         "every alert has its test, and every test its alert"
     );
-    // Every alert's runbook link goes to its own section of the README.
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README");
+    // Every alert has its runbook, and its link ends in the alert's name.
+    let runbooks: Vec<&str> = portwarden::server::runbooks::sections()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     let text = std::fs::read_to_string(deploy("prometheus/portwarden.rules.yml")).expect("rules");
     let doc: Value = serde_saphyr::from_str(&text).expect("YAML");
     for group in doc["groups"].as_array().expect("groups") {
@@ -115,16 +117,13 @@ fn the_rules_are_valid_and_every_alert_is_tested() {
                 continue;
             };
             assert!(
-                readme.contains(&format!("\n#### {alert}\n")),
-                "README has no section for {alert}"
+                runbooks.contains(&alert),
+                "docs/runbooks.md has no section for {alert}"
             );
             let url = rule["annotations"]["runbook_url"]
                 .as_str()
                 .expect("runbook_url");
-            assert!(
-                url.ends_with(&format!("README.md#{}", alert.to_lowercase())),
-                "{alert}: {url}"
-            );
+            assert!(url.ends_with(&format!("/{alert}")), "{alert}: {url}");
             for key in ["summary", "description"] {
                 assert!(rule["annotations"][key].is_string(), "{alert}: {key}");
             }
@@ -340,4 +339,118 @@ fn every_metric_the_rules_and_the_dashboard_name_is_exported() {
         }
     }
     assert!(unknown.is_empty(), "not exported: {unknown:?}");
+}
+
+/// Each alert's `runbook_url` as Prometheus fills it in (the promtool
+/// tests pin it for their test instance): (alert, URL).
+fn filled_in_links() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(deploy("prometheus/tests")).expect("tests") {
+        let path = entry.expect("entry").path();
+        let doc: Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&path).expect("read")).expect("YAML");
+        for t in doc["tests"].as_array().expect("tests") {
+            for check in t["alert_rule_test"].as_array().expect("alert_rule_test") {
+                let alert = check["alertname"].as_str().expect("alertname");
+                for a in check["exp_alerts"].as_array().into_iter().flatten() {
+                    if let Some(url) = a["exp_annotations"]["runbook_url"].as_str() {
+                        out.push((alert.to_string(), url.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn every_runbook_link_answers_with_its_alerts_section() {
+    let links = filled_in_links();
+    let alerts: BTreeSet<&str> = links.iter().map(|(a, _)| a.as_str()).collect();
+    let all: BTreeSet<String> = rules()
+        .into_iter()
+        .filter(|(_, alert, _)| *alert)
+        .map(|(n, _, _)| n)
+        .collect();
+    assert_eq!(
+        alerts,
+        all.iter().map(String::as_str).collect(),
+        "a filled-in link for every alert"
+    );
+    let exporter = Exporter::start(&[]);
+    for (alert, url) in &links {
+        // As Alertmanager hands it on: http://<instance>/runbooks/<Alert>,
+        // the test's instance being this exporter.
+        let rest = url.strip_prefix("http://").expect("an http:// link");
+        let (instance, path) = rest.split_once('/').expect("a path");
+        assert_eq!(instance, "web1:9765", "{alert}: the test instance");
+        let (status, body) = exporter.get(&format!("/{path}")).expect("runbook");
+        let body = String::from_utf8(body).expect("utf-8");
+        assert!(status.contains("200"), "{alert}: {status}");
+        let (_, text) = portwarden::server::runbooks::sections()
+            .into_iter()
+            .find(|(name, _)| name == alert)
+            .expect("its section");
+        assert!(
+            body.contains(&format!("<h1>{alert}</h1>"))
+                && body.contains(&portwarden::server::runbooks::render(text)),
+            "{alert}: its section, rendered:\n{body}"
+        );
+    }
+    // The index links every one; an unknown alert is a 404.
+    let (status, body) = exporter.get("/runbooks").expect("index");
+    assert!(status.contains("200"), "{status}");
+    let body = String::from_utf8(body).expect("utf-8");
+    for alert in &all {
+        assert!(
+            body.contains(&format!("href=\"runbooks/{alert}\"")),
+            "{alert}"
+        );
+    }
+    let (status, _) = exporter.get("/runbooks/NoSuchAlert").expect("404");
+    assert!(status.contains("404"), "{status}");
+}
+
+#[test]
+fn the_one_setting_points_every_link_at_a_wiki() {
+    let dir = TempDir::new("wiki");
+    let rules = std::fs::read_to_string(deploy("prometheus/portwarden.rules.yml"))
+        .expect("rules")
+        .replacen(
+            "url: \"\"",
+            "url: \"https://wiki.example.com/portwarden\"",
+            1,
+        );
+    std::fs::write(dir.0.join("portwarden.rules.yml"), rules).expect("rules");
+    for entry in std::fs::read_dir(deploy("prometheus/tests")).expect("tests") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name").to_owned();
+        let text = std::fs::read_to_string(&path).expect("test").replace(
+            "http://web1:9765/runbooks/",
+            "https://wiki.example.com/portwarden/",
+        );
+        std::fs::write(dir.0.join(name), text).expect("test");
+    }
+    // rule_files name ../portwarden.rules.yml: run from a directory below.
+    let tests = dir.0.join("tests");
+    std::fs::create_dir(&tests).expect("dir");
+    let mut args: Vec<String> = vec!["test".into(), "rules".into()];
+    for entry in std::fs::read_dir(&dir.0).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yml")
+            && path
+                .file_name()
+                .is_some_and(|n| n != "portwarden.rules.yml")
+        {
+            let to = tests.join(path.file_name().expect("name"));
+            std::fs::rename(&path, &to).expect("move");
+            args.push(to.display().to_string());
+        }
+    }
+    assert!(args.len() > 3, "the test files");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = promtool(&args);
+    assert!(!out.contains("FAILED"), "{out}");
 }

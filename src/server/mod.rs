@@ -8,6 +8,7 @@ pub mod auth;
 pub mod listen;
 pub mod probe;
 pub mod response;
+pub mod runbooks;
 pub mod status;
 pub mod web_config;
 
@@ -67,6 +68,8 @@ pub fn app(
         .route(telemetry_path, get(metrics))
         .route("/-/healthy", get(healthy))
         .with_state(limit)
+        .route("/runbooks", get(runbooks::index))
+        .route("/runbooks/{alert}", get(runbooks::one))
         .merge(status)
         .merge(probing)
 }
