@@ -24,6 +24,8 @@ expected=(
   /usr/share/zsh/vendor-completions/_portwarden
   /usr/share/fish/vendor_completions.d/portwarden.fish
   /usr/share/doc/portwarden/README.md
+  /usr/share/doc/portwarden/docs/runbooks.md
+  /usr/share/doc/portwarden/docs/metrics.md
   /usr/share/portwarden/prometheus/portwarden.rules.yml
   /usr/share/portwarden/grafana/portwarden.json
 )

@@ -771,7 +771,7 @@ pub struct LsArgs {
     /// Only sockets held by a process of this name ('*' and '?' allowed).
     #[arg(long, value_name = "NAME")]
     pub process: Option<String>,
-    /// Print a JSON array instead of a table (schema in the README).
+    /// Print a JSON array instead of a table (schema in docs/commands.md).
     #[arg(long)]
     pub json: bool,
     /// Include sockets whose owners are all excluded.

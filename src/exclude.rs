@@ -12,7 +12,7 @@ use crate::error::Error;
 
 /// The built-in list: system daemons, kernel threads and the monitoring
 /// agents that sit beside us. Exact names; kernel threads carry a `/<cpu>`
-/// suffix, hence the globs. Documented in the README.
+/// suffix, hence the globs. Documented in docs/settings.md.
 pub const BUILTIN: &[&str] = &[
     // init and kernel threads
     "systemd",

@@ -1,5 +1,5 @@
 //! `portwarden ls`: every listening port with its owner, as a table that fits
-//! the terminal or as JSON (schema in the README).
+//! the terminal or as JSON (schema in docs/commands.md).
 
 use std::io::Write;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! `/api/v1/ports` and `/api/v1/targets`: the snapshot as JSON. A port's
 //! element carries the fields of `ls --json` (one element per listening
 //! socket) and, from the engine, its health, last check, connect time,
-//! uptime and last day (schema in the README).
+//! uptime and last day (schema in docs/status-page.md).
 
 use std::borrow::Cow;
 use std::time::SystemTime;
