@@ -137,22 +137,11 @@ fn host_port(s: &str, default: Option<u16>) -> Result<(String, u16), String> {
         }
     };
     let port = match (port, default) {
-        (Some(p), _) => match p.parse::<u16>() {
-            Ok(p) if p > 0 => p,
-            _ => return Err(format!("port '{p}' is not from 1 to 65535")),
-        },
+        (Some(p), _) => crate::value::parse_port(p)?,
         (None, Some(d)) => d,
         (None, None) => return Err("no port".into()),
     };
-    let name_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if !(name_ok || host.parse::<std::net::IpAddr>().is_ok()) {
+    if !(crate::value::is_host_name(host) || host.parse::<std::net::IpAddr>().is_ok()) {
         return Err(format!("'{host}' is no host name or address"));
     }
     Ok((host.to_ascii_lowercase(), port))

@@ -98,7 +98,7 @@ impl Allow {
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             match Cidr::parse(item) {
                 Ok(net) => allow.nets.push(net),
-                Err(_) if is_host_name(item) => allow.hosts.push(item.to_ascii_lowercase()),
+                Err(_) if super::is_host_name(item) => allow.hosts.push(item.to_ascii_lowercase()),
                 Err(_) => {
                     return Err(format!(
                         "invalid item '{item}' (expected host names or CIDRs, comma-separated, e.g. db.internal,10.0.0.0/8)"
@@ -113,17 +113,6 @@ impl Allow {
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty() && self.nets.is_empty()
     }
-}
-
-fn is_host_name(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
 }
 
 #[cfg(test)]

@@ -59,6 +59,19 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
     }
 }
 
+/// A host name as DNS writes it: dot-separated labels of letters, digits,
+/// `-` and `_`, each 1 to 63 long, 253 at most in all.
+pub fn is_host_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// A whole number from `MIN` to 100,000.
 pub fn parse_count<const MIN: usize>(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
