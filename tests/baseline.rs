@@ -23,6 +23,23 @@ fn baseline_cmd(dir: &TempDir, args: &[&str]) -> std::process::Output {
     )
 }
 
+/// The file's entry for TCP `port`, once the baseline's writer (a thread
+/// of its own, a moment after the port is exported as expected) put it
+/// there; waits up to `seconds`.
+fn written(dir: &TempDir, port: u16, seconds: u64, what: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(entry) = shown(dir).into_iter().find(|e| e["port"] == port) {
+            return entry;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: never in the file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn shown(dir: &TempDir) -> Vec<Value> {
     let out = baseline_cmd(dir, &["show", "--json"]);
     assert!(
@@ -52,10 +69,7 @@ fn the_baseline_survives_a_restart_and_reports_a_killed_service_until_forgotten(
         port_value(&text, "portwarden_port_unexpected", port),
         Some(0.0)
     );
-    let entry = shown(&dir)
-        .into_iter()
-        .find(|e| e["port"] == port)
-        .expect("in the file");
+    let entry = written(&dir, port, 10, "learnt");
     assert_eq!(entry["proto"], "tcp");
     assert_eq!(entry["netns"], "host");
     assert!(
@@ -128,7 +142,7 @@ fn an_unreadable_baseline_is_kept_aside_and_a_fresh_one_started() {
             content,
             "{what}"
         );
-        assert!(shown(&dir).iter().any(|e| e["port"] == port), "{what}");
+        written(&dir, port, 10, what);
     }
 }
 
@@ -344,16 +358,9 @@ fn another_process_holding_the_lock_never_stops_discovery() {
     exporter.wait_for(15, "learnt once the lock is free", |t| {
         port_value(t, "portwarden_expected_port_up", service.port(0)) == Some(1.0)
     });
-    // The file's writer retries the write off the owner's thread, at once
+    // The file's writer retries the write off the owner's thread, once
     // the lock is free (a second at most).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !shown(&dir).iter().any(|e| e["port"] == service.port(0)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the learnt port never reached the file"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    written(&dir, service.port(0), 10, "learnt once the lock is free");
 }
 
 #[test]
@@ -488,12 +495,10 @@ fn a_stalled_baseline_writer_holds_up_nothing() {
     assert!(learnt, "a port that started during the stall was learnt");
     assert!(stalled >= 1.0, "writer_stalled {stalled}");
     // Once released, the writer catches up: the learnt port reaches the file.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while !shown(&dir).iter().any(|e| e["port"] == service.port(0)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the writer never caught up after the stall"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    written(
+        &dir,
+        service.port(0),
+        15,
+        "the writer catching up after the stall",
+    );
 }

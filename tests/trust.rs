@@ -235,10 +235,11 @@ fn refused_threads_mean_fewer_workers_not_a_crash() {
             .expect("chown")
             .success()
     );
-    // Six tasks: the exporter's long-lived threads and no more, so every
-    // worker a discovery pass asks for is refused.
+    // Seven tasks: the exporter's long-lived threads (main and the
+    // runtime's, four in all; the state's owner, discovery, the baseline's writer) and no
+    // more, so every worker a discovery pass asks for is refused.
     let mut cmd = Command::new("prlimit");
-    cmd.args(["--nproc=6:6", "--", "setpriv"])
+    cmd.args(["--nproc=7:7", "--", "setpriv"])
         .arg(format!("--reuid={UID}"))
         .arg(format!("--regid={UID}"))
         .arg("--clear-groups")

@@ -48,16 +48,7 @@ impl Supervisor {
         name: &'static str,
         body: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let tx = self.tx.clone();
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                let result = std::panic::catch_unwind(AssertUnwindSafe(body));
-                let _ = tx.send(Ended {
-                    name,
-                    panicked: result.is_err(),
-                });
-            })
+        self.spawn(name, true, body)
     }
 
     /// Starts a named thread that serves another (the baseline's writer
@@ -69,16 +60,31 @@ impl Supervisor {
         name: &'static str,
         body: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        self.spawn(name, false, body)
+    }
+
+    /// A named thread whose panic is reported, and its return too when
+    /// `returns_count`.
+    fn spawn(
+        &self,
+        name: &'static str,
+        returns_count: bool,
+        body: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let tx = self.tx.clone();
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                if std::panic::catch_unwind(AssertUnwindSafe(body)).is_err() {
-                    let _ = tx.send(Ended {
-                        name,
-                        panicked: true,
-                    });
+                let panicked = std::panic::catch_unwind(AssertUnwindSafe(body)).is_err();
+                if panicked || returns_count {
+                    let _ = tx.send(Ended { name, panicked });
                 }
+            })
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("the OS refused the {name} thread (RLIMIT_NPROC, TasksMax or a pids limit): {e}"),
+                )
             })
     }
 

@@ -1,6 +1,8 @@
-//! Every response the server writes starts here: its status, its
-//! Content-Type (always one) and `X-Content-Type-Options: nosniff`. The
-//! status page adds its own headers on top ([`super::status`]).
+//! Every response the server writes starts here: its status and its
+//! Content-Type (always one). Text and pages add
+//! `X-Content-Type-Options: nosniff`; the exposition (`/metrics`,
+//! `/probe`) does not, as promhttp writes it (node_exporter's headers are
+//! compared in `tests/webconfig.rs`).
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -19,16 +21,46 @@ pub fn with_type(
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
+    r
+}
+
+/// [`with_type`], and the browser told not to guess another type.
+fn no_sniffing(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+    let mut r = with_type(status, content_type, body);
+    r.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     r
 }
 
+/// A page (the status page, its API and badges, the runbooks): a
+/// response of `status` with the pages' own headers — its content
+/// security policy `csp`, no referrer, no framing, no caching.
+pub fn page(
+    status: StatusCode,
+    content_type: &'static str,
+    csp: &'static str,
+    body: impl Into<Body>,
+) -> Response {
+    let mut r = no_sniffing(status, content_type, body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// A short text response (an error, a health answer).
 pub fn text(status: StatusCode, body: impl Into<Body>) -> Response {
-    with_type(status, TEXT, body)
+    no_sniffing(status, TEXT, body)
 }
 
 #[cfg(test)]
@@ -41,5 +73,11 @@ mod tests {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::CONTENT_TYPE], TEXT);
         assert_eq!(r.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+
+    #[test]
+    fn the_exposition_has_its_type_and_no_more_as_promhttp_writes_it() {
+        let r = with_type(StatusCode::OK, TEXT, "");
+        assert_eq!(r.headers().len(), 1);
     }
 }

@@ -4,7 +4,7 @@
 //! with no script, readable on a phone.
 
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 
 /// The runbooks as written: one `## <Alert>` section each.
@@ -67,17 +67,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title></head>\n<body>\n<h1>{title}</h1>\n{body}</body></html>\n"
     );
-    let mut r = super::response::with_type(status, "text/html; charset=utf-8", html);
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    r
+    super::response::page(status, "text/html; charset=utf-8", CSP, html)
 }
 
 /// The Markdown the runbooks use, as HTML: paragraphs, `- ` lists, `code`

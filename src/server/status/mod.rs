@@ -111,19 +111,7 @@ impl hyper::body::Body for Held {
 /// A response of the page, its API and badges: the server's, with the
 /// page's own headers (no scripts from elsewhere, no framing, no caching).
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
-    let mut r = super::response::with_type(status, content_type, body);
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    super::response::page(status, content_type, CSP, body)
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
