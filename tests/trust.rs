@@ -433,7 +433,12 @@ fn slow_readers_pin_a_bounded_amount_of_memory() {
     );
     // The README's bound is for what is deployed, an optimized build (CI
     // runs this test again on the static binary); a debug build's figures
-    // are larger, so here only its growth is bounded.
+    // are larger, so here only its growth is bounded. What the design lets
+    // pin: RENDERS bodies a reader left unread (a 12 MB page, a 7.7 MB
+    // answer here) and the render of each. Measured at a93bdb1: the release
+    // build grows by 42 MB at most, the debug build by 66-94 MB (its
+    // renders hold more at once and last longer, so a sample catches them);
+    // a body kept per refused reader would add gigabytes.
     if std::env::var_os("PORTWARDEN_BIN").is_some() || !cfg!(debug_assertions) {
         assert!(
             most < 100_000_000,
@@ -441,8 +446,8 @@ fn slow_readers_pin_a_bounded_amount_of_memory() {
         );
     } else {
         assert!(
-            most - before < 80_000_000,
-            "RSS grew by {} bytes (a debug build's bound: 80 MB)",
+            most - before < 120_000_000,
+            "RSS grew by {} bytes (a debug build's bound: 120 MB)",
             most - before
         );
     }
