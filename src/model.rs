@@ -110,6 +110,27 @@ pub struct Owner {
     /// The cgroup looked like a container's but named no id we can read.
     #[serde(skip)]
     pub cgroup_unrecognized: bool,
+    /// The systemd unit the process runs in, from its cgroup.
+    pub unit: Option<crate::discover::cgroup::Unit>,
+    /// Sockets its service manager passed it (socket activation).
+    #[serde(skip)]
+    pub listen_fds: Option<ListenFds>,
+}
+
+/// Sockets a service manager passed to a process: fds 3 to 3 + `count` - 1,
+/// with their names (`LISTEN_FDNAMES`), when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenFds {
+    pub count: u32,
+    pub names: Vec<String>,
+}
+
+impl ListenFds {
+    /// Whether `fd` is one of the passed sockets (`Some`), and its name.
+    pub fn name_of(&self, fd: u32) -> Option<Option<&str>> {
+        let i = fd.checked_sub(3)?;
+        (i < self.count).then(|| self.names.get(i as usize).map(String::as_str))
+    }
 }
 
 /// The owners of one socket.
@@ -134,6 +155,71 @@ pub struct Port {
     pub excluded: bool,
     /// A TCP listener's connections, when discovery counted them.
     pub connections: Option<Box<Connections>>,
+    /// How a service manager made it, when one did (socket activation).
+    pub activation: Option<Activation>,
+}
+
+/// A socket a service manager made (socket activation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// Passed to the service that holds it (`sd_listen_fds`), under the
+    /// name its manager gave it: the `.socket` unit's, unless
+    /// `FileDescriptorName=` (or `systemd-socket-activate --fdname`) says
+    /// otherwise; `None` when it gave none.
+    Passed(Option<String>),
+    /// Held only by a service manager (its service not started yet): the
+    /// `.socket` unit is known only to the manager, over its bus.
+    Unresolved,
+}
+
+/// As JSON: `{"socket": name or null, "resolved": bool}`.
+impl Serialize for Activation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut a = s.serialize_struct("Activation", 2)?;
+        match self {
+            Activation::Passed(name) => {
+                a.serialize_field("socket", name)?;
+                a.serialize_field("resolved", &true)?;
+            }
+            Activation::Unresolved => {
+                a.serialize_field("socket", &None::<String>)?;
+                a.serialize_field("resolved", &false)?;
+            }
+        }
+        a.end()
+    }
+}
+
+impl Activation {
+    /// The socket unit, for labels: its name, `(unresolved)`, or empty
+    /// when it was passed unnamed.
+    pub fn socket_label(&self) -> &str {
+        match self {
+            Activation::Passed(name) => name.as_deref().unwrap_or(""),
+            Activation::Unresolved => "(unresolved)",
+        }
+    }
+}
+
+/// The unit a socket's row shows: the primary owner's unit, after the
+/// socket unit that passed the socket to it; never a guess.
+pub fn unit_display(owner: Option<&Owner>, activation: Option<&Activation>) -> Option<String> {
+    let unit = owner.and_then(|o| o.unit.as_ref()).map(|u| u.display());
+    match activation {
+        Some(Activation::Unresolved) => Some("(socket activation, unresolved)".to_string()),
+        Some(Activation::Passed(name)) => {
+            let socket = name.as_deref().map_or_else(
+                || "(socket activation)".to_string(),
+                crate::discover::cgroup::unescape,
+            );
+            Some(match unit {
+                Some(unit) => format!("{socket} → {unit}"),
+                None => socket,
+            })
+        }
+        None => unit,
+    }
 }
 
 impl Port {

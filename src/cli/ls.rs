@@ -181,6 +181,11 @@ struct JsonPort<'a> {
     /// The primary owner's container (short id) and Kubernetes pod uid.
     container: Option<&'a str>,
     pod_uid: Option<&'a str>,
+    /// The primary owner's systemd unit, and the row's as the table shows
+    /// it (after the socket unit that passed the socket).
+    unit: Option<&'a crate::discover::cgroup::Unit>,
+    unit_display: Option<String>,
+    socket_activation: Option<&'a crate::model::Activation>,
     accept_queue: Option<AcceptQueue>,
     /// `ok`, `hung`, `down` or `unknown` (`--check` in a namespace we may
     /// not enter).
@@ -217,6 +222,9 @@ fn write_json(
                 .primary_owner()
                 .and_then(|o| o.container.as_ref())
                 .and_then(|c| c.pod_uid.as_deref()),
+            unit: p.primary_owner().and_then(|o| o.unit.as_ref()),
+            unit_display: crate::model::unit_display(p.primary_owner(), p.activation.as_ref()),
+            socket_activation: p.activation.as_ref(),
             accept_queue: p.socket.accept_queue,
             owners: &p.owners,
             owner_unknown_reason: p.owner_unknown_reason.as_deref(),
@@ -236,7 +244,7 @@ fn write_table(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let mut table = super::table(&[
-        "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "QUEUE", "HEALTH", "EXE",
+        "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "UNIT", "QUEUE", "HEALTH", "EXE",
     ]);
     for p in ports {
         let s = &p.socket;
@@ -270,6 +278,8 @@ fn write_table(
             }
             None => ("-".into(), "?".into(), "-".into(), "-".into()),
         };
+        let unit = crate::model::unit_display(p.primary_owner(), p.activation.as_ref())
+            .map_or_else(|| "-".to_string(), |u| printable(&u).into_owned());
         table.add_row([
             proto,
             s.address.to_string(),
@@ -277,6 +287,7 @@ fn write_table(
             pid,
             name,
             user,
+            unit,
             queue,
             checks
                 .get(&s.inode)

@@ -180,6 +180,7 @@ mod tests {
             uid: 0,
             accept_queue: None,
             owner_unknown_reason: None,
+            activation: None,
             owners: pid
                 .into_iter()
                 .map(|pid| {
@@ -199,6 +200,8 @@ mod tests {
                             }
                         }),
                         cgroup_unrecognized: false,
+                        unit: None,
+                        listen_fds: None,
                     })
                 })
                 .collect(),

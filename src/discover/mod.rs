@@ -285,6 +285,7 @@ impl Discoverer {
             _ => netns,
         };
         let owner_unknown_reason = owners.is_empty().then(|| unknown_reason(stats));
+        let activation = self.owners.activation(socket.inode);
         Port {
             socket,
             netns,
@@ -293,6 +294,7 @@ impl Discoverer {
             owner_unknown_reason,
             excluded,
             connections,
+            activation,
         }
     }
 }
@@ -318,7 +320,8 @@ pub fn sort_ports(ports: &mut [Port]) {
 }
 
 /// Primary owner first: among owners that are not excluded, the one whose
-/// parent does not hold the socket too (the master, not a worker); ties go
+/// parent does not hold the socket too (the master, not a worker), a
+/// service before the service manager that passed it the socket; ties go
 /// to the lowest pid. The rest follow by pid. Also says whether every owner
 /// is excluded (the socket is then hidden by default).
 pub fn order_owners(owners: Owners, exclusions: &Exclusions) -> (Owners, bool) {
@@ -329,12 +332,15 @@ pub fn order_owners(owners: Owners, exclusions: &Exclusions) -> (Owners, bool) {
         return (owners, excluded);
     }
     let pids: Vec<u32> = owners.iter().map(|o| o.pid).collect();
-    let mut keyed: Vec<((bool, bool, u32), Arc<Owner>)> = owners
+    // (excluded, the service manager, child of another owner, pid)
+    type Rank = (bool, bool, bool, u32);
+    let mut keyed: Vec<(Rank, Arc<Owner>)> = owners
         .into_iter()
         .map(|o| {
             (
                 (
                     exclusions.is_excluded(&o.process_name),
+                    o.unit.as_ref().is_some_and(|u| u.is_manager()),
                     pids.contains(&o.ppid),
                     o.pid,
                 ),
@@ -381,6 +387,8 @@ mod tests {
             ppid,
             container: None,
             cgroup_unrecognized: false,
+            unit: None,
+            listen_fds: None,
         })
     }
 

@@ -299,6 +299,37 @@ pub fn exe_name_and_path(target: &[u8]) -> (String, String) {
     )
 }
 
+/// The sockets a service manager passed to `pid` (`sd_listen_fds(3)`), from
+/// its `environ`: `LISTEN_FDS` of them from fd 3 on, named by
+/// `LISTEN_FDNAMES` (`:`-separated; systemd names each after its `.socket`
+/// unit unless `FileDescriptorName=` says otherwise). `None` unless
+/// `LISTEN_PID` is `pid` itself: the variables were meant for another
+/// process (a child inherits them).
+pub fn listen_fds(environ: &[u8], pid: u32) -> Option<crate::model::ListenFds> {
+    let (mut listen_pid, mut count, mut names) = (None, None, None);
+    for var in environ.split(|&b| b == 0) {
+        if let Some(v) = var.strip_prefix(b"LISTEN_PID=") {
+            listen_pid = parse_u32(v);
+        } else if let Some(v) = var.strip_prefix(b"LISTEN_FDS=") {
+            count = parse_u32(v);
+        } else if let Some(v) = var.strip_prefix(b"LISTEN_FDNAMES=") {
+            names = Some(v);
+        }
+    }
+    if listen_pid != Some(pid) {
+        return None;
+    }
+    let count = count.filter(|&n| n > 0)?;
+    let names = names
+        .map(|v| {
+            v.split(|&b| b == b':')
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(crate::model::ListenFds { count, names })
+}
+
 /// Inode number from a network namespace link target `net:[4026531840]`.
 pub fn ns_inode(target: &[u8]) -> Option<u64> {
     bracketed_number(target, b"net:")
@@ -344,6 +375,24 @@ mod tests {
         let (name, path) = exe_name_and_path(b"/opt/my app/\"q\" \\ \xc3\xbc");
         assert_eq!(name, "\"q\" \\ \u{fc}");
         assert_eq!(path, "/opt/my app/\"q\" \\ \u{fc}");
+    }
+
+    #[test]
+    fn listen_fds_only_for_the_process_they_name() {
+        let env = b"PATH=/bin\0LISTEN_PID=42\0LISTEN_FDS=2\0LISTEN_FDNAMES=web.socket:admin\0";
+        let fds = listen_fds(env, 42).expect("passed sockets");
+        assert_eq!(fds.count, 2);
+        assert_eq!(fds.names, ["web.socket", "admin"]);
+        assert_eq!(fds.name_of(3), Some(Some("web.socket")));
+        assert_eq!(fds.name_of(4), Some(Some("admin")));
+        assert_eq!(fds.name_of(5), None);
+        assert_eq!(fds.name_of(2), None);
+        // Inherited by a child: not its sockets.
+        assert_eq!(listen_fds(env, 43), None);
+        let unnamed = listen_fds(b"LISTEN_PID=7\0LISTEN_FDS=1", 7).expect("passed fds");
+        assert_eq!(unnamed.name_of(3), Some(None));
+        assert_eq!(listen_fds(b"LISTEN_PID=7\0LISTEN_FDS=0", 7), None);
+        assert_eq!(listen_fds(b"", 7), None);
     }
 
     #[test]

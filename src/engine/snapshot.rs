@@ -166,6 +166,8 @@ pub struct SocketInfo {
     pub owners: Owners,
     /// Why `owners` is empty, when it is.
     pub owner_unknown_reason: Option<Arc<str>>,
+    /// How a service manager made it, when one did.
+    pub activation: Option<crate::model::Activation>,
 }
 
 impl SocketInfo {
@@ -179,6 +181,7 @@ impl SocketInfo {
             accept_queue: socket.accept_queue,
             owners: port.owners.clone(),
             owner_unknown_reason: port.owner_unknown_reason.as_deref().map(Arc::from),
+            activation: port.activation.clone(),
         }
     }
 

@@ -785,6 +785,8 @@ mod tests {
             ppid: 1,
             container: None,
             cgroup_unrecognized: false,
+            unit: None,
+            listen_fds: None,
         })
     }
 
@@ -808,6 +810,7 @@ mod tests {
             owners: owner.into_iter().collect(),
             owner_unknown_reason: None,
             excluded: false,
+            activation: None,
             connections: None,
         }
     }
@@ -970,10 +973,16 @@ mod tests {
             id: "3f4e5d6c7b8a".into(),
             pod_uid: Some("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".into()),
         });
+        o.unit = Some(crate::discover::cgroup::Unit {
+            system: "user@1000.service".into(),
+            user: Some("app@a\\x2db.service".into()),
+        });
         let o = Arc::new(o);
         let mut v4 = port(Proto::Tcp, "0.0.0.0", 8080, Some(Arc::clone(&o)));
         let mut v6 = port(Proto::Tcp, "::", 8080, Some(o));
         v6.socket.inode += 1;
+        v4.activation = Some(crate::model::Activation::Passed(Some("web.socket".into())));
+        v6.activation = Some(crate::model::Activation::Unresolved);
         for p in [&mut v4, &mut v6] {
             p.netns = "3f4e5d6c7b8a".into();
         }
@@ -983,12 +992,18 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("portwarden_port_info{"))
             .collect();
-        let want = |family: &str, address: &str| {
+        let want = |family: &str, address: &str, socket_unit: &str| {
             format!(
-                "portwarden_port_info{{proto=\"tcp\",family=\"{family}\",address=\"{address}\",port=\"8080\",netns=\"3f4e5d6c7b8a\",pid=\"50\",user=\"root\",container=\"3f4e5d6c7b8a\",pod_uid=\"0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0\"}} 1"
+                "portwarden_port_info{{proto=\"tcp\",family=\"{family}\",address=\"{address}\",port=\"8080\",netns=\"3f4e5d6c7b8a\",pid=\"50\",user=\"root\",container=\"3f4e5d6c7b8a\",pod_uid=\"0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0\",unit=\"user@1000.service\",user_unit=\"app@a\\\\x2db.service\",socket_unit=\"{socket_unit}\"}} 1"
             )
         };
-        assert_eq!(info, [want("ipv4", "0.0.0.0"), want("ipv6", "::")]);
+        assert_eq!(
+            info,
+            [
+                want("ipv4", "0.0.0.0", "web.socket"),
+                want("ipv6", "::", "(unresolved)")
+            ]
+        );
         // Gone: the port series stays for the retention, the info does not.
         st.apply_discovery(&discovery(vec![]), false);
         let snapshot = st.snapshot(None);

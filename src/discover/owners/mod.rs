@@ -27,7 +27,7 @@ use rustix::io::Errno;
 
 use super::procfs::{self, PidDir, ProcRoot};
 use super::users::Users;
-use crate::model::{Owner, Owners, ScanStats};
+use crate::model::{Activation, Owner, Owners, ScanStats};
 
 mod scan;
 mod verify;
@@ -106,6 +106,25 @@ impl OwnerIndex {
             owners.dedup_by_key(|o| o.pid);
         }
         owners
+    }
+
+    /// How a service manager made `inode`, when one did: passed to a
+    /// holder on an fd its `LISTEN_FDS` covers, or held by managers alone.
+    pub fn activation(&self, inode: u64) -> Option<Activation> {
+        let holders = self.holders.get(&inode)?;
+        let owner = |h: &Holder| self.procs.get(&h.pid).map(|p| &p.owner);
+        let passed = holders.iter().find_map(|h| {
+            let fds = owner(h)?.listen_fds.as_ref()?;
+            fds.name_of(h.fd).map(|name| name.map(str::to_string))
+        });
+        if let Some(name) = passed {
+            return Some(Activation::Passed(name));
+        }
+        let managers_only = !holders.is_empty()
+            && holders
+                .iter()
+                .all(|h| owner(h).is_some_and(|o| o.unit.as_ref().is_some_and(|u| u.is_manager())));
+        managers_only.then_some(Activation::Unresolved)
     }
 
     /// Starts a scan of every process's fd table. The socket list may still
@@ -397,7 +416,7 @@ impl OwnerIndex {
         let mut gone: IdSet<u32> = IdSet::default();
         for f in found {
             let owner = match f.details {
-                Details::Read(owner) => Arc::new(owner),
+                Details::Read(owner) => Arc::from(owner),
                 // Deferred entries are settled by `Scan::finish`.
                 Details::Known | Details::Deferred(_) => {
                     let cached = self

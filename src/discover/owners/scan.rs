@@ -39,7 +39,7 @@ pub(super) struct ScanCtx<'a> {
 pub(super) enum Details {
     /// `ScanCtx::known` had them: the cached ones are reused.
     Known,
-    Read(Owner),
+    Read(Box<Owner>),
     /// Read before the socket list arrived: settled once it has.
     Deferred(PidDir),
 }
@@ -206,7 +206,7 @@ pub(super) fn settle(
         return Some((start_time, Details::Known));
     }
     let owner = read_owner(pid_dir, pid, stat, ctx.users, buf)?;
-    Some((start_time, Details::Read(owner)))
+    Some((start_time, Details::Read(Box::new(owner))))
 }
 
 /// Reads one process's fd table, recording wanted sockets, and the
@@ -310,12 +310,22 @@ pub(super) fn read_owner(
         Ok(()) => procfs::cmdline_string(buf),
         Err(_) => String::new(),
     };
-    let (container, cgroup_unrecognized) = match pid_dir.read("cgroup", buf) {
-        Ok(()) => match crate::discover::cgroup::parse(&String::from_utf8_lossy(buf)) {
-            Ok(c) => (c, false),
-            Err(_) => (None, true),
-        },
-        Err(_) => (None, false),
+    let (container, cgroup_unrecognized, unit) = match pid_dir.read("cgroup", buf) {
+        Ok(()) => {
+            let text = String::from_utf8_lossy(buf);
+            let unit = crate::discover::cgroup::unit(&text);
+            match crate::discover::cgroup::parse(&text) {
+                Ok(c) => (c, false, unit),
+                Err(_) => (None, true, unit),
+            }
+        }
+        Err(_) => (None, false, None),
+    };
+    // Another user's environment is hidden from us without privilege:
+    // then its passed sockets are not known.
+    let listen_fds = match pid_dir.read("environ", buf) {
+        Ok(()) => procfs::listen_fds(buf, pid),
+        Err(_) => None,
     };
     pid_dir.read("status", buf).ok()?;
     let uid = procfs::parse_status_euid(buf)?;
@@ -334,6 +344,8 @@ pub(super) fn read_owner(
         ppid: stat.ppid,
         container,
         cgroup_unrecognized,
+        unit,
+        listen_fds,
     })
 }
 

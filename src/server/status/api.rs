@@ -100,6 +100,7 @@ struct ApiOwner<'a> {
     process_name: Cow<'a, str>,
     exe_path: Cow<'a, str>,
     user: Cow<'a, str>,
+    unit: Option<&'a crate::discover::cgroup::Unit>,
 }
 
 impl<'a> ApiOwner<'a> {
@@ -110,6 +111,7 @@ impl<'a> ApiOwner<'a> {
             process_name: printable(&o.process_name),
             exe_path: printable(&o.exe_path),
             user: printable(&o.user),
+            unit: o.unit.as_ref(),
         }
     }
 }
@@ -127,6 +129,10 @@ struct Port<'a> {
     netns: &'a str,
     container: Option<&'a str>,
     pod_uid: Option<&'a str>,
+    /// The primary owner's unit, and the row's as `ls` shows it.
+    unit: Option<&'a crate::discover::cgroup::Unit>,
+    unit_display: Option<String>,
+    socket_activation: Option<&'a crate::model::Activation>,
     accept_queue: Option<AcceptQueue>,
     health: &'static str,
     connect_seconds: Option<f64>,
@@ -165,6 +171,9 @@ fn port<'a>(row: &Row<'a>, now: u32, with_history: bool) -> Port<'a> {
         pod_uid: owner
             .and_then(|o| o.container.as_ref())
             .and_then(|c| c.pod_uid.as_deref()),
+        unit: owner.and_then(|o| o.unit.as_ref()),
+        unit_display: row.unit(),
+        socket_activation: s.and_then(|s| s.activation.as_ref()),
         accept_queue: row.queue(),
         health: p.health.as_str(),
         connect_seconds: row.connect_seconds(),

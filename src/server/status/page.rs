@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::value::time::{unix_secs, utc};
 
-use super::view::{self, Query, Row, SortKey};
+use super::view::{self, Group, Query, Row, SortKey};
 use crate::engine::Snapshot;
 use crate::engine::history::{self, Day};
 use crate::health::Health;
@@ -57,8 +57,13 @@ fn link(q: &Query, sort: SortKey, descending: bool) -> String {
         sort.name(),
         if descending { "desc" } else { "asc" }
     );
-    if q.arrange.group {
-        s.push_str("&amp;group=netns");
+    if q.arrange.group != Group::None {
+        s.push_str("&amp;group=");
+        s.push_str(q.arrange.group.name());
+    }
+    if let Some(unit) = &q.filter.unit {
+        s.push_str("&amp;unit=");
+        s.push_str(&esc(&encode(unit)));
     }
     if !q.filter.words.is_empty() {
         s.push_str("&amp;q=");
@@ -127,13 +132,14 @@ fn health_badge(h: Health) -> String {
     format!("<span class=\"health h-{h}\">{h}</span>")
 }
 
-const COLUMNS: [(SortKey, &str, &str); 12] = [
+const COLUMNS: [(SortKey, &str, &str); 13] = [
     (SortKey::Proto, "Proto", "c-proto"),
     (SortKey::Address, "Address", "c-address"),
     (SortKey::Port, "Port", "c-port"),
     (SortKey::Netns, "Netns / container", "c-netns"),
     (SortKey::Process, "Process", "c-process"),
     (SortKey::User, "User", "c-user"),
+    (SortKey::Unit, "Unit", "c-unit"),
     (SortKey::Health, "Health", "c-health"),
     (SortKey::Connect, "Connect", "c-connect"),
     (SortKey::Queue, "Queue", "c-queue"),
@@ -199,6 +205,7 @@ fn row(out: &mut String, r: &Row<'_>, now: u32) {
         netns,
         process,
         esc(r.user()),
+        r.unit().map(|u| esc(&u)).unwrap_or_default(),
         health_badge(r.health()),
         connect,
         queue,
@@ -252,7 +259,7 @@ fn ports_table(out: &mut String, snapshot: &Snapshot, q: &Query, now: u32) {
     let mut group: Option<String> = None;
     let mut open = false;
     for r in &rows {
-        let g = q.arrange.group.then(|| view::group_of(r));
+        let g = (q.arrange.group != Group::None).then(|| view::group_of(r, q.arrange.group));
         if !open || g != group {
             if open {
                 out.push_str("</tbody>\n");
@@ -363,18 +370,33 @@ pub fn render(snapshot: &Snapshot, frame: &Frame<'_>, q: &Query) -> String {
         out.push_str(" <span class=\"probe\" title=\"blackbox_exporter's multi-target pattern\">/probe?target=…&amp;module=…</span>");
     }
     out.push_str("</nav></header>\n");
+    let selected = |g: Group| {
+        if q.arrange.group == g {
+            " selected"
+        } else {
+            ""
+        }
+    };
     // The form stays while the live part is swapped: typing is never lost.
     let _ = writeln!(
         out,
         "<form class=\"controls\" method=\"get\"><input type=\"search\" name=\"q\" value=\"{}\" placeholder=\"Filter: port, process, address, user, netns, health…\" aria-label=\"Filter\" autocomplete=\"off\">\
-         <label>Group <select name=\"group\"><option value=\"none\"{}>none</option><option value=\"netns\"{}>by namespace / container</option></select></label>\
-         <input type=\"hidden\" name=\"sort\" value=\"{}\"><input type=\"hidden\" name=\"dir\" value=\"{}\">\
+         <label>Group <select name=\"group\"><option value=\"none\"{}>none</option><option value=\"netns\"{}>by namespace / container</option><option value=\"unit\"{}>by unit</option></select></label>\
+         <input type=\"hidden\" name=\"sort\" value=\"{}\"><input type=\"hidden\" name=\"dir\" value=\"{}\">{}\
          <button type=\"submit\">Apply</button> <span id=\"updated\" class=\"updated\" aria-live=\"polite\"></span></form>",
         esc(&q.filter.words.join(" ")),
-        if q.arrange.group { "" } else { " selected" },
-        if q.arrange.group { " selected" } else { "" },
+        selected(Group::None),
+        selected(Group::Netns),
+        selected(Group::Unit),
         q.arrange.sort.name(),
         if q.arrange.descending { "desc" } else { "asc" },
+        q.filter
+            .unit
+            .as_deref()
+            .map_or_else(String::new, |u| format!(
+                "<input type=\"hidden\" name=\"unit\" value=\"{}\">",
+                esc(u)
+            )),
     );
     out.push_str("<main id=\"live\">\n<ul class=\"counts\">");
     for (h, n) in view::counts(snapshot) {

@@ -28,6 +28,9 @@ pub struct Filter {
     pub netns: Option<String>,
     /// Any of these words; empty: all.
     pub health: Vec<Health>,
+    /// The row's unit, exact or as shown (a user's unit by its own name too),
+    /// or the socket unit that passed it the socket.
+    pub unit: Option<String>,
     /// Every word must be in the row's text (the page's filter box).
     pub words: Vec<String>,
 }
@@ -42,6 +45,7 @@ pub enum SortKey {
     Netns,
     Process,
     User,
+    Unit,
     Health,
     Connect,
     Queue,
@@ -49,13 +53,14 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    pub const ALL: [(SortKey, &'static str); 10] = [
+    pub const ALL: [(SortKey, &'static str); 11] = [
         (SortKey::Proto, "proto"),
         (SortKey::Address, "address"),
         (SortKey::Port, "port"),
         (SortKey::Netns, "netns"),
         (SortKey::Process, "process"),
         (SortKey::User, "user"),
+        (SortKey::Unit, "unit"),
         (SortKey::Health, "health"),
         (SortKey::Connect, "connect"),
         (SortKey::Queue, "queue"),
@@ -75,8 +80,32 @@ impl SortKey {
 pub struct Arrange {
     pub sort: SortKey,
     pub descending: bool,
-    /// One table section per namespace / container.
-    pub group: bool,
+    /// One table section per namespace / container, or per unit.
+    pub group: Group,
+}
+
+/// What the page's sections are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Group {
+    #[default]
+    None,
+    Netns,
+    Unit,
+}
+
+impl Group {
+    pub const ALL: [(Group, &'static str); 3] = [
+        (Group::None, "none"),
+        (Group::Netns, "netns"),
+        (Group::Unit, "unit"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Group::ALL
+            .iter()
+            .find(|(g, _)| *g == self)
+            .map_or("none", |(_, n)| n)
+    }
 }
 
 /// Everything a query can say.
@@ -159,14 +188,15 @@ impl Query {
                     }
                 }
                 "group" => {
-                    q.arrange.group = match v {
-                        "none" => false,
-                        "netns" => true,
-                        _ => {
-                            return Err(BadQuery(format!("group={v:?}: expected netns or none")));
-                        }
-                    }
+                    q.arrange.group = Group::ALL
+                        .iter()
+                        .find(|(_, n)| *n == v)
+                        .map(|(g, _)| *g)
+                        .ok_or_else(|| {
+                            BadQuery(format!("group={v:?}: expected netns, unit or none"))
+                        })?;
                 }
+                "unit" => q.filter.unit = Some(v.to_string()),
                 "limit" => {
                     q.limit = Some(
                         v.parse()
@@ -234,6 +264,32 @@ impl<'a> Row<'a> {
         self.owner().map_or("", |o| o.user.as_str())
     }
 
+    /// The unit the row shows (after the socket unit that passed it the
+    /// socket), when one is known.
+    pub fn unit(&self) -> Option<String> {
+        crate::model::unit_display(
+            self.owner(),
+            self.socket.and_then(|s| s.activation.as_ref()),
+        )
+    }
+
+    /// Whether the row's unit is `name`: exact (as labels have it) or as
+    /// shown, the system unit, a user's unit, or the socket unit.
+    pub fn has_unit(&self, name: &str) -> bool {
+        let unit = self.owner().and_then(|o| o.unit.as_ref());
+        let socket = self
+            .socket
+            .and_then(|s| s.activation.as_ref())
+            .map(|a| a.socket_label());
+        let mut names = unit
+            .into_iter()
+            .flat_map(|u| [Some(u.system.as_str()), u.user.as_deref()])
+            .chain([socket])
+            .flatten();
+        names.any(|n| n == name || crate::discover::cgroup::unescape(n) == name)
+            || self.unit().is_some_and(|shown| shown == name)
+    }
+
     pub fn health(&self) -> Health {
         self.port.health
     }
@@ -270,6 +326,10 @@ impl<'a> Row<'a> {
             t.push(' ');
             t.push_str(c);
         }
+        if let Some(u) = self.unit() {
+            t.push(' ');
+            t.push_str(&u);
+        }
         if let Some(o) = self.owner() {
             t.push_str(&format!(" {}", o.pid));
         }
@@ -299,10 +359,13 @@ pub fn rows<'a>(snapshot: &'a Snapshot, query: &Query, now: u32) -> Vec<Row<'a>>
                 socket,
                 uptime,
             };
-            if f.words.is_empty() || {
-                let text = row.text();
-                f.words.iter().all(|w| text.contains(w.as_str()))
-            } {
+            let unit_ok = f.unit.as_deref().is_none_or(|u| row.has_unit(u));
+            if unit_ok
+                && (f.words.is_empty() || {
+                    let text = row.text();
+                    f.words.iter().all(|w| text.contains(w.as_str()))
+                })
+            {
                 out.push(row);
             }
         }
@@ -326,6 +389,7 @@ fn by_key(a: &Row<'_>, b: &Row<'_>, key: SortKey) -> Ordering {
         SortKey::Netns => a.port.key.netns.cmp(&b.port.key.netns),
         SortKey::Process => a.process().cmp(b.process()),
         SortKey::User => a.user().cmp(b.user()),
+        SortKey::Unit => a.unit().cmp(&b.unit()),
         SortKey::Health => a.health().severity().cmp(&b.health().severity()),
         SortKey::Connect => float(a.connect_seconds(), b.connect_seconds()),
         SortKey::Queue => a
@@ -338,10 +402,9 @@ fn by_key(a: &Row<'_>, b: &Row<'_>, key: SortKey) -> Ordering {
 
 fn arrange(rows: &mut [Row<'_>], how: &Arrange) {
     rows.sort_by(|a, b| {
-        let group = if how.group {
-            group_of(a).cmp(&group_of(b))
-        } else {
-            Ordering::Equal
+        let group = match how.group {
+            Group::None => Ordering::Equal,
+            g => group_of(a, g).cmp(&group_of(b, g)),
         };
         let key = by_key(a, b, how.sort);
         let key = if how.descending { key.reverse() } else { key };
@@ -354,8 +417,11 @@ fn arrange(rows: &mut [Row<'_>], how: &Arrange) {
 }
 
 /// The group a row belongs to: its namespace label, with the container
-/// beside it when the label is not the container's id already.
-pub fn group_of(row: &Row<'_>) -> String {
+/// beside it when the label is not the container's id already; or its unit.
+pub fn group_of(row: &Row<'_>, group: Group) -> String {
+    if group == Group::Unit {
+        return row.unit().unwrap_or_else(|| "(no unit)".to_string());
+    }
     let netns = &*row.port.key.netns;
     match row.container() {
         Some(c) if c != netns => format!("{netns} (container {c})"),
@@ -449,7 +515,7 @@ mod tests {
         assert_eq!(q.filter.health, vec![Health::Down, Health::Hung]);
         assert_eq!(q.filter.words, vec!["nginx", "80"]);
         assert_eq!(q.arrange.sort, SortKey::Health);
-        assert!(q.arrange.descending && q.arrange.group && !q.history);
+        assert!(q.arrange.descending && q.arrange.group == Group::Netns && !q.history);
         // Empty values are no filter.
         assert_eq!(
             parse("proto=&port=").expect("empty"),
@@ -469,7 +535,7 @@ mod tests {
             ("health=ok,meh", "health=\"meh\": expected ok, slow"),
             ("sort=pid", "sort=\"pid\": expected one of proto, address"),
             ("dir=up", "dir=\"up\": expected asc or desc"),
-            ("group=pod", "group=\"pod\": expected netns or none"),
+            ("group=pod", "group=\"pod\": expected netns, unit or none"),
         ] {
             let e = parse(bad).expect_err(bad).to_string();
             assert!(e.starts_with(starts), "{bad}: {e}");
