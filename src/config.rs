@@ -517,6 +517,38 @@ pub struct ServeArgs {
     )]
     pub log_level: String,
 
+    /// Where port events go (opened, closed, a new owner; the state at the
+    /// start): none, stdout or a file (JSON lines, ECS field names; a file
+    /// is appended to and opened again on SIGHUP), or journald (its native
+    /// protocol). The recent ones are at /api/v1/events either way.
+    #[arg(
+        long = "events.output",
+        env = "PORTWARDEN_EVENTS_OUTPUT",
+        value_name = "none|stdout|journald|FILE",
+        default_value = "none",
+        value_parser = value::Sink::parse
+    )]
+    pub events_output: value::Sink,
+
+    /// journald's socket, for --events.output=journald.
+    #[arg(
+        long = "events.journal-socket",
+        env = "PORTWARDEN_EVENTS_JOURNAL_SOCKET",
+        value_name = "PATH",
+        default_value = "/run/systemd/journal/socket"
+    )]
+    pub events_journal_socket: PathBuf,
+
+    /// Recent events kept for /api/v1/events and the status page.
+    #[arg(
+        long = "events.recent",
+        env = "PORTWARDEN_EVENTS_RECENT",
+        value_name = "N",
+        default_value = "1000",
+        value_parser = parse_count::<1>
+    )]
+    pub events_recent: usize,
+
     #[command(flatten)]
     pub collector_flags: CollectorArgs,
 }
@@ -771,6 +803,20 @@ pub struct LsArgs {
     /// Only sockets held by a process of this name ('*' and '?' allowed).
     #[arg(long, value_name = "NAME")]
     pub process: Option<String>,
+    /// Watch: list again every INTERVAL (default 2s) until Ctrl-C. On a
+    /// terminal the table is redrawn in place, rows that appeared (+),
+    /// changed owner (~) or went (-) since the last draw marked; otherwise
+    /// (or with --json) each change is printed as a JSON line (the events
+    /// of --events.output), the ports listening at the start first.
+    #[arg(
+        long,
+        value_name = "INTERVAL",
+        num_args = 0..=1,
+        default_missing_value = "2s",
+        require_equals = false,
+        value_parser = parse_interval
+    )]
+    pub watch: Option<Duration>,
     /// Print a JSON array instead of a table (schema in docs/commands.md).
     #[arg(long)]
     pub json: bool,

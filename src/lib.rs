@@ -21,6 +21,7 @@
 //!   publishes snapshots, its threads and tasks supervised.
 //! - [`collectors`]: a snapshot as metric families, one file per group.
 //! - [`encoder`]: metric families as text 0.0.4 or OpenMetrics.
+//! - [`events`]: port events (a pass compared with the last) and their outputs.
 //! - [`alloc`]: allocator tuning.
 //! - [`server`]: `/metrics`, the status page and its API, `/probe`, graceful shutdown.
 
@@ -35,6 +36,7 @@ pub mod discover;
 pub mod encoder;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod exclude;
 pub mod health;
 pub mod model;

@@ -166,6 +166,12 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let events = portwarden::events::output::open(
+        &settings.events_output,
+        &settings.events_journal_socket,
+        portwarden::discover::own::host_name(),
+    )
+    .map_err(|message| config("events_output", message))?;
     let web = std::sync::Arc::new(portwarden::server::web_config::Web::new(
         settings.web_config_file.clone(),
     )?);
@@ -232,6 +238,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
                 state_dir: global.state_dir.clone(),
                 allowlist,
             },
+            events,
         };
         let mut engine = portwarden::engine::Engine::start(settings, discoverer, loaded)?;
         engine.supervise(

@@ -534,3 +534,104 @@ fn ls_connects_to_nothing_unless_asked() {
     let out = run(&["ls", "--check", "--no-check"], &[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// `ls --watch` under a pseudo-terminal (`script`): a row that appears is
+/// marked `+`, one that goes `-`; Ctrl-C (a `^C` typed into the terminal)
+/// ends it and leaves the terminal as it was.
+#[test]
+fn watch_marks_rows_that_come_and_go_and_ctrl_c_restores_the_terminal() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let _serial = serial();
+    if !is_root() {
+        return cannot_run("needs root to see every owner");
+    }
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return cannot_run("script (util-linux) is missing");
+    }
+    let a = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let pb = free_port();
+    let command = format!(
+        "{} ls --tcp --watch 300ms --port {} --port {pb}",
+        bin().display(),
+        a.port(0)
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("COLUMNS", "250")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start script");
+    let mut keys = script.stdin.take().expect("stdin");
+    let screen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    {
+        let screen = Arc::clone(&screen);
+        let mut out = script.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().expect("screen").extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    let text = || String::from_utf8_lossy(&screen.lock().expect("screen")).into_owned();
+    // A row whose first cell is `mark` (or none) and that shows `port`.
+    let has_row = |mark: Option<&str>, port: u16, also: &str| {
+        let port = port.to_string();
+        text().split('\n').any(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            let marked = match mark {
+                Some(m) => cells.first() == Some(&m),
+                None => cells.first() == Some(&"tcp"),
+            };
+            marked && cells.contains(&port.as_str()) && l.contains(also)
+        })
+    };
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "{what}:\n{}", text());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait("the first draw", &|| has_row(None, a.port(0), ""));
+    assert!(
+        text().starts_with("\x1b[?1049h\x1b[?25l"),
+        "the alternate screen"
+    );
+    let b = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "port": pb}]}));
+    wait("B marked as new", &|| has_row(Some("+"), pb, ""));
+    let gone = a.port(0);
+    drop(a);
+    wait("A marked as gone", &|| has_row(Some("-"), gone, "gone"));
+
+    keys.write_all(b"\x03").expect("type ^C");
+    keys.flush().expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = script.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "^C did not end it");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let all = text();
+    let tail = &all[all.rfind("\x1b[H\x1b[2J").expect("a draw")..];
+    assert!(
+        tail.trim_end().ends_with("\x1b[?25h\x1b[?1049l"),
+        "cursor shown and the screen left: {:?}",
+        &tail[tail.len().saturating_sub(80)..]
+    );
+    drop(b);
+}

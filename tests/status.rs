@@ -386,7 +386,7 @@ fn the_page_is_a_plain_table_without_script_with_a_strict_policy_and_no_external
     assert!(
         String::from_utf8(body)
             .expect("utf-8")
-            .contains("<tr class=\"group\"><th colspan=\"12\">host</th></tr>")
+            .contains("<tr class=\"group\"><th colspan=\"13\">host</th></tr>")
     );
     let (_, body) = exporter.get("/?limit=1").expect("limited");
     let limited = String::from_utf8(body).expect("utf-8");

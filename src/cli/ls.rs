@@ -24,25 +24,13 @@ pub fn run(
     out: &mut dyn Write,
     warn: &mut dyn Write,
 ) -> Result<(), Error> {
-    let process_filter = args.process.as_deref().map(NamePattern::new);
     let mut discoverer = super::discoverer(global, false)?;
+    if let Some(every) = args.watch {
+        return super::watch::run(&mut discoverer, args, every, out);
+    }
     let mut discovery = discoverer.discover_full()?;
     crate::discover::sort_ports(&mut discovery.ports);
-    let ports: Vec<&Port> = discovery
-        .ports
-        .iter()
-        .filter(|p| args.all || !p.excluded)
-        .filter(|p| match (args.tcp, args.udp) {
-            (true, false) => p.socket.proto == Proto::Tcp,
-            (false, true) => p.socket.proto == Proto::Udp,
-            _ => true,
-        })
-        .filter(|p| args.ports.is_empty() || args.ports.contains(&p.socket.port))
-        .filter(|p| match &process_filter {
-            Some(f) => p.owners.iter().any(|o| f.matches(&o.process_name)),
-            None => true,
-        })
-        .collect();
+    let ports = select(&discovery, args);
 
     if discovery.stats.fd_exhausted > 0 {
         writeln!(
@@ -69,6 +57,26 @@ pub fn run(
     } else {
         write_table(&ports, &checks, out)
     }
+}
+
+/// The ports `ls`'s filters let through, in `discovery`'s order.
+pub(super) fn select<'d>(discovery: &'d Discovery, args: &LsArgs) -> Vec<&'d Port> {
+    let process_filter = args.process.as_deref().map(NamePattern::new);
+    discovery
+        .ports
+        .iter()
+        .filter(|p| args.all || !p.excluded)
+        .filter(|p| match (args.tcp, args.udp) {
+            (true, false) => p.socket.proto == Proto::Tcp,
+            (false, true) => p.socket.proto == Proto::Udp,
+            _ => true,
+        })
+        .filter(|p| args.ports.is_empty() || args.ports.contains(&p.socket.port))
+        .filter(|p| match &process_filter {
+            Some(f) => p.owners.iter().any(|o| f.matches(&o.process_name)),
+            None => true,
+        })
+        .collect()
 }
 
 /// What checking a socket told.
@@ -238,15 +246,29 @@ fn write_json(
     Ok(())
 }
 
+/// The table's columns.
+pub(super) const COLUMNS: [&str; 10] = [
+    "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "UNIT", "QUEUE", "HEALTH", "EXE",
+];
+
 fn write_table(
     ports: &[&Port],
     checks: &IdMap<u64, Checked>,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let mut table = super::table(&[
-        "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "UNIT", "QUEUE", "HEALTH", "EXE",
-    ]);
+    let mut table = super::table(&COLUMNS);
     for p in ports {
+        table.add_row(row(p, checks));
+    }
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    writeln!(out, "{}", super::one_line_rows(&mut table))?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A port's row of the table, [`COLUMNS`] in order.
+fn row(p: &Port, checks: &IdMap<u64, Checked>) -> [String; 10] {
+    {
         let s = &p.socket;
         let proto = match s.family {
             Family::Ipv4 => s.proto.as_str().to_string(),
@@ -280,7 +302,7 @@ fn write_table(
         };
         let unit = crate::model::unit_display(p.primary_owner(), p.activation.as_ref())
             .map_or_else(|| "-".to_string(), |u| printable(&u).into_owned());
-        table.add_row([
+        [
             proto,
             s.address.to_string(),
             s.port.to_string(),
@@ -294,10 +316,21 @@ fn write_table(
                 .map_or("-", |c| c.health.as_str())
                 .to_string(),
             exe,
-        ]);
+        ]
     }
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    writeln!(out, "{}", super::one_line_rows(&mut table))?;
-    out.flush()?;
-    Ok(())
+}
+
+/// The rows of `ports` as `ls` draws them, each with the inode it shows,
+/// checked as `ls` without `--check` checks (the accept queue looked at
+/// twice).
+pub(super) fn rows(
+    discoverer: &Discoverer,
+    discovery: &Discovery,
+    ports: &[&Port],
+) -> Result<Vec<(u64, [String; 10])>, Error> {
+    let checks = assess(discoverer, discovery, ports, None)?;
+    Ok(ports
+        .iter()
+        .map(|p| (p.socket.inode, row(p, &checks)))
+        .collect())
 }

@@ -3,6 +3,7 @@
 pub mod baseline;
 pub mod check;
 pub mod ls;
+mod watch;
 
 pub use crate::text::printable;
 

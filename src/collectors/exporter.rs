@@ -46,6 +46,27 @@ pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {
         Kind::Counter,
     )
     .sample(&[], t.queue_full as f64);
+    let events = &s.events;
+    enc.by_label(
+        "portwarden_port_events",
+        "Port events made since the start, by action: port_listening (the state at the start), port_opened, port_closed, owner_changed.",
+        Kind::Counter,
+        "action",
+        crate::events::Action::ALL.map(|a| (a.as_str(), events.counts.of(a) as f64)),
+    );
+    if let Some((written, dropped, failed)) = events.output {
+        enc.by_label(
+            "portwarden_events_output",
+            "Port events by what became of them at --events.output: written, dropped (the writer was behind), failed (a write failed).",
+            Kind::Counter,
+            "result",
+            [
+                ("written", written as f64),
+                ("dropped", dropped as f64),
+                ("failed", failed as f64),
+            ],
+        );
+    }
     enc.family(
         "portwarden_ports_limit",
         "--discovery.max-ports: the most port series exported.",

@@ -18,6 +18,8 @@
 mod baseline;
 pub use baseline::BaselinePlace;
 mod discovery;
+mod events;
+pub use events::EventsView;
 pub mod history;
 mod http_class;
 mod inbox;
@@ -68,6 +70,8 @@ pub struct Loaded {
     pub actions: Option<crate::actions::Actions>,
     /// Where the baseline is kept, and the ports it never calls unexpected.
     pub baseline: BaselinePlace,
+    /// `--events.output`, opened: the owner's end and the writer's.
+    pub events: Option<(crate::events::output::Handle, crate::events::output::Writer)>,
 }
 
 impl Engine {
@@ -83,6 +87,7 @@ impl Engine {
             by_list,
             actions,
             baseline,
+            events,
         } = loaded;
         let every = settings.discovery_interval();
         let shared = Arc::new(Shared::new(settings.collectors(), every * 3));
@@ -109,6 +114,19 @@ impl Engine {
             let owner = owner.clone();
             supervisor.helper("baseline writer", move || writer.run(&owner))?;
         }
+        // The events' writer: a thread of its own, like the baseline's.
+        let (out, events_writer) = events.unzip();
+        if let Some(writer) = events_writer {
+            supervisor.helper("events writer", move || writer.run())?;
+        }
+        if let Some(reopen) = out.as_ref().map(|o| o.reopen.clone()) {
+            supervisor.task("events file reopener", reopen_on_hangup(reopen));
+        }
+        let events = events::EventsState::new(
+            settings.events_recent,
+            crate::discover::own::host_name().into(),
+            out,
+        );
         let settings = Arc::new(settings);
         let _ = owner.send(Msg::Targets(by_list));
         // The owner hands each snapshot to the encoder, which publishes it
@@ -118,7 +136,7 @@ impl Engine {
         threads.push({
             let wake = wake.clone();
             supervisor.thread("state owner", move || {
-                own(state, baseline, &inbox, &made, &wake);
+                own(state, baseline, events, &inbox, &made, &wake);
             })?
         });
         threads.push({
@@ -279,6 +297,7 @@ impl Engine {
 fn own(
     mut state: State,
     mut baseline: Option<baseline::BaselineState>,
+    mut events: events::EventsState,
     inbox: &Inbox,
     made: &watch::Sender<Arc<Snapshot>>,
     wake: &Wake,
@@ -290,6 +309,9 @@ fn own(
             Msg::Tcp { .. } | Msg::Http { .. } | Msg::Target { .. } => false,
             _ => true,
         };
+        if let Msg::Discovered { pass, .. } = &msg {
+            events.observe(pass);
+        }
         let msg = match msg {
             Msg::BaselineRead(read) => {
                 if let Some(b) = baseline.as_mut() {
@@ -309,9 +331,24 @@ fn own(
         if publish {
             supervise::fault("owner");
             state.queue_full = inbox.full_total();
+            state.events = events.view();
             made.send_replace(Arc::new(state.snapshot(SelfProcess::read())));
         }
     }
+}
+
+/// Sets `reopen` on each SIGHUP: the events file is opened again (after
+/// logrotate renamed it).
+async fn reopen_on_hangup(reopen: Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the events file is not opened again on it");
+        return std::future::pending().await;
+    };
+    while hangups.recv().await.is_some() {
+        reopen.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    std::future::pending().await
 }
 
 /// Encodes each new snapshot in every variant scrapers have asked for

@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub recovery: Option<std::collections::BTreeMap<Arc<str>, RecoveryStats>>,
     /// Reloads of the actions file.
     pub actions_reloads: Reloads,
+    /// The recent port events and their counts; shared while none come.
+    pub events: Arc<super::EventsView>,
     /// Format × gzip.
     encoded: [OnceLock<Arc<[u8]>>; 4],
 }
@@ -314,6 +316,7 @@ impl Snapshot {
             reloads: Reloads::default(),
             recovery: None,
             actions_reloads: Reloads::default(),
+            events: Arc::default(),
             encoded: Default::default(),
         }
     }

@@ -194,6 +194,8 @@ pub struct State {
     netns_listen: Vec<(Arc<str>, ListenCounters)>,
     /// Expected ports, when a baseline is kept.
     pub baseline: Option<Arc<BaselineView>>,
+    /// The port events' view, set by the owner before each snapshot.
+    pub events: Arc<super::EventsView>,
     /// Ports found at the last pass and not exported for the cap.
     over_limit: usize,
     /// Messages that found the owner's queue full (read from it before
@@ -228,6 +230,7 @@ impl State {
             warned_unsupported: false,
             netns_listen: Vec::new(),
             baseline: None,
+            events: Arc::default(),
             over_limit: 0,
             queue_full: 0,
             first_checks: false,
@@ -742,6 +745,7 @@ impl State {
         snapshot.reloads = self.by_list.reloads;
         snapshot.recovery = self.recovery.clone();
         snapshot.actions_reloads = self.actions_reloads;
+        snapshot.events = Arc::clone(&self.events);
         snapshot.telemetry = Telemetry {
             probes,
             discovery_errors: sorted(&self.discovery_errors),

@@ -48,6 +48,29 @@ impl fmt::Display for Proto {
     }
 }
 
+/// Where events are written: nowhere, standard output, journald (its
+/// native protocol), or a file (JSON lines, appended).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    None,
+    Stdout,
+    Journald,
+    File(std::path::PathBuf),
+}
+
+impl Sink {
+    /// `none`, `stdout`, `journald`, or a file's path.
+    pub fn parse(s: &str) -> Result<Sink, String> {
+        match s {
+            "none" => Ok(Sink::None),
+            "stdout" | "-" => Ok(Sink::Stdout),
+            "journald" => Ok(Sink::Journald),
+            "" => Err("an empty output (expected none, stdout, journald or a file's path)".into()),
+            path => Ok(Sink::File(path.into())),
+        }
+    }
+}
+
 /// A port a socket can listen on: 1 to 65535 (0 is "any port" to `bind`,
 /// never a listening port).
 pub fn parse_port(s: &str) -> Result<u16, String> {

@@ -334,7 +334,29 @@ impl Exporter {
         Exporter::launch(cmd, Some(netns.to_string()), env)
     }
 
-    fn launch(mut cmd: Command, netns: Option<String>, env: &[(&str, &str)]) -> Exporter {
+    /// Starts the exporter with `args`, its standard output a pipe given
+    /// back (line by line).
+    pub fn start_piped(
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Exporter, BufReader<std::process::ChildStdout>) {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve").args(args);
+        let mut exporter = Exporter::launch_to(cmd, None, env, Stdio::piped());
+        let out = exporter.child.stdout.take().expect("piped stdout");
+        (exporter, BufReader::new(out))
+    }
+
+    fn launch(cmd: Command, netns: Option<String>, env: &[(&str, &str)]) -> Exporter {
+        Exporter::launch_to(cmd, netns, env, Stdio::null())
+    }
+
+    fn launch_to(
+        mut cmd: Command,
+        netns: Option<String>,
+        env: &[(&str, &str)],
+        stdout: Stdio,
+    ) -> Exporter {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -350,7 +372,7 @@ impl Exporter {
             .env("PORT_STATUS_INTERVAL", "500ms")
             .env("PROCESS_ALIVE_STATUS_INTERVAL", "500ms")
             .env("PORT_CHECK_TIMEOUT", "500ms")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::null());
         // Never the machine's /var/lib/portwarden.
         let state = (!env.iter().any(|(k, _)| *k == "PORTWARDEN_STATE_DIR")).then(|| {

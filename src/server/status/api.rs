@@ -278,3 +278,25 @@ pub fn targets(snapshot: &Snapshot, host: &str, query: &Query) -> Vec<u8> {
     };
     serde_json::to_vec(&body).unwrap_or_default()
 }
+
+/// `/api/v1/events`: `{"host", "last", "kept", "events": [...]}`, the
+/// events after `since` (of `action`, if given), oldest first, each as the
+/// events output writes it; `last` is the newest sequence made (to ask
+/// `since=last` next time), `kept` how many the ring holds.
+pub fn events(snapshot: &Snapshot, since: u64, action: Option<crate::events::Action>) -> Vec<u8> {
+    let view = &snapshot.events;
+    let host = &*view.host;
+    let events: Vec<serde_json::Value> = view
+        .since(since)
+        .filter(|e| action.is_none_or(|a| e.action == a))
+        .map(|e| e.to_json(host))
+        .collect();
+    let last = view.recent.events.back().map_or(0, |e| e.sequence);
+    serde_json::to_vec(&serde_json::json!({
+        "host": host,
+        "last": last,
+        "kept": view.recent.events.len(),
+        "events": events,
+    }))
+    .unwrap_or_default()
+}

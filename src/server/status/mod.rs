@@ -65,6 +65,7 @@ pub fn routes(shared: Arc<Shared>, metrics_path: &str, probe: bool) -> Router {
         .route("/", get(page))
         .route("/api/v1/ports", get(ports))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/events", get(events))
         .route("/badge/{kind}/{file}", get(badge))
         .route(
             "/assets/status.css",
@@ -232,6 +233,41 @@ async fn ports(State(status): State<Status>, uri: Uri) -> Response {
 
 async fn targets(State(status): State<Status>, uri: Uri) -> Response {
     json(status, uri, api::targets).await
+}
+
+/// `/api/v1/events?since=N&action=A`: the recent events after sequence N
+/// (all kept, without it), of one action if asked.
+async fn events(State(status): State<Status>, uri: Uri) -> Response {
+    let mut since = 0;
+    let mut action = None;
+    for (k, v) in super::query_params(uri.query().unwrap_or("")) {
+        match k.as_str() {
+            "since" => match v.parse::<u64>() {
+                Ok(n) => since = n,
+                Err(_) => {
+                    let why = view::BadQuery(format!(
+                        "since={v}: expected an event's sequence number (event.sequence), e.g. since=0"
+                    ));
+                    return bad_request(&why, true);
+                }
+            },
+            "action" => match crate::events::Action::ALL.iter().find(|a| a.as_str() == v) {
+                Some(a) => action = Some(*a),
+                None => {
+                    let why = view::BadQuery(format!(
+                        "action={v}: expected port_listening, port_opened, port_closed or owner_changed"
+                    ));
+                    return bad_request(&why, true);
+                }
+            },
+            _ => {}
+        }
+    }
+    let snapshot = status.shared.snapshot();
+    render(&status, StatusCode::OK, "application/json", move || {
+        api::events(&snapshot, since, action)
+    })
+    .await
 }
 
 async fn json(

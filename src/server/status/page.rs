@@ -332,6 +332,41 @@ fn targets_table(out: &mut String, snapshot: &Snapshot, q: &Query, now: u32) {
     out.push_str("</tbody></table></div>\n");
 }
 
+/// Changes shown at most.
+const CHANGES: usize = 20;
+
+/// The recent changes (not the start's records), newest first.
+fn changes(out: &mut String, snapshot: &Snapshot, now: SystemTime) {
+    let recent: Vec<&crate::events::Event> = snapshot
+        .events
+        .recent
+        .events
+        .iter()
+        .rev()
+        .filter(|e| e.action != crate::events::Action::Listening)
+        .take(CHANGES)
+        .collect();
+    if recent.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Recent changes</h2>\n<ol id=\"changes\" class=\"changes\">\n");
+    for e in recent {
+        let _ = writeln!(
+            out,
+            "<li class=\"ev-{}\" data-sequence=\"{}\">{} {}</li>",
+            e.action.as_str(),
+            e.sequence,
+            time(Some(e.at), now),
+            esc(&e.message())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "</ol><p class=\"times\"><a href=\"api/v1/events\">all kept ({})</a></p>",
+        snapshot.events.recent.events.len()
+    );
+}
+
 /// What the page needs besides the snapshot.
 pub struct Frame<'a> {
     pub host: &'a str,
@@ -360,7 +395,7 @@ pub fn render(snapshot: &Snapshot, frame: &Frame<'_>, q: &Query) -> String {
     out.push_str("</span></h1>\n<nav>");
     let _ = write!(
         out,
-        "<a href=\"{}\">/metrics</a> <a href=\"api/v1/ports\">/api/v1/ports</a>",
+        "<a href=\"{}\">/metrics</a> <a href=\"api/v1/ports\">/api/v1/ports</a> <a href=\"api/v1/events\">/api/v1/events</a>",
         esc(frame.metrics_path)
     );
     if !snapshot.targets.is_empty() {
@@ -420,6 +455,7 @@ pub fn render(snapshot: &Snapshot, frame: &Frame<'_>, q: &Query) -> String {
     );
     ports_table(&mut out, snapshot, q, minute);
     targets_table(&mut out, snapshot, q, minute);
+    changes(&mut out, snapshot, now);
     out.push_str("</main>\n");
     let _ = write!(
         out,

@@ -1,0 +1,627 @@
+//! Port events: each discovery pass compared with the one before it.
+//!
+//! A listening address (namespace, protocol, address, port) is one key.
+//! The first pass records each key once (`port_listening`, so that a log
+//! store can rebuild the state from the records of a start); later passes
+//! say what changed: `port_opened`, `port_closed`, and `owner_changed` (a
+//! new process, executable or unit on a key that stayed). A key whose
+//! state did not change says nothing.
+//!
+//! [`Tracker`] is pure (the engine's state owner and `ls --watch` feed it
+//! passes); [`output`] writes events out (JSON lines to stdout or a file,
+//! or journald's native protocol) from a thread of its own.
+//!
+//! Limits: a listener that lives shorter than a discovery interval is not
+//! seen; an owner we cannot read (no privilege, a process gone mid-scan)
+//! keeps the last one known rather than making a change up; a namespace
+//! we were refused this pass keeps its ports as they were.
+
+pub mod journald;
+pub mod output;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value, json};
+
+use crate::discover::Discovery;
+use crate::model::{Activation, Family, Owner, Port, Proto};
+
+/// What happened to a listening address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// The state at the start: one per address.
+    Listening,
+    Opened,
+    Closed,
+    /// Another process, executable or unit holds the same address.
+    OwnerChanged,
+}
+
+impl Action {
+    pub const ALL: [Action; 4] = [
+        Action::Listening,
+        Action::Opened,
+        Action::Closed,
+        Action::OwnerChanged,
+    ];
+
+    /// `event.action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Listening => "port_listening",
+            Action::Opened => "port_opened",
+            Action::Closed => "port_closed",
+            Action::OwnerChanged => "owner_changed",
+        }
+    }
+
+    /// ECS `event.type`.
+    fn ecs_type(self) -> &'static str {
+        match self {
+            Action::Listening => "info",
+            Action::Opened => "start",
+            Action::Closed => "end",
+            Action::OwnerChanged => "change",
+        }
+    }
+
+    /// journald's `MESSAGE_ID`: one stable 128-bit id per action, so that
+    /// `journalctl MESSAGE_ID=…` finds every event of a kind.
+    pub fn message_id(self) -> &'static str {
+        match self {
+            Action::Listening => "3300368f68f94e4cb78cbe849b26b2e3",
+            Action::Opened => "348ab40ca1e740f18908a2204b85f510",
+            Action::Closed => "5735248c34e14866ab1c119544bcc036",
+            Action::OwnerChanged => "9c89a8e7040248e6a088a8beb83a3b81",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A listening address: what an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// The namespace as discovery lists it (`host`, `netns:<inode>`):
+    /// stable, unlike the label a container's id gives it once known.
+    pub namespace: Arc<str>,
+    pub proto: Proto,
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+/// What is known of an address while it listens.
+#[derive(Debug, Clone)]
+struct Facts {
+    /// The namespace's label (`host`, a container's id, `netns:<inode>`).
+    netns: Arc<str>,
+    family: Family,
+    /// The primary owner of its oldest socket; `None` while unknown.
+    owner: Option<Arc<Owner>>,
+    activation: Option<Activation>,
+}
+
+/// One change of one listening address.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Numbered from 1 in the order made (`/api/v1/events?since=`).
+    pub sequence: u64,
+    pub at: SystemTime,
+    pub action: Action,
+    pub key: Key,
+    pub netns: Arc<str>,
+    pub family: Family,
+    /// The owner now; for `port_closed`, the last one known.
+    pub owner: Option<Arc<Owner>>,
+    /// For `owner_changed`: the owner before.
+    pub previous: Option<Arc<Owner>>,
+    pub activation: Option<Activation>,
+}
+
+/// Compares passes. Pure: given the same passes, the same events.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    known: HashMap<Key, Facts>,
+    started: bool,
+    sequence: u64,
+}
+
+/// The same process, executable and unit: no change worth an event.
+fn same_owner(a: &Owner, b: &Owner) -> bool {
+    (a.pid, a.start_time) == (b.pid, b.start_time)
+        && a.exe_path == b.exe_path
+        && a.unit.as_ref().map(|u| u.name()) == b.unit.as_ref().map(|u| u.name())
+}
+
+impl Tracker {
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    /// Listening addresses known now.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    /// The events of one pass (the start records at the first), in order:
+    /// closed, then opened, then changed, each by address.
+    pub fn observe(&mut self, pass: &Discovery, at: SystemTime) -> Vec<Event> {
+        let listed: HashSet<&str> = pass.namespaces.iter().map(|n| &*n.label).collect();
+        // Refused a namespace this pass: one not listed may still be there.
+        let partial = pass.stats.setns_denied + pass.stats.netns_denied > 0;
+        self.observe_ports(pass.ports.iter(), at, |namespace| {
+            !partial || listed.contains(namespace)
+        })
+    }
+
+    /// As [`Tracker::observe`], from ports alone; `seen(namespace)` says
+    /// whether a namespace was looked at (its ports missing are closed).
+    pub fn observe_ports<'p>(
+        &mut self,
+        ports: impl IntoIterator<Item = &'p Port>,
+        at: SystemTime,
+        seen: impl Fn(&str) -> bool,
+    ) -> Vec<Event> {
+        let mut now: HashMap<Key, (u64, Facts)> = HashMap::with_capacity(self.known.len());
+        for p in ports.into_iter().filter(|p| !p.excluded) {
+            let key = Key {
+                namespace: Arc::clone(&p.namespace),
+                proto: p.socket.proto,
+                address: p.socket.address,
+                port: p.socket.port,
+            };
+            let facts = || Facts {
+                netns: Arc::clone(&p.netns),
+                family: p.socket.family,
+                owner: p.owners.first().cloned(),
+                activation: p.activation.clone(),
+            };
+            // A SO_REUSEPORT group is one address: its oldest socket speaks.
+            match now.get_mut(&key) {
+                Some((inode, held)) if *inode > p.socket.inode => {
+                    *inode = p.socket.inode;
+                    *held = facts();
+                }
+                Some(_) => {}
+                None => {
+                    now.insert(key, (p.socket.inode, facts()));
+                }
+            }
+        }
+        let mut now: HashMap<Key, Facts> = now.into_iter().map(|(k, (_, f))| (k, f)).collect();
+        let mut out = Vec::new();
+        if !self.started {
+            self.started = true;
+            let mut keys: Vec<&Key> = now.keys().collect();
+            keys.sort();
+            for key in keys {
+                out.push((Action::Listening, key.clone(), now[key].clone(), None));
+            }
+        } else {
+            let mut closed: Vec<Key> = Vec::new();
+            for (key, old) in &self.known {
+                if now.contains_key(key) {
+                    continue;
+                }
+                if seen(&key.namespace) {
+                    closed.push(key.clone());
+                } else {
+                    now.insert(key.clone(), old.clone());
+                }
+            }
+            closed.sort();
+            for key in closed {
+                let old = self.known[&key].clone();
+                out.push((Action::Closed, key, old, None));
+            }
+            let mut opened: Vec<Key> = Vec::new();
+            let mut changed: Vec<(Key, Arc<Owner>)> = Vec::new();
+            for (key, facts) in now.iter_mut() {
+                let Some(old) = self.known.get(key) else {
+                    opened.push(key.clone());
+                    continue;
+                };
+                match (&old.owner, &facts.owner) {
+                    // Unknown now: the last known stands.
+                    (Some(before), None) => facts.owner = Some(Arc::clone(before)),
+                    (Some(before), Some(owner))
+                        if !Arc::ptr_eq(before, owner) && !same_owner(before, owner) =>
+                    {
+                        changed.push((key.clone(), Arc::clone(before)));
+                    }
+                    _ => {}
+                }
+            }
+            opened.sort();
+            for key in opened {
+                let facts = now[&key].clone();
+                out.push((Action::Opened, key, facts, None));
+            }
+            changed.sort_by(|a, b| a.0.cmp(&b.0));
+            for (key, before) in changed {
+                let facts = now[&key].clone();
+                out.push((Action::OwnerChanged, key, facts, Some(before)));
+            }
+        }
+        self.known = now;
+        out.into_iter()
+            .map(|(action, key, facts, previous)| {
+                self.sequence += 1;
+                Event {
+                    sequence: self.sequence,
+                    at,
+                    action,
+                    key,
+                    netns: facts.netns,
+                    family: facts.family,
+                    owner: facts.owner,
+                    previous,
+                    activation: facts.activation,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Events made, by action; and what the output could not write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub by_action: [u64; 4],
+}
+
+impl Counts {
+    pub fn add(&mut self, events: &[Event]) {
+        for e in events {
+            self.by_action[e.action.index()] += 1;
+        }
+    }
+
+    pub fn of(&self, action: Action) -> u64 {
+        self.by_action[action.index()]
+    }
+}
+
+/// The recent events, oldest first, at most `capacity`.
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    pub events: std::collections::VecDeque<Event>,
+    pub capacity: usize,
+}
+
+impl Recent {
+    pub fn new(capacity: usize) -> Recent {
+        Recent {
+            events: std::collections::VecDeque::with_capacity(capacity.min(1024)),
+            capacity,
+        }
+    }
+
+    pub fn push(&mut self, events: &[Event]) {
+        for e in events {
+            if self.events.len() == self.capacity {
+                self.events.pop_front();
+            }
+            self.events.push_back(e.clone());
+        }
+    }
+
+    /// Those after `sequence`, oldest first.
+    pub fn since(&self, sequence: u64) -> impl Iterator<Item = &Event> {
+        let skip = self.events.partition_point(|e| e.sequence <= sequence);
+        self.events.iter().skip(skip)
+    }
+}
+
+impl Event {
+    /// The address as people write it: `127.0.0.1:80`, `[::1]:80`.
+    pub fn address(&self) -> String {
+        match self.key.address {
+            IpAddr::V4(a) => format!("{a}:{}", self.key.port),
+            IpAddr::V6(a) => format!("[{a}]:{}", self.key.port),
+        }
+    }
+
+    /// One line for people (and journald's `MESSAGE`).
+    pub fn message(&self) -> String {
+        let who = |o: &Owner| {
+            let unit = o
+                .unit
+                .as_ref()
+                .map(|u| format!(", {}", u.display()))
+                .unwrap_or_default();
+            format!("{} (pid {}{unit})", o.process_name, o.pid)
+        };
+        let by = self.owner.as_deref().map(who);
+        let place = format!(
+            "{} {}{}",
+            self.key.proto.as_str(),
+            self.address(),
+            match &*self.netns {
+                "host" => String::new(),
+                netns => format!(" in {netns}"),
+            }
+        );
+        match (self.action, by) {
+            (Action::Listening, Some(by)) => format!("{place} listening: {by}"),
+            (Action::Opened, Some(by)) => format!("{place} opened by {by}"),
+            (Action::Closed, Some(by)) => format!("{place} closed, held by {by}"),
+            (Action::OwnerChanged, Some(by)) => format!(
+                "{place} now held by {by}, before by {}",
+                self.previous
+                    .as_deref()
+                    .map_or_else(|| "?".to_string(), who)
+            ),
+            (action, None) => format!(
+                "{place} {}, owner unknown",
+                action.as_str().trim_start_matches("port_")
+            ),
+        }
+    }
+
+    /// The event as one JSON object with the field names log stores expect
+    /// (ECS): `@timestamp`, `event.*`, `host.name`, `network.*`,
+    /// `server.ip/port`, `process.*`, `user.*`, `systemd.*`, `container.id`,
+    /// `netns`, and `previous.*` for a change.
+    pub fn to_json(&self, host: &str) -> Value {
+        let mut v = Map::new();
+        v.insert("@timestamp".into(), json!(rfc3339(self.at)));
+        v.insert(
+            "event".into(),
+            json!({
+                "action": self.action.as_str(),
+                "kind": "event",
+                "category": ["network"],
+                "type": [self.action.ecs_type()],
+                "sequence": self.sequence,
+                "dataset": "portwarden.ports",
+            }),
+        );
+        v.insert("message".into(), json!(self.message()));
+        v.insert("host".into(), json!({ "name": host }));
+        v.insert(
+            "network".into(),
+            json!({"transport": self.key.proto.as_str(), "type": self.family.as_str()}),
+        );
+        v.insert(
+            "server".into(),
+            json!({"ip": self.key.address.to_string(), "port": self.key.port}),
+        );
+        v.insert("netns".into(), json!(&*self.netns));
+        if let Some(o) = &self.owner {
+            owner_fields(&mut v, o);
+        }
+        if let Some(a) = &self.activation
+            && let Some(m) = v
+                .entry("systemd")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+        {
+            m.insert("socket".into(), json!(a.socket_label()));
+        }
+        if let Some(before) = &self.previous {
+            let mut p = Map::new();
+            owner_fields(&mut p, before);
+            v.insert("previous".into(), Value::Object(p));
+        }
+        Value::Object(v)
+    }
+}
+
+/// `process.*`, `user.*`, `systemd.*`, `container.id` of an owner.
+fn owner_fields(v: &mut Map<String, Value>, o: &Owner) {
+    v.insert(
+        "process".into(),
+        json!({
+            "pid": o.pid,
+            "name": o.process_name,
+            "executable": o.exe_path,
+            "command_line": o.cmdline,
+        }),
+    );
+    v.insert(
+        "user".into(),
+        json!({"id": o.uid.to_string(), "name": o.user}),
+    );
+    if let Some(u) = &o.unit {
+        v.insert(
+            "systemd".into(),
+            json!({"unit": u.name(), "system_unit": u.system, "user_unit": u.user}),
+        );
+    }
+    if let Some(c) = &o.container {
+        v.insert("container".into(), json!({ "id": c.id }));
+    }
+}
+
+/// `2026-12-04T13:05:09.123Z`.
+pub fn rfc3339(at: SystemTime) -> String {
+    let since = crate::value::time::since_epoch(at);
+    let secs = since.as_secs();
+    let rem = secs % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        crate::value::time::date(secs as i64),
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Socket;
+    use std::time::Duration;
+
+    fn owner(pid: u32, exe: &str) -> Arc<Owner> {
+        Arc::new(Owner {
+            pid,
+            start_time: u64::from(pid) * 10,
+            process_name: exe.rsplit('/').next().unwrap_or(exe).to_string(),
+            exe_path: exe.to_string(),
+            cmdline: exe.to_string(),
+            uid: 0,
+            user: "root".into(),
+            ppid: 1,
+            container: None,
+            cgroup_unrecognized: false,
+            unit: None,
+            listen_fds: None,
+        })
+    }
+
+    fn port(namespace: &str, port: u16, inode: u64, holder: Option<Arc<Owner>>) -> Port {
+        Port {
+            socket: Socket {
+                proto: Proto::Tcp,
+                family: Family::Ipv4,
+                address: "127.0.0.1".parse().expect("address"),
+                port,
+                inode,
+                uid: 0,
+                accept_queue: None,
+            },
+            netns: namespace.into(),
+            namespace: namespace.into(),
+            owners: holder.into_iter().collect(),
+            owner_unknown_reason: None,
+            excluded: false,
+            connections: None,
+            activation: None,
+        }
+    }
+
+    fn actions(events: &[Event]) -> Vec<(&'static str, u16)> {
+        events
+            .iter()
+            .map(|e| (e.action.as_str(), e.key.port))
+            .collect()
+    }
+
+    const T: SystemTime = SystemTime::UNIX_EPOCH;
+
+    #[test]
+    fn the_start_is_recorded_then_only_changes() {
+        let mut t = Tracker::new();
+        let web = owner(10, "/usr/sbin/web");
+        let first = [
+            port("host", 80, 1, Some(web.clone())),
+            port("host", 22, 2, None),
+        ];
+        let e = t.observe_ports(&first[..], T, |_| true);
+        assert_eq!(
+            actions(&e),
+            [("port_listening", 22), ("port_listening", 80)]
+        );
+        for _ in 0..10 {
+            assert!(t.observe_ports(&first[..], T, |_| true).is_empty());
+        }
+        // 22 closes, 443 opens, 80 is now another process.
+        let next = [
+            port("host", 80, 5, Some(owner(11, "/usr/sbin/web"))),
+            port("host", 443, 6, Some(web.clone())),
+        ];
+        let e = t.observe_ports(&next[..], T, |_| true);
+        assert_eq!(
+            actions(&e),
+            [
+                ("port_closed", 22),
+                ("port_opened", 443),
+                ("owner_changed", 80)
+            ]
+        );
+        assert_eq!(e[2].previous.as_ref().map(|o| o.pid), Some(10));
+        assert_eq!(e[2].owner.as_ref().map(|o| o.pid), Some(11));
+        assert_eq!(
+            e.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            [3, 4, 5],
+            "numbered on from the start records"
+        );
+    }
+
+    #[test]
+    fn an_owner_unknown_for_a_pass_is_no_change_and_a_refused_namespace_keeps_its_ports() {
+        let mut t = Tracker::new();
+        let web = owner(10, "/usr/sbin/web");
+        let all = [
+            port("host", 80, 1, Some(web.clone())),
+            port("netns:9", 81, 2, None),
+        ];
+        t.observe_ports(&all[..], T, |_| true);
+        let unknown = [port("host", 80, 1, None)];
+        assert!(
+            t.observe_ports(&unknown[..], T, |ns| ns == "host")
+                .is_empty()
+        );
+        // Known again, the same: still nothing.
+        assert!(t.observe_ports(&all[..], T, |_| true).is_empty());
+        // Looked at, and gone.
+        let e = t.observe_ports(&all[..1], T, |_| true);
+        assert_eq!(actions(&e), [("port_closed", 81)]);
+    }
+
+    #[test]
+    fn a_reuseport_group_is_one_address_named_by_its_oldest_socket() {
+        let mut t = Tracker::new();
+        let (old, new) = (owner(10, "/opt/v1/app"), owner(20, "/opt/v2/app"));
+        let pair = [
+            port("host", 80, 7, Some(new.clone())),
+            port("host", 80, 3, Some(old)),
+        ];
+        let e = t.observe_ports(&pair[..], T, |_| true);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].owner.as_ref().map(|o| o.pid), Some(10));
+        // The old instance leaves: the address stays, its owner changes.
+        let e = t.observe_ports(&pair[..1], T, |_| true);
+        assert_eq!(actions(&e), [("owner_changed", 80)]);
+    }
+
+    #[test]
+    fn events_speak_ecs() {
+        let mut t = Tracker::new();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_389_509_123);
+        let e = t.observe_ports(
+            &[port("host", 80, 1, Some(owner(10, "/usr/sbin/web")))],
+            at,
+            |_| true,
+        );
+        let v = e[0].to_json("box");
+        assert_eq!(v["@timestamp"], "2026-12-04T13:05:09.123Z");
+        assert_eq!(v["event"]["action"], "port_listening");
+        assert_eq!(v["host"]["name"], "box");
+        assert_eq!(v["network"]["transport"], "tcp");
+        assert_eq!(v["server"]["ip"], "127.0.0.1");
+        assert_eq!(v["server"]["port"], 80);
+        assert_eq!(v["process"]["pid"], 10);
+        assert_eq!(v["process"]["executable"], "/usr/sbin/web");
+        assert_eq!(v["user"]["id"], "0");
+        assert_eq!(v["netns"], "host");
+        assert_eq!(v["message"], "tcp 127.0.0.1:80 listening: web (pid 10)");
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_and_pages_by_sequence() {
+        let mut t = Tracker::new();
+        let ports: Vec<Port> = (1..=5)
+            .map(|p| port("host", p, u64::from(p), None))
+            .collect();
+        let e = t.observe_ports(&ports[..], T, |_| true);
+        let mut r = Recent::new(3);
+        r.push(&e);
+        let seqs =
+            |it: &mut dyn Iterator<Item = &Event>| it.map(|e| e.sequence).collect::<Vec<_>>();
+        assert_eq!(seqs(&mut r.since(0)), [3, 4, 5]);
+        assert_eq!(seqs(&mut r.since(4)), [5]);
+        assert!(r.since(5).next().is_none());
+    }
+}
