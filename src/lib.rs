@@ -21,6 +21,7 @@
 //!   publishes snapshots, its threads and tasks supervised.
 //! - [`collectors`]: a snapshot as metric families, one file per group.
 //! - [`encoder`]: metric families as text 0.0.4 or OpenMetrics.
+//! - [`conflicts`]: two programs on one port number, and stale owners.
 //! - [`events`]: port events (a pass compared with the last) and their outputs.
 //! - [`alloc`]: allocator tuning.
 //! - [`server`]: `/metrics`, the status page and its API, `/probe`, graceful shutdown.
@@ -31,6 +32,7 @@ pub mod baseline;
 pub mod cli;
 pub mod collectors;
 pub mod config;
+pub mod conflicts;
 pub mod counters;
 pub mod discover;
 pub mod encoder;

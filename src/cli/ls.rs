@@ -52,10 +52,57 @@ pub fn run(
         &ports,
         args.check.then_some(args.timeout),
     )?;
+    let conflicts = crate::conflicts::find(&discovery.ports, &discovery.replaced);
+    let marks = Marks::of(&conflicts);
+    if !args.json {
+        for c in conflicts.iter().filter(|c| {
+            ports
+                .iter()
+                .any(|p| Marks::key(p) == (c.proto, c.port, Arc::clone(&c.netns)))
+        }) {
+            writeln!(
+                warn,
+                "portwarden: conflict on {} port {} ({}): {}: {}",
+                c.proto,
+                c.port,
+                printable(&c.netns),
+                c.kind.as_str(),
+                printable(&c.detail)
+            )?;
+        }
+    }
     if args.json {
-        write_json(&ports, &checks, out)
+        write_json(&ports, &checks, &marks, out)
     } else {
-        write_table(&ports, &checks, out)
+        write_table(&ports, &checks, &marks, out)
+    }
+}
+
+/// The kinds of conflict on each port number (protocol, port, namespace).
+#[derive(Debug, Default)]
+pub(super) struct Marks {
+    by_port: std::collections::HashMap<(Proto, u16, Arc<str>), Vec<&'static str>>,
+}
+
+impl Marks {
+    pub(super) fn of(conflicts: &[crate::conflicts::Conflict]) -> Marks {
+        let mut marks = Marks::default();
+        for c in conflicts {
+            marks
+                .by_port
+                .entry((c.proto, c.port, Arc::clone(&c.netns)))
+                .or_default()
+                .push(c.kind.as_str());
+        }
+        marks
+    }
+
+    fn key(p: &Port) -> (Proto, u16, Arc<str>) {
+        (p.socket.proto, p.socket.port, Arc::clone(&p.netns))
+    }
+
+    fn get(&self, p: &Port) -> &[&'static str] {
+        self.by_port.get(&Marks::key(p)).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -203,11 +250,14 @@ struct JsonPort<'a> {
     owners: &'a [Arc<Owner>],
     owner_unknown_reason: Option<&'a str>,
     excluded: bool,
+    /// Kinds of conflict on its port number (address, reuseport, replaced_exe).
+    conflicts: &'a [&'static str],
 }
 
 fn write_json(
     ports: &[&Port],
     checks: &IdMap<u64, Checked>,
+    marks: &Marks,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let items: Vec<JsonPort<'_>> = ports
@@ -237,6 +287,7 @@ fn write_json(
             owners: &p.owners,
             owner_unknown_reason: p.owner_unknown_reason.as_deref(),
             excluded: p.excluded,
+            conflicts: marks.get(p),
         })
         .collect();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
@@ -254,11 +305,12 @@ pub(super) const COLUMNS: [&str; 10] = [
 fn write_table(
     ports: &[&Port],
     checks: &IdMap<u64, Checked>,
+    marks: &Marks,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let mut table = super::table(&COLUMNS);
     for p in ports {
-        table.add_row(row(p, checks));
+        table.add_row(row(p, checks, marks));
     }
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     writeln!(out, "{}", super::one_line_rows(&mut table))?;
@@ -267,7 +319,7 @@ fn write_table(
 }
 
 /// A port's row of the table, [`COLUMNS`] in order.
-fn row(p: &Port, checks: &IdMap<u64, Checked>) -> [String; 10] {
+fn row(p: &Port, checks: &IdMap<u64, Checked>, marks: &Marks) -> [String; 10] {
     {
         let s = &p.socket;
         let proto = match s.family {
@@ -311,10 +363,13 @@ fn row(p: &Port, checks: &IdMap<u64, Checked>) -> [String; 10] {
             user,
             unit,
             queue,
-            checks
-                .get(&s.inode)
-                .map_or("-", |c| c.health.as_str())
-                .to_string(),
+            {
+                let health = checks.get(&s.inode).map_or("-", |c| c.health.as_str());
+                match marks.get(p) {
+                    [] => health.to_string(),
+                    kinds => format!("{health} !{}", kinds.join(",")),
+                }
+            },
             exe,
         ]
     }
@@ -329,8 +384,10 @@ pub(super) fn rows(
     ports: &[&Port],
 ) -> Result<Vec<(u64, [String; 10])>, Error> {
     let checks = assess(discoverer, discovery, ports, None)?;
+    let conflicts = crate::conflicts::find(&discovery.ports, &discovery.replaced);
+    let marks = Marks::of(&conflicts);
     Ok(ports
         .iter()
-        .map(|p| (p.socket.inode, row(p, &checks)))
+        .map(|p| (p.socket.inode, row(p, &checks, &marks)))
         .collect())
 }

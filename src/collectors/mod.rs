@@ -7,6 +7,7 @@
 //! recovery actions' when an actions file is.
 
 mod baseline;
+mod conflicts;
 mod exporter;
 mod health;
 mod info;
@@ -38,6 +39,7 @@ pub fn write(snapshot: &Snapshot, enc: &mut Encoder) {
     {
         baseline::write(b, enc);
     }
+    conflicts::write(snapshot, enc);
     targets::write(snapshot, enc);
     recovery::write(snapshot, enc);
     exporter::write(snapshot, enc);
@@ -292,6 +294,13 @@ mod tests {
         http.interval = Duration::from_secs(60);
 
         let mut s = Snapshot::empty(Collectors::default());
+        s.conflicts = Arc::from([crate::conflicts::Conflict {
+            proto: Proto::Tcp,
+            port: 3000,
+            netns: "host".into(),
+            kind: crate::conflicts::Kind::Address,
+            detail: "docker-proxy (uid 0) on 0.0.0.0, node (uid 1000) on ::1".into(),
+        }]);
         s.ports = ports;
         s.processes = vec![
             ProcessSeries {

@@ -55,6 +55,9 @@ pub struct Discovery {
     pub duration_seconds: f64,
     /// Every namespace listed.
     pub namespaces: Vec<Namespace>,
+    /// Primary owners whose executable was deleted or replaced since they
+    /// started (`/proc/<pid>/exe` ends in " (deleted)"), read at each pass.
+    pub replaced: IdSet<u32>,
 }
 
 /// A network namespace a pass listed.
@@ -234,13 +237,35 @@ impl Discoverer {
         let ports = self.ports(sockets, &stats);
         stats.threads_refused = threads::take_refused();
         stats.container_unrecognized = count_unrecognized_cgroups(&ports);
+        let replaced = self.replaced_executables(&ports);
         Ok(Discovery {
             ports,
             stats,
             source,
             duration_seconds: started.elapsed().as_secs_f64(),
             namespaces,
+            replaced,
         })
+    }
+
+    /// The primary owners whose executable is gone from its path (deleted,
+    /// or replaced by a new file: an upgrade's stale process): one
+    /// `readlink` per owner and pass, since the owners' details are kept
+    /// from pass to pass. An owner whose link we may not read is not one.
+    fn replaced_executables(&self, ports: &[Port]) -> IdSet<u32> {
+        let mut seen = IdSet::default();
+        let mut replaced = IdSet::default();
+        for owner in ports.iter().filter_map(|p| p.owners.first()) {
+            if seen.insert(owner.pid)
+                && self
+                    .proc
+                    .readlink(owner.pid, "exe")
+                    .is_ok_and(|target| target.ends_with(b" (deleted)"))
+            {
+                replaced.insert(owner.pid);
+            }
+        }
+        replaced
     }
 
     /// Joins sockets with their owners, on all threads: with 10,000 ports

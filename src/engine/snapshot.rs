@@ -59,6 +59,8 @@ pub struct Snapshot {
     pub actions_reloads: Reloads,
     /// The recent port events and their counts; shared while none come.
     pub events: Arc<super::EventsView>,
+    /// Conflicts found at the last pass; shared while they stay the same.
+    pub conflicts: Arc<[crate::conflicts::Conflict]>,
     /// Format × gzip.
     encoded: [OnceLock<Arc<[u8]>>; 4],
 }
@@ -317,6 +319,7 @@ impl Snapshot {
             recovery: None,
             actions_reloads: Reloads::default(),
             events: Arc::default(),
+            conflicts: Arc::from([]),
             encoded: Default::default(),
         }
     }

@@ -196,6 +196,8 @@ pub struct State {
     pub baseline: Option<Arc<BaselineView>>,
     /// The port events' view, set by the owner before each snapshot.
     pub events: Arc<super::EventsView>,
+    /// Conflicts found at the last pass.
+    conflicts: Arc<[crate::conflicts::Conflict]>,
     /// Ports found at the last pass and not exported for the cap.
     over_limit: usize,
     /// Messages that found the owner's queue full (read from it before
@@ -231,6 +233,7 @@ impl State {
             netns_listen: Vec::new(),
             baseline: None,
             events: Arc::default(),
+            conflicts: Arc::from([]),
             over_limit: 0,
             queue_full: 0,
             first_checks: false,
@@ -505,6 +508,10 @@ impl State {
     fn apply_discovery(&mut self, d: &Discovery, full: bool) {
         let now = Instant::now();
         self.count_pass(d, full);
+        let conflicts = crate::conflicts::find(&d.ports, &d.replaced);
+        if *self.conflicts != *conflicts {
+            self.conflicts = conflicts.into();
+        }
         // How to reach each series' namespace, by the series' label (a
         // container's id names its namespace once an owner is known).
         let by_namespace = probe::vias(d);
@@ -746,6 +753,7 @@ impl State {
         snapshot.recovery = self.recovery.clone();
         snapshot.actions_reloads = self.actions_reloads;
         snapshot.events = Arc::clone(&self.events);
+        snapshot.conflicts = Arc::clone(&self.conflicts);
         snapshot.telemetry = Telemetry {
             probes,
             discovery_errors: sorted(&self.discovery_errors),
@@ -835,6 +843,7 @@ mod tests {
                 entry: None,
                 listen: None,
             }],
+            replaced: Default::default(),
         }
     }
 

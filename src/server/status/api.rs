@@ -140,6 +140,10 @@ struct Port<'a> {
     owner_unknown_reason: Option<&'a str>,
     /// Always false: excluded processes' ports are not watched.
     excluded: bool,
+    /// Kinds of conflict on its port number, as `ls --json` has them.
+    conflicts: Vec<&'static str>,
+    /// The same, with who is in each.
+    conflict_details: &'a [crate::conflicts::Conflict],
     // The engine's.
     /// Still listening; false for a gone port kept for the retention
     /// (its last sockets shown).
@@ -182,6 +186,8 @@ fn port<'a>(row: &Row<'a>, now: u32, with_history: bool) -> Port<'a> {
         }),
         owner_unknown_reason: s.and_then(|s| s.owner_unknown_reason.as_deref()),
         excluded: false,
+        conflicts: row.conflicts.iter().map(|c| c.kind.as_str()).collect(),
+        conflict_details: row.conflicts,
         present: p.present,
         process_name: printable(&p.process_name),
         exe_path: printable(&p.exe_path),

@@ -206,7 +206,18 @@ fn row(out: &mut String, r: &Row<'_>, now: u32) {
         process,
         esc(r.user()),
         r.unit().map(|u| esc(&u)).unwrap_or_default(),
-        health_badge(r.health()),
+        {
+            let mut cell = health_badge(r.health());
+            for c in r.conflicts {
+                let _ = write!(
+                    cell,
+                    " <span class=\"conflict\" title=\"{}\">conflict: {}</span>",
+                    esc(&c.detail),
+                    c.kind.as_str()
+                );
+            }
+            cell
+        },
         connect,
         queue,
         bar(&p.day, now),

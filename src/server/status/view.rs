@@ -228,6 +228,8 @@ pub struct Row<'a> {
     pub socket: Option<&'a SocketInfo>,
     /// Uptime over the last hour and day.
     pub uptime: (Option<f64>, Option<f64>),
+    /// Conflicts on its port number, by kind.
+    pub conflicts: &'a [crate::conflicts::Conflict],
 }
 
 impl<'a> Row<'a> {
@@ -333,6 +335,10 @@ impl<'a> Row<'a> {
         if let Some(o) = self.owner() {
             t.push_str(&format!(" {}", o.pid));
         }
+        for c in self.conflicts {
+            t.push_str(" conflict ");
+            t.push_str(c.kind.as_str());
+        }
         t.to_lowercase()
     }
 }
@@ -344,6 +350,21 @@ fn matches_series(f: &Filter, p: &PortSeries) -> bool {
         && (f.health.is_empty() || f.health.contains(&p.health))
 }
 
+/// The conflicts on `p`'s port number (they are sorted by protocol, port
+/// and namespace, so those of one series are side by side).
+pub fn conflicts_of<'a>(
+    all: &'a [crate::conflicts::Conflict],
+    p: &PortSeries,
+) -> &'a [crate::conflicts::Conflict] {
+    let key = (p.key.proto, p.key.port, &*p.key.netns);
+    let start = all.partition_point(|c| (c.proto, c.port, &*c.netns) < key);
+    let len = all[start..]
+        .iter()
+        .take_while(|c| (c.proto, c.port, &*c.netns) == key)
+        .count();
+    &all[start..start + len]
+}
+
 /// The rows of `snapshot` that `query` asks for, arranged as it says
 /// (grouped rows are ordered by group first); `now` is the current minute.
 pub fn rows<'a>(snapshot: &'a Snapshot, query: &Query, now: u32) -> Vec<Row<'a>> {
@@ -353,11 +374,13 @@ pub fn rows<'a>(snapshot: &'a Snapshot, query: &Query, now: u32) -> Vec<Row<'a>>
         let uptime = (p.day.uptime(now, 60), p.day.uptime(now, history::MINUTES));
         // Its sockets; the series alone when none is known.
         let alone = p.sockets.is_empty().then_some(None);
+        let conflicts = conflicts_of(&snapshot.conflicts, p);
         for socket in p.sockets.iter().map(Some).chain(alone) {
             let row = Row {
                 port: p,
                 socket,
                 uptime,
+                conflicts,
             };
             let unit_ok = f.unit.as_deref().is_none_or(|u| row.has_unit(u));
             if unit_ok
