@@ -17,8 +17,14 @@ cargo build --release --quiet --bin portwarden --example hostsim
 bin=target/release/portwarden
 
 ready=$(mktemp -u /tmp/portwarden-hostsim.XXXXXX.json)
+# Each simulated process in a unit of its own when we may (root); UNITS=none: not.
+units_dir=${UNITS:-/sys/fs/cgroup/unified/hostsim-$$.slice}
+units=()
+if [ "$units_dir" != none ] && [ -w "$(dirname "$units_dir")" ]; then
+  units=(--units "$units_dir")
+fi
 "$PWD/target/release/examples/hostsim" --procs "$PROCS" --tcp "$TCP" --udp "$UDP" --fds "$FDS" \
-  --ready-file "$ready" &
+  "${units[@]}" --ready-file "$ready" &
 sim=$!
 trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null; rm -f "$ready"' EXIT
 until [ -f "$ready" ]; do

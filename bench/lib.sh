@@ -17,9 +17,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Each simulated process in a systemd-style unit of its own (a cgroup under
+# the unified hierarchy) when we may make them (root): owners have units, as
+# on a real host. UNITS=none leaves them in ours.
+units_args() {
+  local dir=${UNITS:-/sys/fs/cgroup/unified/hostsim-$$.slice}
+  if [ "$dir" != none ] && [ -w "$(dirname "$dir")" ]; then
+    echo "--units $dir"
+  fi
+}
+
 start_sim() {
   ready=$(mktemp -u /tmp/portwarden-hostsim.XXXXXX.json)
-  "$PWD/target/release/examples/hostsim" "$@" --ready-file "$ready" &
+  # shellcheck disable=SC2046
+  "$PWD/target/release/examples/hostsim" "$@" $(units_args) --ready-file "$ready" &
   sim=$!
   until [ -f "$ready" ]; do
     kill -0 "$sim" 2>/dev/null || { echo "hostsim died" >&2; exit 1; }

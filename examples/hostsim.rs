@@ -68,6 +68,26 @@ struct Args {
     /// Where to write the list of sockets once all are open.
     #[arg(long)]
     ready_file: PathBuf,
+    /// A cgroup directory (e.g. /sys/fs/cgroup/unified/hostsim.slice, as
+    /// root) to put each process in a unit of its own below, as systemd
+    /// would: `<dir>/hostsim-<i>.service`. Removed at the end.
+    #[arg(long)]
+    units: Option<PathBuf>,
+}
+
+/// Moves `pid` into `<dir>/hostsim-<i>.service`, made if missing.
+fn place_in_unit(dir: &std::path::Path, i: usize, pid: i32) -> std::io::Result<()> {
+    let unit = dir.join(format!("hostsim-{i}.service"));
+    std::fs::create_dir_all(&unit)?;
+    std::fs::write(unit.join("cgroup.procs"), pid.to_string())
+}
+
+/// Removes the units' cgroups once their processes are gone.
+fn remove_units(dir: &std::path::Path, procs: usize) {
+    for i in 0..procs {
+        let _ = std::fs::remove_dir(dir.join(format!("hostsim-{i}.service")));
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +170,11 @@ fn main() -> ExitCode {
             pid => {
                 drop(theirs);
                 children.push(pid);
+                if let Some(dir) = &args.units
+                    && let Err(e) = place_in_unit(dir, i, pid)
+                {
+                    return fail(&children, &format!("{}: {e}", dir.display()));
+                }
                 let mut line = String::new();
                 if ours.read_to_string(&mut line).is_err() || line.is_empty() {
                     return fail(&children, &format!("process {i} failed to start"));
@@ -172,6 +197,9 @@ fn main() -> ExitCode {
     // SAFETY: waits on the blocked set; writes the signal number to `sig`.
     unsafe { libc::sigwait(&signals, &mut sig) };
     end(&children);
+    if let Some(dir) = &args.units {
+        remove_units(dir, args.procs);
+    }
     ExitCode::SUCCESS
 }
 
