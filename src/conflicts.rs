@@ -172,6 +172,7 @@ mod tests {
             cgroup_unrecognized: false,
             unit: None,
             listen_fds: None,
+            exe_id: None,
         });
         let address: IpAddr = addr.parse().expect("address");
         Port {

@@ -115,6 +115,10 @@ pub struct Owner {
     /// Sockets its service manager passed it (socket activation).
     #[serde(skip)]
     pub listen_fds: Option<ListenFds>,
+    /// (device, inode) of the executable it runs, read when first seen:
+    /// when its path no longer leads there, the file was replaced.
+    #[serde(skip)]
+    pub exe_id: Option<(u64, u64)>,
 }
 
 /// Sockets a service manager passed to a process: fds 3 to 3 + `count` - 1,

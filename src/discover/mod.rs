@@ -249,21 +249,50 @@ impl Discoverer {
     }
 
     /// The primary owners whose executable is gone from its path (deleted,
-    /// or replaced by a new file: an upgrade's stale process): one
-    /// `readlink` per owner and pass, since the owners' details are kept
-    /// from pass to pass. An owner whose link we may not read is not one.
+    /// or replaced by a new file: an upgrade's stale process). Each owner's
+    /// file was identified (device, inode) when it was first read; here
+    /// its path is looked up again, once per path and container — through
+    /// `/proc/<pid>/root` of one owner, so as the owners see it — and an
+    /// owner whose file is no longer there is one. Owners whose file we
+    /// could not identify are not.
     fn replaced_executables(&self, ports: &[Port]) -> IdSet<u32> {
+        type Members = (u32, Vec<(u32, (u64, u64))>);
         let mut seen = IdSet::default();
-        let mut replaced = IdSet::default();
+        let mut by_path: std::collections::HashMap<(&str, Option<&str>), Members> =
+            std::collections::HashMap::new();
         for owner in ports.iter().filter_map(|p| p.owners.first()) {
-            if seen.insert(owner.pid)
-                && self
-                    .proc
-                    .readlink(owner.pid, "exe")
-                    .is_ok_and(|target| target.ends_with(b" (deleted)"))
-            {
-                replaced.insert(owner.pid);
+            let Some(id) = owner.exe_id else { continue };
+            if !seen.insert(owner.pid) || !owner.exe_path.starts_with('/') {
+                continue;
             }
+            let container = owner.container.as_ref().map(|c| c.id.as_str());
+            by_path
+                .entry((owner.exe_path.as_str(), container))
+                .or_insert_with(|| (owner.pid, Vec::new()))
+                .1
+                .push((owner.pid, id));
+        }
+        let mut replaced = IdSet::default();
+        for ((path, _), (via, members)) in by_path {
+            let now = match self.proc.stat_rel(format!("{via}/root{path}")) {
+                Ok(id) => Some(id),
+                // Gone — or the owner we looked through is: ask each.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    replaced.extend(members.iter().map(|(pid, _)| *pid).filter(|pid| {
+                        self.proc
+                            .readlink(*pid, "exe")
+                            .is_ok_and(|target| target.ends_with(b" (deleted)"))
+                    }));
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            replaced.extend(
+                members
+                    .iter()
+                    .filter(|(_, id)| now != Some(*id))
+                    .map(|(pid, _)| *pid),
+            );
         }
         replaced
     }
@@ -414,6 +443,7 @@ mod tests {
             cgroup_unrecognized: false,
             unit: None,
             listen_fds: None,
+            exe_id: None,
         })
     }
 

@@ -77,6 +77,13 @@ impl ProcRoot {
         self.read_rel(path.as_bytes(), buf)
     }
 
+    /// (device, inode) of a file relative to the root, links followed
+    /// (e.g. `812/root/usr/sbin/nginx`).
+    pub fn stat_rel(&self, rel: impl rustix::path::Arg) -> io::Result<(u64, u64)> {
+        let st = rustix::fs::statat(&self.dir, rel, rustix::fs::AtFlags::empty())?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
     /// Reads a file relative to the root (e.g. `1/root/etc/passwd`).
     pub fn read_rel(&self, rel: impl rustix::path::Arg, buf: &mut Vec<u8>) -> io::Result<()> {
         read_at(&self.dir, rel, buf)
@@ -124,6 +131,13 @@ impl PidDir {
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?)
+    }
+
+    /// (device, inode) of what a link such as `exe` leads to, followed
+    /// (a deleted file's too).
+    pub fn stat_target(&self, name: &str) -> io::Result<(u64, u64)> {
+        let st = rustix::fs::statat(&self.dir, name, rustix::fs::AtFlags::empty())?;
+        Ok((st.st_dev, st.st_ino))
     }
 
     /// Reads a link such as `exe`.

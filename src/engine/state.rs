@@ -799,6 +799,7 @@ mod tests {
             cgroup_unrecognized: false,
             unit: None,
             listen_fds: None,
+            exe_id: None,
         })
     }
 

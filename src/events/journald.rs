@@ -135,6 +135,7 @@ mod tests {
             cgroup_unrecognized: false,
             unit: None,
             listen_fds: None,
+            exe_id: None,
         });
         let port = Port {
             socket: Socket {

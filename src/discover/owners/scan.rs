@@ -306,6 +306,9 @@ pub(super) fn read_owner(
         // us without CAP_SYS_PTRACE. Fall back to the kernel's name.
         Err(_) => (stat.comm.clone(), String::new()),
     };
+    // The file it runs, as mapped (found even once deleted): what
+    // [`crate::discover::Discoverer`] compares its path's file with.
+    let exe_id = pid_dir.stat_target("exe").ok();
     let cmdline = match pid_dir.read("cmdline", buf) {
         Ok(()) => procfs::cmdline_string(buf),
         Err(_) => String::new(),
@@ -346,6 +349,7 @@ pub(super) fn read_owner(
         cgroup_unrecognized,
         unit,
         listen_fds,
+        exe_id,
     })
 }
 
