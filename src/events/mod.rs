@@ -126,7 +126,8 @@ pub struct Event {
 /// Compares passes. Pure: given the same passes, the same events.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    known: HashMap<Key, Facts>,
+    /// Each address, with the inode of the socket that speaks for it.
+    known: HashMap<Key, (u64, Facts)>,
     started: bool,
     sequence: u64,
 }
@@ -197,14 +198,13 @@ impl Tracker {
                 }
             }
         }
-        let mut now: HashMap<Key, Facts> = now.into_iter().map(|(k, (_, f))| (k, f)).collect();
         let mut out = Vec::new();
         if !self.started {
             self.started = true;
             let mut keys: Vec<&Key> = now.keys().collect();
             keys.sort();
             for key in keys {
-                out.push((Action::Listening, key.clone(), now[key].clone(), None));
+                out.push((Action::Listening, key.clone(), now[key].1.clone(), None));
             }
         } else {
             let mut closed: Vec<Key> = Vec::new();
@@ -220,13 +220,13 @@ impl Tracker {
             }
             closed.sort();
             for key in closed {
-                let old = self.known[&key].clone();
+                let old = self.known[&key].1.clone();
                 out.push((Action::Closed, key, old, None));
             }
             let mut opened: Vec<Key> = Vec::new();
             let mut changed: Vec<(Key, Arc<Owner>)> = Vec::new();
-            for (key, facts) in now.iter_mut() {
-                let Some(old) = self.known.get(key) else {
+            for (key, (_, facts)) in now.iter_mut() {
+                let Some((_, old)) = self.known.get(key) else {
                     opened.push(key.clone());
                     continue;
                 };
@@ -243,12 +243,12 @@ impl Tracker {
             }
             opened.sort();
             for key in opened {
-                let facts = now[&key].clone();
+                let facts = now[&key].1.clone();
                 out.push((Action::Opened, key, facts, None));
             }
             changed.sort_by(|a, b| a.0.cmp(&b.0));
             for (key, before) in changed {
-                let facts = now[&key].clone();
+                let facts = now[&key].1.clone();
                 out.push((Action::OwnerChanged, key, facts, Some(before)));
             }
         }
