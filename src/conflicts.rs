@@ -156,47 +156,17 @@ pub fn find(ports: &[Port], replaced: &IdSet<u32>) -> Vec<Conflict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Family, Owner, Socket};
+    use crate::model::fixtures;
 
     fn port(addr: &str, port: u16, pid: u32, exe: &str, uid: u32) -> Port {
-        let owner = Arc::new(Owner {
-            pid,
-            start_time: 1,
-            process_name: exe.rsplit('/').next().unwrap_or(exe).into(),
-            exe_path: exe.into(),
-            cmdline: String::new(),
-            uid,
-            user: uid.to_string(),
-            ppid: 1,
-            container: None,
-            cgroup_unrecognized: false,
-            unit: None,
-            listen_fds: None,
-            exe_id: None,
-        });
-        let address: IpAddr = addr.parse().expect("address");
-        Port {
-            socket: Socket {
-                proto: Proto::Tcp,
-                family: if address.is_ipv4() {
-                    Family::Ipv4
-                } else {
-                    Family::Ipv6
-                },
-                address,
-                port,
-                inode: u64::from(pid) * 100 + u64::from(port),
-                uid,
-                accept_queue: None,
-            },
-            netns: "host".into(),
-            namespace: "host".into(),
-            owners: std::iter::once(owner).collect(),
-            owner_unknown_reason: None,
-            excluded: false,
-            connections: None,
-            activation: None,
-        }
+        let inode = u64::from(pid) * 100 + u64::from(port);
+        fixtures::port(
+            Proto::Tcp,
+            addr,
+            port,
+            inode,
+            Some(fixtures::owner(pid, exe, uid)),
+        )
     }
 
     fn kinds(c: &[Conflict]) -> Vec<(u16, &'static str)> {

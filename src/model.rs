@@ -314,3 +314,65 @@ impl ScanStats {
         self.threads_refused += other.threads_refused;
     }
 }
+
+/// Owners and ports built by hand, for unit tests across the crate.
+#[cfg(test)]
+pub mod fixtures {
+    use super::*;
+
+    /// A process `pid` running `exe` as `uid` (its name the path's last part).
+    pub fn owner(pid: u32, exe: &str, uid: u32) -> Arc<Owner> {
+        Arc::new(Owner {
+            pid,
+            start_time: u64::from(pid) * 10,
+            process_name: exe.rsplit('/').next().unwrap_or(exe).to_string(),
+            exe_path: exe.to_string(),
+            cmdline: String::new(),
+            uid,
+            user: if uid == 0 {
+                "root".into()
+            } else {
+                uid.to_string()
+            },
+            ppid: 1,
+            container: None,
+            cgroup_unrecognized: false,
+            unit: None,
+            listen_fds: None,
+            exe_id: None,
+        })
+    }
+
+    /// A socket of `proto` on `addr`:`port` in the host's namespace.
+    pub fn port(
+        proto: Proto,
+        addr: &str,
+        port: u16,
+        inode: u64,
+        owner: Option<Arc<Owner>>,
+    ) -> Port {
+        let address: IpAddr = addr.parse().expect("address");
+        Port {
+            socket: Socket {
+                proto,
+                family: if address.is_ipv4() {
+                    Family::Ipv4
+                } else {
+                    Family::Ipv6
+                },
+                address,
+                port,
+                inode,
+                uid: owner.as_ref().map_or(0, |o| o.uid),
+                accept_queue: None,
+            },
+            netns: "host".into(),
+            namespace: "host".into(),
+            owners: owner.into_iter().collect(),
+            owner_unknown_reason: None,
+            excluded: false,
+            connections: None,
+            activation: None,
+        }
+    }
+}

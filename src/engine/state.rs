@@ -783,49 +783,14 @@ impl State {
 mod tests {
     use super::*;
     use crate::encoder::Format;
-    use crate::model::{Family, Owner, Port, ScanStats, Socket};
+    use crate::model::{Owner, Port, ScanStats};
 
     fn owner(pid: u32, name: &str) -> Arc<Owner> {
-        Arc::new(Owner {
-            pid,
-            start_time: u64::from(pid) * 10,
-            process_name: name.into(),
-            exe_path: format!("/usr/bin/{name}"),
-            cmdline: String::new(),
-            uid: 0,
-            user: "root".into(),
-            ppid: 1,
-            container: None,
-            cgroup_unrecognized: false,
-            unit: None,
-            listen_fds: None,
-            exe_id: None,
-        })
+        crate::model::fixtures::owner(pid, &format!("/usr/bin/{name}"), 0)
     }
 
     fn port(proto: Proto, addr: &str, port: u16, owner: Option<Arc<Owner>>) -> Port {
-        Port {
-            socket: Socket {
-                proto,
-                family: if addr.contains(':') {
-                    Family::Ipv6
-                } else {
-                    Family::Ipv4
-                },
-                address: addr.parse().expect("ip"),
-                port,
-                inode: u64::from(port),
-                uid: 0,
-                accept_queue: None,
-            },
-            netns: "host".into(),
-            namespace: "host".into(),
-            owners: owner.into_iter().collect(),
-            owner_unknown_reason: None,
-            excluded: false,
-            activation: None,
-            connections: None,
-        }
+        crate::model::fixtures::port(proto, addr, port, u64::from(port), owner)
     }
 
     /// A loopback TCP listener on `p`, owned by `name` (pid `pid`).

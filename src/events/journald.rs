@@ -117,44 +117,14 @@ pub fn parse(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
 mod tests {
     use super::*;
     use crate::events::Tracker;
-    use crate::model::{Family, Owner, Port, Proto, Socket};
+    use crate::model::{Proto, fixtures};
     use std::sync::Arc;
 
     #[test]
     fn a_name_with_a_newline_is_sent_as_a_binary_field() {
-        let owner = Arc::new(Owner {
-            pid: 42,
-            start_time: 1,
-            process_name: "evil\nPRIORITY=0".into(),
-            exe_path: "/tmp/evil\nPRIORITY=0".into(),
-            cmdline: String::new(),
-            uid: 1000,
-            user: "u".into(),
-            ppid: 1,
-            container: None,
-            cgroup_unrecognized: false,
-            unit: None,
-            listen_fds: None,
-            exe_id: None,
-        });
-        let port = Port {
-            socket: Socket {
-                proto: Proto::Udp,
-                family: Family::Ipv6,
-                address: "::1".parse().expect("address"),
-                port: 53,
-                inode: 1,
-                uid: 1000,
-                accept_queue: None,
-            },
-            netns: "host".into(),
-            namespace: "host".into(),
-            owners: std::iter::once(owner).collect(),
-            owner_unknown_reason: None,
-            excluded: false,
-            connections: None,
-            activation: None,
-        };
+        let mut owner = fixtures::owner(42, "/tmp/evil\nPRIORITY=0", 1000);
+        Arc::make_mut(&mut owner).process_name = "evil\nPRIORITY=0".into();
+        let port = fixtures::port(Proto::Udp, "::1", 53, 1, Some(owner));
         let e = Tracker::new().observe_ports(&[port], std::time::SystemTime::now(), |_| true);
         let fields = parse(&datagram(&e[0], "box")).expect("parses");
         let get = |n: &str| {

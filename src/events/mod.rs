@@ -460,46 +460,18 @@ pub fn rfc3339(at: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Socket;
+    use crate::model::fixtures;
     use std::time::Duration;
 
     fn owner(pid: u32, exe: &str) -> Arc<Owner> {
-        Arc::new(Owner {
-            pid,
-            start_time: u64::from(pid) * 10,
-            process_name: exe.rsplit('/').next().unwrap_or(exe).to_string(),
-            exe_path: exe.to_string(),
-            cmdline: exe.to_string(),
-            uid: 0,
-            user: "root".into(),
-            ppid: 1,
-            container: None,
-            cgroup_unrecognized: false,
-            unit: None,
-            listen_fds: None,
-            exe_id: None,
-        })
+        fixtures::owner(pid, exe, 0)
     }
 
     fn port(namespace: &str, port: u16, inode: u64, holder: Option<Arc<Owner>>) -> Port {
-        Port {
-            socket: Socket {
-                proto: Proto::Tcp,
-                family: Family::Ipv4,
-                address: "127.0.0.1".parse().expect("address"),
-                port,
-                inode,
-                uid: 0,
-                accept_queue: None,
-            },
-            netns: namespace.into(),
-            namespace: namespace.into(),
-            owners: holder.into_iter().collect(),
-            owner_unknown_reason: None,
-            excluded: false,
-            connections: None,
-            activation: None,
-        }
+        let mut p = fixtures::port(Proto::Tcp, "127.0.0.1", port, inode, holder);
+        p.netns = namespace.into();
+        p.namespace = namespace.into();
+        p
     }
 
     fn actions(events: &[Event]) -> Vec<(&'static str, u16)> {
