@@ -104,20 +104,7 @@ mod tests {
     use super::*;
 
     fn listener(addr: &str, port: u16, inode: u64) -> Socket {
-        let address: IpAddr = addr.parse().expect("ip");
-        Socket {
-            proto: Proto::Tcp,
-            family: if address.is_ipv4() {
-                Family::Ipv4
-            } else {
-                Family::Ipv6
-            },
-            address,
-            port,
-            inode,
-            uid: 0,
-            accept_queue: None,
-        }
+        crate::model::fixtures::port(Proto::Tcp, addr, port, inode, None).socket
     }
 
     fn conn(state: u8, local: &str, port: u16, remote: &str) -> Connection {
