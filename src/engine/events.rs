@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::discover::Discovery;
 use crate::events::output::Handle;
-use crate::events::{Counts, Event, Recent, Tracker};
+use crate::events::{Counts, Recent, Tracker};
 
 /// What a snapshot carries of the events.
 #[derive(Debug, Clone, Default)]
@@ -70,12 +70,5 @@ impl EventsState {
             }
         }
         Arc::clone(&self.view)
-    }
-}
-
-impl EventsView {
-    /// Those after `sequence`, oldest first.
-    pub fn since(&self, sequence: u64) -> impl Iterator<Item = &Event> {
-        self.recent.since(sequence)
     }
 }

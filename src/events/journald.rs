@@ -69,56 +69,56 @@ pub fn datagram(e: &Event, host: &str) -> Vec<u8> {
     out
 }
 
-/// Reads a datagram back into its fields, in order (for tests, and to
-/// check what we send).
-pub fn parse(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let mut fields = Vec::new();
-    while !data.is_empty() {
-        let end = data
-            .iter()
-            .position(|&b| b == b'\n' || b == b'=')
-            .ok_or("a field without '=' or a newline")?;
-        let name = String::from_utf8(data[..end].to_vec()).map_err(|_| "a name not UTF-8")?;
-        let valid = !name.is_empty()
-            && !name.starts_with('_')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-        if !valid {
-            return Err(format!("field name {name:?} journald refuses"));
-        }
-        if data[end] == b'=' {
-            let rest = &data[end + 1..];
-            let stop = rest
-                .iter()
-                .position(|&b| b == b'\n')
-                .ok_or("a value without its newline")?;
-            fields.push((name, rest[..stop].to_vec()));
-            data = &rest[stop + 1..];
-        } else {
-            let rest = &data[end + 1..];
-            let len: [u8; 8] = rest
-                .get(..8)
-                .and_then(|l| l.try_into().ok())
-                .ok_or("a binary value without its length")?;
-            let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| "a length too big")?;
-            let value = rest.get(8..8 + len).ok_or("a binary value cut short")?;
-            if rest.get(8 + len) != Some(&b'\n') {
-                return Err("a binary value without its newline".into());
-            }
-            fields.push((name, value.to_vec()));
-            data = &rest[9 + len..];
-        }
-    }
-    Ok(fields)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::events::Tracker;
     use crate::model::{Proto, fixtures};
     use std::sync::Arc;
+
+    /// Reads a datagram back into its fields, in order.
+    fn parse(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let mut fields = Vec::new();
+        while !data.is_empty() {
+            let end = data
+                .iter()
+                .position(|&b| b == b'\n' || b == b'=')
+                .ok_or("a field without '=' or a newline")?;
+            let name = String::from_utf8(data[..end].to_vec()).map_err(|_| "a name not UTF-8")?;
+            let valid = !name.is_empty()
+                && !name.starts_with('_')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return Err(format!("field name {name:?} journald refuses"));
+            }
+            if data[end] == b'=' {
+                let rest = &data[end + 1..];
+                let stop = rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .ok_or("a value without its newline")?;
+                fields.push((name, rest[..stop].to_vec()));
+                data = &rest[stop + 1..];
+            } else {
+                let rest = &data[end + 1..];
+                let len: [u8; 8] = rest
+                    .get(..8)
+                    .and_then(|l| l.try_into().ok())
+                    .ok_or("a binary value without its length")?;
+                let len =
+                    usize::try_from(u64::from_le_bytes(len)).map_err(|_| "a length too big")?;
+                let value = rest.get(8..8 + len).ok_or("a binary value cut short")?;
+                if rest.get(8 + len) != Some(&b'\n') {
+                    return Err("a binary value without its newline".into());
+                }
+                fields.push((name, value.to_vec()));
+                data = &rest[9 + len..];
+            }
+        }
+        Ok(fields)
+    }
 
     #[test]
     fn a_name_with_a_newline_is_sent_as_a_binary_field() {

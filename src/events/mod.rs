@@ -144,15 +144,6 @@ impl Tracker {
         Tracker::default()
     }
 
-    /// Listening addresses known now.
-    pub fn len(&self) -> usize {
-        self.known.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.known.is_empty()
-    }
-
     /// The events of one pass (the start records at the first), in order:
     /// closed, then opened, then changed, each by address.
     pub fn observe(&mut self, pass: &Discovery, at: SystemTime) -> Vec<Event> {
@@ -373,7 +364,10 @@ impl Event {
     /// `netns`, and `previous.*` for a change.
     pub fn to_json(&self, host: &str) -> Value {
         let mut v = Map::new();
-        v.insert("@timestamp".into(), json!(rfc3339(self.at)));
+        v.insert(
+            "@timestamp".into(),
+            json!(crate::value::time::rfc3339(self.at)),
+        );
         v.insert(
             "event".into(),
             json!({
@@ -440,21 +434,6 @@ fn owner_fields(v: &mut Map<String, Value>, o: &Owner) {
     if let Some(c) = &o.container {
         v.insert("container".into(), json!({ "id": c.id }));
     }
-}
-
-/// `2026-12-04T13:05:09.123Z`.
-pub fn rfc3339(at: SystemTime) -> String {
-    let since = crate::value::time::since_epoch(at);
-    let secs = since.as_secs();
-    let rem = secs % 86_400;
-    format!(
-        "{}T{:02}:{:02}:{:02}.{:03}Z",
-        crate::value::time::date(secs as i64),
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
 }
 
 #[cfg(test)]

@@ -65,6 +65,21 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
+/// `2026-12-04T13:05:09.123Z`: RFC 3339 in UTC, to the millisecond.
+pub fn rfc3339(at: SystemTime) -> String {
+    let since = since_epoch(at);
+    let secs = since.as_secs();
+    let rem = secs % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        date(secs as i64),
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
 /// `YYYY-MM-DD` of seconds since the epoch (before it: 1970-01-01).
 pub fn date(secs: i64) -> String {
     let (year, month, day) = civil_from_days(secs.max(0).div_euclid(86_400));

@@ -293,6 +293,7 @@ pub fn events(snapshot: &Snapshot, since: u64, action: Option<crate::events::Act
     let view = &snapshot.events;
     let host = &*view.host;
     let events: Vec<serde_json::Value> = view
+        .recent
         .since(since)
         .filter(|e| action.is_none_or(|a| e.action == a))
         .map(|e| e.to_json(host))
