@@ -35,6 +35,21 @@ pub fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
 
 /// When a watcher looks at its files again: every second, and at once on
 /// SIGHUP.
+/// Runs `handler` on `signal` from now on (`SA_RESTART`, nothing
+/// blocked). The handler must only store to atomics: it runs between any
+/// two instructions of the process.
+pub fn on_signal(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: the sigaction struct is zeroed, then its handler and mask
+    // set; the handler is async-signal-safe by this function's contract.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigaction(signal, &action, std::ptr::null_mut());
+    }
+}
+
 pub struct Triggers {
     hangup: Option<tokio::signal::unix::Signal>,
     tick: tokio::time::Interval,

@@ -34,15 +34,7 @@ extern "C" fn note_stop(_: libc::c_int) {
 /// terminal is always restored.
 fn take_stops() {
     for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installs a handler that only stores to an atomic (async-
-        // signal-safe); the sigaction struct is zeroed, then its mask set.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = note_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
+        crate::reload::on_signal(signal, note_stop);
     }
 }
 

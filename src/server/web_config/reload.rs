@@ -59,15 +59,7 @@ extern "C" fn note_hangup(_: libc::c_int) {
 /// the process, and `systemctl reload` may send it right after start. Until
 /// [`watch`] listens it is only noted; `watch` then reloads once.
 pub fn hold_hangups() {
-    // SAFETY: installs a handler that only stores to an atomic, which is
-    // async-signal-safe; the sigaction struct is fully initialised.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = note_hangup as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        libc::sigemptyset(&mut action.sa_mask);
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigaction(libc::SIGHUP, &action, std::ptr::null_mut());
-    }
+    crate::reload::on_signal(libc::SIGHUP, note_hangup);
 }
 
 /// Gives SIGHUP its default action back, for the one-shot commands (a
