@@ -555,14 +555,17 @@ fn watch_marks_rows_that_come_and_go_and_ctrl_c_restores_the_terminal() {
     }
     let a = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
     let pb = free_port();
+    // `exec`: script(1) runs the command through $SHELL -c, and a shell
+    // that stays (dash) would take the ^C itself and end with 130.
     let command = format!(
-        "{} ls --tcp --watch 300ms --port {} --port {pb}",
+        "exec {} ls --tcp --watch 300ms --port {} --port {pb}",
         bin().display(),
         a.port(0)
     );
     let mut script = std::process::Command::new("script")
         .args(["-qfec", &command, "/dev/null"])
         .env("COLUMNS", "250")
+        .env("SHELL", "/bin/sh")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
