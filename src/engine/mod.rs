@@ -302,7 +302,7 @@ fn own(
     made: &watch::Sender<Arc<Snapshot>>,
     wake: &Wake,
 ) {
-    while let Ok(msg) = inbox.rx.recv() {
+    while let Ok(msg) = inbox.recv() {
         let mut discovered = matches!(msg, Msg::Discovered { .. });
         let publish = match msg {
             Msg::Stop => return,
