@@ -179,6 +179,9 @@ pub struct State {
     /// pointer rather than a whole state (~380 bytes).
     ports: HashMap<PortKey, Box<PortState>>,
     procs: HashMap<ProcKey, ProcState>,
+    /// Process names and executable paths, one copy each: a process's
+    /// ports share them (20 ports of one program, one name).
+    names: HashSet<Arc<str>>,
     probes: HashMap<&'static str, ProbeStats>,
     discovery_errors: HashMap<&'static str, u64>,
     discovery_runs: HashMap<&'static str, u64>,
@@ -222,6 +225,7 @@ impl State {
             limits,
             ports: HashMap::new(),
             procs: HashMap::new(),
+            names: HashSet::new(),
             probes: HashMap::new(),
             discovery_errors: HashMap::new(),
             discovery_runs: HashMap::new(),
@@ -571,9 +575,17 @@ impl State {
             let identity = owner.map(|o| (o.pid, o.start_time));
             // The names in force when unchanged (no allocation), else new.
             let known = self.ports.get(&key);
-            let share = |new: &str, old: Option<&Arc<str>>| match old {
+            let names = &mut self.names;
+            let mut share = |new: &str, old: Option<&Arc<str>>| match old {
                 Some(old) if **old == *new => Arc::clone(old),
-                _ => Arc::from(new),
+                _ => match names.get(new) {
+                    Some(name) => Arc::clone(name),
+                    None => {
+                        let name: Arc<str> = Arc::from(new);
+                        names.insert(Arc::clone(&name));
+                        name
+                    }
+                },
             };
             let (name, exe) = owner.map_or(("".into(), "".into()), |o| {
                 (
@@ -684,6 +696,7 @@ impl State {
         }
         self.procs
             .retain(|k, p| owners.contains(k) || now.duration_since(p.last_seen) < retention);
+        self.names.retain(|name| Arc::strong_count(name) > 1);
     }
 
     /// An immutable view of everything, with our own `process` figures.
