@@ -84,12 +84,18 @@ pub async fn run<J: Send + 'static>(
             return std::future::pending().await;
         }
         let mut jobs = VecDeque::from((round.jobs)(&shared.snapshot()));
+        jobs.shrink_to_fit();
         let gap = pacing(spread, round.period, jobs.len());
         let mut later = Vec::new();
         let mut deferring = true;
         let mut started = 0u32;
         let mut tasks = tokio::task::JoinSet::new();
         loop {
+            // A round of 10,000 spread over its interval: the list gives
+            // back what it no longer holds as it drains.
+            if jobs.capacity() > 1024 && jobs.len() < jobs.capacity() / 4 {
+                jobs.shrink_to_fit();
+            }
             let Some(job) = jobs.pop_front() else {
                 if !deferring || later.is_empty() {
                     break;
