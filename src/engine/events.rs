@@ -18,8 +18,6 @@ pub struct EventsView {
     pub counts: Counts,
     /// (written, dropped, failed) by the output, when there is one.
     pub output: Option<(u64, u64, u64)>,
-    /// The host's name, as events carry it.
-    pub host: Arc<str>,
 }
 
 /// The events' part of the state's owner.
@@ -30,14 +28,13 @@ pub struct EventsState {
 }
 
 impl EventsState {
-    pub fn new(capacity: usize, host: Arc<str>, out: Option<Handle>) -> EventsState {
+    pub fn new(capacity: usize, out: Option<Handle>) -> EventsState {
         EventsState {
             tracker: Tracker::new(),
             view: Arc::new(EventsView {
                 recent: Recent::new(capacity),
                 counts: Counts::default(),
                 output: out.as_ref().map(|_| (0, 0, 0)),
-                host,
             }),
             out,
         }

@@ -122,11 +122,7 @@ impl Engine {
         if let Some(reopen) = out.as_ref().map(|o| o.reopen.clone()) {
             supervisor.task("events file reopener", reopen_on_hangup(reopen));
         }
-        let events = events::EventsState::new(
-            settings.events_recent,
-            crate::discover::own::host_name().into(),
-            out,
-        );
+        let events = events::EventsState::new(settings.events_recent, out);
         let settings = Arc::new(settings);
         let _ = owner.send(Msg::Targets(by_list));
         // The owner hands each snapshot to the encoder, which publishes it

@@ -289,9 +289,13 @@ pub fn targets(snapshot: &Snapshot, host: &str, query: &Query) -> Vec<u8> {
 /// events after `since` (of `action`, if given), oldest first, each as the
 /// events output writes it; `last` is the newest sequence made (to ask
 /// `since=last` next time), `kept` how many the ring holds.
-pub fn events(snapshot: &Snapshot, since: u64, action: Option<crate::events::Action>) -> Vec<u8> {
+pub fn events(
+    snapshot: &Snapshot,
+    host: &str,
+    since: u64,
+    action: Option<crate::events::Action>,
+) -> Vec<u8> {
     let view = &snapshot.events;
-    let host = &*view.host;
     let events: Vec<serde_json::Value> = view
         .recent
         .since(since)

@@ -264,8 +264,9 @@ async fn events(State(status): State<Status>, uri: Uri) -> Response {
         }
     }
     let snapshot = status.shared.snapshot();
+    let host = status.host.clone();
     render(&status, StatusCode::OK, "application/json", move || {
-        api::events(&snapshot, since, action)
+        api::events(&snapshot, &host, since, action)
     })
     .await
 }
