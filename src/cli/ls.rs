@@ -320,58 +320,59 @@ fn write_table(
 
 /// A port's row of the table, [`COLUMNS`] in order.
 fn row(p: &Port, checks: &IdMap<u64, Checked>, marks: &Marks) -> [String; 10] {
-    {
-        let s = &p.socket;
-        let proto = match s.family {
-            Family::Ipv4 => s.proto.as_str().to_string(),
-            Family::Ipv6 => format!("{}6", s.proto),
-        };
-        let queue = match s.accept_queue {
-            Some(AcceptQueue {
-                current,
-                max: Some(max),
-                ..
-            }) => format!("{current}/{max}"),
-            Some(AcceptQueue {
-                current, max: None, ..
-            }) => format!("{current}/?"),
-            None => "-".to_string(),
-        };
-        let (pid, name, user, exe) = match p.primary_owner() {
-            Some(o) => {
-                let pid = match p.owners.len() {
-                    1 => o.pid.to_string(),
-                    n => format!("{} (+{})", o.pid, n - 1),
-                };
-                (
-                    pid,
-                    printable(&o.process_name).into_owned(),
-                    printable(&o.user).into_owned(),
-                    printable(&o.exe_path).into_owned(),
-                )
-            }
-            None => ("-".into(), "?".into(), "-".into(), "-".into()),
-        };
-        let unit = crate::model::unit_display(p.primary_owner(), p.activation.as_ref())
-            .map_or_else(|| "-".to_string(), |u| printable(&u).into_owned());
-        [
-            proto,
-            s.address.to_string(),
-            s.port.to_string(),
-            pid,
-            name,
-            user,
-            unit,
-            queue,
-            {
-                let health = checks.get(&s.inode).map_or("-", |c| c.health.as_str());
-                match marks.get(p) {
-                    [] => health.to_string(),
-                    kinds => format!("{health} !{}", kinds.join(",")),
-                }
-            },
-            exe,
-        ]
+    let s = &p.socket;
+    let queue = match s.accept_queue {
+        Some(AcceptQueue {
+            current,
+            max: Some(max),
+            ..
+        }) => format!("{current}/{max}"),
+        Some(AcceptQueue {
+            current, max: None, ..
+        }) => format!("{current}/?"),
+        None => "-".to_string(),
+    };
+    let (pid, name, user, exe) = match p.primary_owner() {
+        Some(o) => {
+            let pid = match p.owners.len() {
+                1 => o.pid.to_string(),
+                n => format!("{} (+{})", o.pid, n - 1),
+            };
+            (
+                pid,
+                printable(&o.process_name).into_owned(),
+                printable(&o.user).into_owned(),
+                printable(&o.exe_path).into_owned(),
+            )
+        }
+        None => ("-".into(), "?".into(), "-".into(), "-".into()),
+    };
+    let unit = crate::model::unit_display(p.primary_owner(), p.activation.as_ref())
+        .map_or_else(|| "-".to_string(), |u| printable(&u).into_owned());
+    let health = checks.get(&s.inode).map_or("-", |c| c.health.as_str());
+    let health = match marks.get(p) {
+        [] => health.to_string(),
+        kinds => format!("{health} !{}", kinds.join(",")),
+    };
+    [
+        proto_label(s.proto, s.family),
+        s.address.to_string(),
+        s.port.to_string(),
+        pid,
+        name,
+        user,
+        unit,
+        queue,
+        health,
+        exe,
+    ]
+}
+
+/// The PROTO cell: `tcp`, `tcp6`, `udp`, `udp6`.
+pub(super) fn proto_label(proto: Proto, family: Family) -> String {
+    match family {
+        Family::Ipv4 => proto.as_str().to_string(),
+        Family::Ipv6 => format!("{proto}6"),
     }
 }
 

@@ -16,12 +16,12 @@ use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::ls::{COLUMNS, rows, select};
+use super::ls::{COLUMNS, proto_label, rows, select};
 use crate::config::LsArgs;
 use crate::discover::Discoverer;
 use crate::error::Error;
 use crate::events::{Action, Event, Key, Tracker};
-use crate::model::{Family, Port};
+use crate::model::Port;
 
 /// Set by SIGINT or SIGTERM: stop before the next draw.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -56,15 +56,6 @@ const ENTER: &str = "\x1b[?1049h\x1b[?25l";
 const LEAVE: &str = "\x1b[?25h\x1b[?1049l";
 /// Home, and the screen cleared.
 const CLEAR: &str = "\x1b[H\x1b[2J";
-
-fn key_of(p: &Port) -> Key {
-    Key {
-        namespace: p.namespace.clone(),
-        proto: p.socket.proto,
-        address: p.socket.address,
-        port: p.socket.port,
-    }
-}
 
 /// Runs until SIGINT or SIGTERM; writes to `out`.
 pub fn run(
@@ -145,7 +136,7 @@ fn draw(
     header.extend(COLUMNS);
     let mut table = super::table(&header);
     for (p, (_, row)) in ports.iter().zip(table_rows) {
-        let mark = marks.get(&key_of(p)).copied().unwrap_or("");
+        let mark = marks.get(&Key::of(p)).copied().unwrap_or("");
         let mut cells = vec![mark.to_string()];
         cells.extend(row);
         table.add_row(cells);
@@ -171,10 +162,6 @@ fn draw(
 
 /// A row that went, from its last event: marked `-`, health `gone`.
 fn gone_row(e: &Event) -> Vec<String> {
-    let proto = match e.family {
-        Family::Ipv4 => e.key.proto.as_str().to_string(),
-        Family::Ipv6 => format!("{}6", e.key.proto),
-    };
     let printable = |s: &str| super::printable(s).into_owned();
     let (pid, name, user, unit, exe) = match e.owner.as_deref() {
         Some(o) => (
@@ -190,7 +177,7 @@ fn gone_row(e: &Event) -> Vec<String> {
     };
     vec![
         "-".into(),
-        proto,
+        proto_label(e.key.proto, e.family),
         e.key.address.to_string(),
         e.key.port.to_string(),
         pid,

@@ -96,6 +96,18 @@ pub struct Key {
     pub port: u16,
 }
 
+impl Key {
+    /// The address a socket listens on.
+    pub fn of(p: &Port) -> Key {
+        Key {
+            namespace: Arc::clone(&p.namespace),
+            proto: p.socket.proto,
+            address: p.socket.address,
+            port: p.socket.port,
+        }
+    }
+}
+
 /// What is known of an address while it listens.
 #[derive(Debug, Clone)]
 struct Facts {
@@ -175,12 +187,7 @@ impl Tracker {
             .into_iter()
             .filter(|p| !p.excluded)
             .map(|p| {
-                let key = Key {
-                    namespace: Arc::clone(&p.namespace),
-                    proto: p.socket.proto,
-                    address: p.socket.address,
-                    port: p.socket.port,
-                };
+                let key = Key::of(p);
                 let facts = Facts {
                     netns: Arc::clone(&p.netns),
                     family: p.socket.family,
