@@ -55,29 +55,25 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch.
 pub fn utc(secs: u64) -> String {
-    let rem = secs % 86_400;
-    format!(
-        "{} {:02}:{:02}:{:02} UTC",
-        date((secs / 86_400) as i64 * 86_400),
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{} {} UTC", date(secs as i64), clock(secs))
 }
 
 /// `2026-12-04T13:05:09.123Z`: RFC 3339 in UTC, to the millisecond.
 pub fn rfc3339(at: SystemTime) -> String {
     let since = since_epoch(at);
     let secs = since.as_secs();
-    let rem = secs % 86_400;
     format!(
-        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        "{}T{}.{:03}Z",
         date(secs as i64),
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
+        clock(secs),
         since.subsec_millis()
     )
+}
+
+/// `HH:MM:SS` of the day, in UTC.
+fn clock(secs: u64) -> String {
+    let rem = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// `YYYY-MM-DD` of seconds since the epoch (before it: 1970-01-01).
