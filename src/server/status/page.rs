@@ -148,6 +148,21 @@ const COLUMNS: [(SortKey, &str, &str); 13] = [
     (SortKey::Port, "", "c-badge"),
 ];
 
+/// The health badge, and a mark for each conflict on the port (who is in
+/// it on hover).
+fn health_cell(r: &Row<'_>) -> String {
+    let mut cell = health_badge(r.health());
+    for c in r.conflicts {
+        let _ = write!(
+            cell,
+            " <span class=\"conflict\" title=\"{}\">conflict: {}</span>",
+            esc(&c.detail),
+            c.kind.as_str()
+        );
+    }
+    cell
+}
+
 fn row(out: &mut String, r: &Row<'_>, now: u32) {
     let p = r.port;
     let key = format!(
@@ -206,18 +221,7 @@ fn row(out: &mut String, r: &Row<'_>, now: u32) {
         process,
         esc(r.user()),
         r.unit().map(|u| esc(&u)).unwrap_or_default(),
-        {
-            let mut cell = health_badge(r.health());
-            for c in r.conflicts {
-                let _ = write!(
-                    cell,
-                    " <span class=\"conflict\" title=\"{}\">conflict: {}</span>",
-                    esc(&c.detail),
-                    c.kind.as_str()
-                );
-            }
-            cell
-        },
+        health_cell(r),
         connect,
         queue,
         bar(&p.day, now),
