@@ -334,10 +334,7 @@ impl Recent {
 impl Event {
     /// The address as people write it: `127.0.0.1:80`, `[::1]:80`.
     pub fn address(&self) -> String {
-        match self.key.address {
-            IpAddr::V4(a) => format!("{a}:{}", self.key.port),
-            IpAddr::V6(a) => format!("[{a}]:{}", self.key.port),
-        }
+        std::net::SocketAddr::from((self.key.address, self.key.port)).to_string()
     }
 
     /// One line for people (and journald's `MESSAGE`).
