@@ -334,17 +334,14 @@ fn own(
 }
 
 /// Sets `reopen` on each SIGHUP: the events file is opened again (after
-/// logrotate renamed it).
+/// logrotate renamed it). SIGHUP is heard as every reloader hears it.
 async fn reopen_on_hangup(reopen: Arc<std::sync::atomic::AtomicBool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: the events file is not opened again on it");
-        return std::future::pending().await;
-    };
-    while hangups.recv().await.is_some() {
-        reopen.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut triggers = crate::reload::Triggers::start();
+    loop {
+        if triggers.next().await {
+            reopen.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
-    std::future::pending().await
 }
 
 /// Encodes each new snapshot in every variant scrapers have asked for
