@@ -58,7 +58,7 @@ pub fn run(
         for c in conflicts.iter().filter(|c| {
             ports
                 .iter()
-                .any(|p| Marks::key(p) == (c.proto, c.port, Arc::clone(&c.netns)))
+                .any(|p| (p.socket.proto, p.socket.port, &*p.netns) == (c.proto, c.port, &*c.netns))
         }) {
             writeln!(
                 warn,
