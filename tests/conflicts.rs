@@ -21,14 +21,16 @@ fn each_kind_of_conflict_is_reported_once_and_tidy_services_are_not() {
     }
     let dir = TempDir::new("conflicts");
     // address: a dev server on [::1] beside a proxy on 0.0.0.0, one port.
-    let dev = Holder::start_as(
-        &python_named(&dir.0, "devserver"),
-        &json!({"sockets": [tcp("::1", 0, false)]}),
-    );
-    let p_address = dev.port(0);
+    // The proxy first: the kernel's pick is free on every IPv4 address
+    // (one picked on ::1 may be some IPv4 client's, and 0.0.0.0 refused).
     let proxy = Holder::start_as(
         &python_named(&dir.0, "proxy"),
-        &json!({"sockets": [tcp("0.0.0.0", p_address, false)]}),
+        &json!({"sockets": [tcp("0.0.0.0", 0, false)]}),
+    );
+    let p_address = proxy.port(0);
+    let dev = Holder::start_as(
+        &python_named(&dir.0, "devserver"),
+        &json!({"sockets": [tcp("::1", p_address, false)]}),
     );
     // reuseport: two executables in one group.
     let v1 = Holder::start_as(
