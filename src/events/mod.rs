@@ -197,9 +197,9 @@ impl Tracker {
                 (key, p.socket.inode, facts)
             })
             .collect();
-        // A SO_REUSEPORT group is one address: its oldest socket speaks.
+        // A SO_REUSEPORT group is one address, and one socket speaks for it.
         now.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        now.dedup_by(|later, first| later.0 == first.0);
+        let mut now = self.speakers(now);
         let mut out: Vec<(Action, Key, Facts, Option<Arc<Owner>>)> = Vec::new();
         if !self.started {
             self.started = true;
@@ -279,6 +279,45 @@ impl Tracker {
                 }
             })
             .collect()
+    }
+}
+
+impl Tracker {
+    /// One entry per address from `members` (sorted by address): the
+    /// socket that spoke for it last pass while it stays, so that a process
+    /// joining a group takes nothing over; otherwise the socket of the
+    /// process started first (the old instance of an upgrade), unknown
+    /// owners last. Not the lowest inode: the kernel hands inode numbers
+    /// out in per-CPU batches, so a later socket may have a lower one.
+    fn speakers(&self, members: Vec<Entry>) -> Vec<Entry> {
+        let mut out: Vec<Entry> = Vec::with_capacity(members.len());
+        let mut members = members.into_iter().peekable();
+        while let Some(first) = members.next() {
+            let mut group = vec![first];
+            while members.peek().is_some_and(|m| m.0 == group[0].0) {
+                group.push(members.next().expect("peeked"));
+            }
+            if group.len() == 1 {
+                out.extend(group);
+                continue;
+            }
+            let spoke = self
+                .known
+                .binary_search_by(|k| k.0.cmp(&group[0].0))
+                .ok()
+                .map(|i| self.known[i].1);
+            let age = |e: &Entry| match &e.2.owner {
+                Some(o) => (false, o.start_time, o.pid, e.1),
+                None => (true, 0, 0, e.1),
+            };
+            let pick = group
+                .iter()
+                .position(|e| Some(e.1) == spoke)
+                .or_else(|| (0..group.len()).min_by(|&a, &b| age(&group[a]).cmp(&age(&group[b]))))
+                .expect("a group has a member");
+            out.push(group.swap_remove(pick));
+        }
+        out
     }
 }
 
@@ -538,20 +577,52 @@ mod tests {
         assert_eq!(actions(&e), [("port_closed", 81)]);
     }
 
+    fn started(pid: u32, exe: &str, start_time: u64) -> Arc<Owner> {
+        let mut o = Owner::clone(&fixtures::owner(pid, exe, 0));
+        o.start_time = start_time;
+        Arc::new(o)
+    }
+
     #[test]
-    fn a_reuseport_group_is_one_address_named_by_its_oldest_socket() {
+    fn a_reuseport_group_is_one_address_named_by_its_oldest_process_not_its_lowest_inode() {
         let mut t = Tracker::new();
-        let (old, new) = (owner(10, "/opt/v1/app"), owner(20, "/opt/v2/app"));
+        let old = started(10, "/opt/v1/app", 100);
+        let new = started(20, "/opt/v2/app", 900);
+        // The new instance's socket has the lower inode (another CPU's batch).
         let pair = [
-            port("host", 80, 7, Some(new.clone())),
-            port("host", 80, 3, Some(old)),
+            port("host", 80, 3, Some(new.clone())),
+            port("host", 80, 7, Some(old)),
         ];
         let e = t.observe_ports(&pair[..], T, |_| true);
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].owner.as_ref().map(|o| o.pid), Some(10));
+        assert!(t.observe_ports(&pair[..], T, |_| true).is_empty());
         // The old instance leaves: the address stays, its owner changes.
         let e = t.observe_ports(&pair[..1], T, |_| true);
         assert_eq!(actions(&e), [("owner_changed", 80)]);
+        assert_eq!(e[0].previous.as_ref().map(|o| o.pid), Some(10));
+        assert_eq!(e[0].owner.as_ref().map(|o| o.pid), Some(20));
+    }
+
+    #[test]
+    fn a_process_joining_a_group_takes_nothing_over_while_the_speaker_stays() {
+        let mut t = Tracker::new();
+        // The speaker started later than the one that joins (a restarted
+        // old binary, say): it still speaks while its socket stays.
+        let first = started(30, "/opt/app", 900);
+        let joins = started(31, "/opt/app", 100);
+        t.observe_ports(&[port("host", 80, 9, Some(first))][..], T, |_| true);
+        let both = [
+            port("host", 80, 2, Some(joins.clone())),
+            port("host", 80, 9, Some(started(30, "/opt/app", 900))),
+        ];
+        assert!(t.observe_ports(&both[..], T, |_| true).is_empty());
+        // An owner unknown for a pass sorts last, and is no change.
+        let unknown = [port("host", 80, 2, None), port("host", 80, 9, None)];
+        assert!(t.observe_ports(&unknown[..], T, |_| true).is_empty());
+        let e = t.observe_ports(&both[..1], T, |_| true);
+        assert_eq!(actions(&e), [("owner_changed", 80)]);
+        assert_eq!(e[0].owner.as_ref().map(|o| o.pid), Some(31));
     }
 
     #[test]
