@@ -26,6 +26,7 @@ fn discoverer(connections: bool) -> Discoverer {
         exclusions: Exclusions::none(),
         threads: 0,
         connections,
+        firewall: false,
     })
     .expect("open /proc");
     let first = d.discover_full().expect("first pass");

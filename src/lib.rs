@@ -40,6 +40,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod exclude;
+pub mod exposure;
 pub mod health;
 pub mod model;
 pub mod modules;

@@ -161,6 +161,9 @@ pub struct Port {
     pub connections: Option<Box<Connections>>,
     /// How a service manager made it, when one did (socket activation).
     pub activation: Option<Activation>,
+    /// Whether outside hosts may reach it, by its namespace's firewall
+    /// (when discovery read it); shared by the sockets of one verdict.
+    pub exposure: Option<Arc<crate::exposure::Exposure>>,
 }
 
 /// A socket a service manager made (socket activation).
@@ -373,6 +376,7 @@ pub mod fixtures {
             excluded: false,
             connections: None,
             activation: None,
+            exposure: None,
         }
     }
 }

@@ -23,6 +23,7 @@ fn discoverer(proc_root: &Path) -> Discoverer {
         exclusions: Exclusions::none(),
         threads: 2,
         connections: false,
+        firewall: false,
     })
     .expect("proc root opens")
 }

@@ -31,6 +31,7 @@ fn warm_refresh_follows_owners_without_rescanning() {
         exclusions: Exclusions::none(),
         threads: 2,
         connections: false,
+        firewall: false,
     })
     .expect("/proc opens");
     let mut holder =

@@ -252,6 +252,9 @@ struct JsonPort<'a> {
     excluded: bool,
     /// Kinds of conflict on its port number (address, reuseport, replaced_exe).
     conflicts: &'a [&'static str],
+    /// Whether outside hosts may reach it, by the firewall, and the rule
+    /// that decided it.
+    exposure: Option<&'a crate::exposure::Exposure>,
 }
 
 fn write_json(
@@ -288,6 +291,7 @@ fn write_json(
             owner_unknown_reason: p.owner_unknown_reason.as_deref(),
             excluded: p.excluded,
             conflicts: marks.get(p),
+            exposure: p.exposure.as_deref(),
         })
         .collect();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
@@ -298,8 +302,9 @@ fn write_json(
 }
 
 /// The table's columns.
-pub(super) const COLUMNS: [&str; 10] = [
-    "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "UNIT", "QUEUE", "HEALTH", "EXE",
+pub(super) const COLUMNS: [&str; 11] = [
+    "PROTO", "ADDRESS", "PORT", "PID", "PROCESS", "USER", "UNIT", "QUEUE", "HEALTH", "EXPOSURE",
+    "EXE",
 ];
 
 fn write_table(
@@ -319,7 +324,7 @@ fn write_table(
 }
 
 /// A port's row of the table, [`COLUMNS`] in order.
-fn row(p: &Port, checks: &IdMap<u64, Checked>, marks: &Marks) -> [String; 10] {
+fn row(p: &Port, checks: &IdMap<u64, Checked>, marks: &Marks) -> [String; 11] {
     let s = &p.socket;
     let queue = match s.accept_queue {
         Some(AcceptQueue {
@@ -364,6 +369,7 @@ fn row(p: &Port, checks: &IdMap<u64, Checked>, marks: &Marks) -> [String; 10] {
         unit,
         queue,
         health,
+        p.exposure.as_deref().map_or("-", |e| e.word()).to_string(),
         exe,
     ]
 }
@@ -383,7 +389,7 @@ pub(super) fn rows(
     discoverer: &Discoverer,
     discovery: &Discovery,
     ports: &[&Port],
-) -> Result<Vec<(u64, [String; 10])>, Error> {
+) -> Result<Vec<(u64, [String; 11])>, Error> {
     let checks = assess(discoverer, discovery, ports, None)?;
     let conflicts = crate::conflicts::find(&discovery.ports, &discovery.replaced);
     let marks = Marks::of(&conflicts);

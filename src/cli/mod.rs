@@ -61,6 +61,7 @@ pub fn discoverer(
         exclusions: crate::exclude::Exclusions::new(&global.excluded_process_names)?,
         threads: 0,
         connections,
+        firewall: true,
     })
 }
 

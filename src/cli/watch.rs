@@ -121,7 +121,7 @@ fn draw(
     host: &str,
     every: Duration,
     ports: &[&Port],
-    table_rows: Vec<(u64, [String; 10])>,
+    table_rows: Vec<(u64, [String; 11])>,
     events: &[Event],
 ) -> Result<(), Error> {
     let marks: HashMap<&Key, &'static str> = events

@@ -39,6 +39,15 @@ pub(super) struct Uncounted {
 
 pub(super) type Listing = Result<SocketList, Error>;
 
+/// What a listing gathers beside the sockets: each TCP listener's
+/// connections, each namespace's firewall ruleset (through the cache of
+/// those read before).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Wanted<'a> {
+    pub(super) connections: bool,
+    pub(super) firewall: Option<&'a firewall::Cache>,
+}
+
 /// Runs `work` on `threads` threads while one of them first fetches the
 /// socket list (and hands it to `listed`): the /proc work needs both cores,
 /// and a third thread for the list would only time-slice them. With
@@ -48,7 +57,7 @@ pub(super) type Listing = Result<SocketList, Error>;
 pub(super) fn list_alongside(
     proc: &ProcRoot,
     threads: usize,
-    connections: bool,
+    wanted: Wanted<'_>,
     listed: impl FnOnce(&Listing) + Send,
     work: impl Fn() + Sync,
 ) -> Listing {
@@ -56,7 +65,7 @@ pub(super) fn list_alongside(
     let (work, counting) = (&work, &counted);
     let lister = move || {
         let mut published = Publish(counting);
-        let mut listing = list_sockets(proc, connections);
+        let mut listing = list_sockets(proc, wanted);
         listed(&listing);
         if let Ok(list) = listing.as_mut() {
             published.jobs(list, threads);
@@ -99,7 +108,7 @@ pub(super) fn list_alongside(
             None => inline,
         };
         // One of the two ran the lister; were it neither, list anyway.
-        listed.unwrap_or_else(|| list_sockets(proc, connections))
+        listed.unwrap_or_else(|| list_sockets(proc, wanted))
     });
     if let Ok(list) = listing.as_mut() {
         counted.apply(list);
@@ -228,19 +237,20 @@ pub(super) struct NsListing {
     pub(super) listen: Option<ListenCounters>,
     /// The namespace's netlink socket, kept to count connections with.
     pub(super) diag: Option<sockets::Diag>,
+    pub(super) firewall: Option<Firewall>,
 }
 
 /// Lists the sockets of every network namespace. Failing to list the host's
 /// namespace fails the pass; any other namespace that vanishes or cannot be
 /// entered is skipped and counted.
-pub(super) fn list_sockets(proc: &ProcRoot, connections: bool) -> Listing {
+pub(super) fn list_sockets(proc: &ProcRoot, wanted: Wanted<'_>) -> Listing {
     let (namespaces, skipped) = netns::enumerate(proc, netns::BIND_DIRS);
     let mut list = SocketList::default();
     list.stats.netns_denied = skipped.denied;
     for ns in &namespaces {
         let listed = match &ns.handle {
-            netns::Handle::Own => list_here(proc, ns, connections),
-            _ => list_entered(proc, ns, connections, &mut list.stats),
+            netns::Handle::Own => list_here(proc, ns, wanted),
+            _ => list_entered(proc, ns, wanted, &mut list.stats),
         };
         match listed {
             Ok(Some(found)) => {
@@ -251,6 +261,7 @@ pub(super) fn list_sockets(proc: &ProcRoot, connections: bool) -> Listing {
                     label: Arc::clone(&ns.label),
                     entry: ns.entry_path(proc.path()),
                     listen: found.listen,
+                    firewall: found.firewall,
                 });
                 let first = list.sockets.len();
                 list.sockets
@@ -259,7 +270,7 @@ pub(super) fn list_sockets(proc: &ProcRoot, connections: bool) -> Listing {
                         socket,
                         netns: Arc::clone(&ns.label),
                     }));
-                if let Some(diag) = found.diag.filter(|_| connections) {
+                if let Some(diag) = found.diag.filter(|_| wanted.connections) {
                     list.uncounted.push(Uncounted {
                         range: first..list.sockets.len(),
                         diag,
@@ -280,14 +291,14 @@ pub(super) fn list_sockets(proc: &ProcRoot, connections: bool) -> Listing {
 pub(super) fn list_entered(
     proc: &ProcRoot,
     ns: &Netns,
-    connections: bool,
+    wanted: Wanted<'_>,
     stats: &mut ScanStats,
 ) -> Result<Option<NsListing>, Error> {
     let fd = match ns.open(proc) {
         Ok(fd) => fd,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             stats.setns_denied += 1;
-            return list_from_proc(proc, ns);
+            return list_from_proc(proc, ns, wanted);
         }
         Err(_) => {
             stats.netns_vanished += 1;
@@ -302,7 +313,7 @@ pub(super) fn list_entered(
                 std::os::fd::AsFd::as_fd(&fd),
                 Some(rustix::thread::LinkNameSpaceType::Network),
             )
-            .map(|()| list_here(proc, ns, connections))
+            .map(|()| list_here(proc, ns, wanted))
         })
         .map(|h| h.join())
     });
@@ -310,7 +321,7 @@ pub(super) fn list_entered(
         Some(Ok(Ok(listed))) => listed,
         Some(Ok(Err(_setns))) => {
             stats.setns_denied += 1;
-            list_from_proc(proc, ns)
+            list_from_proc(proc, ns, wanted)
         }
         // No thread to enter it with (counted as refused): this one enters
         // it and comes back. Skipping it would read as its ports gone.
@@ -320,7 +331,7 @@ pub(super) fn list_entered(
                 rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
                 rustix::fs::Mode::empty(),
             ) else {
-                return list_from_proc(proc, ns);
+                return list_from_proc(proc, ns, wanted);
             };
             let enter = |to: std::os::fd::BorrowedFd<'_>| {
                 rustix::thread::move_into_link_name_space(
@@ -330,9 +341,9 @@ pub(super) fn list_entered(
             };
             if enter(std::os::fd::AsFd::as_fd(&fd)).is_err() {
                 stats.setns_denied += 1;
-                return list_from_proc(proc, ns);
+                return list_from_proc(proc, ns, wanted);
             }
-            let listed = list_here(proc, ns, connections);
+            let listed = list_here(proc, ns, wanted);
             // Back home, or this thread would list the wrong namespace as
             // its own from now on: that is no state to go on in.
             if let Err(e) = enter(std::os::fd::AsFd::as_fd(&home)) {
@@ -346,7 +357,11 @@ pub(super) fn list_entered(
 
 /// A namespace listed from the /proc/net files of a process inside it
 /// (no connection counts: that would mean parsing every connection as text).
-pub(super) fn list_from_proc(proc: &ProcRoot, ns: &Netns) -> Result<Option<NsListing>, Error> {
+pub(super) fn list_from_proc(
+    proc: &ProcRoot,
+    ns: &Netns,
+    wanted: Wanted<'_>,
+) -> Result<Option<NsListing>, Error> {
     let Some(entry) = ns.proc_entry() else {
         return Ok(None);
     };
@@ -363,6 +378,10 @@ pub(super) fn list_from_proc(proc: &ProcRoot, ns: &Netns) -> Result<Option<NsLis
         source: SocketSource::ProcNet,
         listen,
         diag: None,
+        // Not entered: its ruleset cannot be asked for.
+        firewall: wanted
+            .firewall
+            .map(|_| Firewall::Unreadable("the namespace could not be entered".into())),
     }))
 }
 
@@ -372,7 +391,7 @@ pub(super) fn list_from_proc(proc: &ProcRoot, ns: &Netns) -> Result<Option<NsLis
 pub(super) fn list_here(
     proc: &ProcRoot,
     ns: &Netns,
-    connections: bool,
+    wanted: Wanted<'_>,
 ) -> Result<Option<NsListing>, Error> {
     let mut out = NsListing::default();
     let mut diag = sockets::Diag::open();
@@ -389,9 +408,10 @@ pub(super) fn list_here(
             }
         }
     }
-    if connections {
+    if wanted.connections {
         out.diag = diag.ok();
     }
+    out.firewall = wanted.firewall.map(|cache| cache.read_here(&ns.label));
     // The calling thread's own namespace, whatever the proc root.
     out.listen = std::fs::read("/proc/thread-self/net/netstat")
         .ok()

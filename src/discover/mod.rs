@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod connections;
 pub mod fds;
+pub mod firewall;
 pub mod ids;
 mod listing;
 pub mod netns;
@@ -25,6 +26,7 @@ use std::time::Instant;
 
 use crate::error::Error;
 use crate::exclude::Exclusions;
+use crate::exposure::Firewall;
 use crate::model::{Connections, Family, Owner, Owners, Port, Proto, ScanStats, Socket};
 use netns::Netns;
 use owners::{OwnerIndex, Verification};
@@ -69,6 +71,8 @@ pub struct Namespace {
     pub entry: Option<PathBuf>,
     /// Its `TcpExt` listen counters, when readable.
     pub listen: Option<ListenCounters>,
+    /// Its firewall ruleset, when asked for.
+    pub firewall: Option<Firewall>,
 }
 
 /// A namespace's kernel counters of connections its listeners could not
@@ -111,6 +115,9 @@ pub struct Options {
     /// Also count each TCP listener's connections (one dump of connected
     /// sockets per namespace and pass).
     pub connections: bool,
+    /// Also read each namespace's firewall ruleset (again only when it
+    /// changed) and say of each port whether outside hosts may reach it.
+    pub firewall: bool,
 }
 
 /// Discovers ports and owners, remembering owners between passes.
@@ -122,6 +129,11 @@ pub struct Discoverer {
     exclusions: Exclusions,
     threads: usize,
     connections: bool,
+    /// Rulesets as last read, when they are read.
+    firewall: Option<firewall::Cache>,
+    /// Verdicts made, by what they depend on: made again only for a new
+    /// socket or a changed ruleset.
+    verdicts: std::sync::Mutex<crate::exposure::Memo>,
 }
 
 impl Discoverer {
@@ -139,6 +151,8 @@ impl Discoverer {
             threads,
             exclusions: options.exclusions,
             connections: options.connections,
+            firewall: options.firewall.then(firewall::Cache::default),
+            verdicts: Default::default(),
             proc,
         })
     }
@@ -146,12 +160,19 @@ impl Discoverer {
     /// Every TCP listener's accept queue now, by inode: a second look, with
     /// no owner work.
     pub fn accept_queues(&self) -> Result<ids::IdMap<u64, crate::model::AcceptQueue>, Error> {
-        let list = list_sockets(&self.proc, false)?;
+        let list = list_sockets(&self.proc, Wanted::default())?;
         Ok(list
             .sockets
             .into_iter()
             .filter_map(|l| Some((l.socket.inode, l.socket.accept_queue?)))
             .collect())
+    }
+
+    fn wanted(&self) -> Wanted<'_> {
+        Wanted {
+            connections: self.connections,
+            firewall: self.firewall.as_ref(),
+        }
     }
 
     /// Whether passes count each listener's connections.
@@ -187,7 +208,7 @@ impl Discoverer {
             let listing = list_alongside(
                 &self.proc,
                 self.threads,
-                self.connections,
+                self.wanted(),
                 |listing| {
                     // On failure the scan still ends: it then keeps every
                     // socket, and its result is thrown away below.
@@ -212,7 +233,7 @@ impl Discoverer {
             let listing = list_alongside(
                 proc,
                 self.threads,
-                self.connections,
+                self.wanted(),
                 |_| {},
                 || ready.get_or_init(|| owners.begin_verify(proc)).work(),
             );
@@ -234,7 +255,20 @@ impl Discoverer {
             uncounted: _,
         } = listing;
         stats.add(&listed);
-        let ports = self.ports(sockets, &stats);
+        let mut ports = self.ports(sockets, &stats);
+        if let Some(cache) = &self.firewall {
+            let live: Vec<&str> = namespaces.iter().map(|n| &*n.label).collect();
+            cache.keep(&live);
+            self.verdicts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .judge(&mut ports, |label| {
+                    namespaces
+                        .iter()
+                        .find(|n| &*n.label == label)
+                        .and_then(|n| n.firewall.as_ref())
+                });
+        }
         stats.threads_refused = threads::take_refused();
         stats.container_unrecognized = count_unrecognized_cgroups(&ports);
         let replaced = self.replaced_executables(&ports);
@@ -349,6 +383,7 @@ impl Discoverer {
             excluded,
             connections,
             activation,
+            exposure: None,
         }
     }
 }

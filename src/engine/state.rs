@@ -821,6 +821,7 @@ mod tests {
                 label: "host".into(),
                 entry: None,
                 listen: None,
+                firewall: None,
             }],
             replaced: Default::default(),
         }
@@ -1015,6 +1016,7 @@ mod tests {
             label: "netns:4026532000".into(),
             entry: Some("/run/netns/sixty".into()),
             listen: None,
+            firewall: None,
         });
         st.apply_discovery(&d, true);
         let key = PortKey {
