@@ -582,6 +582,12 @@ pub struct CollectorArgs {
     /// Export expected and unexpected ports (the default).
     #[arg(long = "collector.baseline", overrides_with = "no_baseline")]
     baseline: bool,
+    /// Leave out each port's exposure (and read no firewall ruleset).
+    #[arg(long = "no-collector.exposure", overrides_with = "exposure")]
+    no_exposure: bool,
+    /// Export each port's exposure by the firewall ruleset (the default).
+    #[arg(long = "collector.exposure", overrides_with = "no_exposure")]
+    exposure: bool,
 }
 
 impl CollectorArgs {
@@ -591,6 +597,7 @@ impl CollectorArgs {
             health: !self.no_health,
             info: !self.no_info,
             baseline: !self.no_baseline,
+            exposure: !self.no_exposure,
         }
     }
 }
@@ -606,6 +613,8 @@ pub struct Collectors {
     pub info: bool,
     /// Expected and unexpected ports (and the baseline file kept for them).
     pub baseline: bool,
+    /// `portwarden_port_exposure`, and the firewall rulesets read for it.
+    pub exposure: bool,
 }
 
 impl Default for Collectors {
@@ -615,6 +624,7 @@ impl Default for Collectors {
             health: true,
             info: true,
             baseline: true,
+            exposure: true,
         }
     }
 }

@@ -140,7 +140,11 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         None => Default::default(),
     };
     let fd_limit = portwarden::discover::fds::raise_limit();
-    let discoverer = portwarden::cli::discoverer(global, settings.collectors().load)?;
+    let discoverer = portwarden::cli::discoverer(
+        global,
+        settings.collectors().load,
+        settings.collectors().exposure,
+    )?;
     init_logging(&settings.log_level);
     let budget = portwarden::discover::fds::check_budget(
         fd_limit,

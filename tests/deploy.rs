@@ -11,7 +11,7 @@ use common::*;
 use serde_json::Value;
 
 /// The capabilities the README documents, and nothing more.
-const CAPS: [&str; 3] = ["DAC_READ_SEARCH", "SYS_ADMIN", "SYS_PTRACE"];
+const CAPS: [&str; 4] = ["DAC_READ_SEARCH", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"];
 
 fn deploy(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

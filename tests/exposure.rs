@@ -76,6 +76,42 @@ impl Lab {
             }
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
+        // Neighbours written down: a ruleset that drops ICMPv6 (as some
+        // cases do) would drop neighbour discovery, and with it every IPv6
+        // packet after the cache expires — a fault of the ruleset, not of
+        // the port's exposure.
+        let mac = |ns: &str, dev: &str| -> String {
+            let out = Command::new("ip")
+                .args(["-n", ns, "-o", "link", "show", dev])
+                .output()
+                .expect("ip link");
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let at = text.find("link/ether ").expect("a MAC address") + 11;
+            text[at..at + 17].to_string()
+        };
+        let (mac_a, mac_b) = (mac(&inside.0, &a), mac(&outside.0, &b));
+        for (ns, dev, addr, lladdr) in [
+            (&outside.0, &b, INSIDE6, &mac_a),
+            (&outside.0, &b, INSIDE4, &mac_a),
+            (&inside.0, &a, A6, &mac_b),
+            (&inside.0, &a, B6, &mac_b),
+            (&inside.0, &a, A4, &mac_b),
+            (&inside.0, &a, B4, &mac_b),
+        ] {
+            ip(&[
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                addr,
+                "lladdr",
+                lladdr,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
+        }
         Lab { inside, outside }
     }
 
@@ -488,8 +524,18 @@ fn each_verdict_agrees_with_a_real_syn_and_datagram_from_outside() {
         .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port}))
         .collect();
     let holder = Holder::start_in(&lab.inside.0, &json!({ "sockets": sockets }));
-    let mut table =
-        String::from("| ruleset | socket | verdict | from A | from B |\n|---|---|---|---|---|\n");
+    // A row per ruleset, a column per socket: the verdict, then which
+    // outside sources got in (A, B, both, or none: ·).
+    let mut table = String::from("| ruleset |");
+    for (proto, addr, port) in LISTENERS {
+        let addr = if addr.contains(':') {
+            format!("[{addr}]")
+        } else {
+            addr.to_string()
+        };
+        table.push_str(&format!(" {proto} {addr}:{port} |"));
+    }
+    table.push_str(&format!("\n|---|{}\n", "---|".repeat(LISTENERS.len())));
     let mut wrong = Vec::new();
     for case in cases() {
         lab.load(case.ruleset);
@@ -558,22 +604,19 @@ fn each_verdict_agrees_with_a_real_syn_and_datagram_from_outside() {
                 (udp[&(0, *port)], udp[&(1, *port)])
             };
             let yes = |r: bool| if r { "reached" } else { "—" };
-            table.push_str(&format!(
-                "| {} | {proto} {}:{port} | {verdict}{} | {} | {} |\n",
-                case.name,
-                if addr.contains(':') {
-                    format!("[{addr}]")
-                } else {
-                    addr.to_string()
-                },
-                if detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({detail})")
-                },
-                yes(a),
-                yes(b),
-            ));
+            if i == 0 {
+                table.push_str(&format!("| {} |", case.name));
+            }
+            let reached = match (a, b) {
+                (true, true) => "A B",
+                (true, false) => "A",
+                (false, true) => "B",
+                (false, false) => "·",
+            };
+            table.push_str(&format!(" {verdict} {reached} |"));
+            if i + 1 == LISTENERS.len() {
+                table.push('\n');
+            }
             let mut problems = Vec::new();
             if verdict != want.verdict || !detail.contains(want.detail) {
                 problems.push(format!(
@@ -601,4 +644,110 @@ fn each_verdict_agrees_with_a_real_syn_and_datagram_from_outside() {
     }
     println!("{table}");
     assert!(wrong.is_empty(), "{}\n\n{table}", wrong.join("\n"));
+}
+
+#[test]
+fn without_cap_net_admin_every_exposure_is_unknown_with_one_warning_and_nothing_else_changes() {
+    let _serial = serial();
+    if !is_root() {
+        return cannot_run("needs root for network namespaces and setpriv");
+    }
+    if !std::path::Path::new("/usr/sbin/nft").exists() {
+        return cannot_run("needs nft (Debian package nftables)");
+    }
+    let lab = Lab::new();
+    lab.load(cases()[1].ruleset);
+    let sockets: Vec<Value> = LISTENERS
+        .iter()
+        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port}))
+        .collect();
+    let holder = Holder::start_in(&lab.inside.0, &json!({ "sockets": sockets }));
+    let ours = |list: Vec<Value>| -> Vec<Value> {
+        let mut l: Vec<Value> = list
+            .into_iter()
+            .filter(|e| owner_pids(e).contains(&holder.pid))
+            .collect();
+        l.sort_by_key(|e| e["inode"].as_u64());
+        l
+    };
+    let full = ours(ls_json(&[]));
+    assert_eq!(full.len(), LISTENERS.len());
+    assert!(
+        full.iter().any(|e| e["exposure"]["verdict"] == "blocked"),
+        "with the capability, the ruleset is read: {full:?}"
+    );
+
+    // Everything the deploy files grant but CAP_NET_ADMIN.
+    let out = as_nobody_with(&["sys_ptrace", "dac_read_search", "sys_admin"])
+        .args(["ls", "--json"])
+        .env_remove("PROC_PREFIX")
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("CAP_NET_ADMIN"), "{stderr}");
+    let without: Vec<Value> = ours(serde_json::from_slice(&out.stdout).expect("JSON"));
+    assert_eq!(without.len(), full.len(), "the same sockets");
+    for (mut a, mut b) in full.into_iter().zip(without) {
+        let e = b["exposure"].take();
+        let expected = if a["address"] == "127.0.0.1" {
+            // Loopback needs no ruleset to say.
+            json!({"verdict": "local", "detail": null, "rule": null})
+        } else {
+            json!({"verdict": "unknown", "detail": "no permission (needs CAP_NET_ADMIN)", "rule": null})
+        };
+        a["exposure"].take();
+        assert_eq!(e, expected, "{a}");
+        assert_eq!(a, b, "nothing but the exposure changes");
+    }
+}
+
+#[test]
+fn the_exporter_exports_one_verdict_per_port() {
+    let _serial = serial();
+    if !is_root() {
+        return cannot_run("needs root for network namespaces and nftables");
+    }
+    if !std::path::Path::new("/usr/sbin/nft").exists() {
+        return cannot_run("needs nft (Debian package nftables)");
+    }
+    let lab = Lab::new();
+    lab.load(cases()[1].ruleset);
+    let sockets: Vec<Value> = LISTENERS
+        .iter()
+        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port}))
+        .collect();
+    let _holder = Holder::start_in(&lab.inside.0, &json!({ "sockets": sockets }));
+    let netns = lab.inside.label();
+    let exporter = Exporter::start(&[
+        ("PORT_STATUS_INTERVAL", "1s"),
+        ("ENABLE_HTTP_DETECTION", "false"),
+    ]);
+    let series = |proto: &str, port: u16, exposure: &str| {
+        format!(
+            "portwarden_port_exposure{{proto=\"{proto}\",port=\"{port}\",netns=\"{netns}\",exposure=\"{exposure}\"}} 1"
+        )
+    };
+    let want = [
+        series("tcp", 22, "open"),
+        series("tcp", 80, "blocked"),
+        series("tcp", 9000, "local"),
+        series("udp", 53, "open"),
+        series("udp", 5353, "blocked"),
+    ];
+    let text = exporter.wait_for(30, "the lab's verdicts", |t| {
+        want.iter().all(|w| t.contains(w.as_str()))
+    });
+    // One series per port: port 80 has no other verdict.
+    let of_80 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("portwarden_port_exposure{")
+                && l.contains(&format!("netns=\"{netns}\""))
+                && l.contains("port=\"80\"")
+        })
+        .count();
+    assert_eq!(of_80, 1, "{text}");
 }

@@ -227,7 +227,7 @@ fn nobody_with_the_documented_capabilities_sees_and_checks_everything() {
         &ns.0,
         &json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1", "port": port}]}),
     );
-    let caps = ["sys_ptrace", "dac_read_search", "sys_admin"];
+    let caps = ["sys_ptrace", "dac_read_search", "sys_admin", "net_admin"];
 
     let mut cmd = as_nobody_with(&caps);
     let out = cmd

@@ -1,7 +1,7 @@
 //! The smoke test of what users deploy. `.ci/run` runs it a second time with
 //! `PORTWARDEN_BIN` set to the static binary that `deploy/build-static.sh`
 //! builds for the image: it must name a listener's owner, and serve as
-//! `nobody` with only the three capabilities the deploy files grant, with
+//! `nobody` with only the four capabilities the deploy files grant, with
 //! `PROC_PREFIX` set as in the container, and check targets by name (the
 //! static binary resolves with musl's own resolver).
 
@@ -40,7 +40,7 @@ fn ls_names_the_owner_and_serve_checks_it_with_the_deploy_files_capabilities() {
     assert!(name.starts_with("python3"), "{entry}");
 
     // The capabilities of deploy/kubernetes/daemonset.yaml and the unit.
-    let cmd = as_nobody_with(&["sys_ptrace", "dac_read_search", "sys_admin"]);
+    let cmd = as_nobody_with(&["sys_ptrace", "dac_read_search", "sys_admin", "net_admin"]);
     let exporter = Exporter::start_cmd(
         cmd,
         &[("ENABLE_HTTP_DETECTION", "false"), ("PROC_PREFIX", "/proc")],

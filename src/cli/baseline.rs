@@ -38,7 +38,7 @@ pub fn run(
     match command {
         BaselineCommand::Show { json } => show(&file, *json, out),
         BaselineCommand::Accept(filter) => {
-            let mut discoverer = super::discoverer(global, false)?;
+            let mut discoverer = super::discoverer(global, false, false)?;
             let now: Vec<Expected> = baseline::from_ports(&discoverer.discover_full()?.ports)
                 .into_iter()
                 .filter(|p| matches(filter, p))

@@ -24,7 +24,7 @@ pub fn run(
     out: &mut dyn Write,
     warn: &mut dyn Write,
 ) -> Result<(), Error> {
-    let mut discoverer = super::discoverer(global, false)?;
+    let mut discoverer = super::discoverer(global, false, true)?;
     if let Some(every) = args.watch {
         return super::watch::run(&mut discoverer, args, every, out);
     }
@@ -44,6 +44,21 @@ pub fn run(
             warn,
             "portwarden: warning: the fd tables of {} processes could not be read (run as root, or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH); their sockets are listed without owners",
             discovery.stats.fd_denied
+        )?;
+    }
+    let mut unreadable: Vec<&str> = discovery
+        .namespaces
+        .iter()
+        .filter_map(|n| match &n.firewall {
+            Some(crate::exposure::Firewall::Unreadable(why)) => Some(&**why),
+            _ => None,
+        })
+        .collect();
+    unreadable.dedup();
+    for why in unreadable {
+        writeln!(
+            warn,
+            "portwarden: warning: cannot read the firewall ruleset ({why}): the exposure of the ports there is unknown"
         )?;
     }
     let checks = assess(

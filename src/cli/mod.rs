@@ -51,17 +51,19 @@ fn terminal_width() -> Option<u16> {
 
 /// The discoverer every command builds from the flags they share (the
 /// proc root, the excluded names); `connections`: count each port's
-/// connections too (the exporter's load collector).
+/// connections too (the exporter's load collector); `firewall`: read each
+/// namespace's ruleset for the ports' exposure.
 pub fn discoverer(
     global: &crate::config::GlobalArgs,
     connections: bool,
+    firewall: bool,
 ) -> Result<crate::discover::Discoverer, crate::Error> {
     crate::discover::Discoverer::new(crate::discover::Options {
         proc_root: global.proc_root.clone(),
         exclusions: crate::exclude::Exclusions::new(&global.excluded_process_names)?,
         threads: 0,
         connections,
-        firewall: true,
+        firewall,
     })
 }
 

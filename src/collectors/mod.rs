@@ -9,6 +9,7 @@
 mod baseline;
 mod conflicts;
 mod exporter;
+mod exposure;
 mod health;
 mod info;
 mod load;
@@ -33,6 +34,9 @@ pub fn write(snapshot: &Snapshot, enc: &mut Encoder) {
     }
     if on.health {
         health::write(snapshot, enc);
+    }
+    if on.exposure {
+        exposure::write(snapshot, enc);
     }
     if on.baseline
         && let Some(b) = &snapshot.baseline
@@ -183,6 +187,7 @@ mod tests {
             accept_queue: None,
             owner_unknown_reason: None,
             activation: None,
+            exposure: Some(Arc::new(crate::exposure::Exposure::Open)),
             owners: pid
                 .into_iter()
                 .map(|pid| {
@@ -533,7 +538,7 @@ mod tests {
         };
         let all = families(Collectors::default());
         type Owned = (&'static str, fn(&mut Collectors), &'static [&'static str]);
-        let owned: [Owned; 4] = [
+        let owned: [Owned; 5] = [
             (
                 "load",
                 |c| c.load = false,
@@ -549,6 +554,11 @@ mod tests {
             ),
             ("health", |c| c.health = false, &["portwarden_port_health"]),
             ("info", |c| c.info = false, &["portwarden_port_info"]),
+            (
+                "exposure",
+                |c| c.exposure = false,
+                &["portwarden_port_exposure"],
+            ),
             (
                 "baseline",
                 |c| c.baseline = false,

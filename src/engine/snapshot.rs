@@ -172,6 +172,8 @@ pub struct SocketInfo {
     pub owner_unknown_reason: Option<Arc<str>>,
     /// How a service manager made it, when one did.
     pub activation: Option<crate::model::Activation>,
+    /// Whether outside hosts may reach it, when the ruleset was read.
+    pub exposure: Option<Arc<crate::exposure::Exposure>>,
 }
 
 impl SocketInfo {
@@ -186,6 +188,7 @@ impl SocketInfo {
             owners: port.owners.clone(),
             owner_unknown_reason: port.owner_unknown_reason.as_deref().map(Arc::from),
             activation: port.activation.clone(),
+            exposure: port.exposure.clone(),
         }
     }
 

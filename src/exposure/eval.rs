@@ -35,6 +35,14 @@ pub struct Probe {
     pub dport: u16,
 }
 
+impl Probe {
+    /// Bound to loopback: no outside host can address it.
+    pub fn is_local(&self) -> bool {
+        self.daddr
+            .is_some_and(|a| a.is_loopback() || mapped_loopback(a))
+    }
+}
+
 /// A rule, or a chain's policy when `handle` is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleRef {
@@ -141,10 +149,7 @@ const MAX_DEPTH: usize = 32;
 
 /// The verdict of `ruleset` for `probe`.
 pub fn evaluate(ruleset: &Ruleset, probe: &Probe) -> Exposure {
-    if probe
-        .daddr
-        .is_some_and(|a| a.is_loopback() || mapped_loopback(a))
-    {
+    if probe.is_local() {
         return Exposure::Local;
     }
     let mut hooks: Vec<(u8, i32, &Table, &Chain)> = Vec::new();
@@ -1203,10 +1208,7 @@ fn split_field(state: State, f: Field, set: &Ranges) -> Split {
 
 /// Splits a path by the interface patterns: one path per pattern it may
 /// come in by (in order), and the path for any other interface.
-fn split_iif(
-    state: State,
-    patterns: &[Pattern],
-) -> IifSplit {
+fn split_iif(state: State, patterns: &[Pattern]) -> IifSplit {
     match &state.iif {
         Iif::Is(p) if !p.prefix => {
             let hit = patterns.iter().any(|q| q.matches(&p.name));

@@ -16,10 +16,13 @@ type SocketKey = (Proto, IpAddr, u16);
 #[derive(Debug, Default)]
 pub struct Memo {
     namespaces: HashMap<Arc<str>, Namespace>,
-    /// Verdicts of namespaces whose ruleset could not be read, by reason.
+    /// `local`, and the verdicts of namespaces whose ruleset could not be
+    /// read, by reason.
     unreadable: Vec<Arc<Exposure>>,
     /// Counts passes: what a pass did not see is forgotten after it.
     pass: u32,
+    /// Reasons already logged: each is logged once.
+    warned: Vec<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -44,9 +47,28 @@ impl Memo {
         self.pass = self.pass.wrapping_add(1);
         let pass = self.pass;
         for p in ports.iter_mut() {
+            let s = &p.socket;
+            let probe = Probe {
+                proto: s.proto,
+                family: s.family,
+                daddr: (!s.address.is_unspecified()).then_some(s.address),
+                dport: s.port,
+            };
             let rules = match firewall(&p.namespace) {
                 None => continue,
+                // Loopback needs no ruleset to say.
+                Some(_) if probe.is_local() => {
+                    p.exposure = Some(intern(&mut self.unreadable, Exposure::Local).1);
+                    continue;
+                }
                 Some(Firewall::Unreadable(why)) => {
+                    if !self.warned.contains(why) {
+                        self.warned.push(Arc::clone(why));
+                        tracing::warn!(
+                            reason = %why,
+                            "cannot read the firewall ruleset: the exposure of every port in this namespace is unknown; logged once"
+                        );
+                    }
                     let unknown = Exposure::Unknown {
                         reason: why.to_string(),
                     };
@@ -55,10 +77,7 @@ impl Memo {
                 }
                 Some(Firewall::Rules(rules)) => rules,
             };
-            let ns = self
-                .namespaces
-                .entry(Arc::clone(&p.namespace))
-                .or_default();
+            let ns = self.namespaces.entry(Arc::clone(&p.namespace)).or_default();
             if ns.seen == 0 || ns.generation != rules.generation {
                 *ns = Namespace {
                     generation: rules.generation,
@@ -67,18 +86,12 @@ impl Memo {
                 };
             }
             ns.seen = pass;
-            let s = &p.socket;
-            let probe = Probe {
-                proto: s.proto,
-                family: s.family,
-                daddr: (!s.address.is_unspecified()).then_some(s.address),
-                dport: s.port,
-            };
             if ns.empty {
                 // Only loopback or open: nothing to remember per socket.
                 p.exposure = Some(intern(&mut ns.verdicts, evaluate(rules, &probe)).1);
                 continue;
             }
+            let s = &p.socket;
             let key = (s.proto, s.address, s.port);
             let verdict = match ns.sockets.get_mut(&key) {
                 Some((index, seen)) => {
