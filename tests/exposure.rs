@@ -521,8 +521,9 @@ fn each_verdict_agrees_with_a_real_syn_and_datagram_from_outside() {
     let lab = Lab::new();
     let sockets: Vec<Value> = LISTENERS
         .iter()
-        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port}))
+        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port, "backlog": 1024}))
         .collect();
+    // The holder never accepts: a backlog room for every SYN of every case.
     let holder = Holder::start_in(&lab.inside.0, &json!({ "sockets": sockets }));
     // A row per ruleset, a column per socket: the verdict, then which
     // outside sources got in (A, B, both, or none: ·).
@@ -659,7 +660,7 @@ fn without_cap_net_admin_every_exposure_is_unknown_with_one_warning_and_nothing_
     lab.load(cases()[1].ruleset);
     let sockets: Vec<Value> = LISTENERS
         .iter()
-        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port}))
+        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port, "backlog": 1024}))
         .collect();
     let holder = Holder::start_in(&lab.inside.0, &json!({ "sockets": sockets }));
     let ours = |list: Vec<Value>| -> Vec<Value> {
@@ -717,7 +718,7 @@ fn the_exporter_exports_one_verdict_per_port() {
     lab.load(cases()[1].ruleset);
     let sockets: Vec<Value> = LISTENERS
         .iter()
-        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port}))
+        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port, "backlog": 1024}))
         .collect();
     let _holder = Holder::start_in(&lab.inside.0, &json!({ "sockets": sockets }));
     let netns = lab.inside.label();

@@ -21,6 +21,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
+use super::index::{Index, Key as IndexKey};
 use super::ranges::{Kind, Ranges, be, max};
 use super::ruleset::*;
 use crate::model::{Family, Proto};
@@ -149,6 +152,59 @@ const MAX_DEPTH: usize = 32;
 
 /// The verdict of `ruleset` for `probe`.
 pub fn evaluate(ruleset: &Ruleset, probe: &Probe) -> Exposure {
+    evaluate_indexed(ruleset, &Index::of(ruleset), probe)
+}
+
+/// Verdicts of one ruleset for many probes: its rules indexed once, and a
+/// verdict made once for all the probes that meet the same rules.
+#[derive(Debug)]
+pub struct Evaluator {
+    ruleset: Arc<Ruleset>,
+    index: Index,
+    made: HashMap<IndexKey, Exposure>,
+}
+
+impl Evaluator {
+    pub fn new(ruleset: Arc<Ruleset>) -> Evaluator {
+        let index = Index::of(&ruleset);
+        Evaluator {
+            ruleset,
+            index,
+            made: HashMap::new(),
+        }
+    }
+
+    pub fn ruleset(&self) -> &Arc<Ruleset> {
+        &self.ruleset
+    }
+
+    /// Verdicts made (not shared) so far.
+    pub fn made(&self) -> usize {
+        self.made.len()
+    }
+
+    pub fn evaluate(&mut self, probe: &Probe) -> Exposure {
+        if probe.is_local() {
+            return Exposure::Local;
+        }
+        let key = self.index.key(&self.ruleset, probe);
+        if let Some(e) = self.made.get(&key) {
+            return e.clone();
+        }
+        let e = evaluate_indexed(&self.ruleset, &self.index, probe);
+        self.made.insert(key, e.clone());
+        e
+    }
+}
+
+/// The verdict of running every rule of every chain: what the index must
+/// not change (tested).
+#[cfg(test)]
+pub(super) fn evaluate_unindexed(ruleset: &Ruleset, probe: &Probe) -> Exposure {
+    evaluate_indexed(ruleset, &Index::default(), probe)
+}
+
+fn evaluate_indexed(ruleset: &Ruleset, index: &Index, probe: &Probe) -> Exposure {
     if probe.is_local() {
         return Exposure::Local;
     }
@@ -178,6 +234,7 @@ pub fn evaluate(ruleset: &Ruleset, probe: &Probe) -> Exposure {
 
     let mut eval = Eval {
         probe,
+        index,
         paths: 1,
         unknown: None,
     };
@@ -576,6 +633,7 @@ struct Split {
 
 struct Eval<'a> {
     probe: &'a Probe,
+    index: &'a Index,
     paths: usize,
     unknown: Option<String>,
 }
@@ -623,7 +681,8 @@ impl Eval<'_> {
             return out;
         }
         let mut live = vec![state];
-        for rule in &chain.rules {
+        for i in self.index.rules_for(chain, self.probe) {
+            let rule = &chain.rules[i as usize];
             let at = || RuleRef {
                 family: table.family,
                 table: Arc::clone(&table.name),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{Exposure, Firewall, Probe, evaluate};
+use super::{Evaluator, Exposure, Firewall, Probe};
 use crate::model::{Port, Proto};
 
 /// A socket, as its verdict depends on it (the family is the address's).
@@ -25,15 +25,29 @@ pub struct Memo {
     warned: Vec<Arc<str>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Namespace {
     generation: u32,
+    evaluator: Evaluator,
     /// No rule on the hooks a packet for this host passes: all open.
     empty: bool,
     verdicts: Vec<Arc<Exposure>>,
     /// Index into `verdicts`, and the pass that last saw the socket.
     sockets: HashMap<SocketKey, (u16, u32)>,
     seen: u32,
+}
+
+impl Namespace {
+    fn of(rules: &Arc<super::ruleset::Ruleset>) -> Namespace {
+        Namespace {
+            generation: rules.generation,
+            evaluator: Evaluator::new(Arc::clone(rules)),
+            empty: !super::eval::any_rule_applies(rules),
+            verdicts: Vec::new(),
+            sockets: HashMap::new(),
+            seen: 0,
+        }
+    }
 }
 
 impl Memo {
@@ -77,18 +91,17 @@ impl Memo {
                 }
                 Some(Firewall::Rules(rules)) => rules,
             };
-            let ns = self.namespaces.entry(Arc::clone(&p.namespace)).or_default();
-            if ns.seen == 0 || ns.generation != rules.generation {
-                *ns = Namespace {
-                    generation: rules.generation,
-                    empty: !super::eval::any_rule_applies(rules),
-                    ..Namespace::default()
-                };
+            let ns = self
+                .namespaces
+                .entry(Arc::clone(&p.namespace))
+                .or_insert_with(|| Namespace::of(rules));
+            if ns.generation != rules.generation || !Arc::ptr_eq(ns.evaluator.ruleset(), rules) {
+                *ns = Namespace::of(rules);
             }
             ns.seen = pass;
             if ns.empty {
                 // Only loopback or open: nothing to remember per socket.
-                p.exposure = Some(intern(&mut ns.verdicts, evaluate(rules, &probe)).1);
+                p.exposure = Some(intern(&mut ns.verdicts, ns.evaluator.evaluate(&probe)).1);
                 continue;
             }
             let s = &p.socket;
@@ -99,7 +112,7 @@ impl Memo {
                     Arc::clone(&ns.verdicts[usize::from(*index)])
                 }
                 None => {
-                    let (index, verdict) = intern(&mut ns.verdicts, evaluate(rules, &probe));
+                    let (index, verdict) = intern(&mut ns.verdicts, ns.evaluator.evaluate(&probe));
                     ns.sockets.insert(key, (index, pass));
                     verdict
                 }

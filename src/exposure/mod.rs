@@ -4,11 +4,12 @@
 //! outside ([`eval`]).
 
 pub mod eval;
+mod index;
 mod memo;
 pub mod ranges;
 pub mod ruleset;
 
-pub use eval::{Exposure, Probe, RuleRef, evaluate};
+pub use eval::{Evaluator, Exposure, Probe, RuleRef, evaluate};
 pub use memo::Memo;
 
 use std::sync::Arc;

@@ -144,6 +144,8 @@ struct Port<'a> {
     conflicts: Vec<&'static str>,
     /// The same, with who is in each.
     conflict_details: &'a [crate::conflicts::Conflict],
+    /// Whether outside hosts may reach it, by the firewall, as `ls --json`.
+    exposure: Option<&'a crate::exposure::Exposure>,
     // The engine's.
     /// Still listening; false for a gone port kept for the retention
     /// (its last sockets shown).
@@ -188,6 +190,7 @@ fn port<'a>(row: &Row<'a>, now: u32, with_history: bool) -> Port<'a> {
         excluded: false,
         conflicts: row.conflicts.iter().map(|c| c.kind.as_str()).collect(),
         conflict_details: row.conflicts,
+        exposure: s.and_then(|s| s.exposure.as_deref()),
         present: p.present,
         process_name: printable(&p.process_name),
         exe_path: printable(&p.exe_path),

@@ -148,10 +148,19 @@ const COLUMNS: [(SortKey, &str, &str); 13] = [
     (SortKey::Port, "", "c-badge"),
 ];
 
-/// The health badge, and a mark for each conflict on the port (who is in
-/// it on hover).
+/// The health badge, the socket's exposure (what decided it on hover),
+/// and a mark for each conflict on the port (who is in it on hover).
 fn health_cell(r: &Row<'_>) -> String {
     let mut cell = health_badge(r.health());
+    if let Some(e) = r.socket.and_then(|s| s.exposure.as_deref()) {
+        let _ = write!(
+            cell,
+            " <span class=\"exposure x-{}\" title=\"{}\">{}</span>",
+            e.word(),
+            esc(&e.detail().unwrap_or_default()),
+            e.word()
+        );
+    }
     for c in r.conflicts {
         let _ = write!(
             cell,

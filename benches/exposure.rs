@@ -1,0 +1,157 @@
+//! Exposure's cost on a busy host with a big ruleset: a ruleset of 1,000
+//! rules (the shape of a large hand-written or generated one: conntrack
+//! first, 700 single-port accepts, 150 source-restricted ports, 100 UDP
+//! ports, 50 source-only accepts) loaded with `nft` into a network
+//! namespace of the bench's own, then
+//!
+//! - `read_1000_rules`: reading it over nfnetlink in that namespace (done
+//!   again only when its generation moves);
+//! - `generation`: the one message asked at every pass;
+//! - `verdicts_10000_sockets`: a verdict for each of 10,000 TCP sockets
+//!   (ports 20000–29999 on the wildcard address), from a fresh evaluator:
+//!   the cost after a ruleset change — target ≤ 50 ms.
+//!
+//! Needs root and `nft` (Debian's nftables); says so and does nothing
+//! otherwise. `cargo bench --bench exposure`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use portwarden::discover::firewall::Reader;
+use portwarden::exposure::{Evaluator, Probe};
+use portwarden::model::{Family, Proto};
+
+const NS: &str = "pw-bench-exposure";
+
+fn ruleset_text() -> String {
+    let rules = [
+        "ct state established,related accept",
+        "ct state invalid drop",
+        "iif lo accept",
+        "meta l4proto { icmp, ipv6-icmp } accept",
+        "jump services",
+    ];
+    let mut services = Vec::new();
+    for p in 20_000..20_700 {
+        services.push(format!("tcp dport {p} accept"));
+    }
+    for i in 0..150u32 {
+        services.push(format!(
+            "ip saddr 10.1.{}.{} tcp dport {} accept",
+            i / 200,
+            i % 200 + 1,
+            21_000 + i
+        ));
+    }
+    for p in 0..100 {
+        services.push(format!("udp dport {} accept", 30_000 + p));
+    }
+    for i in 0..45 {
+        services.push(format!("ip saddr 172.16.{i}.0/24 accept"));
+    }
+    format!(
+        "flush ruleset\ntable inet filter {{\n chain input {{\n  type filter hook input priority 0; policy drop;\n  {}\n }}\n chain services {{\n  {}\n }}\n}}\n",
+        rules.join("\n  "),
+        services.join("\n  ")
+    )
+}
+
+fn in_ns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = std::fs::File::open(format!("/run/netns/{NS}")).expect("open netns");
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&ns),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .expect("setns");
+            f()
+        })
+        .join()
+        .expect("thread")
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    if !rustix::process::geteuid().is_root() || !std::path::Path::new("/usr/sbin/nft").exists() {
+        eprintln!("exposure bench: needs root and nft (Debian's nftables); skipped");
+        return;
+    }
+    let _ = Command::new("ip").args(["netns", "del", NS]).status();
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", NS])
+            .status()
+            .expect("ip")
+            .success()
+    );
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", NS, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft");
+    let text = ruleset_text();
+    nft.stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    assert!(nft.wait().expect("nft").success());
+
+    let rules = Arc::new(in_ns(|| {
+        Reader::open().expect("netlink").ruleset().expect("read")
+    }));
+    let count: usize = rules
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .map(|c| c.rules.len())
+        .sum();
+    eprintln!("ruleset: {count} rules");
+    let probes: Vec<Probe> = (20_000..30_000)
+        .map(|dport| Probe {
+            proto: Proto::Tcp,
+            family: Family::Ipv4,
+            daddr: None,
+            dport,
+        })
+        .collect();
+    let mut ev = Evaluator::new(Arc::clone(&rules));
+    let words = probes
+        .iter()
+        .fold(std::collections::BTreeMap::new(), |mut m, p| {
+            *m.entry(ev.evaluate(p).word()).or_insert(0) += 1;
+            m
+        });
+    eprintln!(
+        "verdicts: {words:?}; made {} for {} sockets",
+        ev.made(),
+        probes.len()
+    );
+
+    let mut g = c.benchmark_group("exposure");
+    g.sample_size(20);
+    g.bench_function("verdicts_10000_sockets", |b| {
+        b.iter(|| {
+            let mut ev = Evaluator::new(Arc::clone(&rules));
+            for p in &probes {
+                std::hint::black_box(ev.evaluate(p));
+            }
+        })
+    });
+    // A netlink socket answers for the namespace it was made in.
+    let mut reader = in_ns(|| Reader::open().expect("netlink"));
+    g.bench_function("read_1000_rules", |b| {
+        b.iter(|| reader.ruleset().expect("read"))
+    });
+    g.bench_function("generation", |b| {
+        b.iter(|| reader.generation().expect("generation"))
+    });
+    g.finish();
+    let _ = Command::new("ip").args(["netns", "del", NS]).status();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
