@@ -383,7 +383,7 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
-            name: "source-restricted: an address, a prefix, a negation, an interval set",
+            name: "source-restricted: an address, prefixes, a negation, an interval set",
             ruleset: "table inet f {
                 set admins { type ipv4_addr; flags interval; elements = { 10.77.0.2, 192.168.0.0/16 }
 }
@@ -391,6 +391,7 @@ fn cases() -> Vec<Case> {
                     ip saddr @admins tcp dport 22 accept
                     ip saddr 10.77.0.2/31 tcp dport 80 accept
                     ip saddr != 10.77.0.3 tcp dport 443 accept
+                    ip saddr 10.77.0.0/16 tcp dport 8080 accept
                     ip6 saddr fd77::2 tcp dport 2222 accept
                     ip saddr 10.77.0.2 udp dport 53 accept
                     ip6 saddr fd77::3 udp dport 5354 accept
@@ -400,7 +401,7 @@ fn cases() -> Vec<Case> {
                 restricted("from 10.77.0.2, 192.168.0.0/16", true, false),
                 restricted("from 10.77.0.2/31", true, true),
                 restricted("from any but 10.77.0.3", true, false),
-                blocked("inet f input policy drop"),
+                restricted("from 10.77.0.0/16", true, true),
                 restricted("from fd77::2", true, false),
                 local(),
                 restricted("from 10.77.0.2", true, false),

@@ -1410,21 +1410,25 @@ fn ct(probe: &Probe, key: u32, mark_set: bool) -> Vec<Cell> {
 
 /// A payload load of the probe packet.
 fn payload(probe: &Probe, base: PayloadBase, offset: u32, len: usize) -> Vec<Cell> {
+    // The leading bytes of an address: nft loads only those of a prefix
+    // that ends on a byte (`ip saddr 10.1.0.0/16` loads two).
     let addr = |sym: Field, at: Option<IpAddr>| match at {
-        Some(a) => known_cells(&match a {
-            IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => v6.octets().to_vec(),
-        }),
+        Some(a) => known_cells(
+            &match a {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            }[..len],
+        ),
         None => open_cells(Sym::Field(sym), len),
     };
     let v4 = probe.family == Family::Ipv4;
     match (base, offset, len) {
         (PayloadBase::Network, 9, 1) if v4 => known_cells(&[l4(probe)]),
         (PayloadBase::Network, 6, 1) if !v4 => known_cells(&[l4(probe)]),
-        (PayloadBase::Network, 12, 4) if v4 => open_cells(Sym::Field(Field::Saddr), 4),
-        (PayloadBase::Network, 16, 4) if v4 => addr(Field::Daddr, probe.daddr),
-        (PayloadBase::Network, 8, 16) if !v4 => open_cells(Sym::Field(Field::Saddr), 16),
-        (PayloadBase::Network, 24, 16) if !v4 => addr(Field::Daddr, probe.daddr),
+        (PayloadBase::Network, 12, 1..=4) if v4 => open_cells(Sym::Field(Field::Saddr), len),
+        (PayloadBase::Network, 16, 1..=4) if v4 => addr(Field::Daddr, probe.daddr),
+        (PayloadBase::Network, 8, 1..=16) if !v4 => open_cells(Sym::Field(Field::Saddr), len),
+        (PayloadBase::Network, 24, 1..=16) if !v4 => addr(Field::Daddr, probe.daddr),
         (PayloadBase::Transport, 0, 2) => open_cells(Sym::Field(Field::Sport), 2),
         (PayloadBase::Transport, 2, 2) => known_cells(&probe.dport.to_be_bytes()),
         // TCP flags: a SYN.
