@@ -753,3 +753,188 @@ fn the_exporter_exports_one_verdict_per_port() {
         .count();
     assert_eq!(of_80, 1, "{text}");
 }
+
+/// A GET from inside the namespace `ns`.
+fn get_in(ns: &str, addr: std::net::SocketAddr, path: &str) -> Option<Value> {
+    in_netns(ns, || http_get(addr, path, &[]))
+        .ok()
+        .and_then(|(_, body)| serde_json::from_slice(&body).ok())
+}
+
+#[test]
+fn prometheus_discovers_the_ports_and_probes_them_from_outside() {
+    let _serial = serial();
+    if !is_root() {
+        return cannot_run("needs root for network namespaces and nftables");
+    }
+    if !std::path::Path::new("/usr/sbin/nft").exists() {
+        return cannot_run("needs nft (Debian package nftables)");
+    }
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return cannot_run("needs prometheus (Debian package prometheus)");
+    }
+    let lab = Lab::new();
+    lab.load(cases()[1].ruleset);
+    let _holder = Holder::start_in(
+        &lab.inside.0,
+        &json!({"sockets": [
+            {"proto": "tcp", "addr": INSIDE4, "port": 22, "backlog": 1024},
+            {"proto": "tcp", "addr": INSIDE4, "port": 80, "backlog": 1024},
+            {"proto": "tcp", "addr": "127.0.0.1", "port": 9000},
+        ]}),
+    );
+    // Both exporters in the outside namespace: one discovers (it sees every
+    // namespace of the machine), one probes from there.
+    let fast = [
+        ("PORT_STATUS_INTERVAL", "1s"),
+        ("ENABLE_HTTP_DETECTION", "false"),
+    ];
+    let discovering = Exporter::start_in(&lab.outside.0, &fast);
+    let probing = Exporter::start_in(
+        &lab.outside.0,
+        &[
+            ("PORTWARDEN_WEB_PROBE", "true"),
+            ("ENABLE_HTTP_DETECTION", "false"),
+        ],
+    );
+
+    // The discovery document itself.
+    let target = |port: u16| format!("{INSIDE4}:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let groups = loop {
+        let groups = get_in(&lab.outside.0, discovering.addr, "/api/v1/sd")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default();
+        let ours: Vec<Value> = groups
+            .into_iter()
+            .filter(|g| g["labels"]["__meta_portwarden_address"] == INSIDE4)
+            .collect();
+        if ours.len() == 2
+            && ours
+                .iter()
+                .all(|g| g["labels"]["__meta_portwarden_exposure"].is_string())
+        {
+            break ours;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lab's ports in /api/v1/sd: {ours:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (port, exposure) in [(22, "open"), (80, "blocked")] {
+        let g = groups
+            .iter()
+            .find(|g| g["targets"][0] == target(port))
+            .unwrap_or_else(|| panic!("{port} in {groups:?}"));
+        let l = &g["labels"];
+        assert_eq!(l["__meta_portwarden_exposure"], exposure, "{g}");
+        assert_eq!(l["__meta_portwarden_proto"], "tcp", "{g}");
+        assert_eq!(l["__meta_portwarden_port"], port.to_string(), "{g}");
+        assert_eq!(l["__meta_portwarden_netns"], lab.inside.label(), "{g}");
+        assert!(l["__meta_portwarden_process"].is_string(), "{g}");
+    }
+    let all = get_in(&lab.outside.0, discovering.addr, "/api/v1/sd").expect("sd");
+    assert!(
+        !all.to_string().contains("127.0.0.1:9000"),
+        "loopback is not a target: {all}"
+    );
+
+    // A real Prometheus in the outside namespace, with the relabelling of
+    // docs/exposure.md: only the lab's address is ever probed.
+    let dir = TempDir::new("prometheus-sd");
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: ports-from-outside
+    metrics_path: /probe
+    params:
+      module: [tcp_connect]
+    http_sd_configs:
+      - url: http://{sd}/api/v1/sd
+        refresh_interval: 1s
+    relabel_configs:
+      - source_labels: [__meta_portwarden_address]
+        regex: '10\.77\.0\.1'
+        action: keep
+      - source_labels: [__meta_portwarden_proto]
+        regex: tcp
+        action: keep
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__param_target]
+        target_label: instance
+      - source_labels: [__meta_portwarden_exposure]
+        target_label: exposure
+      - source_labels: [__meta_portwarden_process]
+        target_label: process
+      - target_label: __address__
+        replacement: {probe}
+"#,
+        sd = discovering.addr,
+        probe = probing.addr
+    );
+    let path = dir.0.join("prometheus.yml");
+    std::fs::write(&path, config).expect("config");
+    let prom_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Killed(
+        Command::new("ip")
+            .args(["netns", "exec", &lab.outside.0, "prometheus"])
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus"),
+    );
+    let value = |port: u16, exposure: &str| -> Option<String> {
+        let q = format!(
+            "probe_success{{instance=\"{}\",exposure=\"{exposure}\"}}",
+            target(port)
+        );
+        let v = get_in(
+            &lab.outside.0,
+            prom_addr,
+            &format!("/api/v1/query?query={}", percent_encode(&q)),
+        )?;
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_string)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (open, blocked) = (value(22, "open"), value(80, "blocked"));
+        if open.is_some() && blocked.is_some() {
+            // The outside answer agrees with the inside verdict.
+            assert_eq!(
+                open.as_deref(),
+                Some("1"),
+                "the open port answers from outside"
+            );
+            assert_eq!(blocked.as_deref(), Some("0"), "the blocked port does not");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never probed both: open {open:?}, blocked {blocked:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

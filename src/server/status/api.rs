@@ -314,3 +314,58 @@ pub fn events(
     }))
     .unwrap_or_default()
 }
+
+/// `/api/v1/sd`: this host's listening sockets that another host can
+/// address, as Prometheus HTTP service discovery reads them (a JSON list
+/// of target groups), so that a central Prometheus can have each probed
+/// from elsewhere. One group per socket: its address and port as the
+/// target, and `__meta_portwarden_*` labels for relabelling (proto, port,
+/// netns, process, unit, exposure). Loopback sockets are left out; a
+/// wildcard socket of the host's own namespace is given at `host` (the
+/// address the asker reached us at, or `?host=`), and left out without
+/// one.
+pub fn sd(snapshot: &Snapshot, host: Option<&str>) -> Vec<u8> {
+    let mut groups = Vec::new();
+    for p in snapshot.ports.iter().filter(|p| p.present) {
+        for s in p.sockets.iter() {
+            let address = if s.address.is_unspecified() {
+                match host {
+                    Some(h) if &*p.key.netns == "host" => h.to_string(),
+                    _ => continue,
+                }
+            } else if s.address.is_loopback() {
+                continue;
+            } else {
+                s.address.to_string()
+            };
+            let target = if address.contains(':') {
+                format!("[{address}]:{}", p.key.port)
+            } else {
+                format!("{address}:{}", p.key.port)
+            };
+            let owner = s.owner();
+            let mut labels = serde_json::Map::new();
+            let mut label = |k: &str, v: String| {
+                labels.insert(
+                    format!("__meta_portwarden_{k}"),
+                    serde_json::Value::String(v),
+                );
+            };
+            label("proto", p.key.proto.as_str().to_string());
+            label("port", p.key.port.to_string());
+            label("netns", p.key.netns.to_string());
+            label("address", s.address.to_string());
+            label("process", p.process_name.to_string());
+            if let Some(unit) =
+                crate::model::unit_display(owner.map(|o| &**o), s.activation.as_ref())
+            {
+                label("unit", unit);
+            }
+            if let Some(e) = &s.exposure {
+                label("exposure", e.word().to_string());
+            }
+            groups.push(serde_json::json!({"targets": [target], "labels": labels}));
+        }
+    }
+    serde_json::to_vec(&groups).unwrap_or_default()
+}

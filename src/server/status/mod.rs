@@ -4,6 +4,7 @@
 //! - `/`: the page ([`page`]), its assets under `/assets/` (embedded in
 //!   the binary), under a strict Content-Security-Policy;
 //! - `/api/v1/ports`, `/api/v1/targets`: JSON ([`api`]);
+//! - `/api/v1/sd`: Prometheus HTTP service discovery of this host's ports;
 //! - `/badge/<tcp|udp>/<port>.svg[?netns=]`, `/badge/target/<name>.svg`:
 //!   small SVGs ([`badge`]).
 //!
@@ -66,6 +67,7 @@ pub fn routes(shared: Arc<Shared>, metrics_path: &str, probe: bool) -> Router {
         .route("/api/v1/ports", get(ports))
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/sd", get(sd))
         .route("/badge/{kind}/{file}", get(badge))
         .route(
             "/assets/status.css",
@@ -271,6 +273,61 @@ async fn events(State(status): State<Status>, uri: Uri) -> Response {
     .await
 }
 
+/// `/api/v1/sd[?host=H]`: Prometheus HTTP service discovery of this
+/// host's listening sockets. Wildcard sockets are given at `host`, else at
+/// the host the request was addressed to (its `Host` header) unless that
+/// is loopback.
+async fn sd(State(status): State<Status>, headers: axum::http::HeaderMap, uri: Uri) -> Response {
+    let mut host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(host_part)
+        .filter(|h| !is_loopback_name(h));
+    for (k, v) in super::query_params(uri.query().unwrap_or("")) {
+        if k == "host" {
+            if !valid_host(&v) {
+                let why = view::BadQuery(format!(
+                    "host={v}: expected an IP address or a DNS name, e.g. host=10.0.0.5"
+                ));
+                return bad_request(&why, true);
+            }
+            host = Some(v);
+        }
+    }
+    let snapshot = status.shared.snapshot();
+    render(&status, StatusCode::OK, "application/json", move || {
+        api::sd(&snapshot, host.as_deref())
+    })
+    .await
+}
+
+/// The host of a `Host` header: without its port, IPv6 without brackets.
+fn host_part(h: &str) -> String {
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default().to_string();
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host.to_string()
+        }
+        _ => h.to_string(),
+    }
+}
+
+fn is_loopback_name(h: &str) -> bool {
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// An IP address, or a DNS name (letters, digits, `-` and `.`).
+fn valid_host(h: &str) -> bool {
+    h.parse::<std::net::IpAddr>().is_ok()
+        || (!h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+}
+
 async fn json(
     status: Status,
     uri: Uri,
@@ -315,4 +372,21 @@ async fn badge(
             _slot: slot,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_a_request_was_addressed_to() {
+        assert_eq!(host_part("10.0.0.5:9765"), "10.0.0.5");
+        assert_eq!(host_part("[2001:db8::5]:9765"), "2001:db8::5");
+        assert_eq!(host_part("web1.example"), "web1.example");
+        assert_eq!(host_part("2001:db8::5"), "2001:db8::5");
+        assert!(is_loopback_name("localhost") && is_loopback_name("127.0.0.1"));
+        assert!(is_loopback_name("::1") && !is_loopback_name("10.0.0.5"));
+        assert!(valid_host("10.0.0.5") && valid_host("web-1.example") && valid_host("::1"));
+        assert!(!valid_host("a b") && !valid_host("") && !valid_host("x/y"));
+    }
 }
