@@ -166,6 +166,16 @@ pub struct Port {
     pub exposure: Option<Arc<crate::exposure::Exposure>>,
 }
 
+/// The label of a socket's namespace: a container's id when its primary
+/// owner's cgroup names one (outside the host's namespace), else the
+/// namespace as discovery lists it (`host`, `netns:<inode>`).
+pub fn netns_label(namespace: &Arc<str>, owner: Option<&Owner>) -> Arc<str> {
+    match owner.and_then(|o| o.container.as_ref()) {
+        Some(c) if &**namespace != "host" => Arc::from(c.id.as_str()),
+        _ => Arc::clone(namespace),
+    }
+}
+
 /// A socket a service manager made (socket activation).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Activation {

@@ -367,11 +367,8 @@ impl Discoverer {
         let (owners, excluded) = order_owners(self.owners.owners(socket.inode), &self.exclusions);
         // A container's namespace goes by the container's name, as the
         // primary owner's cgroup gives it.
-        let namespace = Arc::clone(&netns);
-        let netns = match owners.first().and_then(|o| o.container.as_ref()) {
-            Some(c) if &*netns != "host" => Arc::from(c.id.as_str()),
-            _ => netns,
-        };
+        let namespace = netns;
+        let netns = crate::model::netns_label(&namespace, owners.first().map(|o| &**o));
         let owner_unknown_reason = owners.is_empty().then(|| unknown_reason(stats));
         let activation = self.owners.activation(socket.inode);
         Port {

@@ -170,8 +170,8 @@ pub struct SocketInfo {
     pub owners: Owners,
     /// Why `owners` is empty, when it is.
     pub owner_unknown_reason: Option<Arc<str>>,
-    /// How a service manager made it, when one did.
-    pub activation: Option<crate::model::Activation>,
+    /// How a service manager made it, when one did; boxed, as few are.
+    pub activation: Option<Box<crate::model::Activation>>,
     /// Whether outside hosts may reach it, when the ruleset was read.
     pub exposure: Option<Arc<crate::exposure::Exposure>>,
 }
@@ -187,7 +187,7 @@ impl SocketInfo {
             accept_queue: socket.accept_queue,
             owners: port.owners.clone(),
             owner_unknown_reason: port.owner_unknown_reason.as_deref().map(Arc::from),
-            activation: port.activation.clone(),
+            activation: port.activation.clone().map(Box::new),
             exposure: port.exposure.clone(),
         }
     }

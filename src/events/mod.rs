@@ -111,8 +111,6 @@ impl Key {
 /// What is known of an address while it listens.
 #[derive(Debug, Clone)]
 struct Facts {
-    /// The namespace's label (`host`, a container's id, `netns:<inode>`).
-    netns: Arc<str>,
     family: Family,
     /// The primary owner of its oldest socket; `None` while unknown.
     owner: Option<Arc<Owner>>,
@@ -189,7 +187,6 @@ impl Tracker {
             .map(|p| {
                 let key = Key::of(p);
                 let facts = Facts {
-                    netns: Arc::clone(&p.netns),
                     family: p.socket.family,
                     owner: p.owners.first().cloned(),
                     activation: p.activation.clone().map(Box::new),
@@ -266,12 +263,14 @@ impl Tracker {
         out.into_iter()
             .map(|(action, key, facts, previous)| {
                 self.sequence += 1;
+                // Derived, not kept: every address would hold a copy.
+                let netns = crate::model::netns_label(&key.namespace, facts.owner.as_deref());
                 Event {
                     sequence: self.sequence,
                     at,
                     action,
                     key,
-                    netns: facts.netns,
+                    netns,
                     family: facts.family,
                     owner: facts.owner,
                     previous,

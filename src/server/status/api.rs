@@ -179,7 +179,7 @@ fn port<'a>(row: &Row<'a>, now: u32, with_history: bool) -> Port<'a> {
             .and_then(|c| c.pod_uid.as_deref()),
         unit: owner.and_then(|o| o.unit.as_ref()),
         unit_display: row.unit(),
-        socket_activation: s.and_then(|s| s.activation.as_ref()),
+        socket_activation: s.and_then(|s| s.activation.as_deref()),
         accept_queue: row.queue(),
         health: p.health.as_str(),
         connect_seconds: row.connect_seconds(),
@@ -357,7 +357,7 @@ pub fn sd(snapshot: &Snapshot, host: Option<&str>) -> Vec<u8> {
             label("address", s.address.to_string());
             label("process", p.process_name.to_string());
             if let Some(unit) =
-                crate::model::unit_display(owner.map(|o| &**o), s.activation.as_ref())
+                crate::model::unit_display(owner.map(|o| &**o), s.activation.as_deref())
             {
                 label("unit", unit);
             }

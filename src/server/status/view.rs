@@ -271,7 +271,7 @@ impl<'a> Row<'a> {
     pub fn unit(&self) -> Option<String> {
         crate::model::unit_display(
             self.owner(),
-            self.socket.and_then(|s| s.activation.as_ref()),
+            self.socket.and_then(|s| s.activation.as_deref()),
         )
     }
 
