@@ -115,7 +115,42 @@ impl Lab {
         Lab { inside, outside }
     }
 
+    /// Loads a ruleset: nft's language, or iptables-restore's when it
+    /// starts with `*filter` (IPv4 rules, then `---` and IPv6 ones),
+    /// written through iptables-nft as ufw writes its rules.
     fn load(&self, ruleset: &str) {
+        if ruleset.starts_with("*filter") {
+            self.load_nft("");
+            let (v4, v6) = ruleset.split_once("---\n").unwrap_or((ruleset, ""));
+            for (tool, rules) in [("iptables-nft-restore", v4), ("ip6tables-nft-restore", v6)] {
+                if rules.trim().is_empty() {
+                    continue;
+                }
+                self.pipe(&[tool], rules);
+            }
+            return;
+        }
+        self.load_nft(ruleset);
+    }
+
+    fn pipe(&self, cmd: &[&str], input: &str) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.inside.0])
+            .args(cmd)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write rules");
+        assert!(child.wait().expect("wait").success(), "{cmd:?}:\n{input}");
+    }
+
+    fn load_nft(&self, ruleset: &str) {
         let mut nft = Command::new("ip")
             .args(["netns", "exec", &self.inside.0, "nft", "-f", "-"])
             .stdin(Stdio::piped())
@@ -462,6 +497,22 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "ufw's chain layout, written through iptables-nft (xt matches)",
+            ruleset: UFW,
+            expect: [
+                open(),
+                open(),
+                open(),
+                restricted("from 10.77.0.2", true, false),
+                open(),
+                local(),
+                open(),
+                // mDNS to its multicast group is let in; to us, not.
+                restricted("to 224.0.0.251", false, false),
+                blocked("ip6 filter INPUT policy drop"),
+            ],
+        },
+        Case {
             name: "a rule the evaluator cannot decide (a rate limit)",
             ruleset: "table inet f { chain input { type filter hook input priority 0; policy accept;
                 tcp dport 80 limit rate over 10/second drop
@@ -494,6 +545,71 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// ufw's layout (its chain names and the rules of its before/after files,
+/// as `iptables-save` shows them) with four user rules, and its IPv6 side
+/// reduced to what decides our sockets.
+const UFW: &str = r#"*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:ufw-before-logging-input - [0:0]
+:ufw-before-input - [0:0]
+:ufw-after-input - [0:0]
+:ufw-after-logging-input - [0:0]
+:ufw-reject-input - [0:0]
+:ufw-track-input - [0:0]
+:ufw-user-input - [0:0]
+:ufw-not-local - [0:0]
+:ufw-skip-to-policy-input - [0:0]
+:ufw-logging-deny - [0:0]
+-A INPUT -j ufw-before-logging-input
+-A INPUT -j ufw-before-input
+-A INPUT -j ufw-after-input
+-A INPUT -j ufw-after-logging-input
+-A INPUT -j ufw-reject-input
+-A INPUT -j ufw-track-input
+-A ufw-before-input -i lo -j ACCEPT
+-A ufw-before-input -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A ufw-before-input -m conntrack --ctstate INVALID -j ufw-logging-deny
+-A ufw-before-input -m conntrack --ctstate INVALID -j DROP
+-A ufw-before-input -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A ufw-before-input -p udp -m udp --sport 67 --dport 68 -j ACCEPT
+-A ufw-before-input -j ufw-not-local
+-A ufw-before-input -d 224.0.0.251/32 -p udp -m udp --dport 5353 -j ACCEPT
+-A ufw-before-input -j ufw-user-input
+-A ufw-after-input -p udp -m udp --dport 137 -j ufw-skip-to-policy-input
+-A ufw-after-input -m addrtype --dst-type BROADCAST -j ufw-skip-to-policy-input
+-A ufw-after-logging-input -m limit --limit 3/min --limit-burst 10 -j LOG --log-prefix "[UFW BLOCK] "
+-A ufw-logging-deny -m conntrack --ctstate INVALID -m limit --limit 3/min --limit-burst 10 -j RETURN
+-A ufw-logging-deny -m limit --limit 3/min --limit-burst 10 -j LOG --log-prefix "[UFW BLOCK] "
+-A ufw-not-local -m addrtype --dst-type LOCAL -j RETURN
+-A ufw-not-local -m addrtype --dst-type MULTICAST -j RETURN
+-A ufw-not-local -m addrtype --dst-type BROADCAST -j RETURN
+-A ufw-not-local -m limit --limit 3/min --limit-burst 10 -j ufw-logging-deny
+-A ufw-not-local -j DROP
+-A ufw-skip-to-policy-input -j DROP
+-A ufw-user-input -p tcp -m tcp --dport 22 -m comment --comment "'dapp_OpenSSH'" -j ACCEPT
+-A ufw-user-input -p tcp -m multiport --dports 80,443 -j ACCEPT
+-A ufw-user-input -s 10.77.0.2/32 -p tcp -m tcp --dport 8080 -j ACCEPT
+-A ufw-user-input -p udp -m udp --dport 53 -j ACCEPT
+COMMIT
+---
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:ufw6-before-input - [0:0]
+:ufw6-user-input - [0:0]
+-A INPUT -j ufw6-before-input
+-A ufw6-before-input -i lo -j ACCEPT
+-A ufw6-before-input -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A ufw6-before-input -m conntrack --ctstate INVALID -j DROP
+-A ufw6-before-input -p ipv6-icmp -j ACCEPT
+-A ufw6-before-input -j ufw6-user-input
+-A ufw6-user-input -p tcp -m tcp --dport 2222 -j ACCEPT
+COMMIT
+"#;
+
 /// `ls --json`'s exposure of each lab listener, by (proto, address, port).
 fn verdicts(holder: &Holder) -> BTreeMap<(String, String, u16), Value> {
     ls_json(&[])
@@ -518,6 +634,9 @@ fn each_verdict_agrees_with_a_real_syn_and_datagram_from_outside() {
     }
     if !std::path::Path::new("/usr/sbin/nft").exists() {
         return cannot_run("needs nft (Debian package nftables)");
+    }
+    if !std::path::Path::new("/usr/sbin/iptables-nft-restore").exists() {
+        return cannot_run("needs iptables-nft-restore (Debian package iptables)");
     }
     let lab = Lab::new();
     let sockets: Vec<Value> = LISTENERS

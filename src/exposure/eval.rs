@@ -366,6 +366,9 @@ enum Sym {
     Iifname,
     /// The input interface's index.
     Iif,
+    /// Source and destination port in one 4-byte load (`--sport 67
+    /// --dport 68`): the source open, the destination this one.
+    Ports(u16),
 }
 
 /// An interface name as a rule matches it: whole, or a prefix (`eth*`).
@@ -683,6 +686,9 @@ impl Eval<'_> {
         let mut live = vec![state];
         for i in self.index.rules_for(chain, self.probe) {
             let rule = &chain.rules[i as usize];
+            if inert(rule) {
+                continue;
+            }
             let at = || RuleRef {
                 family: table.family,
                 table: Arc::clone(&table.name),
@@ -963,12 +969,21 @@ impl Eval<'_> {
                 RuleEnd::Unknown("a DNAT (forwarded traffic is not evaluated)".into()),
                 state,
             ),
-            Expr::Match { name, .. } => {
-                Step::End(RuleEnd::Unknown(format!("iptables match {name}")), state)
-            }
-            Expr::Target { name, .. } => {
-                Step::End(RuleEnd::Unknown(format!("iptables target {name}")), state)
-            }
+            Expr::Match { name, rev, info } => match super::xt::decide(name, *rev, info, probe) {
+                super::xt::Said::Yes => Step::Go(state),
+                super::xt::Said::No => Step::End(RuleEnd::Next, state),
+                super::xt::Said::Undecided(why) => Step::End(RuleEnd::Unknown(why), state),
+            },
+            Expr::Target { name, .. } => match super::xt::target(name) {
+                Some(true) => Step::End(RuleEnd::Verdict(Verdict::Drop), state),
+                Some(false) => {
+                    if &**name == "MARK" {
+                        state.mark_set = true;
+                    }
+                    Step::Go(state)
+                }
+                None => Step::End(RuleEnd::Unknown(format!("iptables target {name}")), state),
+            },
             Expr::Unknown(name) => Step::End(RuleEnd::Unknown(format!("{name}")), state),
         }
     }
@@ -1033,6 +1048,30 @@ impl Eval<'_> {
                     set = Ranges::full(self.width(f) * 8).minus(&set);
                 }
                 self.count(Step::Split(split_field(state, f, &set)))
+            }
+            Sym::Ports(dport) => {
+                let exact = full_mask(mask) && mask.len() == 4 && data.len() == 4;
+                if !exact || !matches!(op, CmpOp::Eq | CmpOp::Neq) {
+                    return Step::End(
+                        RuleEnd::Unknown("source and destination ports compared by order".into()),
+                        state,
+                    );
+                }
+                let eq = op == CmpOp::Eq;
+                if data[2..4] != dport.to_be_bytes() {
+                    // The destination differs: never equal.
+                    return if eq {
+                        Step::End(RuleEnd::Next, state)
+                    } else {
+                        Step::Go(state)
+                    };
+                }
+                let sport = u128::from(u16::from_be_bytes([data[0], data[1]]));
+                let mut set = Ranges::one(sport, sport);
+                if !eq {
+                    set = Ranges::full(16).minus(&set);
+                }
+                self.count(Step::Split(split_field(state, Field::Sport, &set)))
             }
             Sym::Iif => {
                 // Only "is it loopback" is decided: index 1 in every namespace.
@@ -1225,6 +1264,30 @@ impl Eval<'_> {
         }
         step
     }
+}
+
+/// A rule that can change nothing the verdict depends on, whatever its
+/// conditions say: it only counts or logs (ufw's `-m limit -j LOG`, an
+/// nft `limit rate 3/minute log`). Its conditions need no deciding.
+fn inert(rule: &Rule) -> bool {
+    rule.exprs.iter().all(|e| match e {
+        Expr::Immediate { dreg, .. } => *dreg != 0,
+        Expr::Lookup { dreg, .. } => *dreg != Some(0),
+        Expr::Target { name, .. } => super::xt::target(name) == Some(false) && &**name != "MARK",
+        Expr::Unknown(name) => matches!(&**name, "limit" | "quota" | "connlimit"),
+        Expr::Reject | Expr::Nat { .. } | Expr::MetaSet { .. } | Expr::CtSet | Expr::PayloadSet => {
+            false
+        }
+        Expr::Payload { .. }
+        | Expr::Meta { .. }
+        | Expr::Cmp { .. }
+        | Expr::Bitwise { .. }
+        | Expr::Range { .. }
+        | Expr::Ct { .. }
+        | Expr::Fib { .. }
+        | Expr::Match { .. }
+        | Expr::Pass(_) => true,
+    })
 }
 
 /// What an expression did to a path.
@@ -1430,6 +1493,7 @@ fn payload(probe: &Probe, base: PayloadBase, offset: u32, len: usize) -> Vec<Cel
         (PayloadBase::Network, 8, 1..=16) if !v4 => open_cells(Sym::Field(Field::Saddr), len),
         (PayloadBase::Network, 24, 1..=16) if !v4 => addr(Field::Daddr, probe.daddr),
         (PayloadBase::Transport, 0, 2) => open_cells(Sym::Field(Field::Sport), 2),
+        (PayloadBase::Transport, 0, 4) => open_cells(Sym::Ports(probe.dport), 4),
         (PayloadBase::Transport, 2, 2) => known_cells(&probe.dport.to_be_bytes()),
         // TCP flags: a SYN.
         (PayloadBase::Transport, 13, 1) if probe.proto == Proto::Tcp => known_cells(&[0x02]),

@@ -8,6 +8,7 @@ mod index;
 mod memo;
 pub mod ranges;
 pub mod ruleset;
+mod xt;
 
 pub use eval::{Evaluator, Exposure, Probe, RuleRef, evaluate};
 pub use memo::Memo;
