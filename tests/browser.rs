@@ -248,11 +248,11 @@ impl Drop for KillOnDrop {
 }
 
 /// Every port row as the page shows it: port, health word, shown or not.
-const ROWS: &str = "return Array.from(document.querySelectorAll('#ports tr[data-key]')).map(function (r) { return { port: r.querySelector('td.c-port').textContent, health: r.querySelector('td.c-health').textContent, shown: !r.hidden && r.offsetParent !== null, q: r.getAttribute('data-q') }; });";
+const ROWS: &str = "return Array.from(document.querySelectorAll('#ports tr[data-key]')).map(function (r) { return { port: r.querySelector('td.c-port').textContent, health: r.querySelector('td.c-health .health').textContent, shown: !r.hidden && r.offsetParent !== null, q: r.getAttribute('data-q') }; });";
 
 fn health_of(port: u16) -> String {
     format!(
-        "return Array.from(document.querySelectorAll('#ports tr[data-key]')).some(function (r) {{ return r.querySelector('td.c-port').textContent === '{port}' && r.querySelector('td.c-health').textContent === "
+        "return Array.from(document.querySelectorAll('#ports tr[data-key]')).some(function (r) {{ return r.querySelector('td.c-port').textContent === '{port}' && r.querySelector('td.c-health .health').textContent === "
     )
 }
 
