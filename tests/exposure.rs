@@ -610,6 +610,38 @@ COMMIT
 COMMIT
 "#;
 
+/// The lab, when this machine can make one (root, `nft`, and
+/// `iptables-nft-restore` for ufw's rules); `None` once it said why not
+/// (a failure under CI).
+fn lab() -> Option<Lab> {
+    if !is_root() {
+        cannot_run("needs root for network namespaces and nftables");
+        return None;
+    }
+    for (tool, package) in [
+        ("/usr/sbin/nft", "nftables"),
+        ("/usr/sbin/iptables-nft-restore", "iptables"),
+    ] {
+        if !std::path::Path::new(tool).exists() {
+            cannot_run(&format!("needs {tool} (Debian package {package})"));
+            return None;
+        }
+    }
+    Some(Lab::new())
+}
+
+/// A holder of every lab listener, inside; a backlog room for every SYN
+/// of every case (it never accepts).
+fn hold_listeners(lab: &Lab) -> Holder {
+    let sockets: Vec<Value> = LISTENERS
+        .iter()
+        .map(|(proto, addr, port)| {
+            json!({"proto": proto, "addr": addr, "port": port, "backlog": 1024})
+        })
+        .collect();
+    Holder::start_in(&lab.inside.0, &json!({ "sockets": sockets }))
+}
+
 /// `ls --json`'s exposure of each lab listener, by (proto, address, port).
 fn verdicts(holder: &Holder) -> BTreeMap<(String, String, u16), Value> {
     ls_json(&[])
@@ -629,22 +661,8 @@ fn verdicts(holder: &Holder) -> BTreeMap<(String, String, u16), Value> {
 #[test]
 fn each_verdict_agrees_with_a_real_syn_and_datagram_from_outside() {
     let _serial = serial();
-    if !is_root() {
-        return cannot_run("needs root for network namespaces and nftables");
-    }
-    if !std::path::Path::new("/usr/sbin/nft").exists() {
-        return cannot_run("needs nft (Debian package nftables)");
-    }
-    if !std::path::Path::new("/usr/sbin/iptables-nft-restore").exists() {
-        return cannot_run("needs iptables-nft-restore (Debian package iptables)");
-    }
-    let lab = Lab::new();
-    let sockets: Vec<Value> = LISTENERS
-        .iter()
-        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port, "backlog": 1024}))
-        .collect();
-    // The holder never accepts: a backlog room for every SYN of every case.
-    let holder = Holder::start_in(&lab.inside.0, &json!({ "sockets": sockets }));
+    let Some(lab) = lab() else { return };
+    let holder = hold_listeners(&lab);
     // A row per ruleset, a column per socket: the verdict, then which
     // outside sources got in (A, B, both, or none: ·).
     let mut table = String::from("| ruleset |");
@@ -770,19 +788,9 @@ fn each_verdict_agrees_with_a_real_syn_and_datagram_from_outside() {
 #[test]
 fn without_cap_net_admin_every_exposure_is_unknown_with_one_warning_and_nothing_else_changes() {
     let _serial = serial();
-    if !is_root() {
-        return cannot_run("needs root for network namespaces and setpriv");
-    }
-    if !std::path::Path::new("/usr/sbin/nft").exists() {
-        return cannot_run("needs nft (Debian package nftables)");
-    }
-    let lab = Lab::new();
+    let Some(lab) = lab() else { return };
     lab.load(cases()[1].ruleset);
-    let sockets: Vec<Value> = LISTENERS
-        .iter()
-        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port, "backlog": 1024}))
-        .collect();
-    let holder = Holder::start_in(&lab.inside.0, &json!({ "sockets": sockets }));
+    let holder = hold_listeners(&lab);
     let ours = |list: Vec<Value>| -> Vec<Value> {
         let mut l: Vec<Value> = list
             .into_iter()
@@ -828,19 +836,9 @@ fn without_cap_net_admin_every_exposure_is_unknown_with_one_warning_and_nothing_
 #[test]
 fn the_exporter_exports_one_verdict_per_port() {
     let _serial = serial();
-    if !is_root() {
-        return cannot_run("needs root for network namespaces and nftables");
-    }
-    if !std::path::Path::new("/usr/sbin/nft").exists() {
-        return cannot_run("needs nft (Debian package nftables)");
-    }
-    let lab = Lab::new();
+    let Some(lab) = lab() else { return };
     lab.load(cases()[1].ruleset);
-    let sockets: Vec<Value> = LISTENERS
-        .iter()
-        .map(|(proto, addr, port)| json!({"proto": proto, "addr": addr, "port": port, "backlog": 1024}))
-        .collect();
-    let _holder = Holder::start_in(&lab.inside.0, &json!({ "sockets": sockets }));
+    let _holder = hold_listeners(&lab);
     let netns = lab.inside.label();
     let exporter = Exporter::start(&[
         ("PORT_STATUS_INTERVAL", "1s"),
@@ -883,12 +881,6 @@ fn get_in(ns: &str, addr: std::net::SocketAddr, path: &str) -> Option<Value> {
 #[test]
 fn prometheus_discovers_the_ports_and_probes_them_from_outside() {
     let _serial = serial();
-    if !is_root() {
-        return cannot_run("needs root for network namespaces and nftables");
-    }
-    if !std::path::Path::new("/usr/sbin/nft").exists() {
-        return cannot_run("needs nft (Debian package nftables)");
-    }
     if Command::new("prometheus")
         .arg("--version")
         .output()
@@ -896,7 +888,7 @@ fn prometheus_discovers_the_ports_and_probes_them_from_outside() {
     {
         return cannot_run("needs prometheus (Debian package prometheus)");
     }
-    let lab = Lab::new();
+    let Some(lab) = lab() else { return };
     lab.load(cases()[1].ruleset);
     let _holder = Holder::start_in(
         &lab.inside.0,

@@ -568,7 +568,7 @@ enum Value {
 }
 
 /// The 32-bit word a register starts at.
-fn word(reg: u32) -> Option<usize> {
+pub(super) fn word(reg: u32) -> Option<usize> {
     match reg {
         1..=4 => Some(reg as usize * 4),
         8..=23 => Some(reg as usize - 8 + 4),
@@ -1411,14 +1411,14 @@ const META_MARK: u32 = 3;
 const META_IIF: u32 = 4;
 const META_IIFNAME: u32 = 6;
 const META_NFPROTO: u32 = 15;
-const META_L4PROTO: u32 = 16;
+pub(super) const META_L4PROTO: u32 = 16;
 const META_PKTTYPE: u32 = 19;
 const CT_STATE: u32 = 0;
 const CT_DIRECTION: u32 = 1;
 const CT_MARK: u32 = 3;
 const CT_L3PROTOCOL: u32 = 7;
 const CT_PROTOCOL: u32 = 10;
-const CT_PROTO_DST: u32 = 12;
+pub(super) const CT_PROTO_DST: u32 = 12;
 /// `ct state new`: the bit of IP_CT_NEW.
 const CT_STATE_NEW: u32 = 1 << 3;
 const FIB_ADDRTYPE: u32 = 3;
@@ -1426,8 +1426,9 @@ const FIB_DADDR: u32 = 2;
 const FIB_PRESENT: u32 = 32;
 const RTN_LOCAL: u32 = 2;
 
-fn l4(probe: &Probe) -> u8 {
-    match probe.proto {
+/// The IP protocol number of `proto`.
+pub(super) fn l4(proto: Proto) -> u8 {
+    match proto {
         Proto::Tcp => 6,
         Proto::Udp => 17,
     }
@@ -1442,7 +1443,7 @@ fn nfproto(probe: &Probe) -> u8 {
 
 fn meta(probe: &Probe, key: u32, mark_set: bool) -> Vec<Cell> {
     match key {
-        META_L4PROTO => known_cells(&[l4(probe)]),
+        META_L4PROTO => known_cells(&[l4(probe.proto)]),
         META_NFPROTO => known_cells(&[nfproto(probe)]),
         META_PROTOCOL => known_cells(
             &match probe.family {
@@ -1465,7 +1466,7 @@ fn ct(probe: &Probe, key: u32, mark_set: bool) -> Vec<Cell> {
         CT_DIRECTION => known_cells(&[0]),
         CT_MARK if !mark_set => known_cells(&0u32.to_ne_bytes()),
         CT_L3PROTOCOL => known_cells(&[nfproto(probe)]),
-        CT_PROTOCOL => known_cells(&[l4(probe)]),
+        CT_PROTOCOL => known_cells(&[l4(probe.proto)]),
         CT_PROTO_DST => known_cells(&probe.dport.to_be_bytes()),
         _ => unknown_cells(&format!("ct key {key}"), 16),
     }
@@ -1486,8 +1487,8 @@ fn payload(probe: &Probe, base: PayloadBase, offset: u32, len: usize) -> Vec<Cel
     };
     let v4 = probe.family == Family::Ipv4;
     match (base, offset, len) {
-        (PayloadBase::Network, 9, 1) if v4 => known_cells(&[l4(probe)]),
-        (PayloadBase::Network, 6, 1) if !v4 => known_cells(&[l4(probe)]),
+        (PayloadBase::Network, 9, 1) if v4 => known_cells(&[l4(probe.proto)]),
+        (PayloadBase::Network, 6, 1) if !v4 => known_cells(&[l4(probe.proto)]),
         (PayloadBase::Network, 12, 1..=4) if v4 => open_cells(Sym::Field(Field::Saddr), len),
         (PayloadBase::Network, 16, 1..=4) if v4 => addr(Field::Daddr, probe.daddr),
         (PayloadBase::Network, 8, 1..=16) if !v4 => open_cells(Sym::Field(Field::Saddr), len),

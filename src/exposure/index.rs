@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::eval::Probe;
+use super::eval::{CT_PROTO_DST, META_L4PROTO, Probe, l4, word};
 use super::ruleset::*;
 use crate::model::{Family, Proto};
 
@@ -155,24 +155,12 @@ impl Index {
     }
 }
 
-fn l4(proto: Proto) -> u8 {
-    match proto {
-        Proto::Tcp => 6,
-        Proto::Udp => 17,
-    }
-}
-
-const META_L4PROTO: u32 = 16;
-const CT_PROTO_DST: u32 = 12;
-
 /// The 32-bit words a register write covers.
 fn words(reg: u32, len: usize) -> std::ops::Range<usize> {
-    let start = match reg {
-        1..=4 => reg as usize * 4,
-        8..=23 => reg as usize - 8 + 4,
-        _ => return 0..0,
-    };
-    start..start + len.div_ceil(4).max(1)
+    match word(reg) {
+        Some(start) => start..start + len.div_ceil(4).max(1),
+        None => 0..0,
+    }
 }
 
 /// What `rule` requires, from its conditions before its first verdict or
