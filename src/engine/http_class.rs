@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::probe::http::{HttpOutcome, Verdict};
+use crate::value::time::Tick;
 
 /// Whether a TCP port speaks HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +18,8 @@ pub enum HttpClass {
         refused: u16,
         /// Inconclusive ones (timeout, unreachable), in a row.
         silent: u16,
-        next: Instant,
+        /// Four bytes, not an `Instant`'s sixteen: every port keeps one.
+        next: Tick,
     },
     /// Answered HTTP once; `alive` is the last check.
     Http { alive: bool },
@@ -32,14 +34,14 @@ impl HttpClass {
         HttpClass::Unknown {
             refused: 0,
             silent: 0,
-            next: Instant::now(),
+            next: Tick::START,
         }
     }
 
     /// Whether a round starting at `now` asks it.
     pub fn due(&self, now: Instant) -> bool {
         match self {
-            HttpClass::Unknown { next, .. } => *next <= now,
+            HttpClass::Unknown { next, .. } => next.instant() <= now,
             HttpClass::Http { .. } => true,
         }
     }
@@ -90,7 +92,7 @@ impl HttpClass {
             silent,
             // Due at the round that starts `wait` after this one; half a
             // period of slack for where in its round the check ran.
-            next: asked + wait.saturating_sub(period / 2),
+            next: Tick::at(asked + wait.saturating_sub(period / 2)),
         }
     }
 }
@@ -120,7 +122,7 @@ mod tests {
                     HttpClass::Http { .. } => None,
                     HttpClass::Unknown { next, .. } => {
                         // Half a period of slack is taken off `next`.
-                        let wait = next - asked + period / 2;
+                        let wait = next.instant() - asked + period / 2;
                         Some((wait.as_secs_f64() / period.as_secs_f64()).round() as u32)
                     }
                 }

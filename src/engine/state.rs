@@ -24,6 +24,7 @@ use crate::model::{AcceptQueue, PortKey, Proto};
 use crate::probe::http::HttpOutcome;
 use crate::probe::{self, tcp::TcpOutcome};
 use crate::targets::files::InForce;
+use crate::value::time::Tick;
 
 /// What the state's owner receives.
 #[derive(Debug)]
@@ -109,15 +110,16 @@ struct PortState {
     /// publish copies no name.
     process_name: Arc<str>,
     exe_path: Arc<str>,
-    /// (pid, start time) of the primary owner: when it changes, HTTP is
+    /// (pid, start time) of the primary owner (a pid is never 0: the
+    /// option costs nothing): when it changes, HTTP is
     /// detected again.
-    owner: Option<(u32, u64)>,
+    owner: Option<(std::num::NonZeroU32, u64)>,
     targets: Arc<[SocketAddr]>,
     present: bool,
     last_seen: Instant,
     /// Since when it has listened without a break under these names (for
-    /// the baseline's learning).
-    since: Instant,
+    /// the baseline's learning), to a tenth of a second.
+    since: Tick,
     tcp: Option<LastTcp>,
     http: HttpClass,
     /// The sockets behind the series, for `portwarden_port_info`.
@@ -336,7 +338,7 @@ impl State {
                     process_name: Arc::clone(&p.process_name),
                     exe_path: Arc::clone(&p.exe_path),
                 };
-                (port, p.since)
+                (port, p.since.instant())
             })
             .collect()
     }
@@ -572,7 +574,8 @@ impl State {
                             },
                         )
                     });
-            let identity = owner.map(|o| (o.pid, o.start_time));
+            let identity =
+                owner.and_then(|o| Some((std::num::NonZeroU32::new(o.pid)?, o.start_time)));
             // The names in force when unchanged (no allocation), else new.
             let known = self.ports.get(&key);
             let names = &mut self.names;
@@ -626,7 +629,7 @@ impl State {
                     targets: Arc::clone(&targets),
                     present: false,
                     last_seen: now,
-                    since: now,
+                    since: Tick::at(now),
                     tcp: None,
                     http: HttpClass::unknown(),
                     sockets: Arc::from([]),
@@ -651,7 +654,7 @@ impl State {
                 || !Arc::ptr_eq(&state.process_name, &name)
                 || !Arc::ptr_eq(&state.exe_path, &exe)
             {
-                state.since = now;
+                state.since = Tick::at(now);
             }
             state.process_name = name;
             state.exe_path = exe;
@@ -930,12 +933,12 @@ mod tests {
         st.ports.get_mut(&key(Proto::Tcp, 6379)).expect("port").http = HttpClass::Unknown {
             refused: 5,
             silent: 0,
-            next: later,
+            next: Tick::at(later),
         };
         // Restarted under a new pid: same labels, new identity.
         st.apply_discovery(&discovery(vec![listener(6379, 31, "redis")]), false);
         let p = &st.ports[&key(Proto::Tcp, 6379)];
-        assert_eq!(p.owner, Some((31, 310)));
+        assert_eq!(p.owner.map(|(pid, st)| (pid.get(), st)), Some((31, 310)));
         assert!(p.http.due(Instant::now()), "{:?}", p.http);
         assert!(matches!(
             p.http,
@@ -1139,7 +1142,8 @@ mod tests {
         let since = |st: &State| st.present_ports().first().map(|(_, t)| *t);
         st.apply_discovery(&discovery(vec![listener(8080, 20, "app")]), true);
         let first = since(&st).expect("present");
-        std::thread::sleep(Duration::from_millis(5));
+        // Kept to a tenth of a second: passes that far apart.
+        std::thread::sleep(Duration::from_millis(150));
         st.apply_discovery(&discovery(vec![listener(8080, 21, "app")]), false);
         assert_eq!(since(&st), Some(first), "a new pid, the same names");
         st.apply_discovery(&discovery(vec![]), false);
@@ -1147,7 +1151,7 @@ mod tests {
         st.apply_discovery(&discovery(vec![listener(8080, 21, "app")]), false);
         let back = since(&st).expect("back");
         assert!(back > first, "back after a break: listening anew");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(150));
         st.apply_discovery(&discovery(vec![listener(8080, 22, "other")]), false);
         assert!(since(&st).expect("present") > back, "another name");
     }

@@ -2,7 +2,35 @@
 //! civil-date algorithm (Howard Hinnant's, proleptic Gregorian) for the
 //! baseline's dates, the status page, `check` and certificates.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A point of the monotonic clock in four bytes: tenths of a second since
+/// the process first asked (13 years of range), for what is kept per port
+/// (an `Instant` is 16 bytes, times thousands of ports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tick(u32);
+
+fn clock_epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Tick {
+    /// The first tick: before anything.
+    pub const START: Tick = Tick(0);
+
+    /// The tick at or just after `t` (rounded up: a "not before" stays one).
+    pub fn at(t: Instant) -> Tick {
+        let d = t.saturating_duration_since(clock_epoch());
+        let tenths = d.as_millis().div_ceil(100);
+        Tick(u32::try_from(tenths).unwrap_or(u32::MAX))
+    }
+
+    pub fn instant(self) -> Instant {
+        clock_epoch() + Duration::from_millis(u64::from(self.0) * 100)
+    }
+}
 
 /// Time from the epoch to `t` (zero before it): the one conversion.
 pub fn since_epoch(t: SystemTime) -> Duration {
@@ -85,6 +113,17 @@ pub fn date(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tick_is_never_before_its_instant_and_at_most_a_tenth_after() {
+        let now = Instant::now();
+        for ms in [0u64, 1, 99, 100, 101, 12_345, 86_400_000] {
+            let t = now + Duration::from_millis(ms);
+            let back = Tick::at(t).instant();
+            assert!(back >= t && back - t < Duration::from_millis(100), "{ms}");
+        }
+        assert!(Tick::at(now) <= Tick::at(now + Duration::from_millis(150)));
+    }
 
     #[test]
     fn calendar_round_trips() {
