@@ -154,13 +154,14 @@ pub struct Port {
     /// have one owner, kept inline.
     pub owners: Owners,
     /// Why `owners` is empty, when it is.
-    pub owner_unknown_reason: Option<String>,
+    pub owner_unknown_reason: Option<Box<str>>,
     /// True when every owner is excluded by the exclusion list.
     pub excluded: bool,
     /// A TCP listener's connections, when discovery counted them.
     pub connections: Option<Box<Connections>>,
-    /// How a service manager made it, when one did (socket activation).
-    pub activation: Option<Activation>,
+    /// How a service manager made it, when one did (socket activation);
+    /// boxed, as few are.
+    pub activation: Option<Box<Activation>>,
     /// Whether outside hosts may reach it, by its namespace's firewall
     /// (when discovery read it); shared by the sockets of one verdict.
     pub exposure: Option<Arc<crate::exposure::Exposure>>,

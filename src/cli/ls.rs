@@ -299,8 +299,8 @@ fn write_json(
                 .and_then(|o| o.container.as_ref())
                 .and_then(|c| c.pod_uid.as_deref()),
             unit: p.primary_owner().and_then(|o| o.unit.as_ref()),
-            unit_display: crate::model::unit_display(p.primary_owner(), p.activation.as_ref()),
-            socket_activation: p.activation.as_ref(),
+            unit_display: crate::model::unit_display(p.primary_owner(), p.activation.as_deref()),
+            socket_activation: p.activation.as_deref(),
             accept_queue: p.socket.accept_queue,
             owners: &p.owners,
             owner_unknown_reason: p.owner_unknown_reason.as_deref(),
@@ -367,7 +367,7 @@ fn row(p: &Port, checks: &IdMap<u64, Checked>, marks: &Marks) -> [String; 11] {
         }
         None => ("-".into(), "?".into(), "-".into(), "-".into()),
     };
-    let unit = crate::model::unit_display(p.primary_owner(), p.activation.as_ref())
+    let unit = crate::model::unit_display(p.primary_owner(), p.activation.as_deref())
         .map_or_else(|| "-".to_string(), |u| printable(&u).into_owned());
     let health = checks.get(&s.inode).map_or("-", |c| c.health.as_str());
     let health = match marks.get(p) {

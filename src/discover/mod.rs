@@ -369,7 +369,9 @@ impl Discoverer {
         // primary owner's cgroup gives it.
         let namespace = netns;
         let netns = crate::model::netns_label(&namespace, owners.first().map(|o| &**o));
-        let owner_unknown_reason = owners.is_empty().then(|| unknown_reason(stats));
+        let owner_unknown_reason = owners
+            .is_empty()
+            .then(|| unknown_reason(stats).into_boxed_str());
         let activation = self.owners.activation(socket.inode);
         Port {
             socket,
@@ -379,7 +381,7 @@ impl Discoverer {
             owner_unknown_reason,
             excluded,
             connections,
-            activation,
+            activation: activation.map(Box::new),
             exposure: None,
         }
     }

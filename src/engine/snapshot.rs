@@ -187,7 +187,7 @@ impl SocketInfo {
             accept_queue: socket.accept_queue,
             owners: port.owners.clone(),
             owner_unknown_reason: port.owner_unknown_reason.as_deref().map(Arc::from),
-            activation: port.activation.clone().map(Box::new),
+            activation: port.activation.clone(),
             exposure: port.exposure.clone(),
         }
     }

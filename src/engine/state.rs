@@ -977,8 +977,10 @@ mod tests {
         let mut v4 = port(Proto::Tcp, "0.0.0.0", 8080, Some(Arc::clone(&o)));
         let mut v6 = port(Proto::Tcp, "::", 8080, Some(o));
         v6.socket.inode += 1;
-        v4.activation = Some(crate::model::Activation::Passed(Some("web.socket".into())));
-        v6.activation = Some(crate::model::Activation::Unresolved);
+        v4.activation = Some(Box::new(crate::model::Activation::Passed(Some(
+            "web.socket".into(),
+        ))));
+        v6.activation = Some(Box::new(crate::model::Activation::Unresolved));
         for p in [&mut v4, &mut v6] {
             p.netns = "3f4e5d6c7b8a".into();
         }

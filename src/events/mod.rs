@@ -189,7 +189,7 @@ impl Tracker {
                 let facts = Facts {
                     family: p.socket.family,
                     owner: p.owners.first().cloned(),
-                    activation: p.activation.clone().map(Box::new),
+                    activation: p.activation.clone(),
                 };
                 (key, p.socket.inode, facts)
             })
