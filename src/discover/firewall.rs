@@ -276,7 +276,6 @@ fn walk(
     each: &mut dyn FnMut(u16, u8, &[u8]),
 ) -> Result<Walked, ReadError> {
     let mut rest = datagram;
-    let mut answered = false;
     while rest.len() >= 16 {
         let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
         let kind = u16::from_ne_bytes([rest[4], rest[5]]);
@@ -303,14 +302,12 @@ fn walk(
                 }
                 k if k >> 8 == NFNL_SUBSYS_NFTABLES && payload.len() >= 4 => {
                     each(k & 0xff, payload[0], &payload[4..]);
-                    answered = true;
                 }
                 _ => {}
             }
         }
         rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
     }
-    let _ = answered;
     Ok(Walked::More)
 }
 

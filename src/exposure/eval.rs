@@ -150,11 +150,6 @@ const MAX_PATHS: usize = 4096;
 /// nftables allows 16 nested jumps.
 const MAX_DEPTH: usize = 32;
 
-/// The verdict of `ruleset` for `probe`.
-pub fn evaluate(ruleset: &Ruleset, probe: &Probe) -> Exposure {
-    evaluate_indexed(ruleset, &Index::of(ruleset), probe)
-}
-
 /// Verdicts of one ruleset for many probes: its rules indexed once, and a
 /// verdict made once for all the probes that meet the same rules.
 #[derive(Debug)]

@@ -10,7 +10,7 @@ pub mod ranges;
 pub mod ruleset;
 mod xt;
 
-pub use eval::{Evaluator, Exposure, Probe, RuleRef, evaluate};
+pub use eval::{Evaluator, Exposure, Probe, RuleRef};
 pub use memo::Memo;
 
 use std::sync::Arc;
