@@ -957,7 +957,6 @@ fn prometheus_discovers_the_ports_and_probes_them_from_outside() {
 
     // A real Prometheus in the outside namespace, with the relabelling of
     // docs/exposure.md: only the lab's address is ever probed.
-    let dir = TempDir::new("prometheus-sd");
     let config = format!(
         r#"global:
   scrape_interval: 1s
@@ -991,30 +990,8 @@ scrape_configs:
         sd = discovering.addr,
         probe = probing.addr
     );
-    let path = dir.0.join("prometheus.yml");
-    std::fs::write(&path, config).expect("config");
-    let prom_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _prometheus = Killed(
-        Command::new("ip")
-            .args(["netns", "exec", &lab.outside.0, "prometheus"])
-            .arg(format!("--config.file={}", path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus"),
-    );
+    let prometheus = Prometheus::start(&config, Some(&lab.outside.0));
+    let prom_addr = prometheus.addr;
     let value = |port: u16, exposure: &str| -> Option<String> {
         let q = format!(
             "probe_success{{instance=\"{}\",exposure=\"{exposure}\"}}",

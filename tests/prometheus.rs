@@ -6,20 +6,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
-
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn query(addr: std::net::SocketAddr, q: &str) -> Option<Vec<Value>> {
     let (_, body) = http_get(
@@ -30,29 +21,6 @@ fn query(addr: std::net::SocketAddr, q: &str) -> Option<Vec<Value>> {
     .ok()?;
     let v: Value = serde_json::from_slice(&body).ok()?;
     (v["status"] == "success").then(|| v["data"]["result"].as_array().cloned().unwrap_or_default())
-}
-
-/// A Prometheus with `config`, on a free port, its data in a temporary
-/// directory (kept as long as the returned one is).
-fn start_prometheus(config: &str) -> (Prometheus, std::net::SocketAddr, TempDir) {
-    let dir = TempDir::new("prometheus");
-    let path = dir.0.join("prometheus.yml");
-    std::fs::write(&path, config).expect("write config");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let prometheus = Prometheus(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
-    );
-    (prometheus, addr, dir)
 }
 
 /// The value of the one series `q` finds, once it has one (up to 60 s).
@@ -90,8 +58,9 @@ fn prometheus_probes_through_portwarden_as_through_blackbox() {
         ("PORTWARDEN_WEB_PROBE", "true"),
     ]);
     // blackbox_exporter's README, with its address replaced.
-    let (_prometheus, prom, _dir) = start_prometheus(&format!(
-        r#"global:
+    let prometheus = Prometheus::start(
+        &format!(
+            r#"global:
   scrape_interval: 1s
   scrape_timeout: 1s
 scrape_configs:
@@ -109,8 +78,11 @@ scrape_configs:
       - target_label: __address__
         replacement: {exporter}
 "#,
-        exporter = exporter.addr
-    ));
+            exporter = exporter.addr
+        ),
+        None,
+    );
+    let prom = prometheus.addr;
     for target in [&open, &closed] {
         assert_eq!(
             value_of(prom, &format!("up{{instance=\"{target}\"}}")),
@@ -151,10 +123,14 @@ fn prometheus_scrapes_portwarden() {
         series_value(t, "node_tcp_port_alive", port) == Some(1.0)
     });
 
-    let (_prometheus, prom_addr, _dir) = start_prometheus(&format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: portwarden\n    static_configs:\n      - targets: ['{}']\n",
-        exporter.addr
-    ));
+    let prometheus = Prometheus::start(
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: portwarden\n    static_configs:\n      - targets: ['{}']\n",
+            exporter.addr
+        ),
+        None,
+    );
+    let prom_addr = prometheus.addr;
 
     let up = value_of(prom_addr, "up{job=\"portwarden\"}");
     assert_eq!(up, "1", "the target is down");

@@ -1095,3 +1095,53 @@ pub fn serving(mut cmd: Command) -> (Killed, u16) {
         .unwrap_or_else(|_| panic!("not a port: {line:?}"));
     (child, port)
 }
+
+/// A real Prometheus (Debian's `prometheus`) with `config`, on a free port,
+/// its data in a temporary directory; inside the `ip netns` namespace
+/// `netns` when given. Killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub addr: std::net::SocketAddr,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    pub fn start(config: &str, netns: Option<&str>) -> Prometheus {
+        let dir = TempDir::new("prometheus");
+        let path = dir.0.join("prometheus.yml");
+        std::fs::write(&path, config).expect("write config");
+        let addr: std::net::SocketAddr =
+            format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "prometheus"]);
+                c
+            }
+            None => Command::new("prometheus"),
+        };
+        let child = cmd
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
