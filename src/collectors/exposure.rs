@@ -10,7 +10,7 @@ use crate::exposure::Exposure;
 /// Most exposed first.
 fn rank(e: &Exposure) -> u8 {
     match e {
-        Exposure::Open => 0,
+        Exposure::Open { .. } => 0,
         Exposure::Restricted { .. } => 1,
         Exposure::Unknown { .. } => 2,
         Exposure::Blocked { .. } => 3,

@@ -187,7 +187,9 @@ mod tests {
             accept_queue: None,
             owner_unknown_reason: None,
             activation: None,
-            exposure: Some(Arc::new(crate::exposure::Exposure::Open)),
+            exposure: Some(Arc::new(crate::exposure::Exposure::Open {
+                forwarded: None,
+            })),
             owners: pid
                 .into_iter()
                 .map(|pid| {

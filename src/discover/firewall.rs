@@ -210,6 +210,7 @@ impl Reader {
         Ok(Ruleset {
             generation: 0,
             tables,
+            routing: Routing::default(),
         })
     }
 

@@ -3,10 +3,14 @@
 //! A probe is a TCP SYN or a UDP datagram from an outside address to the
 //! socket's address and port, as a packet of conntrack state `new`. It is
 //! run through every base chain on the hooks such a packet passes
-//! (ingress, prerouting, input), in priority order, as the kernel runs
-//! them: expressions load registers and compare them; `accept` ends a base
+//! (ingress, prerouting, then input — or forward, when a DNAT rewrote its
+//! destination to an address the namespace routes elsewhere: Docker's
+//! published ports), in priority order, as the kernel runs them:
+//! expressions load registers and compare them; `accept` ends a base
 //! chain only, `drop` and `reject` end the packet; jumps, gotos and
-//! returns; sets, maps and verdict maps.
+//! returns; sets, maps and verdict maps. After a DNAT, the packet goes on
+//! with its new destination, and the other nat chains of prerouting are
+//! passed by (its translation is bound).
 //!
 //! What the packet does not fix — its source address and port, the
 //! interface it came in on, and for a wildcard socket the local address
@@ -14,8 +18,8 @@
 //! those it matches and the rest, and both paths go on. So the verdict is
 //! `open` (every path accepted), `blocked` (none), `restricted` (some: the
 //! accepted paths say which sources), or `unknown` when any path meets a
-//! rule the evaluator cannot decide (a rate limit, a DNAT, an expression
-//! it does not know): never a guess.
+//! rule the evaluator cannot decide (a rate limit, a DNAT to a range, an
+//! expression it does not know): never a guess.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -24,6 +28,7 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use super::index::{Index, Key as IndexKey};
+use super::nat::{Dnat, Rewrite};
 use super::ranges::{Kind, Ranges, be, max};
 use super::ruleset::*;
 use crate::model::{Family, Proto};
@@ -68,8 +73,9 @@ impl fmt::Display for RuleRef {
 /// Whether outside hosts can reach a socket, by the ruleset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exposure {
-    /// Any outside source is admitted.
-    Open,
+    /// Any outside source is admitted; with where a DNAT sends them, if
+    /// one does (`forwarded to 172.17.0.2:80 by ip nat DOCKER handle 9`).
+    Open { forwarded: Option<String> },
     /// Only some: which (`from 10.0.0.0/8`, `via eth1`).
     Restricted { admitted: Vec<String> },
     /// No new connection gets in: the rule (or policy) that drops them.
@@ -84,7 +90,7 @@ impl Exposure {
     /// The one word (`open`, `restricted`, `blocked`, `local`, `unknown`).
     pub fn word(&self) -> &'static str {
         match self {
-            Exposure::Open => "open",
+            Exposure::Open { .. } => "open",
             Exposure::Restricted { .. } => "restricted",
             Exposure::Blocked { .. } => "blocked",
             Exposure::Local => "local",
@@ -104,7 +110,8 @@ impl Exposure {
     /// rule, or the reason it is unknown.
     pub fn detail(&self) -> Option<String> {
         match self {
-            Exposure::Open | Exposure::Local => None,
+            Exposure::Open { forwarded } => forwarded.clone(),
+            Exposure::Local => None,
             Exposure::Restricted { admitted } => Some(admitted.join("; ")),
             Exposure::Blocked { by } => Some(by.to_string()),
             Exposure::Unknown { reason } => Some(reason.clone()),
@@ -220,6 +227,7 @@ fn evaluate_indexed(ruleset: &Ruleset, index: &Index, probe: &Probe) -> Exposure
                 Hook::Ingress => 0,
                 Hook::Prerouting => 1,
                 Hook::Input => 2,
+                Hook::Forward => 3,
                 _ => continue,
             };
             hooks.push((order, base.priority, table, chain));
@@ -230,14 +238,28 @@ fn evaluate_indexed(ruleset: &Ruleset, index: &Index, probe: &Probe) -> Exposure
     let mut eval = Eval {
         probe,
         index,
+        routing: &ruleset.routing,
+        hook: 0,
         paths: 1,
         unknown: None,
     };
     let mut live = vec![State::start(probe)];
     let mut dropped: Vec<(RuleRef, State)> = Vec::new();
     for (order, _, table, chain) in hooks {
+        eval.hook = order;
+        let nat = chain.base.as_ref().is_some_and(|b| &*b.kind == "nat");
         let mut next = Vec::new();
         for state in live {
+            let passes = match order {
+                // A translated packet passes by the other nat chains.
+                0 | 1 => !(nat && state.dnat.is_some()),
+                2 => matches!(state.to, To::Input),
+                _ => matches!(state.to, To::Forward { .. }),
+            };
+            if !passes {
+                next.push(state);
+                continue;
+            }
             for (end, state) in eval.base_chain(table, chain, state) {
                 match end {
                     End::Accept => next.push(state),
@@ -268,17 +290,33 @@ fn evaluate_indexed(ruleset: &Ruleset, index: &Index, probe: &Probe) -> Exposure
         return Exposure::Unknown { reason };
     }
     if dropped.is_empty() {
-        return Exposure::Open;
+        let mut forwarded: Vec<String> = live
+            .iter()
+            .filter_map(|s| s.dnat.as_ref().map(|d| d.to_string()))
+            .collect();
+        forwarded.sort();
+        forwarded.dedup();
+        return Exposure::Open {
+            forwarded: (!forwarded.is_empty()).then(|| forwarded.join("; ")),
+        };
     }
     if live.is_empty() {
+        // The rule that stops packets from anywhere, rather than one that
+        // stops those of a named interface (a container bridge).
+        let at = dropped
+            .iter()
+            .position(|(_, s)| matches!(s.iif, Iif::Any { .. }))
+            .unwrap_or(0);
         return Exposure::Blocked {
-            by: dropped.swap_remove(0).0,
+            by: dropped.swap_remove(at).0,
         };
     }
     // Paths that differ only in their source are one admitted set.
     let mut merged: Vec<State> = Vec::new();
     for state in live {
-        let same = |m: &&mut State| m.fields[1..] == state.fields[1..] && m.iif == state.iif;
+        let same = |m: &&mut State| {
+            m.fields[1..] == state.fields[1..] && m.iif == state.iif && m.dnat == state.dnat
+        };
         match merged.iter_mut().find(same) {
             Some(m) => {
                 let both = [m.fields[0].ranges(), state.fields[0].ranges()].concat();
@@ -419,6 +457,15 @@ enum Iif {
     Is(Pattern),
 }
 
+/// Where a path goes after prerouting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum To {
+    /// Delivered here: the input hook.
+    Input,
+    /// Routed out of an interface (after a DNAT): the forward hook.
+    Forward { ifname: Arc<str>, ifindex: u32 },
+}
+
 /// One path: the registers, and what the open fields may be on it.
 #[derive(Debug, Clone)]
 struct State {
@@ -428,6 +475,11 @@ struct State {
     iif: Iif,
     /// A mark was set by a rule on this path: reading it is not decided.
     mark_set: bool,
+    /// The packet's destination now: the probe's, until a DNAT.
+    pkt: Probe,
+    /// The DNAT the path met, if one.
+    dnat: Option<Box<Dnat>>,
+    to: To,
 }
 
 impl State {
@@ -452,6 +504,9 @@ impl State {
             fields: [outside, daddr, Ranges::one(1, 65_535)],
             iif: Iif::Any { not: Vec::new() },
             mark_set: false,
+            pkt: *probe,
+            dnat: None,
+            to: To::Input,
         }
     }
 
@@ -492,6 +547,9 @@ impl State {
                     .join(", ")
             )),
             Iif::Any { .. } => {}
+        }
+        if let Some(d) = &self.dnat {
+            parts.push(d.to_string());
         }
         parts.join(" ")
     }
@@ -630,8 +688,12 @@ struct Split {
 }
 
 struct Eval<'a> {
+    /// The probe as it came in (conntrack's original tuple).
     probe: &'a Probe,
     index: &'a Index,
+    routing: &'a Routing,
+    /// The hook being run: 0 ingress, 1 prerouting, 2 input, 3 forward.
+    hook: u8,
     paths: usize,
     unknown: Option<String>,
 }
@@ -678,8 +740,9 @@ impl Eval<'_> {
             ));
             return out;
         }
+        let pkt = state.pkt;
         let mut live = vec![state];
-        for i in self.index.rules_for(chain, self.probe) {
+        for i in self.index.rules_for(chain, &pkt) {
             let rule = &chain.rules[i as usize];
             if inert(rule) {
                 continue;
@@ -694,7 +757,10 @@ impl Eval<'_> {
             for state in live {
                 let mut ends = Vec::new();
                 self.exprs(table, &rule.exprs, state, &mut ends);
-                for (end, state) in ends {
+                for (end, mut state) in ends {
+                    if let Some(d) = state.dnat.as_mut().filter(|d| d.by.is_none()) {
+                        d.by = Some(at());
+                    }
                     match end {
                         RuleEnd::Next | RuleEnd::Verdict(Verdict::Continue) => next.push(state),
                         RuleEnd::Verdict(Verdict::Break) => next.push(state),
@@ -778,7 +844,8 @@ impl Eval<'_> {
 
     /// One expression on one path.
     fn step(&mut self, table: &Table, expr: &Expr, mut state: State) -> Step {
-        let probe = self.probe;
+        let probe = state.pkt;
+        let probe = &probe;
         let done = |r: Result<(), String>, state: State| match r {
             Ok(()) => Step::Go(state),
             Err(why) => Step::End(RuleEnd::Unknown(why), state),
@@ -795,6 +862,26 @@ impl Eval<'_> {
                 done(r, state)
             }
             Expr::PayloadSet | Expr::Pass(_) => Step::Go(state),
+            Expr::Meta { key, dreg } if matches!(*key, META_OIF | META_OIFNAME) => {
+                // Only a forwarded packet has an output interface before
+                // routing's end; elsewhere the rule does not match.
+                let To::Forward { ifname, ifindex } = &state.to else {
+                    return Step::End(RuleEnd::Next, state);
+                };
+                if self.hook < 3 {
+                    return Step::End(RuleEnd::Next, state);
+                }
+                let cells = if *key == META_OIF {
+                    known_cells(&ifindex.to_ne_bytes())
+                } else {
+                    let mut name = [0u8; 16];
+                    let n = ifname.len().min(15);
+                    name[..n].copy_from_slice(&ifname.as_bytes()[..n]);
+                    known_cells(&name)
+                };
+                let r = state.write(*dreg, cells);
+                done(r, state)
+            }
             Expr::Meta { key, dreg } => {
                 let cells = meta(probe, *key, state.mark_set);
                 let r = state.write(*dreg, cells);
@@ -808,7 +895,8 @@ impl Eval<'_> {
                 Step::Go(state)
             }
             Expr::Ct { key, dreg } => {
-                let cells = ct(probe, *key, state.mark_set);
+                // Conntrack keeps the tuple as it came in.
+                let cells = ct(self.probe, *key, state.mark_set);
                 let r = state.write(*dreg, cells);
                 done(r, state)
             }
@@ -818,9 +906,14 @@ impl Eval<'_> {
                 flags,
                 dreg,
             } => {
-                // The address type of a packet's destination: ours is local.
+                // The address type of a packet's destination: ours is
+                // local, unless a DNAT sent it elsewhere.
                 let cells = if *result == FIB_ADDRTYPE && *flags & !FIB_PRESENT == FIB_DADDR {
-                    known_cells(&RTN_LOCAL.to_ne_bytes())
+                    let kind = match state.to {
+                        To::Input => RTN_LOCAL,
+                        To::Forward { .. } => RTN_UNICAST,
+                    };
+                    known_cells(&kind.to_ne_bytes())
                 } else {
                     unknown_cells("fib lookup of the source or interface", 4)
                 };
@@ -960,15 +1053,38 @@ impl Eval<'_> {
             }
             Expr::Reject => Step::End(RuleEnd::Verdict(Verdict::Drop), state),
             Expr::Nat { dnat: false, .. } => Step::Go(state),
-            Expr::Nat { dnat: true, .. } => Step::End(
-                RuleEnd::Unknown("a DNAT (forwarded traffic is not evaluated)".into()),
-                state,
-            ),
-            Expr::Match { name, rev, info } => match super::xt::decide(name, *rev, info, probe) {
-                super::xt::Said::Yes => Step::Go(state),
-                super::xt::Said::No => Step::End(RuleEnd::Next, state),
-                super::xt::Said::Undecided(why) => Step::End(RuleEnd::Unknown(why), state),
-            },
+            Expr::Nat {
+                dnat: true,
+                family,
+                addr_min,
+                addr_max,
+                proto_min,
+                proto_max,
+            } => {
+                if *family != nfproto(probe) {
+                    // `dnat ip to …` in an inet table: not for this family.
+                    return Step::Go(state);
+                }
+                match nat_rewrite(
+                    &state, *family, *addr_min, *addr_max, *proto_min, *proto_max,
+                ) {
+                    Ok(rewrite) => self.dnat(state, rewrite),
+                    Err(why) => Step::End(RuleEnd::Unknown(why), state),
+                }
+            }
+            Expr::Target { name, rev, info } if &**name == "DNAT" => {
+                match super::nat::xt_dnat(*rev, info, probe.family == Family::Ipv4) {
+                    Ok(rewrite) => self.dnat(state, rewrite),
+                    Err(why) => Step::End(RuleEnd::Unknown(why), state),
+                }
+            }
+            Expr::Match { name, rev, info } => {
+                match super::xt::decide(name, *rev, info, probe, matches!(state.to, To::Input)) {
+                    super::xt::Said::Yes => Step::Go(state),
+                    super::xt::Said::No => Step::End(RuleEnd::Next, state),
+                    super::xt::Said::Undecided(why) => Step::End(RuleEnd::Unknown(why), state),
+                }
+            }
             Expr::Target { name, .. } => match super::xt::target(name) {
                 Some(true) => Step::End(RuleEnd::Verdict(Verdict::Drop), state),
                 Some(false) => {
@@ -981,6 +1097,61 @@ impl Eval<'_> {
             },
             Expr::Unknown(name) => Step::End(RuleEnd::Unknown(format!("{name}")), state),
         }
+    }
+
+    /// A DNAT on this path: the packet goes on with its new destination,
+    /// to the hook its route leads to; the rule's verdict is accept.
+    fn dnat(&mut self, mut state: State, rewrite: Rewrite) -> Step {
+        let port = rewrite.port.unwrap_or(state.pkt.dport);
+        let to = match rewrite.addr {
+            // Only the port: still one of ours.
+            None => To::Input,
+            Some(a) => match self.routing.route(a) {
+                Some(RouteTo::Local) => To::Input,
+                Some(RouteTo::Out { ifname, ifindex }) => {
+                    let (on, sysctl) = match a {
+                        IpAddr::V4(_) => (self.routing.forward_v4, "net.ipv4.ip_forward"),
+                        IpAddr::V6(_) => (self.routing.forward_v6, "net.ipv6.conf.all.forwarding"),
+                    };
+                    if !on {
+                        return Step::End(
+                            RuleEnd::Unknown(format!(
+                                "a DNAT to {a}, routed out of {ifname}, but {sysctl} is 0"
+                            )),
+                            state,
+                        );
+                    }
+                    To::Forward {
+                        ifname: Arc::clone(ifname),
+                        ifindex: *ifindex,
+                    }
+                }
+                Some(RouteTo::Nowhere(why)) => {
+                    return Step::End(
+                        RuleEnd::Unknown(format!("a DNAT to {a}, which has no route ({why})")),
+                        state,
+                    );
+                }
+                None => {
+                    return Step::End(
+                        RuleEnd::Unknown(format!("a DNAT to {a}, whose route was not read")),
+                        state,
+                    );
+                }
+            },
+        };
+        if let Some(a) = rewrite.addr {
+            state.pkt.daddr = Some(a);
+        }
+        state.pkt.dport = port;
+        state.dnat = Some(Box::new(Dnat {
+            addr: state.pkt.daddr,
+            port,
+            forwarded: matches!(to, To::Forward { .. }),
+            by: None,
+        }));
+        state.to = to;
+        Step::End(RuleEnd::Verdict(Verdict::Accept), state)
     }
 
     /// The width in bytes of an open field.
@@ -1372,6 +1543,50 @@ fn matching_element<'s>(set: &'s Set, state: &State) -> Option<&'s Element> {
     set.elements.iter().find(|e| Pattern::of(&e.key) == *p)
 }
 
+/// Where an nft `dnat` rewrites to, from the registers its rule loaded.
+fn nat_rewrite(
+    state: &State,
+    family: u8,
+    addr_min: Option<u32>,
+    addr_max: Option<u32>,
+    proto_min: Option<u32>,
+    proto_max: Option<u32>,
+) -> Result<Rewrite, String> {
+    let ipv4 = family == 2;
+    let fixed = |reg: u32, len: usize| -> Result<Vec<u8>, String> {
+        match state.read(reg, len)? {
+            Value::Known(v) => Ok(v),
+            _ => Err("a DNAT to where the packet says (not fixed by the rule)".into()),
+        }
+    };
+    let len = if ipv4 { 4 } else { 16 };
+    let addr = match addr_min {
+        Some(r) => {
+            let min = fixed(r, len)?;
+            if let Some(m) = addr_max
+                && fixed(m, len)? != min
+            {
+                return Err("a DNAT to a range of addresses".into());
+            }
+            super::nat::address(ipv4, &min)
+        }
+        None => None,
+    };
+    let port = match proto_min {
+        Some(r) => {
+            let min = fixed(r, 2)?;
+            if let Some(m) = proto_max
+                && fixed(m, 2)? != min
+            {
+                return Err("a DNAT to a range of ports".into());
+            }
+            Some(u16::from_be_bytes([min[0], min[1]]))
+        }
+        None => None,
+    };
+    Ok(Rewrite { addr, port })
+}
+
 /// A map element's data into `dreg`: `Some(verdict)` for a verdict map.
 fn map_to(state: &mut State, e: &Element, dreg: u32) -> Result<Option<Verdict>, String> {
     match (&e.data, dreg) {
@@ -1404,7 +1619,9 @@ fn cmp_holds(v: &[u8], op: CmpOp, data: &[u8]) -> bool {
 const META_PROTOCOL: u32 = 1;
 const META_MARK: u32 = 3;
 const META_IIF: u32 = 4;
+const META_OIF: u32 = 5;
 const META_IIFNAME: u32 = 6;
+const META_OIFNAME: u32 = 7;
 const META_NFPROTO: u32 = 15;
 pub(super) const META_L4PROTO: u32 = 16;
 const META_PKTTYPE: u32 = 19;
@@ -1419,6 +1636,7 @@ const CT_STATE_NEW: u32 = 1 << 3;
 const FIB_ADDRTYPE: u32 = 3;
 const FIB_DADDR: u32 = 2;
 const FIB_PRESENT: u32 = 32;
+const RTN_UNICAST: u32 = 1;
 const RTN_LOCAL: u32 = 2;
 
 /// The IP protocol number of `proto`.

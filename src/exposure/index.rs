@@ -49,6 +49,10 @@ struct ChainIndex {
 #[derive(Debug, Default)]
 pub struct Index {
     chains: HashMap<usize, ChainIndex>,
+    /// Some rule rewrites destinations (DNAT): the chains a probe meets
+    /// after it depend on the port it rewrites from and to, so the port
+    /// is always part of the key.
+    dnat: bool,
 }
 
 /// What a probe's verdict depends on: probes with equal keys get the same.
@@ -70,10 +74,16 @@ fn address(chain: &Chain) -> usize {
 impl Index {
     pub fn of(ruleset: &Ruleset) -> Index {
         let mut chains = HashMap::new();
+        let mut dnat = false;
         for table in &ruleset.tables {
             for chain in &table.chains {
                 let mut ix = ChainIndex::default();
                 for (i, rule) in chain.rules.iter().enumerate() {
+                    dnat |= rule.exprs.iter().any(|e| match e {
+                        Expr::Nat { dnat, .. } => *dnat,
+                        Expr::Target { name, .. } => &**name == "DNAT",
+                        _ => false,
+                    });
                     let needs = needs(table, rule);
                     let i = i as u32;
                     match &needs.needs {
@@ -96,7 +106,7 @@ impl Index {
                 chains.insert(address(chain), ix);
             }
         }
-        Index { chains }
+        Index { chains, dnat }
     }
 
     /// The rules of `chain` that may apply to `probe`, in order.
@@ -126,7 +136,7 @@ impl Index {
     /// What `probe`'s verdict depends on.
     pub fn key(&self, ruleset: &Ruleset, probe: &Probe) -> Key {
         let l4 = l4(probe.proto);
-        let mut port_matters = false;
+        let mut port_matters = self.dnat;
         let mut rules = Vec::new();
         for chain in ruleset.tables.iter().flat_map(|t| &t.chains) {
             let Some(ix) = self.chains.get(&address(chain)) else {
@@ -512,6 +522,53 @@ mod tests {
         let leaf = chain("leaf", false, rng, &[]);
         let mid = chain("mid", false, rng, &["leaf"]);
         let input = chain("input", true, rng, &["mid", "leaf"]);
+        let mut forward = chain("forward", true, rng, &["mid", "leaf"]);
+        if let Some(b) = forward.base.as_mut() {
+            b.hook = Hook::Forward;
+        }
+        // Some ports rewritten: to a port of ours, or to an address
+        // routed out (forward), or to one with no route read.
+        let dnat = |to: [u8; 4], port: u16, from: u16, handle: u64| Rule {
+            handle,
+            exprs: vec![
+                dport_load(),
+                port_cmp(CmpOp::Eq, from),
+                Expr::Immediate {
+                    dreg: 1,
+                    data: Data::Value(to.to_vec()),
+                },
+                Expr::Immediate {
+                    dreg: 2,
+                    data: Data::Value(port.to_be_bytes().to_vec()),
+                },
+                Expr::Nat {
+                    dnat: true,
+                    family: 2,
+                    addr_min: Some(1),
+                    addr_max: None,
+                    proto_min: Some(2),
+                    proto_max: None,
+                },
+            ],
+        };
+        let mut pre_rules = Vec::new();
+        for _ in 0..rng.below(4) {
+            let from = 1 + rng.below(20) as u16;
+            let port = 1 + rng.below(12) as u16;
+            let to = [[10, 9, 0, 1], [10, 9, 0, 2], [10, 9, 0, 3]][rng.below(3) as usize];
+            pre_rules.push(dnat(to, port, from, next()));
+        }
+        let pre = Chain {
+            name: "pre".into(),
+            handle: 0,
+            base: Some(BaseHook {
+                hook: Hook::Prerouting,
+                priority: -100,
+                kind: "nat".into(),
+                policy_drop: false,
+            }),
+            rules: pre_rules,
+        };
         let set = |name: &str, data: bool, rng: &mut Rng| Set {
             name: name.into(),
             flags: if data { Set::MAP } else { Set::INTERVAL },
@@ -540,9 +597,26 @@ mod tests {
                 family: TableFamily::Inet,
                 name: "t".into(),
                 dormant: false,
-                chains: vec![input, mid, leaf],
+                chains: vec![input, mid, leaf, forward, pre],
                 sets,
             }],
+            routing: Routing {
+                routes: vec![
+                    Route {
+                        to: "10.9.0.1".parse().expect("ip"),
+                        via: RouteTo::Local,
+                    },
+                    Route {
+                        to: "10.9.0.2".parse().expect("ip"),
+                        via: RouteTo::Out {
+                            ifname: "br0".into(),
+                            ifindex: 5,
+                        },
+                    },
+                ],
+                forward_v4: true,
+                forward_v6: false,
+            },
         }
     }
 
@@ -550,6 +624,8 @@ mod tests {
     fn indexed_and_shared_verdicts_are_those_of_running_every_rule() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut shared = 0;
+        // Verdicts through a DNAT: forwarded, delivered here, unrouted.
+        let mut dnat = [0; 3];
         for _ in 0..300 {
             let rules = Arc::new(ruleset(&mut rng));
             let mut ev = Evaluator::new(Arc::clone(&rules));
@@ -565,10 +641,20 @@ mod tests {
                     let want = evaluate_unindexed(&rules, &probe);
                     assert_eq!(ev.evaluate(&probe), want, "{probe:?} in {rules:#?}");
                     probes += 1;
+                    let said = want.detail().unwrap_or_default();
+                    for (i, what) in ["forwarded to", "rewritten to", "route was not read"]
+                        .iter()
+                        .enumerate()
+                    {
+                        if said.contains(what) {
+                            dnat[i] += 1;
+                        }
+                    }
                 }
             }
             shared += probes - ev.made();
         }
         assert!(shared > 0, "some probes share a verdict");
+        assert!(dnat.iter().all(|n| *n > 0), "DNAT paths met: {dnat:?}");
     }
 }

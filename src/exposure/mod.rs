@@ -6,6 +6,7 @@
 pub mod eval;
 mod index;
 mod memo;
+pub mod nat;
 pub mod ranges;
 pub mod ruleset;
 mod xt;

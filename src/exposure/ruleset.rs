@@ -299,4 +299,40 @@ pub struct Ruleset {
     /// nftables' generation: it changes with every committed change.
     pub generation: u32,
     pub tables: Vec<Table>,
+    /// Where the namespace sends what its DNAT rules rewrite.
+    pub routing: Routing,
+}
+
+/// What decides where a rewritten (DNAT) connection goes after
+/// prerouting: the route to each address the rules rewrite to, and
+/// whether the namespace forwards at all. Read beside the ruleset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    pub routes: Vec<Route>,
+    /// `net.ipv4.ip_forward`, `net.ipv6.conf.all.forwarding`.
+    pub forward_v4: bool,
+    pub forward_v6: bool,
+}
+
+impl Routing {
+    pub fn route(&self, to: std::net::IpAddr) -> Option<&RouteTo> {
+        self.routes.iter().find(|r| r.to == to).map(|r| &r.via)
+    }
+}
+
+/// The namespace's route to one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub to: std::net::IpAddr,
+    pub via: RouteTo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTo {
+    /// One of the namespace's own addresses: the input hook.
+    Local,
+    /// Out of an interface: the forward hook.
+    Out { ifname: Arc<str>, ifindex: u32 },
+    /// No route (unreachable, blackhole, prohibit), and the kernel's word.
+    Nowhere(Arc<str>),
 }

@@ -3,7 +3,8 @@
 //! from their bytes (the layouts of include/uapi/linux/netfilter/xt_*.h,
 //! host byte order unless a field says otherwise) for the new connection
 //! the evaluator runs: `conntrack`/`state` (its state is NEW), `addrtype`
-//! (its destination is LOCAL), `multiport`, `tcp`, `udp`, `comment`.
+//! (its destination is LOCAL unless a DNAT sent it on), `multiport`,
+//! `tcp`, `udp`, `comment`; and the `DNAT` target ([`super::nat`]).
 //! Anything else, or a field these do not decide, is undecided.
 
 use super::eval::Probe;
@@ -34,7 +35,9 @@ fn u32_at(info: &[u8], at: usize) -> Option<u32> {
 /// `XT_STATE_BIT` of IP_CT_NEW).
 const STATE_NEW: u32 = 1 << 3;
 
-pub fn decide(name: &str, rev: u32, info: &[u8], probe: &Probe) -> Said {
+/// Whether match `name` holds for `probe`, whose destination is one of
+/// the namespace's addresses when `dest_local`.
+pub fn decide(name: &str, rev: u32, info: &[u8], probe: &Probe, dest_local: bool) -> Said {
     let short = || Said::Undecided(format!("iptables match {name}: a structure too short"));
     match (name, rev) {
         ("comment", _) => Said::Yes,
@@ -86,9 +89,11 @@ pub fn decide(name: &str, rev: u32, info: &[u8], probe: &Probe) -> Said {
             if dest == 0 {
                 return Said::Yes;
             }
-            // The destination is one of ours: LOCAL.
+            // Ours is LOCAL; a forwarded one's, UNICAST.
+            const UNICAST: u16 = 1 << 1;
             const LOCAL: u16 = 1 << 2;
-            from((dest & LOCAL != 0) != invert_dest)
+            let kind = if dest_local { LOCAL } else { UNICAST };
+            from((dest & kind != 0) != invert_dest)
         }
         ("multiport", 0 | 1) => {
             let (Some(&flags), Some(&count)) = (info.first(), info.get(1)) else {
@@ -209,23 +214,23 @@ mod tests {
         let p = probe(Proto::Tcp, 443);
         // --ctstate RELATED,ESTABLISHED / NEW / ! NEW / INVALID
         assert_eq!(
-            decide("conntrack", 3, &conntrack(0b0110, false), &p),
+            decide("conntrack", 3, &conntrack(0b0110, false), &p, true),
             Said::No
         );
         assert_eq!(
-            decide("conntrack", 3, &conntrack(0b1000, false), &p),
+            decide("conntrack", 3, &conntrack(0b1000, false), &p, true),
             Said::Yes
         );
         assert_eq!(
-            decide("conntrack", 3, &conntrack(0b1000, true), &p),
+            decide("conntrack", 3, &conntrack(0b1000, true), &p, true),
             Said::No
         );
         assert_eq!(
-            decide("conntrack", 3, &conntrack(0b0001, false), &p),
+            decide("conntrack", 3, &conntrack(0b0001, false), &p, true),
             Said::No
         );
         assert!(matches!(
-            decide("conntrack", 3, &[0; 10], &p),
+            decide("conntrack", 3, &[0; 10], &p, true),
             Said::Undecided(_)
         ));
         // --dst-type LOCAL / BROADCAST / ! LOCAL
@@ -235,11 +240,20 @@ mod tests {
             i[4..8].copy_from_slice(&flags.to_ne_bytes());
             i
         };
-        assert_eq!(decide("addrtype", 1, &addrtype(1 << 2, 0), &p), Said::Yes);
-        assert_eq!(decide("addrtype", 1, &addrtype(1 << 3, 0), &p), Said::No);
-        assert_eq!(decide("addrtype", 1, &addrtype(1 << 2, 2), &p), Said::No);
+        assert_eq!(
+            decide("addrtype", 1, &addrtype(1 << 2, 0), &p, true),
+            Said::Yes
+        );
+        assert_eq!(
+            decide("addrtype", 1, &addrtype(1 << 3, 0), &p, true),
+            Said::No
+        );
+        assert_eq!(
+            decide("addrtype", 1, &addrtype(1 << 2, 2), &p, true),
+            Said::No
+        );
         assert!(matches!(
-            decide("addrtype", 1, &addrtype(1 << 2, 4), &p),
+            decide("addrtype", 1, &addrtype(1 << 2, 4), &p, true),
             Said::Undecided(_)
         ));
         // --dports 80,443:445 (a range), inverted
@@ -250,20 +264,26 @@ mod tests {
             m[2 + 2 * i..4 + 2 * i].copy_from_slice(&port.to_ne_bytes());
         }
         m[32 + 1] = 1;
-        assert_eq!(decide("multiport", 1, &m, &p), Said::Yes);
+        assert_eq!(decide("multiport", 1, &m, &p, true), Said::Yes);
         assert_eq!(
-            decide("multiport", 1, &m, &probe(Proto::Tcp, 444)),
+            decide("multiport", 1, &m, &probe(Proto::Tcp, 444), true),
             Said::Yes
         );
         assert_eq!(
-            decide("multiport", 1, &m, &probe(Proto::Tcp, 446)),
+            decide("multiport", 1, &m, &probe(Proto::Tcp, 446), true),
             Said::No
         );
         m[47] = 1;
-        assert_eq!(decide("multiport", 1, &m, &p), Said::No);
+        assert_eq!(decide("multiport", 1, &m, &p, true), Said::No);
         m[0] = 0;
-        assert!(matches!(decide("multiport", 1, &m, &p), Said::Undecided(_)));
-        assert_eq!(decide("comment", 0, b"dapp_OpenSSH", &p), Said::Yes);
-        assert!(matches!(decide("recent", 0, &[], &p), Said::Undecided(_)));
+        assert!(matches!(
+            decide("multiport", 1, &m, &p, true),
+            Said::Undecided(_)
+        ));
+        assert_eq!(decide("comment", 0, b"dapp_OpenSSH", &p, true), Said::Yes);
+        assert!(matches!(
+            decide("recent", 0, &[], &p, true),
+            Said::Undecided(_)
+        ));
     }
 }
