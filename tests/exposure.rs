@@ -116,10 +116,11 @@ impl Lab {
     }
 
     /// Loads a ruleset: nft's language, or iptables-restore's when it
-    /// starts with `*filter` (IPv4 rules, then `---` and IPv6 ones),
-    /// written through iptables-nft as ufw writes its rules.
+    /// starts with a table (`*filter`, `*nat`: IPv4 rules, then `---` and
+    /// IPv6 ones), written through iptables-nft as ufw and Docker write
+    /// their rules.
     fn load(&self, ruleset: &str) {
-        if ruleset.starts_with("*filter") {
+        if ruleset.starts_with('*') {
             self.load_nft("");
             let (v4, v6) = ruleset.split_once("---\n").unwrap_or((ruleset, ""));
             for (tool, rules) in [("iptables-nft-restore", v4), ("ip6tables-nft-restore", v6)] {
@@ -229,12 +230,32 @@ fn syn_from(from: &str, tries: &[(IpAddr, SocketAddr)]) -> Vec<Seen> {
 
 /// Bytes waiting in each bound UDP socket of namespace `ns`, by port.
 fn udp_queues(ns: &str) -> BTreeMap<u16, u64> {
+    queues(
+        ns,
+        &["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"],
+    )
+}
+
+/// Connections waiting in each TCP listener's accept queue in namespace
+/// `ns`, by port (for a listener the table's receive queue is that).
+fn accept_queues(ns: &str) -> BTreeMap<u16, u64> {
+    queues(
+        ns,
+        &["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"],
+    )
+}
+
+fn queues(ns: &str, files: &[&str]) -> BTreeMap<u16, u64> {
     in_netns(ns, || {
         let mut out = BTreeMap::new();
-        for file in ["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"] {
-            let text = std::fs::read_to_string(file).expect("udp table");
+        for file in files {
+            let text = std::fs::read_to_string(file).expect("socket table");
             for line in text.lines().skip(1) {
                 let f: Vec<&str> = line.split_whitespace().collect();
+                // TCP: listeners only (0A), not the connections queued.
+                if file.contains("tcp") && f[3] != "0A" {
+                    continue;
+                }
                 let port = u16::from_str_radix(f[1].rsplit(':').next().expect("port"), 16)
                     .expect("hex port");
                 let rx = u64::from_str_radix(f[4].split(':').nth(1).expect("rx"), 16)
@@ -1025,4 +1046,279 @@ scrape_configs:
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Docker's layout of published ports as dockerd writes it through
+/// iptables-nft: the nat table's DOCKER chain rewrites a port to the
+/// container, the filter table's FORWARD runs DOCKER-USER (the user's
+/// rules) then DOCKER (the published ports), and INPUT drops the rest.
+/// Here 8080 → :80 is published; 8081 → :81 too, but DOCKER-USER drops
+/// it; 8082 → :82 DOCKER-USER admits only from A; udp 5300 → :53.
+const DOCKER: &str = r#"*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 172.30.0.0/24 ! -o docker0 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.30.0.2:80
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8081 -j DNAT --to-destination 172.30.0.2:81
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8082 -j DNAT --to-destination 172.30.0.2:82
+-A DOCKER ! -i docker0 -p udp -m udp --dport 5300 -j DNAT --to-destination 172.30.0.2:53
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A DOCKER -d 172.30.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER -d 172.30.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 81 -j ACCEPT
+-A DOCKER -d 172.30.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 82 -j ACCEPT
+-A DOCKER -d 172.30.0.2/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT
+-A DOCKER-USER -p tcp -m tcp --dport 81 -j DROP
+-A DOCKER-USER ! -s 10.77.0.2/32 -p tcp -m tcp --dport 82 -j DROP
+-A DOCKER-USER -j RETURN
+COMMIT
+"#;
+
+/// The same published ports written in nftables' own language, the
+/// rewrite through a verdict-free map of address . port.
+const DOCKER_NFT: &str = r#"
+table ip nat {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname != "docker0" dnat to tcp dport map { 8080 : 172.30.0.2 . 80, 8081 : 172.30.0.2 . 81, 8082 : 172.30.0.2 . 82 }
+        iifname != "docker0" udp dport 5300 dnat to 172.30.0.2:53
+    }
+}
+table ip filter {
+    chain input {
+        type filter hook input priority filter; policy drop;
+        iif lo accept
+        ct state established,related accept
+    }
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        iifname "docker0" oifname != "docker0" accept
+        tcp dport 81 drop
+        oifname "docker0" ip daddr 172.30.0.2 tcp dport { 80, 81 } accept
+        oifname "docker0" ip saddr 10.77.0.2 ip daddr 172.30.0.2 tcp dport 82 accept
+        oifname "docker0" ip daddr 172.30.0.2 udp dport 53 accept
+    }
+}
+"#;
+
+/// A "container" behind the lab's inside: a third namespace joined by a
+/// veth pair whose inside end is named `docker0` (172.30.0.1/24; the
+/// container is 172.30.0.2 and routes back through it), with forwarding
+/// on inside, as dockerd sets a bridge network up.
+fn container(lab: &Lab) -> TestNetns {
+    let ns = TestNetns::new("xct");
+    let tag = std::process::id() % 100_000;
+    let (a, b) = (format!("pwx{tag}c"), format!("pwx{tag}d"));
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip {}", args.join(" "));
+    };
+    ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+    ip(&["link", "set", &a, "netns", &lab.inside.0]);
+    ip(&["link", "set", &b, "netns", &ns.0]);
+    ip(&["-n", &lab.inside.0, "link", "set", &a, "name", "docker0"]);
+    ip(&[
+        "-n",
+        &lab.inside.0,
+        "addr",
+        "add",
+        "172.30.0.1/24",
+        "dev",
+        "docker0",
+    ]);
+    ip(&["-n", &lab.inside.0, "link", "set", "docker0", "up"]);
+    ip(&["-n", &ns.0, "addr", "add", "172.30.0.2/24", "dev", &b]);
+    ip(&["-n", &ns.0, "link", "set", &b, "up"]);
+    ip(&["-n", &ns.0, "route", "add", "default", "via", "172.30.0.1"]);
+    let on = Command::new("ip")
+        .args(["netns", "exec", &lab.inside.0])
+        .args(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(on, "could not turn forwarding on inside");
+    ns
+}
+
+#[test]
+fn a_port_published_to_a_container_is_judged_on_the_forward_path_it_really_takes() {
+    let _serial = serial();
+    let Some(lab) = lab() else { return };
+    let ct = container(&lab);
+    let tcp = |port: u16| json!({"proto": "tcp", "addr": "0.0.0.0", "port": port, "backlog": 1024});
+    let udp = |port: u16| json!({"proto": "udp", "addr": "0.0.0.0", "port": port});
+    // Inside: what docker-proxy holds (the published ports) and sshd.
+    let holder = Holder::start_in(
+        &lab.inside.0,
+        &json!({"sockets": [tcp(8080), tcp(8081), tcp(8082), tcp(22), udp(5300)]}),
+    );
+    let _app = Holder::start_in(
+        &ct.0,
+        &json!({"sockets": [tcp(80), tcp(81), tcp(82), udp(53)]}),
+    );
+    // Inside port, where the container gets it, and what must be said.
+    let published: [(&str, u16, u16, Expect); 5] = [
+        // (`…` separates parts the detail must hold in that order.)
+        (
+            "tcp",
+            8080,
+            80,
+            restricted(
+                "not via docker0, forwarded to 172.30.0.2:80 by ip nat",
+                true,
+                true,
+            ),
+        ),
+        (
+            "tcp",
+            8081,
+            81,
+            blocked("ip filter …(forwarded to 172.30.0.2:81 by ip nat"),
+        ),
+        (
+            "tcp",
+            8082,
+            82,
+            restricted(
+                "from 10.77.0.2 not via docker0, forwarded to 172.30.0.2:82",
+                true,
+                false,
+            ),
+        ),
+        ("tcp", 22, 22, blocked("ip filter …policy drop")),
+        (
+            "udp",
+            5300,
+            53,
+            restricted(
+                "not via docker0, forwarded to 172.30.0.2:53 by ip nat",
+                true,
+                true,
+            ),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, ruleset) in [
+        ("docker (iptables-nft)", DOCKER),
+        ("docker (nft)", DOCKER_NFT),
+    ] {
+        lab.load(ruleset);
+        let got = verdicts(&holder);
+        let inside_before = accept_queues(&lab.inside.0);
+        let ct_before = accept_queues(&ct.0);
+        let mut tries = Vec::new();
+        for (proto, port, _, _) in &published {
+            if *proto == "tcp" {
+                for src in [A4, B4] {
+                    let dst = SocketAddr::new(INSIDE4.parse().expect("ip"), *port);
+                    tries.push((src.parse().expect("source"), dst));
+                }
+            }
+        }
+        let syn = syn_from(&lab.outside.0, &tries);
+        let mut udp_got = Vec::new();
+        for src in [A4, B4] {
+            let before = udp_queues(&ct.0);
+            let dst = SocketAddr::new(INSIDE4.parse().expect("ip"), 5300);
+            datagrams_from(&lab.outside.0, src.parse().expect("source"), &[dst]);
+            udp_got.push(udp_queues(&ct.0)[&53] > before[&53]);
+        }
+        let (inside_after, ct_after) = (accept_queues(&lab.inside.0), accept_queues(&ct.0));
+        for (proto, port, to, want) in &published {
+            let exposure = got
+                .get(&(proto.to_string(), "0.0.0.0".to_string(), *port))
+                .unwrap_or_else(|| panic!("{name}: {proto} {port} not listed"));
+            let verdict = exposure["verdict"].as_str().unwrap_or("(none)");
+            let detail = exposure["detail"].as_str().unwrap_or("");
+            println!("{name} / {proto} {port}: {verdict} ({detail})");
+            let in_order = want
+                .detail
+                .split('…')
+                .try_fold(detail, |rest, part| {
+                    rest.find(part).map(|at| &rest[at + part.len()..])
+                })
+                .is_some();
+            let (a, b) = if *proto == "udp" {
+                (udp_got[0], udp_got[1])
+            } else {
+                let at = tries
+                    .iter()
+                    .position(|(_, d)| d.port() == *port)
+                    .expect("tried");
+                (syn[at] == Seen::Reached, syn[at + 1] == Seen::Reached)
+            };
+            if verdict != want.verdict || !in_order {
+                wrong.push(format!(
+                    "{name} / {proto} {port}: verdict {verdict} ({detail}), expected {} ({})",
+                    want.verdict, want.detail
+                ));
+            }
+            if (a, b) != (want.a, want.b) {
+                wrong.push(format!(
+                    "{name} / {proto} {port}: from outside A {a}, B {b}; expected A {}, B {}",
+                    want.a, want.b
+                ));
+            }
+            // What got in went where the verdict says: to the container
+            // when published, never to the inside listener.
+            if *proto == "tcp" && port != to {
+                let grew = |after: &BTreeMap<u16, u64>, before: &BTreeMap<u16, u64>, p: u16| {
+                    after.get(&p).copied().unwrap_or(0) - before.get(&p).copied().unwrap_or(0)
+                };
+                let reached = u64::from(a) + u64::from(b);
+                if grew(&ct_after, &ct_before, *to) != reached
+                    || grew(&inside_after, &inside_before, *port) != 0
+                {
+                    wrong.push(format!(
+                        "{name} / {proto} {port}: {reached} reached, but the container's :{to} \
+                         queued {} and the inside's :{port} {}",
+                        grew(&ct_after, &ct_before, *to),
+                        grew(&inside_after, &inside_before, *port)
+                    ));
+                }
+            }
+        }
+    }
+    // Forwarding off: the rewritten connection goes nowhere the rules
+    // decide, so the verdict says it does not know, and why.
+    let off = Command::new("ip")
+        .args(["netns", "exec", &lab.inside.0])
+        .args(["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(off, "could not turn forwarding off inside");
+    lab.load(DOCKER);
+    let got = verdicts(&holder);
+    let exposure = &got[&("tcp".to_string(), "0.0.0.0".to_string(), 8080)];
+    assert_eq!(exposure["verdict"], "unknown", "{exposure}");
+    let detail = exposure["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("172.30.0.2") && detail.contains("net.ipv4.ip_forward is 0"),
+        "{detail}"
+    );
+    let dst = SocketAddr::new(INSIDE4.parse().expect("ip"), 8080);
+    let syn = syn_from(&lab.outside.0, &[(A4.parse().expect("source"), dst)]);
+    assert_ne!(syn[0], Seen::Reached, "forwarded with forwarding off");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

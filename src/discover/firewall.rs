@@ -47,9 +47,19 @@ impl From<io::Error> for ReadError {
 }
 
 /// Each namespace's ruleset as last read, by namespace: read again only
-/// when its generation moved.
+/// when its generation moved. The routes to the addresses its DNATs
+/// rewrite to are asked again at every read (a container restarted on a
+/// new address may change no rule): a handful of lookups, none when no
+/// rule rewrites.
 #[derive(Debug, Default)]
-pub struct Cache(std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<Ruleset>>>);
+pub struct Cache(std::sync::Mutex<std::collections::HashMap<Arc<str>, Known>>);
+
+#[derive(Debug)]
+struct Known {
+    rules: Arc<Ruleset>,
+    /// Where its DNATs rewrite to.
+    destinations: Vec<std::net::IpAddr>,
+}
 
 impl Cache {
     /// The ruleset of the calling thread's namespace (`ns`, its label).
@@ -57,12 +67,32 @@ impl Cache {
         let read = || -> Result<Arc<Ruleset>, ReadError> {
             let mut reader = Reader::open()?;
             let generation = reader.generation()?;
-            let known = self.lock().get(ns).cloned();
-            if let Some(rules) = known.filter(|r| r.generation == generation) {
-                return Ok(rules);
+            let known = self.lock().get(ns).and_then(|k| {
+                (k.rules.generation == generation)
+                    .then(|| (Arc::clone(&k.rules), k.destinations.clone()))
+            });
+            let (mut rules, destinations) = match known {
+                Some(known) => known,
+                None => {
+                    let rules = reader.ruleset()?;
+                    let destinations = crate::exposure::nat::destinations(&rules);
+                    (Arc::new(rules), destinations)
+                }
+            };
+            if !destinations.is_empty() {
+                // Unread routes leave every rewritten path undecided.
+                let routing = super::routes::read_here(&destinations).unwrap_or_default();
+                if routing != rules.routing {
+                    Arc::make_mut(&mut rules).routing = routing;
+                }
             }
-            let rules = Arc::new(reader.ruleset()?);
-            self.lock().insert(Arc::clone(ns), Arc::clone(&rules));
+            self.lock().insert(
+                Arc::clone(ns),
+                Known {
+                    rules: Arc::clone(&rules),
+                    destinations,
+                },
+            );
             Ok(rules)
         };
         match read() {
@@ -76,7 +106,7 @@ impl Cache {
         self.lock().retain(|ns, _| live.contains(&&**ns));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Arc<str>, Arc<Ruleset>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Arc<str>, Known>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -15,6 +15,7 @@ pub mod netns;
 pub mod own;
 pub mod owners;
 pub mod procfs;
+pub mod routes;
 pub mod sockets;
 pub mod threads;
 pub mod users;

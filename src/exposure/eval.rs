@@ -78,8 +78,12 @@ pub enum Exposure {
     Open { forwarded: Option<String> },
     /// Only some: which (`from 10.0.0.0/8`, `via eth1`).
     Restricted { admitted: Vec<String> },
-    /// No new connection gets in: the rule (or policy) that drops them.
-    Blocked { by: RuleRef },
+    /// No new connection gets in: the rule (or policy) that drops them,
+    /// and the DNAT their path met before, if one did.
+    Blocked {
+        by: RuleRef,
+        forwarded: Option<String>,
+    },
     /// Bound to loopback: no outside host can address it.
     Local,
     /// Not decided, and why.
@@ -101,7 +105,7 @@ impl Exposure {
     /// The rule (or policy) that blocked it.
     pub fn rule(&self) -> Option<&RuleRef> {
         match self {
-            Exposure::Blocked { by } => Some(by),
+            Exposure::Blocked { by, .. } => Some(by),
             _ => None,
         }
     }
@@ -113,7 +117,14 @@ impl Exposure {
             Exposure::Open { forwarded } => forwarded.clone(),
             Exposure::Local => None,
             Exposure::Restricted { admitted } => Some(admitted.join("; ")),
-            Exposure::Blocked { by } => Some(by.to_string()),
+            Exposure::Blocked {
+                by,
+                forwarded: None,
+            } => Some(by.to_string()),
+            Exposure::Blocked {
+                by,
+                forwarded: Some(f),
+            } => Some(format!("{by} ({f})")),
             Exposure::Unknown { reason } => Some(reason.clone()),
         }
     }
@@ -307,8 +318,10 @@ fn evaluate_indexed(ruleset: &Ruleset, index: &Index, probe: &Probe) -> Exposure
             .iter()
             .position(|(_, s)| matches!(s.iif, Iif::Any { .. }))
             .unwrap_or(0);
+        let (by, state) = dropped.swap_remove(at);
         return Exposure::Blocked {
-            by: dropped.swap_remove(at).0,
+            by,
+            forwarded: state.dnat.as_ref().map(|d| d.to_string()),
         };
     }
     // Paths that differ only in their source are one admitted set.
@@ -539,19 +552,22 @@ impl State {
         }
         match &self.iif {
             Iif::Is(p) => parts.push(format!("via {p}")),
-            Iif::Any { not } if !not.is_empty() => parts.push(format!(
-                "not via {}",
-                not.iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            Iif::Any { not } if !not.is_empty() => {
+                let mut names: Vec<String> = not.iter().map(|p| p.to_string()).collect();
+                names.sort();
+                names.dedup();
+                parts.push(format!("not via {}", names.join(", ")));
+            }
             Iif::Any { .. } => {}
         }
+        let mut text = parts.join(" ");
         if let Some(d) = &self.dnat {
-            parts.push(d.to_string());
+            if !text.is_empty() {
+                text.push_str(", ");
+            }
+            text.push_str(&d.to_string());
         }
-        parts.join(" ")
+        text
     }
 
     fn write(&mut self, reg: u32, cells: Vec<Cell>) -> Result<(), String> {

@@ -256,6 +256,20 @@ mod tests {
             decide("addrtype", 1, &addrtype(1 << 2, 4), &p, true),
             Said::Undecided(_)
         ));
+        // After a DNAT to another host's address: UNICAST, not LOCAL (so
+        // Docker's `--dst-type LOCAL -j DOCKER` is not met twice).
+        assert_eq!(
+            decide("addrtype", 1, &addrtype(1 << 2, 0), &p, false),
+            Said::No
+        );
+        assert_eq!(
+            decide("addrtype", 1, &addrtype(1 << 1, 0), &p, false),
+            Said::Yes
+        );
+        assert_eq!(
+            decide("addrtype", 1, &addrtype(1 << 2, 2), &p, false),
+            Said::Yes
+        );
         // --dports 80,443:445 (a range), inverted
         let mut m = vec![0u8; 48];
         m[0] = 1;
