@@ -1,12 +1,16 @@
 //! Exposure's cost on a busy host with a big ruleset: a ruleset of 1,000
 //! rules (the shape of a large hand-written or generated one: conntrack
-//! first, 700 single-port accepts, 150 source-restricted ports, 100 UDP
-//! ports, 50 source-only accepts) loaded with `nft` into a network
+//! first, 600 single-port accepts, 150 source-restricted ports, 100 UDP
+//! ports, 45 source-only accepts; and Docker's shape for 50 published
+//! ports: a DNAT each in prerouting to a container behind `docker0`, and
+//! a forward chain accepting each) loaded with `nft` into a network
 //! namespace of the bench's own, then
 //!
 //! - `read_1000_rules`: reading it over nfnetlink in that namespace (done
 //!   again only when its generation moves);
 //! - `generation`: the one message asked at every pass;
+//! - `routes_50_destinations`: the routes to the 50 DNAT destinations and
+//!   the forwarding switches, asked at every pass;
 //! - `verdicts_10000_sockets`: a verdict for each of 10,000 TCP sockets
 //!   (ports 20000–29999 on the wildcard address), from a fresh evaluator:
 //!   the cost after a ruleset change — target ≤ 50 ms.
@@ -20,6 +24,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portwarden::discover::firewall::Reader;
+use portwarden::discover::routes;
 use portwarden::exposure::{Evaluator, Probe};
 use portwarden::model::{Family, Proto};
 
@@ -34,7 +39,7 @@ fn ruleset_text() -> String {
         "jump services",
     ];
     let mut services = Vec::new();
-    for p in 20_000..20_700 {
+    for p in 20_000..20_600 {
         services.push(format!("tcp dport {p} accept"));
     }
     for i in 0..150u32 {
@@ -51,10 +56,24 @@ fn ruleset_text() -> String {
     for i in 0..45 {
         services.push(format!("ip saddr 172.16.{i}.0/24 accept"));
     }
+    // Docker's shape: ports 29000–29049 published to 50 containers.
+    let (mut dnat, mut forward) = (Vec::new(), Vec::new());
+    for i in 0..50u32 {
+        let addr = format!("172.30.{}.{}", i / 200, i % 200 + 2);
+        dnat.push(format!(
+            "iifname != \"docker0\" tcp dport {} dnat to {addr}:80",
+            29_000 + i
+        ));
+        forward.push(format!(
+            "oifname \"docker0\" ip daddr {addr} tcp dport 80 accept"
+        ));
+    }
     format!(
-        "flush ruleset\ntable inet filter {{\n chain input {{\n  type filter hook input priority 0; policy drop;\n  {}\n }}\n chain services {{\n  {}\n }}\n}}\n",
+        "flush ruleset\ntable inet filter {{\n chain input {{\n  type filter hook input priority 0; policy drop;\n  {}\n }}\n chain services {{\n  {}\n }}\n chain forward {{\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n  {}\n }}\n}}\ntable ip nat {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; policy accept;\n  {}\n }}\n}}\n",
         rules.join("\n  "),
-        services.join("\n  ")
+        services.join("\n  "),
+        forward.join("\n  "),
+        dnat.join("\n  ")
     )
 }
 
@@ -87,6 +106,39 @@ fn bench(c: &mut Criterion) {
             .expect("ip")
             .success()
     );
+    // The containers' bridge: docker0 (a veth pair, both ends here)
+    // routing 172.30.0.0/16, and forwarding on.
+    for args in [
+        &[
+            "link", "add", "docker0", "type", "veth", "peer", "name", "docker0p",
+        ][..],
+        &["addr", "add", "172.30.0.1/16", "dev", "docker0"],
+        &["link", "set", "docker0p", "up"],
+        &["link", "set", "docker0", "up"],
+    ] {
+        assert!(
+            Command::new("ip")
+                .args(["-n", NS])
+                .args(args)
+                .status()
+                .expect("ip")
+                .success()
+        );
+    }
+    assert!(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                NS,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1"
+            ])
+            .status()
+            .expect("sysctl")
+            .success()
+    );
     let mut nft = Command::new("ip")
         .args(["netns", "exec", NS, "nft", "-f", "-"])
         .stdin(Stdio::piped())
@@ -100,9 +152,13 @@ fn bench(c: &mut Criterion) {
         .expect("write");
     assert!(nft.wait().expect("nft").success());
 
-    let rules = Arc::new(in_ns(|| {
-        Reader::open().expect("netlink").ruleset().expect("read")
-    }));
+    let (rules, destinations) = in_ns(|| {
+        let mut rules = Reader::open().expect("netlink").ruleset().expect("read");
+        let destinations = portwarden::exposure::nat::destinations(&rules);
+        rules.routing = routes::read_here(&destinations).expect("routes");
+        (Arc::new(rules), destinations)
+    });
+    eprintln!("DNAT destinations: {}", destinations.len());
     let count: usize = rules
         .tables
         .iter()
@@ -130,7 +186,7 @@ fn bench(c: &mut Criterion) {
         ev.made(),
         probes.len()
     );
-    for p in [&probes[0], &probes[1_000], &probes[9_999]] {
+    for p in [&probes[0], &probes[1_000], &probes[9_000], &probes[9_999]] {
         eprintln!("port {}: {}", p.dport, ev.evaluate(p));
     }
 
@@ -151,6 +207,18 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("generation", |b| {
         b.iter(|| reader.generation().expect("generation"))
+    });
+    g.bench_function("routes_50_destinations", |b| {
+        // Timed inside the namespace, as discovery's thread asks.
+        b.iter_custom(|iters| {
+            in_ns(|| {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    std::hint::black_box(routes::read_here(&destinations).expect("routes"));
+                }
+                start.elapsed()
+            })
+        })
     });
     g.finish();
     let _ = Command::new("ip").args(["netns", "del", NS]).status();

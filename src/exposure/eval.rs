@@ -1161,8 +1161,10 @@ impl Eval<'_> {
         }
         state.pkt.dport = port;
         state.dnat = Some(Box::new(Dnat {
-            addr: state.pkt.daddr,
-            port,
+            addr: rewrite.addr,
+            // Unchanged is said so, not as the probe's port: probes of
+            // different ports through one rule share the verdict.
+            port: rewrite.port,
             forwarded: matches!(to, To::Forward { .. }),
             by: None,
         }));

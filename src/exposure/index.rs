@@ -3,7 +3,11 @@
 //! }`, a verdict map on the port, a port range) before anything it does
 //! applies only to probes of those ports, so a chain of 1,000 such rules
 //! runs the few that can match. And probes that meet the same rules get
-//! the same verdict: its key says what a verdict depends on.
+//! the same verdict: its key says what a verdict depends on. A DNAT
+//! needs nothing more: probes that meet the same rules meet the same
+//! rewrites, and the rules after one are run for the rewritten port (a
+//! port kept is the probe's own, whose rules are in the key; a verdict
+//! says "same port" rather than the number).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -49,10 +53,6 @@ struct ChainIndex {
 #[derive(Debug, Default)]
 pub struct Index {
     chains: HashMap<usize, ChainIndex>,
-    /// Some rule rewrites destinations (DNAT): the chains a probe meets
-    /// after it depend on the port it rewrites from and to, so the port
-    /// is always part of the key.
-    dnat: bool,
 }
 
 /// What a probe's verdict depends on: probes with equal keys get the same.
@@ -74,16 +74,10 @@ fn address(chain: &Chain) -> usize {
 impl Index {
     pub fn of(ruleset: &Ruleset) -> Index {
         let mut chains = HashMap::new();
-        let mut dnat = false;
         for table in &ruleset.tables {
             for chain in &table.chains {
                 let mut ix = ChainIndex::default();
                 for (i, rule) in chain.rules.iter().enumerate() {
-                    dnat |= rule.exprs.iter().any(|e| match e {
-                        Expr::Nat { dnat, .. } => *dnat,
-                        Expr::Target { name, .. } => &**name == "DNAT",
-                        _ => false,
-                    });
                     let needs = needs(table, rule);
                     let i = i as u32;
                     match &needs.needs {
@@ -106,7 +100,7 @@ impl Index {
                 chains.insert(address(chain), ix);
             }
         }
-        Index { chains, dnat }
+        Index { chains }
     }
 
     /// The rules of `chain` that may apply to `probe`, in order.
@@ -136,7 +130,7 @@ impl Index {
     /// What `probe`'s verdict depends on.
     pub fn key(&self, ruleset: &Ruleset, probe: &Probe) -> Key {
         let l4 = l4(probe.proto);
-        let mut port_matters = self.dnat;
+        let mut port_matters = false;
         let mut rules = Vec::new();
         for chain in ruleset.tables.iter().flat_map(|t| &t.chains) {
             let Some(ix) = self.chains.get(&address(chain)) else {
@@ -528,33 +522,36 @@ mod tests {
         }
         // Some ports rewritten: to a port of ours, or to an address
         // routed out (forward), or to one with no route read.
-        let dnat = |to: [u8; 4], port: u16, from: u16, handle: u64| Rule {
-            handle,
-            exprs: vec![
-                dport_load(),
-                port_cmp(CmpOp::Eq, from),
-                Expr::Immediate {
-                    dreg: 1,
-                    data: Data::Value(to.to_vec()),
-                },
-                Expr::Immediate {
+        // From one port or from any; to a new port or the same one.
+        let dnat = |to: [u8; 4], port: Option<u16>, from: Option<u16>, handle: u64| {
+            let mut exprs = Vec::new();
+            if let Some(from) = from {
+                exprs.extend([dport_load(), port_cmp(CmpOp::Eq, from)]);
+            }
+            exprs.push(Expr::Immediate {
+                dreg: 1,
+                data: Data::Value(to.to_vec()),
+            });
+            if let Some(port) = port {
+                exprs.push(Expr::Immediate {
                     dreg: 2,
                     data: Data::Value(port.to_be_bytes().to_vec()),
-                },
-                Expr::Nat {
-                    dnat: true,
-                    family: 2,
-                    addr_min: Some(1),
-                    addr_max: None,
-                    proto_min: Some(2),
-                    proto_max: None,
-                },
-            ],
+                });
+            }
+            exprs.push(Expr::Nat {
+                dnat: true,
+                family: 2,
+                addr_min: Some(1),
+                addr_max: None,
+                proto_min: port.map(|_| 2),
+                proto_max: None,
+            });
+            Rule { handle, exprs }
         };
         let mut pre_rules = Vec::new();
         for _ in 0..rng.below(4) {
-            let from = 1 + rng.below(20) as u16;
-            let port = 1 + rng.below(12) as u16;
+            let from = (rng.below(4) != 0).then(|| 1 + rng.below(20) as u16);
+            let port = (rng.below(3) != 0).then(|| 1 + rng.below(12) as u16);
             let to = [[10, 9, 0, 1], [10, 9, 0, 2], [10, 9, 0, 3]][rng.below(3) as usize];
             pre_rules.push(dnat(to, port, from, next()));
         }

@@ -24,7 +24,8 @@ pub struct Rewrite {
 pub struct Dnat {
     /// `None`: the address stays (a wildcard socket's, one of ours).
     pub addr: Option<IpAddr>,
-    pub port: u16,
+    /// `None`: the port stays.
+    pub port: Option<u16>,
     /// Whether the address is another host's (or namespace's): forwarded,
     /// not delivered here. Set once the route is known.
     pub forwarded: bool,
@@ -38,10 +39,12 @@ impl fmt::Display for Dnat {
         } else {
             "rewritten to"
         };
-        match self.addr {
-            Some(IpAddr::V4(a)) => write!(f, "{verb} {a}:{}", self.port)?,
-            Some(IpAddr::V6(a)) => write!(f, "{verb} [{a}]:{}", self.port)?,
-            None => write!(f, "{verb} port {}", self.port)?,
+        match (self.addr, self.port) {
+            (Some(IpAddr::V4(a)), Some(p)) => write!(f, "{verb} {a}:{p}")?,
+            (Some(IpAddr::V6(a)), Some(p)) => write!(f, "{verb} [{a}]:{p}")?,
+            (Some(a), None) => write!(f, "{verb} {a}, same port")?,
+            (None, Some(p)) => write!(f, "{verb} port {p}")?,
+            (None, None) => write!(f, "{verb} the same address and port")?,
         }
         match &self.by {
             Some(by) => write!(f, " by {by}"),
