@@ -29,6 +29,23 @@ const B6: &str = "fd77::3";
 const INSIDE4: &str = "10.77.0.1";
 const INSIDE6: &str = "fd77::1";
 
+/// Runs `ip` with `args`; it must succeed.
+fn ip(args: &[&str]) {
+    let ok = Command::new("ip")
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "ip {}", args.join(" "));
+}
+
+/// A veth pair, one end (`a`) moved into namespace `ns_a`, the other (`b`)
+/// into `ns_b`.
+fn veth(a: &str, ns_a: &str, b: &str, ns_b: &str) {
+    ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+    ip(&["link", "set", a, "netns", ns_a]);
+    ip(&["link", "set", b, "netns", ns_b]);
+}
+
 struct Lab {
     inside: TestNetns,
     outside: TestNetns,
@@ -40,16 +57,7 @@ impl Lab {
         let outside = TestNetns::new("xout");
         let tag = std::process::id() % 100_000;
         let (a, b) = (format!("pwx{tag}a"), format!("pwx{tag}b"));
-        let ip = |args: &[&str]| {
-            let ok = Command::new("ip")
-                .args(args)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "ip {}", args.join(" "));
-        };
-        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-        ip(&["link", "set", &a, "netns", &inside.0]);
-        ip(&["link", "set", &b, "netns", &outside.0]);
+        veth(&a, &inside.0, &b, &outside.0);
         for (ns, dev, addrs) in [
             (
                 &inside.0,
@@ -1128,16 +1136,7 @@ fn container(lab: &Lab) -> TestNetns {
     let ns = TestNetns::new("xct");
     let tag = std::process::id() % 100_000;
     let (a, b) = (format!("pwx{tag}c"), format!("pwx{tag}d"));
-    let ip = |args: &[&str]| {
-        let ok = Command::new("ip")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "ip {}", args.join(" "));
-    };
-    ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-    ip(&["link", "set", &a, "netns", &lab.inside.0]);
-    ip(&["link", "set", &b, "netns", &ns.0]);
+    veth(&a, &lab.inside.0, &b, &ns.0);
     ip(&["-n", &lab.inside.0, "link", "set", &a, "name", "docker0"]);
     ip(&[
         "-n",

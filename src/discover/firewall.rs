@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_NETFILTER};
 
+use super::netlink::{NLMSG_DONE, NLMSG_ERROR};
 use crate::exposure::Firewall;
 use crate::exposure::ruleset::*;
 
@@ -123,8 +124,6 @@ const NFT_MSG_NEWGEN: u16 = 15;
 const NFT_MSG_GETGEN: u16 = 16;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 
 /// An open nfnetlink socket of the calling thread's namespace.
 pub struct Reader {
@@ -306,38 +305,23 @@ fn walk(
     seq: u32,
     each: &mut dyn FnMut(u16, u8, &[u8]),
 ) -> Result<Walked, ReadError> {
-    let mut rest = datagram;
-    while rest.len() >= 16 {
-        let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        let their_seq = u32::from_ne_bytes(rest[8..12].try_into().expect("4 bytes"));
-        if len < 16 || len > rest.len() {
-            return Err(ReadError::Io(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a netlink message's length runs past its datagram",
-            )));
+    for m in super::netlink::messages(datagram)? {
+        if m.seq != seq {
+            continue;
         }
-        let payload = &rest[16..len];
-        if their_seq == seq {
-            match kind {
-                NLMSG_DONE => return Ok(Walked::Done),
-                NLMSG_ERROR => {
-                    let code = payload
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(0);
-                    if code == 0 {
-                        return Ok(Walked::Done);
-                    }
-                    return Err(io::Error::from_raw_os_error(code.saturating_neg()).into());
-                }
-                k if k >> 8 == NFNL_SUBSYS_NFTABLES && payload.len() >= 4 => {
-                    each(k & 0xff, payload[0], &payload[4..]);
-                }
-                _ => {}
+        match m.kind {
+            NLMSG_DONE => return Ok(Walked::Done),
+            NLMSG_ERROR => {
+                return match super::netlink::error(m.payload) {
+                    None => Ok(Walked::Done),
+                    Some(e) => Err(e.into()),
+                };
             }
+            k if k >> 8 == NFNL_SUBSYS_NFTABLES && m.payload.len() >= 4 => {
+                each(k & 0xff, m.payload[0], &m.payload[4..]);
+            }
+            _ => {}
         }
-        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
     }
     Ok(Walked::More)
 }

@@ -11,6 +11,7 @@ pub mod fds;
 pub mod firewall;
 pub mod ids;
 mod listing;
+pub mod netlink;
 pub mod netns;
 pub mod own;
 pub mod owners;

@@ -14,12 +14,12 @@ use std::sync::Arc;
 
 use netlink_sys::{Socket as NlSocket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use super::netlink::NLMSG_ERROR;
 use crate::exposure::ruleset::{Route, RouteTo, Routing};
 
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
 const NLM_F_REQUEST: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTN_UNICAST: u8 = 1;
@@ -86,33 +86,23 @@ fn request(seq: u32, to: IpAddr) -> Vec<u8> {
 /// The route in one datagram of answers to request `seq`, if it holds it.
 /// Pure: the kernel's bytes are checked as any input is.
 fn answer(datagram: &[u8], seq: u32) -> io::Result<Option<RouteTo>> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-    let mut rest = datagram;
-    while rest.len() >= 16 {
-        let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        let their_seq = u32::from_ne_bytes(rest[8..12].try_into().expect("4 bytes"));
-        if len < 16 || len > rest.len() {
-            return Err(bad("a netlink message's length runs past its datagram"));
+    for m in super::netlink::messages(datagram)? {
+        if m.seq != seq {
+            continue;
         }
-        let payload = &rest[16..len];
-        if their_seq == seq {
-            match kind {
-                NLMSG_ERROR => {
-                    let code = payload
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(0);
-                    let word = io::Error::from_raw_os_error(code.saturating_neg());
-                    return Ok(Some(RouteTo::Nowhere(word.to_string().into())));
-                }
-                RTM_NEWROUTE => {
-                    return route(payload).map(Some).ok_or_else(|| bad("a short route"));
-                }
-                _ => {}
+        match m.kind {
+            NLMSG_ERROR => {
+                let word = super::netlink::error(m.payload)
+                    .map_or_else(|| "no route in the answer".to_string(), |e| e.to_string());
+                return Ok(Some(RouteTo::Nowhere(word.into())));
             }
+            RTM_NEWROUTE => {
+                return route(m.payload)
+                    .map(Some)
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a short route"));
+            }
+            _ => {}
         }
-        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
     }
     Ok(None)
 }
