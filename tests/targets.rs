@@ -355,6 +355,8 @@ fn check_sees_every_kind_up_or_down_with_its_reason() {
   - {{name: udp_silent, target: "udp://127.0.0.1:{silent}"}}
   - {{name: udp_silent_ok, target: "udp://127.0.0.1:{silent}", module: udp_silence_ok}}
   - {{name: unresolvable, target: "nowhere.test:80"}}
+  - {{name: tls_plain, target: "tls://web.test:{http}", module: tls_ca}}
+  - {{name: unreachable, target: "tcp://10.255.255.1:80"}}
 "#,
         open = p("tcp_open"),
         closed = p("tcp_closed"),
@@ -389,14 +391,24 @@ fn check_sees_every_kind_up_or_down_with_its_reason() {
         String::from_utf8_lossy(&out.stderr)
     );
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON array");
-    assert_eq!(rows.len(), 23, "one row per target, in order");
+    assert_eq!(rows.len(), 25, "one row per target, in order");
     assert_eq!(rows[0]["name"], "tcp_open");
     let rows = by_name(&rows);
     let expect = |name: &str, success: bool, reason: Option<&str>| {
         let r = &rows[name];
         assert_eq!(r["success"], success, "{name}: {r}");
         assert_eq!(r["reason"].as_str(), reason, "{name}: {r}");
-        assert!(r["error"].is_null(), "{name}: nothing of ours failed: {r}");
+        assert!(r["ours"].is_null(), "{name}: nothing of ours failed: {r}");
+        // A failure says what happened in words, after its reason word.
+        match reason {
+            Some(reason) => assert!(
+                r["error"].as_str().is_some_and(
+                    |e| e.starts_with(&format!("{reason}: ")) && e.len() > reason.len() + 8
+                ),
+                "{name}: {r}"
+            ),
+            None => assert!(r["error"].is_null(), "{name}: {r}"),
+        }
     };
     expect("tcp_open", true, None);
     expect("tcp_refused", false, Some("refused"));
@@ -421,6 +433,63 @@ fn check_sees_every_kind_up_or_down_with_its_reason() {
     expect("udp_silent", false, Some("timeout"));
     expect("udp_silent_ok", true, None);
     expect("unresolvable", false, Some("dns"));
+    expect("tls_plain", false, Some("tls"));
+    expect("unreachable", false, Some("unreachable"));
+    // The words, reason by reason.
+    let said = |name: &str| rows[name]["error"].as_str().expect("error").to_string();
+    for (name, words) in [
+        (
+            "tcp_refused",
+            format!("refused: nothing listens on 127.0.0.1:{}", p("tcp_closed")),
+        ),
+        (
+            "http_302",
+            "http_status: the server answered HTTP 302, not 2xx".to_string(),
+        ),
+        (
+            "http_404",
+            "http_status: the server answered HTTP 404, not 2xx".into(),
+        ),
+        (
+            "http_body_no_match",
+            "no_match: the body did not match".into(),
+        ),
+        ("http_header_match", "no_match: the ".into()),
+        (
+            "https_untrusted",
+            "tls: the server's certificate is signed by an authority not trusted here".into(),
+        ),
+        (
+            "tls_plain",
+            "tls: the server answered in plain text (HTTP?), not TLS".into(),
+        ),
+        (
+            "udp_closed",
+            format!(
+                "closed: 127.0.0.1:{} answered \"port unreachable\": nothing listens on it",
+                p("udp_closed")
+            ),
+        ),
+        (
+            "udp_silent",
+            format!(
+                "timeout: no reply from 127.0.0.1:{} within the timeout",
+                p("udp_silent")
+            ),
+        ),
+        ("unresolvable", "dns: nowhere.test: no such host".into()),
+        (
+            "unreachable",
+            "unreachable: 10.255.255.1:80: the network is unreachable".into(),
+        ),
+        ("tcp_never_accepting", "timeout: ".into()),
+    ] {
+        assert!(
+            said(name).starts_with(&words),
+            "{name}: {} (wanted {words})",
+            said(name)
+        );
+    }
 
     for (name, status) in [
         ("http_200", 200),
@@ -488,7 +557,7 @@ fn check_lines_and_exit_statuses() {
     assert!(lines[0].ends_with(" ms"), "{text}");
     assert!(
         lines[1].starts_with(&format!("✘ tcp://[::1]:{closed_port}"))
-            && lines[1].ends_with("refused"),
+            && lines[1].ends_with(&format!("refused: nothing listens on [::1]:{closed_port}")),
         "{text}"
     );
 
@@ -1020,7 +1089,13 @@ fn check_keeps_within_its_bound_on_checks_at_once() {
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.matches("timeout").count(), 4, "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with('✘') && l.contains("  timeout: "))
+            .count(),
+        4,
+        "{text}"
+    );
     assert!(
         (Duration::from_millis(1900)..Duration::from_millis(3500)).contains(&took),
         "two rounds of two: {took:?}"

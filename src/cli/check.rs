@@ -157,15 +157,9 @@ fn write_lines(jobs: &[Job], reports: &[Report], out: &mut dyn Write) -> std::io
 /// The time it took, or why it failed, and what else is worth a glance.
 fn outcome(r: &Report) -> String {
     let ms = r.seconds * 1000.0;
-    let mut s = if let Some(ours) = r.ours {
-        format!("not checked: {ours} (ours)")
-    } else if let Some(reason) = r.reason {
-        match (reason, &r.http) {
-            (check::Reason::HttpStatus, Some(h)) => format!("http_status {}", h.status),
-            _ => reason.as_str().to_string(),
-        }
-    } else {
-        format!("{ms:.1} ms")
+    let mut s = match (r.success, error(r)) {
+        (false, Some(error)) => error,
+        _ => format!("{ms:.1} ms"),
     };
     if r.success
         && let Some(h) = &r.http
@@ -188,6 +182,24 @@ fn outcome(r: &Report) -> String {
     s
 }
 
+/// A failure in words, after its reason word: `refused: nothing listens
+/// on 127.0.0.1:1`; `None` for a success.
+fn error(r: &Report) -> Option<String> {
+    if r.success {
+        return None;
+    }
+    let detail = r.detail.as_deref();
+    Some(match (r.ours, r.reason, detail) {
+        (Some(ours), _, _) => format!("not checked: {ours} (ours, not the target's)"),
+        (None, Some(reason), Some(detail)) => format!("{}: {detail}", reason.as_str()),
+        (None, Some(reason), None) => {
+            format!("{}: {}", reason.as_str(), reason.words(Default::default()))
+        }
+        (None, None, Some(detail)) => detail.to_string(),
+        (None, None, None) => "failed before it began (the target cannot be read)".into(),
+    })
+}
+
 /// One check in `--json`.
 #[derive(Serialize)]
 struct Row<'a> {
@@ -196,10 +208,13 @@ struct Row<'a> {
     module: &'a str,
     success: bool,
     /// Why it failed: refused, timeout, unreachable, dns, tls,
-    /// http_status, no_match, closed.
+    /// http_status, no_match, closed, denied.
     reason: Option<&'static str>,
+    /// What happened, in words (`refused: nothing listens on
+    /// 127.0.0.1:1`); set on every failure.
+    error: Option<String>,
     /// Not checked for a lack of our own (descriptors, memory).
-    error: Option<&'static str>,
+    ours: Option<&'static str>,
     seconds: f64,
     ip_protocol: Option<u8>,
     http_status: Option<u16>,
@@ -217,7 +232,8 @@ fn row<'a>(job: &'a Job, r: &Report) -> Row<'a> {
         module: &job.module.name,
         success: r.success,
         reason: r.reason.map(check::Reason::as_str),
-        error: r.ours,
+        error: error(r),
+        ours: r.ours,
         seconds: r.seconds,
         ip_protocol: r.ip_protocol,
         http_status: r.http.as_ref().map(|h| h.status).filter(|s| *s > 0),

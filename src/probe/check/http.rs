@@ -68,7 +68,10 @@ impl Check {
             match self.within(conn.write_all(&request)).await? {
                 Ok(()) => {}
                 Err(e) => {
-                    self.log(format!("Sending the request failed: {e}"));
+                    self.fail(
+                        format!("Sending the request failed: {e}"),
+                        format!("the connection closed while sending the request ({e})"),
+                    );
                     return Err(Reason::Closed.into());
                 }
             }
@@ -76,7 +79,15 @@ impl Check {
             let head = match self.within(reader.head(&mut conn)).await {
                 Ok(Ok(head)) => head,
                 Ok(Err(why)) => {
-                    self.log(format!("No HTTP response: {why}"));
+                    self.fail(
+                        format!("No HTTP response: {why}"),
+                        match why {
+                            HeadError::Closed => {
+                                "the server closed the connection without an HTTP answer".into()
+                            }
+                            HeadError::Invalid => "the answer was not HTTP".to_string(),
+                        },
+                    );
                     return Err(match why {
                         HeadError::Closed => Reason::Closed,
                         HeadError::Invalid => Reason::NoMatch,
@@ -128,7 +139,16 @@ impl Check {
             };
             let mut reason = None;
             if !valid {
-                self.log(format!("Invalid HTTP status {}", head.status));
+                self.fail(
+                    format!("Invalid HTTP status {}", head.status),
+                    match m.valid_status_codes.is_empty() {
+                        true => format!("the server answered HTTP {}, not 2xx", head.status),
+                        false => format!(
+                            "the server answered HTTP {}, not one of {:?}",
+                            head.status, m.valid_status_codes
+                        ),
+                    },
+                );
                 ok = false;
                 reason = Some(Reason::HttpStatus);
             }
@@ -150,7 +170,10 @@ impl Check {
             let body_bytes = match read {
                 Ok(b) => b,
                 Err(e) => {
-                    self.log(format!("Reading the body failed: {}", e.as_str()));
+                    self.fail(
+                        format!("Reading the body failed: {}", e.as_str()),
+                        format!("reading the body failed: {}", e.as_str()),
+                    );
                     seen.body_bytes = reader.body_read as u64;
                     return Err(reason
                         .unwrap_or(match e {
@@ -165,13 +188,21 @@ impl Check {
             {
                 for r in &m.fail_if_body_matches {
                     if r.is_match(&body_bytes) {
-                        self.log(format!("Body matched {r}"));
+                        self.fail_first(
+                            ok,
+                            format!("Body matched {r}"),
+                            format!("the body matched {r}"),
+                        );
                         ok = false;
                     }
                 }
                 for r in &m.fail_if_body_not_matches {
                     if !r.is_match(&body_bytes) {
-                        self.log(format!("Body did not match {r}"));
+                        self.fail_first(
+                            ok,
+                            format!("Body did not match {r}"),
+                            format!("the body did not match {r}"),
+                        );
                         ok = false;
                     }
                 }
@@ -182,16 +213,24 @@ impl Check {
             }
             let version = format!("HTTP/1.{}", head.minor);
             if !m.valid_http_versions.is_empty() && !m.valid_http_versions.contains(&version) {
-                self.log(format!("Invalid HTTP version {version}"));
+                self.fail_first(
+                    ok,
+                    format!("Invalid HTTP version {version}"),
+                    format!("the server answered {version}, which the module does not accept"),
+                );
                 ok = false;
                 reason = reason.or(Some(Reason::NoMatch));
             }
             if (url.tls && m.fail_if_ssl) || (!url.tls && m.fail_if_not_ssl) {
-                self.log(format!(
-                    "Final request was {}over TLS, the module says it must {}",
-                    if url.tls { "" } else { "not " },
-                    if url.tls { "not be" } else { "be" }
-                ));
+                let (was, must) = match url.tls {
+                    true => ("", "not be"),
+                    false => ("not ", "be"),
+                };
+                self.fail_first(
+                    ok,
+                    format!("Final request was {was}over TLS, the module says it must {must}"),
+                    format!("the request went {was}over TLS; the module says it must {must}"),
+                );
                 ok = false;
                 reason = reason.or(Some(Reason::Tls));
             }
@@ -215,19 +254,23 @@ impl Check {
                 let values = head.all(&hm.header);
                 if values.is_empty() {
                     if !hm.allow_missing {
-                        self.log(format!("Header {} is missing", hm.header));
+                        self.fail_first(
+                            ok,
+                            format!("Header {} is missing", hm.header),
+                            format!("the answer has no {} header", hm.header),
+                        );
                         ok = false;
                     }
                     continue;
                 }
                 let matched = values.iter().any(|v| hm.regexp.is_match(v));
                 if matched == fail_on_match {
-                    self.log(format!(
-                        "Header {} {} {}",
-                        hm.header,
-                        if matched { "matched" } else { "did not match" },
-                        hm.regexp
-                    ));
+                    let how = if matched { "matched" } else { "did not match" };
+                    self.fail_first(
+                        ok,
+                        format!("Header {} {how} {}", hm.header, hm.regexp),
+                        format!("the {} header {how} {}", hm.header, hm.regexp),
+                    );
                     ok = false;
                 }
             }

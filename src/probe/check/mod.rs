@@ -118,6 +118,9 @@ pub struct Report {
     pub reason: Option<Reason>,
     /// Not tried for a lack of our own: no verdict on the target.
     pub ours: Option<&'static str>,
+    /// What happened, for people, when it failed: `nothing listens on
+    /// 127.0.0.1:1`, `the server answered in plain text, not TLS`.
+    pub detail: Option<String>,
     pub seconds: f64,
     /// 4 or 6: the family of the address used.
     pub ip_protocol: Option<u8>,
@@ -142,6 +145,7 @@ impl Report {
             success: false,
             reason: None,
             ours: None,
+            detail: None,
             seconds: 0.0,
             ip_protocol: None,
             address: None,
@@ -260,6 +264,7 @@ pub async fn run(
         report: Report::failed_before_start(),
         dest: dest.clone(),
         hops: 0,
+        why: None,
     };
     c.log(format!(
         "Beginning probe: prober {}, timeout {:.3}s",
@@ -278,10 +283,13 @@ pub async fn run(
         Err(Fail::Reason(r)) => {
             c.log(format!("Probe failed: {}", r.as_str()));
             c.report.reason = Some(r);
+            let why = c.why.take().unwrap_or_else(|| r.words(timeout));
+            c.report.detail = Some(why);
         }
         Err(Fail::Ours(why)) => {
             c.log(format!("Probe not tried: {why} (ours, not the target's)"));
             c.report.ours = Some(why);
+            c.report.detail = Some(format!("not checked: {why} (ours, not the target's)"));
         }
     }
     c.report.seconds = started.elapsed().as_secs_f64();
@@ -340,12 +348,29 @@ struct Check {
     dest: Destinations,
     /// Hosts resolved so far: the next is hop `hops`.
     hops: u32,
+    /// The last failure in words, for [`Report::detail`].
+    why: Option<String>,
 }
 
 impl Check {
     fn log(&mut self, line: String) {
         let at = self.started.elapsed().as_secs_f64();
         self.report.log.push(format!("{at:>9.6}s {line}"));
+    }
+
+    /// Logs a failure and keeps `why`, its words for people.
+    fn fail(&mut self, line: String, why: String) {
+        self.log(line);
+        self.why = Some(why);
+    }
+
+    /// Logs a failure; keeps its words when it is the `first` of an
+    /// answer's (the verdict's reason is the first one's).
+    fn fail_first(&mut self, first: bool, line: String, why: String) {
+        match first {
+            true => self.fail(line, why),
+            false => self.log(line),
+        }
     }
 
     /// `fut` by the deadline; past it, a timeout.
@@ -372,11 +397,16 @@ impl Check {
             let found = self
                 .within(tokio::net::lookup_host((host, port)))
                 .await
-                .inspect_err(|_| self.log(format!("Resolving {host} timed out")))?;
+                .inspect_err(|_| {
+                    self.fail(
+                        format!("Resolving {host} timed out"),
+                        format!("resolving {host} took longer than the timeout"),
+                    )
+                })?;
             let addrs: Vec<SocketAddr> = match found {
                 Ok(addrs) => addrs.collect(),
                 Err(e) => {
-                    self.log(format!("Resolving {host} failed: {e}"));
+                    self.fail(format!("Resolving {host} failed: {e}"), dns_words(host, &e));
                     return Err(Reason::Dns.into());
                 }
             };
@@ -389,15 +419,18 @@ impl Check {
                 (true, _, false) => Vec::new(),
             };
             if chosen.is_empty() {
-                self.log(format!(
-                    "Resolving {host}: no {} address{}",
-                    if ip.v6_first { "IPv6" } else { "IPv4" },
-                    if ip.fallback {
-                        "es at all"
-                    } else {
-                        " (no fallback)"
-                    }
-                ));
+                let family = if ip.v6_first { "IPv6" } else { "IPv4" };
+                let (line, why) = match ip.fallback {
+                    true => (
+                        format!("Resolving {host}: no {family} addresses at all"),
+                        format!("{host} has no address"),
+                    ),
+                    false => (
+                        format!("Resolving {host}: no {family} address (no fallback)"),
+                        format!("{host} has no {family} address (and the module allows no other)"),
+                    ),
+                };
+                self.fail(line, why);
                 return Err(Reason::Dns.into());
             }
             chosen
@@ -410,8 +443,12 @@ impl Check {
             self.log(format!("Not connecting to {}: {why}", addr.ip()));
         }
         if chosen.is_empty() {
-            if let Some((addr, _)) = denied.first() {
+            if let Some((addr, why)) = denied.first() {
                 self.used(*addr);
+                self.why = Some(format!(
+                    "{} is in a network checks may not connect to ({why})",
+                    addr.ip()
+                ));
             }
             return Err(Reason::Denied.into());
         }
@@ -441,17 +478,25 @@ impl Check {
             match self.within(TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => {
                     self.log(format!("Connected to {addr}"));
+                    // An earlier address's failure is not the verdict.
+                    self.why = None;
                     return Ok(stream);
                 }
                 Ok(Err(e)) => {
-                    self.log(format!("Connecting to {addr} failed: {e}"));
+                    self.fail(
+                        format!("Connecting to {addr} failed: {e}"),
+                        connect_words(addr, &e),
+                    );
                     failed = connect_failure(&e);
                     if matches!(failed, Fail::Ours(_)) {
                         return Err(failed);
                     }
                 }
                 Err(timeout) => {
-                    self.log(format!("Connecting to {addr} timed out"));
+                    self.fail(
+                        format!("Connecting to {addr} timed out"),
+                        format!("{addr} did not answer within the timeout (a firewall dropping the SYN, or a host down)"),
+                    );
                     return Err(timeout);
                 }
             }
@@ -475,7 +520,10 @@ impl Check {
                 Ok(Conn::Tls(Box::new(stream)))
             }
             Err(failed) => {
-                self.log(format!("TLS handshake failed: {}", failed.error));
+                self.fail(
+                    format!("TLS handshake failed: {}", failed.error),
+                    tls_words(&failed.error, host),
+                );
                 self.report.tls = Some(TlsSeen {
                     version: None,
                     dates: failed.dates,
@@ -502,14 +550,20 @@ impl Check {
                     let line = match self.within(lines.next(&mut conn)).await? {
                         Ok(Some(line)) => line,
                         Ok(None) => {
-                            self.log(format!(
-                                "query_response[{i}]: connection closed before a line matched {expect}"
-                            ));
+                            self.fail(
+                                format!(
+                                    "query_response[{i}]: connection closed before a line matched {expect}"
+                                ),
+                                format!("the server closed the connection before a line matched {expect}"),
+                            );
                             self.report.regex_failed = Some(true);
                             return Err(Reason::NoMatch.into());
                         }
                         Err(e) => {
-                            self.log(format!("query_response[{i}]: reading failed: {e}"));
+                            self.fail(
+                                format!("query_response[{i}]: reading failed: {e}"),
+                                format!("reading the answer failed: {}", plain(&e)),
+                            );
                             return Err(Reason::Closed.into());
                         }
                     };
@@ -533,7 +587,10 @@ impl Check {
                 match self.within(conn.write_all(&line)).await? {
                     Ok(()) => self.log(format!("query_response[{i}]: sent a line")),
                     Err(e) => {
-                        self.log(format!("query_response[{i}]: sending failed: {e}"));
+                        self.fail(
+                            format!("query_response[{i}]: sending failed: {e}"),
+                            format!("the connection closed while sending: {}", plain(&e)),
+                        );
                         return Err(Reason::Closed.into());
                     }
                 }
@@ -561,10 +618,13 @@ impl Check {
         match outcome {
             UdpOutcome::Open { reply } => match &m.expect {
                 Some(expect) if !expect.is_match(&reply) => {
-                    self.log(format!(
-                        "The reply {:?} does not match {expect}",
-                        String::from_utf8_lossy(&reply)
-                    ));
+                    self.fail(
+                        format!(
+                            "The reply {:?} does not match {expect}",
+                            String::from_utf8_lossy(&reply)
+                        ),
+                        format!("the reply did not match {expect}"),
+                    );
                     self.report.regex_failed = Some(true);
                     Err(Reason::NoMatch.into())
                 }
@@ -574,10 +634,23 @@ impl Check {
                 }
                 None => Ok(()),
             },
-            UdpOutcome::Closed => Err(Reason::Closed.into()),
+            UdpOutcome::Closed => {
+                self.why = Some(format!(
+                    "{addr} answered \"port unreachable\": nothing listens on it"
+                ));
+                Err(Reason::Closed.into())
+            }
             UdpOutcome::OpenFiltered if m.silence_is_success => Ok(()),
-            UdpOutcome::OpenFiltered => Err(Reason::Timeout.into()),
-            UdpOutcome::Unreachable => Err(Reason::Unreachable.into()),
+            UdpOutcome::OpenFiltered => {
+                self.why = Some(format!(
+                    "no reply from {addr} within the timeout (open but silent, or filtered)"
+                ));
+                Err(Reason::Timeout.into())
+            }
+            UdpOutcome::Unreachable => {
+                self.why = Some(format!("{addr}: the host or network is unreachable"));
+                Err(Reason::Unreachable.into())
+            }
             UdpOutcome::Error(why) => Err(Fail::Ours(why)),
         }
     }
@@ -593,6 +666,83 @@ fn connect_failure(e: &io::Error) -> Fail {
         // Something answered, then dropped us: the port, not the route.
         Some(libc::ECONNRESET | libc::ECONNABORTED | libc::EPIPE) => Reason::Closed.into(),
         _ => Reason::Unreachable.into(),
+    }
+}
+
+/// An I/O error without its `(os error N)` tail.
+fn plain(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// A failed connect to `addr`, in words.
+fn connect_words(addr: SocketAddr, e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => format!("nothing listens on {addr}"),
+        Some(libc::ETIMEDOUT) => format!("{addr} did not answer"),
+        Some(libc::ECONNRESET | libc::ECONNABORTED | libc::EPIPE) => {
+            format!("{addr} dropped the connection")
+        }
+        Some(libc::EHOSTUNREACH) => format!("{addr}: no route to the host"),
+        Some(libc::ENETUNREACH) => format!("{addr}: the network is unreachable"),
+        _ => format!("{addr}: {}", plain(e)),
+    }
+}
+
+/// A failed lookup of `host`, in words.
+fn dns_words(host: &str, e: &io::Error) -> String {
+    let text = e.to_string().to_ascii_lowercase();
+    if ["not known", "no address", "failed to lookup", "nxdomain"]
+        .iter()
+        .any(|m| text.contains(m))
+    {
+        format!("{host}: no such host")
+    } else {
+        format!("{host}: the lookup failed ({})", plain(e))
+    }
+}
+
+/// A failed TLS handshake, in words: what a person can act on.
+fn tls_words(e: &io::Error, host: &str) -> String {
+    let text = e.to_string();
+    let has = |m: &str| text.contains(m);
+    if has("InvalidContentType") || has("corrupt message") || has("CorruptMessage") {
+        "the server answered in plain text (HTTP?), not TLS".into()
+    } else if has("Expired") {
+        "the server\'s certificate has expired".into()
+    } else if has("NotValidYet") {
+        "the server\'s certificate is not valid yet".into()
+    } else if has("NotValidForName") {
+        format!("the server\'s certificate is not valid for {host}")
+    } else if has("UnknownIssuer") {
+        "the server\'s certificate is signed by an authority not trusted here (ca_file?)".into()
+    } else if has("eof") || has("EOF") || has("closed") {
+        "the server closed the connection during the handshake".into()
+    } else if has("AlertReceived") || has("alert") {
+        format!("the server refused the handshake ({text})")
+    } else {
+        format!("the handshake failed: {text}")
+    }
+}
+
+impl Reason {
+    /// The words for a failure no step described (a deadline passed
+    /// between steps, an answer out of the module's bounds).
+    pub fn words(self, timeout: Duration) -> String {
+        match self {
+            Reason::Refused => "the connection was refused".into(),
+            Reason::Timeout => format!("no answer within the timeout ({timeout:?})"),
+            Reason::Unreachable => "the target cannot be reached".into(),
+            Reason::Dns => "the name did not resolve".into(),
+            Reason::Tls => "the TLS handshake failed".into(),
+            Reason::HttpStatus => "the server answered a status the module does not accept".into(),
+            Reason::NoMatch => "the answer did not match what the module expects".into(),
+            Reason::Closed => "the server closed the connection before answering".into(),
+            Reason::Denied => "the address is in a network checks may not connect to".into(),
+        }
     }
 }
 
