@@ -14,7 +14,7 @@ assets=target/assets
 rm -rf "$assets"
 mkdir -p "$assets/man" "$assets/completions"
 "$bin" man | gzip -9n >"$assets/man/portwarden.1.gz"
-for command in serve ls baseline check; do
+for command in serve ls baseline check why; do
   "$bin" man "$command" | gzip -9n >"$assets/man/portwarden-$command.1.gz"
 done
 "$bin" completions bash >"$assets/completions/portwarden.bash"

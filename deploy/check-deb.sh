@@ -20,6 +20,7 @@ expected=(
   /usr/share/man/man1/portwarden-serve.1.gz
   /usr/share/man/man1/portwarden-baseline.1.gz
   /usr/share/man/man1/portwarden-check.1.gz
+  /usr/share/man/man1/portwarden-why.1.gz
   /usr/share/bash-completion/completions/portwarden
   /usr/share/zsh/vendor-completions/_portwarden
   /usr/share/fish/vendor_completions.d/portwarden.fish

@@ -97,6 +97,14 @@ pub enum Command {
     /// Exit status 0 when every check passes, 1 when one fails, 2 on bad
     /// input.
     Check(CheckArgs),
+    /// Say why a port cannot be reached: walks the fault tree (something
+    /// listens? the right address and stack? the owner running? taking
+    /// connections? let in by the firewall? a conflict?) and stops at the
+    /// first broken step, with the evidence and a fix. `portwarden why
+    /// 8080`, `why 127.0.0.1:8080`, `why http://localhost:3000/`. Exit
+    /// status 0 when the port is healthy and reachable, 1 when a problem is
+    /// found, 2 on bad input.
+    Why(WhyArgs),
     /// Print a shell completion script (e.g. `portwarden completions bash >
     /// /etc/bash_completion.d/portwarden`).
     Completions {
@@ -106,8 +114,8 @@ pub enum Command {
     /// Print a manual page (roff; `portwarden man | man -l -`): portwarden(1),
     /// or with a command's name that command's page, e.g. portwarden-ls(1).
     Man {
-        /// serve, ls, baseline or check.
-        #[arg(value_parser = ["serve", "ls", "baseline", "check"])]
+        /// serve, ls, baseline, check or why.
+        #[arg(value_parser = ["serve", "ls", "baseline", "check", "why"])]
         command: Option<String>,
     },
 }
@@ -794,6 +802,23 @@ pub struct CheckArgs {
     )]
     pub probe_deny: cidr::Networks,
     /// Print a JSON array instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `portwarden why`.
+#[derive(Debug, Clone, Args)]
+pub struct WhyArgs {
+    /// The port: PORT (TCP, a client on another host), PORT/udp,
+    /// HOST:PORT (a client using that address of this host; [::1]:PORT
+    /// for IPv6, localhost) or an http(s) URL.
+    #[arg(value_name = "PORT|HOST:PORT|URL")]
+    pub target: String,
+    /// How long the connect to the port may take.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
+    pub timeout: Duration,
+    /// Print the answer as JSON (the verdict, each step with its status and
+    /// evidence, the fix).
     #[arg(long)]
     pub json: bool,
 }

@@ -24,6 +24,7 @@
 //! - [`conflicts`]: two programs on one port number, and stale owners.
 //! - [`events`]: port events (a pass compared with the last) and their outputs.
 //! - [`alloc`]: allocator tuning.
+//! - [`why`]: the "port unreachable" fault tree (`portwarden why`), pure.
 //! - [`server`]: `/metrics`, the status page and its API, `/probe`, graceful shutdown.
 
 pub mod actions;
@@ -51,5 +52,6 @@ pub mod server;
 pub mod targets;
 pub mod text;
 pub mod value;
+pub mod why;
 
 pub use error::{Error, Result};

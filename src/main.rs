@@ -93,6 +93,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(portwarden::Error::Failed.into())
             }
         }
+        Some(Command::Why(args)) => {
+            let healthy = portwarden::cli::why::run(&cli.global, &args, &mut io::stdout().lock())?;
+            io::stdout().flush().ok();
+            match healthy {
+                true => Ok(()),
+                false => Err(portwarden::Error::Failed.into()),
+            }
+        }
         Some(Command::Completions { shell }) => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "portwarden", &mut io::stdout().lock());
@@ -101,11 +109,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Man { command }) => {
             let top = Cli::command();
             let page = match command.as_deref() {
-                Some(name @ ("serve" | "ls" | "baseline" | "check")) => {
+                Some(name @ ("serve" | "ls" | "baseline" | "check" | "why")) => {
                     let (page, usage) = match name {
                         "serve" => ("portwarden-serve", "portwarden serve"),
                         "ls" => ("portwarden-ls", "portwarden ls"),
                         "check" => ("portwarden-check", "portwarden check"),
+                        "why" => ("portwarden-why", "portwarden why"),
                         _ => ("portwarden-baseline", "portwarden baseline"),
                     };
                     let sub = top.find_subcommand(name).cloned().unwrap_or_default();
@@ -174,6 +183,9 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         &settings.events_output,
         &settings.events_journal_socket,
         portwarden::discover::own::host_name(),
+        portwarden::baseline::state_dir(global.state_dir.as_deref())
+            .ok()
+            .as_deref(),
     )
     .map_err(|message| config("events_output", message))?;
     let web = std::sync::Arc::new(portwarden::server::web_config::Web::new(

@@ -72,6 +72,11 @@ pub struct Socket {
     pub uid: u32,
     /// Only for TCP listeners.
     pub accept_queue: Option<AcceptQueue>,
+    /// An IPv6 socket's `IPV6_V6ONLY` (IPv4 clients refused); `None` for
+    /// IPv4, or when the kernel's listing does not say (`/proc/net`).
+    pub v6only: Option<bool>,
+    /// The interface index it is bound to (`SO_BINDTODEVICE`); 0: none.
+    pub bound_if: u32,
 }
 
 /// The connections a TCP listener accepted, by state, and their peers.
@@ -379,6 +384,8 @@ pub mod fixtures {
                 inode,
                 uid: owner.as_ref().map_or(0, |o| o.uid),
                 accept_queue: None,
+                v6only: address.is_ipv6().then_some(false),
+                bound_if: 0,
             },
             netns: "host".into(),
             namespace: "host".into(),

@@ -90,6 +90,7 @@ fn manual_pages_render_with_man() {
             &["man", "check"][..],
             "--modules.file",
         ),
+        ("portwarden-why.1", &["man", "why"][..], "fault tree"),
     ] {
         let path = dir.0.join(page);
         std::fs::write(&path, output(args)).expect("write");

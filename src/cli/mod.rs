@@ -4,6 +4,7 @@ pub mod baseline;
 pub mod check;
 pub mod ls;
 mod watch;
+pub mod why;
 
 pub use crate::text::printable;
 

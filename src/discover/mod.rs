@@ -17,7 +17,9 @@ pub mod own;
 pub mod owners;
 pub mod procfs;
 pub mod routes;
+pub mod runstate;
 pub mod sockets;
+pub mod systemd;
 pub mod threads;
 pub mod users;
 

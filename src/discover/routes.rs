@@ -140,7 +140,7 @@ fn route(payload: &[u8]) -> Option<RouteTo> {
 
 /// An interface's name in the calling thread's namespace; its index if it
 /// went meanwhile.
-fn ifname(index: u32) -> Arc<str> {
+pub fn ifname(index: u32) -> Arc<str> {
     let mut buf = [0u8; libc::IF_NAMESIZE];
     // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname asks.
     let name = unsafe { libc::if_indextoname(index, buf.as_mut_ptr().cast()) };

@@ -34,7 +34,7 @@ impl EventsState {
             view: Arc::new(EventsView {
                 recent: Recent::new(capacity),
                 counts: Counts::default(),
-                output: out.as_ref().map(|_| (0, 0, 0)),
+                output: out.as_ref().filter(|o| o.output).map(|_| (0, 0, 0)),
             }),
             out,
         }
@@ -55,7 +55,7 @@ impl EventsState {
 
     /// The view for a snapshot: the same `Arc` while nothing changed.
     pub fn view(&mut self) -> Arc<EventsView> {
-        if let Some(out) = &self.out {
+        if let Some(out) = self.out.as_ref().filter(|o| o.output) {
             let c = &out.counts;
             let now = Some((
                 c.written.load(Relaxed),

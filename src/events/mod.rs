@@ -16,6 +16,7 @@
 //! keeps the last one known rather than making a change up; a namespace
 //! we were refused this pass keeps its ports as they were.
 
+pub mod history;
 pub mod journald;
 pub mod output;
 

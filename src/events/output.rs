@@ -9,6 +9,9 @@
 //! expects: rename the file, then send SIGHUP): what was written before the
 //! signal is in the renamed file, what comes after in the new one — none
 //! lost, none twice.
+//!
+//! The same writer keeps the exporter's own record of changes in its
+//! state directory ([`super::history`]), output or none.
 
 use std::fs::File;
 use std::io::Write;
@@ -19,7 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
-use super::{Event, journald};
+use super::history::History;
+use super::{Action, Event, journald};
 use crate::value::Sink;
 
 /// Batches (a pass's events each) the writer's queue holds.
@@ -41,9 +45,17 @@ pub struct OutputCounts {
 
 /// Where the writer writes.
 enum Place {
+    /// No output: the record alone.
+    None,
     Stdout,
-    File { path: PathBuf, file: File },
-    Journald { socket: UnixDatagram, path: PathBuf },
+    File {
+        path: PathBuf,
+        file: File,
+    },
+    Journald {
+        socket: UnixDatagram,
+        path: PathBuf,
+    },
 }
 
 /// The writer's end: it owns the place.
@@ -55,6 +67,9 @@ pub struct Writer {
     counts: Arc<OutputCounts>,
     /// Whether the last write failed (logged once per run of failures).
     failing: bool,
+    history: Option<History>,
+    /// Whether the last write to the record failed.
+    history_failing: bool,
 }
 
 /// The owner's end: hands events over without waiting.
@@ -64,6 +79,8 @@ pub struct Handle {
     pub counts: Arc<OutputCounts>,
     /// Set on SIGHUP: the file is opened again.
     pub reopen: Arc<AtomicBool>,
+    /// Whether `--events.output` names a place (else the record alone).
+    pub output: bool,
 }
 
 impl Handle {
@@ -96,11 +113,29 @@ fn open_file(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Opens the place `sink` names (`None` for `none`); `journal` is
-/// journald's socket. An error names what could not be opened.
-pub fn open(sink: &Sink, journal: &Path, host: String) -> Result<Option<(Handle, Writer)>, String> {
+/// Opens the place `sink` names; `journal` is journald's socket; `state`:
+/// the state directory to keep the record in (`None`: no record). `None`
+/// when there is neither. An error names what could not be opened; a
+/// record that cannot be opened is logged and left out.
+pub fn open(
+    sink: &Sink,
+    journal: &Path,
+    host: String,
+    state: Option<&Path>,
+) -> Result<Option<(Handle, Writer)>, String> {
+    let history = state.and_then(|dir| match History::open(dir) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "cannot keep the record of port changes ({e}): `portwarden why` will not know when a port closed"
+            );
+            None
+        }
+    });
     let place = match sink {
-        Sink::None => return Ok(None),
+        Sink::None if history.is_none() => return Ok(None),
+        Sink::None => Place::None,
         Sink::Stdout => Place::Stdout,
         Sink::File(path) => Place::File {
             file: open_file(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?,
@@ -128,6 +163,7 @@ pub fn open(sink: &Sink, journal: &Path, host: String) -> Result<Option<(Handle,
             tx,
             counts: Arc::clone(&counts),
             reopen: Arc::clone(&reopen),
+            output: !matches!(place, Place::None),
         },
         Writer {
             place,
@@ -136,6 +172,8 @@ pub fn open(sink: &Sink, journal: &Path, host: String) -> Result<Option<(Handle,
             reopen,
             counts,
             failing: false,
+            history,
+            history_failing: false,
         },
     )))
 }
@@ -173,24 +211,51 @@ impl Writer {
         }
     }
 
+    /// The events as JSON lines; `changes`: the start's records left out.
+    fn lines(&self, events: &[Event], changes: bool) -> Vec<u8> {
+        let mut lines = Vec::with_capacity(events.len() * 512);
+        for e in events
+            .iter()
+            .filter(|e| !changes || e.action != Action::Listening)
+        {
+            // Serializing a JSON value cannot fail.
+            let _ = serde_json::to_writer(&mut lines, &e.to_json(&self.host));
+            lines.push(b'\n');
+        }
+        lines
+    }
+
     fn write(&mut self, events: &[Event]) {
-        let n = events.len() as u64;
-        let done = match &mut self.place {
-            Place::Stdout | Place::File { .. } => {
-                let mut lines = Vec::with_capacity(events.len() * 512);
-                for e in events {
-                    // Serializing a JSON value cannot fail.
-                    let _ = serde_json::to_writer(&mut lines, &e.to_json(&self.host));
-                    lines.push(b'\n');
-                }
-                match &mut self.place {
-                    Place::File { file, .. } => file.write_all(&lines),
-                    _ => {
-                        let mut out = std::io::stdout().lock();
-                        out.write_all(&lines).and_then(|()| out.flush())
+        if self.history.is_some() {
+            let lines = self.lines(events, true);
+            if let Some(h) = &mut self.history {
+                match h.append(&lines) {
+                    Ok(()) => self.history_failing = false,
+                    Err(e) => {
+                        if !self.history_failing {
+                            tracing::warn!(
+                                "cannot add to the record of port changes ({e}): trying again with the next"
+                            );
+                        }
+                        self.history_failing = true;
                     }
                 }
             }
+        }
+        let n = events.len() as u64;
+        let lines = match self.place {
+            Place::Stdout | Place::File { .. } => self.lines(events, false),
+            _ => Vec::new(),
+        };
+        let done = match &mut self.place {
+            Place::None => return,
+            Place::Stdout | Place::File { .. } => match &mut self.place {
+                Place::File { file, .. } => file.write_all(&lines),
+                _ => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&lines).and_then(|()| out.flush())
+                }
+            },
             Place::Journald { socket, path } => {
                 // One datagram each: count each.
                 let mut last = Ok(());

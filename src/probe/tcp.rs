@@ -97,6 +97,23 @@ pub async fn probe(
     }
 }
 
+/// One connect to `addr` for a person's question (`portwarden why`): the
+/// seconds it took, or what happened, in words.
+pub async fn connect_once(addr: SocketAddr, via: &Via, timeout: Duration) -> Result<f64, String> {
+    let socket = super::tcp_socket(addr, via)
+        .await
+        .map_err(|e| format!("could not be tried ({e})"))?;
+    let t = Instant::now();
+    match tokio::time::timeout(timeout, socket.connect(addr)).await {
+        Ok(Ok(_stream)) => Ok(t.elapsed().as_secs_f64()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err("was refused: nothing accepts on it".into())
+        }
+        Ok(Err(e)) => Err(format!("failed: {e}")),
+        Err(_) => Err(format!("timed out after {timeout:?} (no answer)")),
+    }
+}
+
 /// Why one connect did not succeed.
 #[derive(Debug, Clone, Copy)]
 enum Failed {

@@ -1145,3 +1145,50 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// A test slice in one hierarchy: the cgroups made below it, removed
+/// (deepest first) on drop, once their processes are back at the root.
+pub struct Tree {
+    pub root: PathBuf,
+    made: Vec<PathBuf>,
+    pids: Vec<u32>,
+}
+
+impl Tree {
+    pub fn new(hierarchy: &str, tag: &str) -> Option<Tree> {
+        let root = Path::new(hierarchy).join(format!("pwtest-{tag}-{}.slice", std::process::id()));
+        std::fs::create_dir(&root).ok()?;
+        Some(Tree {
+            made: vec![root.clone()],
+            root,
+            pids: Vec::new(),
+        })
+    }
+
+    /// Moves `pid` into `<root>/<path>`, making the cgroups on the way.
+    pub fn place(&mut self, path: &str, pid: u32) {
+        let mut dir = self.root.clone();
+        for part in path.split('/') {
+            dir.push(part);
+            if !dir.exists() {
+                std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {dir:?}: {e}"));
+                self.made.push(dir.clone());
+            }
+        }
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("move {pid} into {dir:?}: {e}"));
+        self.pids.push(pid);
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let top = self.root.parent().expect("hierarchy").join("cgroup.procs");
+        for pid in &self.pids {
+            let _ = std::fs::write(&top, pid.to_string());
+        }
+        for dir in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}

@@ -22,7 +22,8 @@ use netlink_packet_core::{
 use netlink_packet_sock_diag::{
     SockDiagMessage,
     constants::{
-        AF_INET, AF_INET6, INET_DIAG_SKMEMINFO, IPPROTO_TCP, IPPROTO_UDP, SOCK_DIAG_BY_FAMILY,
+        AF_INET, AF_INET6, INET_DIAG_SKMEMINFO, INET_DIAG_SKV6ONLY, IPPROTO_TCP, IPPROTO_UDP,
+        SOCK_DIAG_BY_FAMILY,
     },
     inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
 };
@@ -358,5 +359,13 @@ fn from_response(
         inode: u64::from(h.inode),
         uid: h.uid,
         accept_queue,
+        // The kernel adds the flag to every IPv6 socket's answer.
+        v6only: match family {
+            Family::Ipv4 => None,
+            Family::Ipv6 => attribute(attrs, INET_DIAG_SKV6ONLY)
+                .and_then(|b| b.first())
+                .map(|&b| b != 0),
+        },
+        bound_if: h.socket_id.interface_id,
     })
 }

@@ -58,6 +58,9 @@ pub fn parse_proc_net(text: &str, proto: Proto, family: Family) -> Result<Vec<So
             inode,
             uid,
             accept_queue,
+            // /proc/net says neither.
+            v6only: None,
+            bound_if: 0,
         });
     }
     Ok(out)

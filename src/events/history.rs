@@ -1,0 +1,117 @@
+//! The exporter's own record of port changes, in its state directory, so
+//! that `portwarden why` can say when a port closed and who held it — after
+//! the exporter or the host restarted, with no output configured.
+//!
+//! `events.jsonl`: the changes (`port_opened`, `port_closed`,
+//! `owner_changed`; not the start's `port_listening` records), one JSON
+//! object a line, as `--events.output` writes them. Appended only when
+//! something changed: a steady host writes nothing. Bounded: past
+//! [`MAX_BYTES`] the file becomes `events.jsonl.1` (the one before it
+//! dropped), so the two hold the last ~2,000–4,000 changes.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// The file's name in the state directory.
+pub const FILE: &str = "events.jsonl";
+/// The size past which the file is set aside.
+pub const MAX_BYTES: u64 = 1 << 20;
+
+/// The open record.
+#[derive(Debug)]
+pub struct History {
+    path: PathBuf,
+    file: File,
+    size: u64,
+}
+
+fn open(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+impl History {
+    /// Opens (or makes) the record in `dir`.
+    pub fn open(dir: &Path) -> io::Result<History> {
+        let path = dir.join(FILE);
+        let file = open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(History { path, file, size })
+    }
+
+    /// Appends whole lines; first sets the file aside when they would take
+    /// it past [`MAX_BYTES`].
+    pub fn append(&mut self, lines: &[u8]) -> io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        if self.size > 0 && self.size + lines.len() as u64 > MAX_BYTES {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(&self.path, &old)?;
+            self.file = open(&self.path)?;
+            self.size = 0;
+        }
+        self.file.write_all(lines)?;
+        self.size += lines.len() as u64;
+        Ok(())
+    }
+}
+
+/// The recorded events in `dir`, oldest first; lines that are not JSON
+/// objects (a line cut by a crash) are skipped. Empty when there is no
+/// record.
+pub fn read(dir: &Path) -> Vec<Value> {
+    let path = dir.join(FILE);
+    let mut old = path.clone().into_os_string();
+    old.push(".1");
+    let mut out = Vec::new();
+    for p in [PathBuf::from(old), path] {
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        out.extend(
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(Value::is_object),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_then_set_aside_past_the_bound_and_read_back_in_order() {
+        let dir = std::env::temp_dir().join(format!("pw-history-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut h = History::open(&dir).expect("open");
+        let line = |i: usize| format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(1000));
+        let per = line(0).len() as u64;
+        let n = (MAX_BYTES / per) as usize + 10;
+        for i in 0..n {
+            h.append(line(i).as_bytes()).expect("append");
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(FILE))
+            .and_then(|mut f| f.write_all(b"{\"cut"))
+            .expect("cut line");
+        let all = read(&dir);
+        assert_eq!(all.len(), n, "every line once, the cut one skipped");
+        let numbers: Vec<u64> = all.iter().map(|v| v["n"].as_u64().expect("n")).collect();
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "in order");
+        assert!(std::fs::metadata(dir.join(FILE)).expect("file").len() < MAX_BYTES);
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+}
