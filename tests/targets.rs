@@ -357,6 +357,7 @@ fn check_sees_every_kind_up_or_down_with_its_reason() {
   - {{name: unresolvable, target: "nowhere.test:80"}}
   - {{name: tls_plain, target: "tls://web.test:{http}", module: tls_ca}}
   - {{name: unreachable, target: "tcp://10.255.255.1:80"}}
+  - {{name: redirect_denied, target: "http://web.test:{http}/metadata"}}
 "#,
         open = p("tcp_open"),
         closed = p("tcp_closed"),
@@ -391,7 +392,7 @@ fn check_sees_every_kind_up_or_down_with_its_reason() {
         String::from_utf8_lossy(&out.stderr)
     );
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON array");
-    assert_eq!(rows.len(), 25, "one row per target, in order");
+    assert_eq!(rows.len(), 26, "one row per target, in order");
     assert_eq!(rows[0]["name"], "tcp_open");
     let rows = by_name(&rows);
     let expect = |name: &str, success: bool, reason: Option<&str>| {
@@ -435,6 +436,7 @@ fn check_sees_every_kind_up_or_down_with_its_reason() {
     expect("unresolvable", false, Some("dns"));
     expect("tls_plain", false, Some("tls"));
     expect("unreachable", false, Some("unreachable"));
+    expect("redirect_denied", false, Some("denied"));
     // The words, reason by reason.
     let said = |name: &str| rows[name]["error"].as_str().expect("error").to_string();
     for (name, words) in [
@@ -483,6 +485,7 @@ fn check_sees_every_kind_up_or_down_with_its_reason() {
             "unreachable: 10.255.255.1:80: the network is unreachable".into(),
         ),
         ("tcp_never_accepting", "timeout: ".into()),
+        ("redirect_denied", "denied: 169.254.169.254 is in a network checks may not connect to (in the deny list (--probe.deny))".into()),
     ] {
         assert!(
             said(name).starts_with(&words),

@@ -504,3 +504,57 @@ fn a_conflict_stops_at_the_last_step_and_a_healthy_port_exits_0() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("give PORT, PORT/tcp"));
 }
+
+#[test]
+fn without_privileges_the_owner_and_the_firewall_are_unknown_not_problems() {
+    let _serial = serial();
+    if !is_root() {
+        return cannot_run("needs root to drop privileges with setpriv");
+    }
+    let state = TempDir::new("why-nobody");
+    std::fs::set_permissions(
+        &state.0,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let h = Holder::start(&json!({"sockets": [tcp("0.0.0.0")]}));
+    let p = h.port(0);
+    let out = as_nobody_with(&[])
+        .args(["why", &p.to_string(), "--json", "--timeout", "1s"])
+        .env("PORTWARDEN_STATE_DIR", &state.0)
+        .output()
+        .expect("why as nobody");
+    let a: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "unknown is no problem: {a:#}");
+    assert_eq!(a["healthy"], true);
+    let owner = &a["steps"][2];
+    assert_eq!(owner["status"], "unknown", "{a:#}");
+    assert!(
+        owner["summary"]
+            .as_str()
+            .expect("summary")
+            .starts_with("unknown (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"),
+        "{owner}"
+    );
+    let exposure = &a["steps"][4];
+    assert_eq!(exposure["status"], "unknown", "{a:#}");
+    assert!(
+        exposure["summary"]
+            .as_str()
+            .expect("summary")
+            .contains("needs CAP_NET_ADMIN"),
+        "{exposure}"
+    );
+    assert_eq!(
+        a["steps"][3]["status"], "ok",
+        "the connect works unprivileged"
+    );
+    assert!(
+        a["verdict"]
+            .as_str()
+            .expect("verdict")
+            .ends_with("(owner, exposure unknown)"),
+        "{a:#}"
+    );
+}

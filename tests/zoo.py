@@ -8,6 +8,7 @@ prints one JSON line of ports, then serves until stdin closes.
 tcp_open      accepts and closes
 tcp_never     listens and never accepts; its queue is full, so SYNs are dropped
 http          GET /ok 200 "hello portwarden", /redirect 302 -> /ok, /missing 404,
+              /metadata 302 -> a link-local address (refused by --probe.deny),
               /busy 503, /hang (headers, then nothing), /maintenance (200 with
               X-Mode: maintenance); POST /ok 200 "posted:<body>"
 https         the same over TLS (CERT, KEY)
@@ -54,6 +55,8 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(200, b"hello portwarden\n")
         elif path == "/redirect":
             self.answer(302, headers=[("Location", "/ok")])
+        elif path == "/metadata":
+            self.answer(302, headers=[("Location", "http://169.254.169.254/latest/")])
         elif path == "/missing":
             self.answer(404, b"no\n")
         elif path == "/busy":
