@@ -28,54 +28,10 @@ use portwarden::discover::routes;
 use portwarden::exposure::{Evaluator, Probe};
 use portwarden::model::{Family, Proto};
 
-const NS: &str = "pw-bench-exposure";
+#[path = "common/ruleset.rs"]
+mod ruleset;
 
-fn ruleset_text() -> String {
-    let rules = [
-        "ct state established,related accept",
-        "ct state invalid drop",
-        "iif lo accept",
-        "meta l4proto { icmp, ipv6-icmp } accept",
-        "jump services",
-    ];
-    let mut services = Vec::new();
-    for p in 20_000..20_600 {
-        services.push(format!("tcp dport {p} accept"));
-    }
-    for i in 0..150u32 {
-        services.push(format!(
-            "ip saddr 10.1.{}.{} tcp dport {} accept",
-            i / 200,
-            i % 200 + 1,
-            21_000 + i
-        ));
-    }
-    for p in 0..100 {
-        services.push(format!("udp dport {} accept", 30_000 + p));
-    }
-    for i in 0..45 {
-        services.push(format!("ip saddr 172.16.{i}.0/24 accept"));
-    }
-    // Docker's shape: ports 29000–29049 published to 50 containers.
-    let (mut dnat, mut forward) = (Vec::new(), Vec::new());
-    for i in 0..50u32 {
-        let addr = format!("172.30.{}.{}", i / 200, i % 200 + 2);
-        dnat.push(format!(
-            "iifname != \"docker0\" tcp dport {} dnat to {addr}:80",
-            29_000 + i
-        ));
-        forward.push(format!(
-            "oifname \"docker0\" ip daddr {addr} tcp dport 80 accept"
-        ));
-    }
-    format!(
-        "flush ruleset\ntable inet filter {{\n chain input {{\n  type filter hook input priority 0; policy drop;\n  {}\n }}\n chain services {{\n  {}\n }}\n chain forward {{\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n  {}\n }}\n}}\ntable ip nat {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat; policy accept;\n  {}\n }}\n}}\n",
-        rules.join("\n  "),
-        services.join("\n  "),
-        forward.join("\n  "),
-        dnat.join("\n  ")
-    )
-}
+const NS: &str = "pw-bench-exposure";
 
 fn in_ns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
@@ -144,7 +100,7 @@ fn bench(c: &mut Criterion) {
         .stdin(Stdio::piped())
         .spawn()
         .expect("nft");
-    let text = ruleset_text();
+    let text = ruleset::text();
     nft.stdin
         .take()
         .expect("stdin")
