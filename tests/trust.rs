@@ -235,11 +235,13 @@ fn refused_threads_mean_fewer_workers_not_a_crash() {
             .expect("chown")
             .success()
     );
-    // Seven tasks: the exporter's long-lived threads (main and the
-    // runtime's, four in all; the state's owner, discovery, the baseline's writer) and no
-    // more, so every worker a discovery pass asks for is refused.
+    // Eight tasks: the exporter's long-lived threads (main and the
+    // runtime's, four in all; the state's owner, discovery, the baseline's
+    // writer, the events' writer — it keeps the record of changes in the
+    // state directory) and no more, so every worker a discovery pass asks
+    // for is refused.
     let mut cmd = Command::new("prlimit");
-    cmd.args(["--nproc=7:7", "--", "setpriv"])
+    cmd.args(["--nproc=8:8", "--", "setpriv"])
         .arg(format!("--reuid={UID}"))
         .arg(format!("--regid={UID}"))
         .arg("--clear-groups")
