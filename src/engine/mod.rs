@@ -115,9 +115,21 @@ impl Engine {
             supervisor.helper("baseline writer", move || writer.run(&owner))?;
         }
         // The events' writer: a thread of its own, like the baseline's.
-        let (out, events_writer) = events.unzip();
+        let (mut out, events_writer) = events.unzip();
         if let Some(writer) = events_writer {
-            supervisor.helper("events writer", move || writer.run())?;
+            let asked = out.as_ref().is_some_and(|o| o.output);
+            match supervisor.helper("events writer", move || writer.run()) {
+                Ok(_) => {}
+                // Only the record in the state directory wanted it: go on
+                // without the record rather than not start.
+                Err(e) if !asked => {
+                    tracing::warn!(
+                        "no thread for the record of port changes ({e}): `portwarden why` will not know when a port closed"
+                    );
+                    out = None;
+                }
+                Err(e) => return Err(e),
+            }
         }
         if let Some(reopen) = out.as_ref().map(|o| o.reopen.clone()) {
             supervisor.task("events file reopener", reopen_on_hangup(reopen));
