@@ -23,12 +23,10 @@
 //! - [`encoder`]: metric families as text 0.0.4 or OpenMetrics.
 //! - [`conflicts`]: two programs on one port number, and stale owners.
 //! - [`events`]: port events (a pass compared with the last) and their outputs.
-//! - [`alloc`]: allocator tuning.
 //! - [`why`]: the "port unreachable" fault tree (`portwarden why`), pure.
 //! - [`server`]: `/metrics`, the status page and its API, `/probe`, graceful shutdown.
 
 pub mod actions;
-pub mod alloc;
 pub mod baseline;
 pub mod cli;
 pub mod collectors;

@@ -20,7 +20,7 @@ static HOLD_HANGUPS: extern "C" fn() = {
 };
 
 fn main() -> ExitCode {
-    portwarden::alloc::tune();
+    portwarden::discover::alloc::tune();
     // Every command reads many fd tables: as Go's runtime does, the soft
     // open-file limit goes up to the hard one.
     portwarden::discover::fds::raise_limit();

@@ -4,6 +4,10 @@
 //! - `value/` is a leaf: it names nothing else of the crate.
 //! - `config.rs` names no feature module: only `value`.
 //! - Only `discover/` (the platform seam) names a `/proc` or `/sys` path.
+//! - Only `discover/` and `probe/` (the platform seam) hold a platform
+//!   conditional (`cfg(target_os …)`, `cfg(windows)`, `cfg(unix)`,
+//!   `target_env`, `target_family`): the engine, collectors, server and
+//!   CLI build unchanged for every platform.
 
 use std::path::{Path, PathBuf};
 
@@ -94,6 +98,54 @@ fn only_discover_names_proc_or_sys_paths() {
     );
 }
 
+/// Platform conditionals on a line of code (comments left out).
+fn platform_cfgs(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or_default();
+        let Some(at) = code.find("cfg!(").or_else(|| code.find("cfg(")) else {
+            continue;
+        };
+        let cond = &code[at..];
+        if [
+            "target_os",
+            "windows",
+            "unix",
+            "target_env",
+            "target_family",
+        ]
+        .iter()
+        .any(|p| cond.contains(p))
+        {
+            out.push((n + 1, line.trim().to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn platform_conditionals_live_in_the_platform_seam_only() {
+    let seam = [src().join("discover"), src().join("probe")];
+    let mut found = Vec::new();
+    for file in sources(&src()) {
+        if seam.iter().any(|d| file.starts_with(d)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read");
+        for (n, line) in platform_cfgs(&text) {
+            found.push(format!("{}:{n}: {line}", file.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a platform conditional outside discover/ and probe/:\n{}",
+        found.join("\n")
+    );
+    // The seam itself has some: the rule above is not vacuous.
+    let alloc = std::fs::read_to_string(src().join("discover/alloc.rs")).expect("read");
+    assert!(!platform_cfgs(&alloc).is_empty());
+}
+
 #[test]
 fn the_checks_can_fail() {
     assert_eq!(
@@ -102,4 +154,8 @@ fn the_checks_can_fail() {
         ),
         ["engine", "value"]
     );
+    let found = platform_cfgs(
+        "#[cfg(test)]\n#[cfg(all(target_os = \"linux\", target_env = \"gnu\"))]\n// cfg(windows)\nif cfg!(windows) {}",
+    );
+    assert_eq!(found.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [2, 4]);
 }

@@ -5,6 +5,7 @@
 //! ([`sockets`]), then maps each to the processes holding it ([`owners`]),
 //! keeping that map between passes so a refresh is cheap.
 
+pub mod alloc;
 pub mod cgroup;
 pub mod connections;
 pub mod fds;

@@ -492,7 +492,7 @@ impl Shared {
     /// reader is done with it.
     pub fn publish(&self, snapshot: Arc<Snapshot>) {
         drop(self.latest.send_replace(snapshot));
-        crate::alloc::release_free_memory();
+        crate::discover::alloc::release_free_memory();
     }
 
     /// Records the first failure of a task or thread the engine needs.

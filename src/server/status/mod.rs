@@ -173,7 +173,7 @@ async fn render(
         // Held while a slow reader takes it: no slack from its growth.
         body.shrink_to_fit();
         // What rendering freed goes back to the kernel, not to an arena.
-        crate::alloc::release_free_memory();
+        crate::discover::alloc::release_free_memory();
         body
     };
     match tokio::task::spawn_blocking(work).await {

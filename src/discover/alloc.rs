@@ -1,7 +1,7 @@
 //! Allocator tuning for a long-running process (glibc only; other C
-//! libraries keep their defaults). One of two homes of the crate's `unsafe`
-//! blocks (the other: taking SIGHUP, `server/web_config/reload.rs`); each
-//! says why it is sound (`clippy::undocumented_unsafe_blocks` is denied).
+//! libraries keep their defaults): platform code, so it lives behind the
+//! platform seam with the rest. Each `unsafe` block says why it is sound
+//! (`clippy::undocumented_unsafe_blocks` is denied).
 
 /// Tunes glibc's allocator, before any thread starts. Arenas are capped at
 /// two: glibc gives each thread that allocates concurrently an arena of its
