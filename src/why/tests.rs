@@ -218,3 +218,25 @@ fn nothing_listening_tells_the_baseline_the_last_close_and_the_unit() {
             .contains("systemctl start nginx.service")
     );
 }
+
+#[test]
+fn a_connect_that_fails_stops_at_accepting_and_udp_has_nothing_to_connect() {
+    let mut l = listener("0.0.0.0", vec![owner(10, RunState::Running)]);
+    l.connect = Some(Connect {
+        target: "127.0.0.1:80".parse().expect("addr"),
+        alive: false,
+        seconds: 0.0,
+        error: Some("timed out after 2s (no answer)".into()),
+    });
+    let a = walk(&facts("80", vec![l]));
+    assert_eq!(a.stopped_at, Some(Step::Accepting));
+    assert_eq!(
+        a.verdict,
+        "80/tcp: a connection to 127.0.0.1:80 timed out after 2s (no answer)"
+    );
+    let mut u = listener("0.0.0.0", vec![owner(10, RunState::Running)]);
+    u.connect = None;
+    let a = walk(&facts("53/udp", vec![u]));
+    assert!(a.healthy, "{}", a.verdict);
+    assert!(a.steps[3].summary.starts_with("UDP: bound"));
+}
