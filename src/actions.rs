@@ -75,11 +75,10 @@ pub const COMMAND_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// `path` and its directory are owned by root or by us and writable by no
 /// one else; else why not, naming the file.
 fn private(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let me = rustix::process::geteuid().as_raw();
+    let me = crate::discover::os::effective_uid();
     let check = |what: &Path, kind: &str| -> Result<(), String> {
         let meta = std::fs::metadata(what).map_err(|e| format!("{}: {e}", what.display()))?;
-        let (uid, mode) = (meta.uid(), meta.mode());
+        let (uid, mode) = crate::discover::os::owner_and_mode(&meta);
         if uid != 0 && uid != me {
             return Err(format!(
                 "{} ({kind}) is owned by uid {uid}: it must be owned by root or by the exporter's user (uid {me}), as it makes this host run commands",

@@ -5,79 +5,43 @@
 
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamp {
-    dev: u64,
-    ino: u64,
-    mtime_ns: i128,
-    len: u64,
-    uid: u32,
-    mode: u32,
-}
+pub use crate::discover::os::Stamp;
 
 /// Each file's stamp now; `None` for one that cannot be read.
 pub fn stamps(paths: &[PathBuf]) -> Vec<Option<Stamp>> {
-    use std::os::unix::fs::MetadataExt;
     paths
         .iter()
         .map(|p| {
-            std::fs::metadata(p).ok().map(|m| Stamp {
-                dev: m.dev(),
-                ino: m.ino(),
-                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-                len: m.len(),
-                uid: m.uid(),
-                mode: m.mode(),
-            })
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| crate::discover::os::stamp(&m))
         })
         .collect()
 }
 
 /// When a watcher looks at its files again: every second, and at once on
 /// SIGHUP.
-/// Runs `handler` on `signal` from now on (`SA_RESTART`, nothing
-/// blocked). The handler must only store to atomics: it runs between any
-/// two instructions of the process.
-pub fn on_signal(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
-    // SAFETY: the sigaction struct is zeroed, then its handler and mask
-    // set; the handler is async-signal-safe by this function's contract.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = handler as libc::sighandler_t;
-        libc::sigemptyset(&mut action.sa_mask);
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigaction(signal, &action, std::ptr::null_mut());
-    }
-}
-
 pub struct Triggers {
-    hangup: Option<tokio::signal::unix::Signal>,
+    hangups: crate::discover::os::Hangups,
     tick: tokio::time::Interval,
 }
 
 impl Triggers {
     /// Listens for SIGHUP from now on (each watcher hears every one).
     pub fn start() -> Triggers {
-        use tokio::signal::unix::{SignalKind, signal};
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Triggers {
-            hangup: signal(SignalKind::hangup()).ok(),
+            hangups: crate::discover::os::Hangups::listen(),
             tick,
         }
     }
 
     /// Waits for the next look: true when SIGHUP asked for it.
     pub async fn next(&mut self) -> bool {
-        let hangup = async {
-            match self.hangup.as_mut() {
-                Some(h) => h.recv().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = self.tick.tick() => false,
-            Some(()) = hangup => true,
+            () = self.hangups.recv() => true,
         }
     }
 }

@@ -6,8 +6,10 @@
 //! - Only `discover/` (the platform seam) names a `/proc` or `/sys` path.
 //! - Only `discover/` and `probe/` (the platform seam) hold a platform
 //!   conditional (`cfg(target_os …)`, `cfg(windows)`, `cfg(unix)`,
-//!   `target_env`, `target_family`): the engine, collectors, server and
-//!   CLI build unchanged for every platform.
+//!   `target_env`, `target_family`) or names a platform's own interface
+//!   (`std::os::unix`, `libc`, `rustix`, Unix signals): the engine,
+//!   collectors, server and CLI ask `discover::os` and build unchanged for
+//!   every platform.
 
 use std::path::{Path, PathBuf};
 
@@ -134,6 +136,22 @@ fn platform_conditionals_live_in_the_platform_seam_only() {
         let text = std::fs::read_to_string(&file).expect("read");
         for (n, line) in platform_cfgs(&text) {
             found.push(format!("{}:{n}: {line}", file.display()));
+        }
+        // Nor a platform's own interfaces: they are asked of discover::os.
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for api in [
+                "std::os::unix",
+                "std::os::fd",
+                "std::os::windows",
+                "libc::",
+                "rustix::",
+                "signal::unix",
+            ] {
+                if code.contains(api) {
+                    found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
         }
     }
     assert!(

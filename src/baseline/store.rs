@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -323,13 +322,9 @@ impl Baseline {
             .truncate(false)
             .write(true)
             .open(self.dir.join(LOCK))?;
-        match rustix::fs::flock(
-            f.as_fd(),
-            rustix::fs::FlockOperation::NonBlockingLockExclusive,
-        ) {
-            Ok(()) => Ok(Some(f)),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(e.into()),
+        match crate::discover::os::try_lock_exclusive(&f)? {
+            true => Ok(Some(f)),
+            false => Ok(None),
         }
     }
 

@@ -16,7 +16,10 @@ pub fn table(header: &[&str]) -> comfy_table::Table {
     table
         .load_style(comfy_table::presets::NOTHING)
         .set_header(header);
-    match width(std::env::var("COLUMNS").ok().as_deref(), terminal_width()) {
+    match width(
+        std::env::var("COLUMNS").ok().as_deref(),
+        crate::discover::os::terminal_width(),
+    ) {
         Some(w) => table
             .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
             .set_width(w),
@@ -41,13 +44,6 @@ fn width(columns: Option<&str>, terminal: Option<u16>) -> Option<u16> {
         .and_then(|c| c.trim().parse::<u16>().ok())
         .filter(|&c| c > 0)
         .or(terminal.filter(|&c| c > 0))
-}
-
-/// Standard output's terminal width, if it is a terminal.
-fn terminal_width() -> Option<u16> {
-    rustix::termios::tcgetwinsize(std::io::stdout())
-        .ok()
-        .map(|size| size.ws_col)
 }
 
 /// The discoverer every command builds from the flags they share (the

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ls::{COLUMNS, proto_label, rows, select};
@@ -23,31 +22,22 @@ use crate::error::Error;
 use crate::events::{Action, Event, Key, Tracker};
 use crate::model::Port;
 
-/// Set by SIGINT or SIGTERM: stop before the next draw.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn note_stop(_: libc::c_int) {
-    STOP.store(true, Relaxed);
-}
-
 /// Takes SIGINT and SIGTERM: noted, acted on between draws, so the
 /// terminal is always restored.
 fn take_stops() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        crate::reload::on_signal(signal, note_stop);
-    }
+    crate::discover::os::note_stops();
 }
 
 /// Waits `every`, or less if asked to stop; true if asked.
 fn wait(every: Duration) -> bool {
     let until = Instant::now() + every;
     while Instant::now() < until {
-        if STOP.load(Relaxed) {
+        if crate::discover::os::stop_asked() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
     }
-    STOP.load(Relaxed)
+    crate::discover::os::stop_asked()
 }
 
 /// The alternate screen, and the cursor hidden.

@@ -14,6 +14,7 @@ pub mod ids;
 mod listing;
 pub mod netlink;
 pub mod netns;
+pub mod os;
 pub mod own;
 pub mod owners;
 pub mod procfs;

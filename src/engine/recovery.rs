@@ -298,8 +298,8 @@ async fn attempt(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
+    crate::discover::os::own_group(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -307,16 +307,14 @@ async fn attempt(
             return (action, "failed");
         }
     };
-    let group = child
-        .id()
-        .and_then(|id| rustix::process::Pid::from_raw(id as i32));
+    let group = child.id();
     let tail = Arc::new(std::sync::Mutex::new(Tail::default()));
     let mut reader = tokio::spawn(read_tail(child.stderr.take(), Arc::clone(&tail)));
     let status = match tokio::time::timeout(action.timeout, child.wait()).await {
         Ok(status) => status,
         Err(_) => {
             if let Some(group) = group {
-                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                crate::discover::os::kill_group(group);
             }
             let _ = child.wait().await;
             tracing::error!(action = %action.name, timeout = ?action.timeout, "the recovery command took too long: killed with its process group");

@@ -29,12 +29,7 @@ pub struct History {
 }
 
 fn open(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
+    crate::discover::os::open_append(path)
 }
 
 impl History {

@@ -15,7 +15,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -53,7 +52,7 @@ enum Place {
         file: File,
     },
     Journald {
-        socket: UnixDatagram,
+        socket: crate::discover::os::LocalDatagrams,
         path: PathBuf,
     },
 }
@@ -105,12 +104,7 @@ impl Handle {
 }
 
 fn open_file(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
+    crate::discover::os::open_append(path)
 }
 
 /// Opens the place `sink` names; `journal` is journald's socket; `state`:
@@ -142,7 +136,8 @@ pub fn open(
             path: path.clone(),
         },
         Sink::Journald => {
-            let socket = UnixDatagram::unbound().map_err(|e| format!("a datagram socket: {e}"))?;
+            let socket = crate::discover::os::LocalDatagrams::new()
+                .map_err(|e| format!("a datagram socket: {e}"))?;
             if !journal.exists() {
                 return Err(format!(
                     "no journal at {} (is systemd-journald running?)",

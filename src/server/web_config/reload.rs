@@ -48,27 +48,17 @@ impl Web {
     }
 }
 
-/// A SIGHUP received before [`watch`] listens.
-static EARLY_HANGUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn note_hangup(_: libc::c_int) {
-    EARLY_HANGUP.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// Takes SIGHUP from the first thing `main` does: its default action ends
 /// the process, and `systemctl reload` may send it right after start. Until
 /// [`watch`] listens it is only noted; `watch` then reloads once.
 pub fn hold_hangups() {
-    crate::reload::on_signal(libc::SIGHUP, note_hangup);
+    crate::discover::os::hold_hangups();
 }
 
 /// Gives SIGHUP its default action back, for the one-shot commands (a
 /// hung-up terminal ends `ls` as it ends any command).
 pub fn release_hangups() {
-    // SAFETY: resets one signal's disposition to the default.
-    unsafe {
-        libc::signal(libc::SIGHUP, libc::SIG_DFL);
-    }
+    crate::discover::os::release_hangups();
 }
 
 /// Reloads the web config when its files change (checked every second) or
@@ -76,7 +66,7 @@ pub fn release_hangups() {
 /// still taken (and only logged) so that it does not end the process.
 pub async fn watch(web: Arc<Web>) {
     // One that came before we listened (see `hold_hangups`) is acted on now.
-    let early = EARLY_HANGUP.swap(false, std::sync::atomic::Ordering::Relaxed);
+    let early = crate::discover::os::early_hangup();
     if web.path.is_none() {
         let mut triggers = Triggers::start();
         loop {
