@@ -179,13 +179,15 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // The state directory, found once: the record of changes and the
+    // baseline both live there (found, the baseline only makes sure of it;
+    // not found, the baseline looks again and says why).
+    let state_dir = portwarden::baseline::state_dir(global.state_dir.as_deref()).ok();
     let events = portwarden::events::output::open(
         &settings.events_output,
         &settings.events_journal_socket,
         portwarden::discover::own::host_name(),
-        portwarden::baseline::state_dir(global.state_dir.as_deref())
-            .ok()
-            .as_deref(),
+        state_dir.as_deref(),
     )
     .map_err(|message| config("events_output", message))?;
     let web = std::sync::Arc::new(portwarden::server::web_config::Web::new(
@@ -251,7 +253,7 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             by_list,
             actions,
             baseline: portwarden::engine::BaselinePlace {
-                state_dir: global.state_dir.clone(),
+                state_dir: state_dir.or_else(|| global.state_dir.clone()),
                 allowlist,
             },
             events,

@@ -188,15 +188,12 @@ fn error(r: &Report) -> Option<String> {
     if r.success {
         return None;
     }
-    let detail = r.detail.as_deref();
-    Some(match (r.ours, r.reason, detail) {
-        (Some(ours), _, _) => format!("not checked: {ours} (ours, not the target's)"),
-        (None, Some(reason), Some(detail)) => format!("{}: {detail}", reason.as_str()),
-        (None, Some(reason), None) => {
-            format!("{}: {}", reason.as_str(), reason.words(Default::default()))
-        }
-        (None, None, Some(detail)) => detail.to_string(),
-        (None, None, None) => "failed before it began (the target cannot be read)".into(),
+    Some(match (r.reason, r.detail.as_deref()) {
+        (Some(reason), Some(detail)) => format!("{}: {detail}", reason.as_str()),
+        (Some(reason), None) => reason.as_str().to_string(),
+        // Not tried for a lack of ours: the detail says so.
+        (None, Some(detail)) => detail.to_string(),
+        (None, None) => "failed before it began (the target cannot be read)".into(),
     })
 }
 

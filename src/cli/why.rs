@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::config::{GlobalArgs, WhyArgs};
+use crate::discover::cgroup::Unit;
 use crate::discover::runstate::{self, CgroupMounts};
 use crate::discover::{Discoverer, Discovery, systemd};
 use crate::error::Error;
@@ -135,7 +136,7 @@ pub fn gather(
         true => events
             .iter()
             .rev()
-            .find_map(|e| e.unit_exact.clone())
+            .find_map(|(_, unit)| unit.clone())
             .map(|unit| UnitFacts {
                 name: unit.name().to_string(),
                 state: systemd::unit_state(&unit),
@@ -157,7 +158,7 @@ pub fn gather(
         listeners,
         other_proto,
         expected,
-        events: events.into_iter().map(|e| e.event).collect(),
+        events: events.into_iter().map(|(e, _)| e).collect(),
         unit,
         conflicts,
     })
@@ -240,46 +241,23 @@ fn expected(dir: &Path, q: &Question) -> Vec<ExpectedFact> {
         .collect()
 }
 
-/// A recorded event, and its unit as systemd names it.
-struct Recorded {
-    event: PastEvent,
-    unit_exact: Option<crate::discover::cgroup::Unit>,
-}
-
-/// The recorded changes of the asked port, oldest first.
-fn past_events(dir: &Path, q: &Question) -> Vec<Recorded> {
-    crate::events::history::read(dir)
+/// The recorded changes of the asked port, oldest first, each with its
+/// unit as systemd names it.
+fn past_events(dir: &Path, q: &Question) -> Vec<(PastEvent, Option<Unit>)> {
+    crate::events::history::changes(dir)
         .into_iter()
-        .filter(|v| {
-            v["network"]["transport"].as_str() == Some(q.proto.as_str())
-                && v["server"]["port"].as_u64() == Some(u64::from(q.port))
-        })
-        .map(|v| {
-            let text = |x: &serde_json::Value| x.as_str().map(str::to_string);
-            let systemd = &v["systemd"];
-            let unit_exact =
-                text(&systemd["system_unit"]).map(|system| crate::discover::cgroup::Unit {
-                    system,
-                    user: text(&systemd["user_unit"]),
-                });
-            Recorded {
-                event: PastEvent {
-                    at: text(&v["@timestamp"]).unwrap_or_default(),
-                    action: text(&v["event"]["action"]).unwrap_or_default(),
-                    address: match (v["server"]["ip"].as_str(), v["server"]["port"].as_u64()) {
-                        (Some(ip), Some(port)) => match ip.parse::<std::net::IpAddr>() {
-                            Ok(ip) => SocketAddr::new(ip, port as u16).to_string(),
-                            Err(_) => format!("{ip}:{port}"),
-                        },
-                        _ => String::new(),
-                    },
-                    netns: text(&v["netns"]).unwrap_or_default(),
-                    pid: v["process"]["pid"].as_u64().map(|p| p as u32),
-                    process_name: text(&v["process"]["name"]),
-                    unit: unit_exact.as_ref().map(|u| u.display()),
-                },
-                unit_exact,
-            }
+        .filter(|c| c.proto == q.proto.as_str() && c.port == q.port)
+        .map(|c| {
+            let event = PastEvent {
+                at: c.at,
+                action: c.action,
+                address: c.address,
+                netns: c.netns,
+                pid: c.pid,
+                process_name: c.process_name,
+                unit: c.unit.as_ref().map(Unit::display),
+            };
+            (event, c.unit)
         })
         .collect()
 }

@@ -229,6 +229,8 @@ fn bracketed_number(link: &[u8], prefix: &[u8]) -> Option<u64> {
 pub struct Stat {
     /// The kernel's 15-byte `comm` (may contain spaces and parentheses).
     pub comm: String,
+    /// Field 3: the scheduler state's letter (`R`, `S`, `T`, `Z`, …).
+    pub state: u8,
     pub ppid: u32,
     /// Fields 14 and 15: CPU time in user and kernel mode, in clock ticks.
     pub utime: u64,
@@ -255,8 +257,9 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     // After comm, index 0 is field 3 (state): ppid is index 1, utime 11,
     // stime 12, starttime 19, vsize 20, rss 21.
     let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
     let mut next = |skip: usize| fields.nth(skip)?.parse::<u64>().ok();
-    let ppid = u32::try_from(next(1)?).ok()?;
+    let ppid = u32::try_from(next(0)?).ok()?;
     let utime = next(9)?;
     let stime = next(0)?;
     let start_time = next(6)?;
@@ -264,6 +267,7 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
     let rss_pages = next(0).unwrap_or(0);
     Some(Stat {
         comm,
+        state,
         ppid,
         utime,
         stime,

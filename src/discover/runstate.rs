@@ -61,20 +61,11 @@ impl RunState {
     }
 }
 
-/// The state letter of a `/proc/<pid>/stat` text: after the last `)`. Pure.
-pub fn parse_state(stat: &[u8]) -> Option<u8> {
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    stat.get(close + 1..)?
-        .iter()
-        .copied()
-        .find(|b| !b.is_ascii_whitespace())
-}
-
 /// A process's state; `None` when it is gone or unreadable.
 pub fn state(proc_root: &ProcRoot, pid: u32) -> Option<RunState> {
     let mut buf = Vec::new();
     proc_root.read(pid, "stat", &mut buf).ok()?;
-    parse_state(&buf).map(RunState::from_letter)
+    super::procfs::parse_stat(&buf).map(|s| RunState::from_letter(s.state))
 }
 
 /// Where the cgroup hierarchies are mounted (ours: the ones we can read).
@@ -168,10 +159,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_state_letter_follows_the_last_parenthesis() {
-        assert_eq!(parse_state(b"42 (a) b) T 1 2 3"), Some(b'T'));
-        assert_eq!(parse_state(b"42 (nginx) S 1"), Some(b'S'));
-        assert_eq!(parse_state(b"42 (x"), None);
+    fn the_state_letters() {
         assert_eq!(RunState::from_letter(b'T'), RunState::Stopped);
         assert_eq!(RunState::from_letter(b't'), RunState::Traced);
         assert_eq!(RunState::from_letter(b'Z'), RunState::Zombie);

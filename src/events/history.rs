@@ -28,15 +28,11 @@ pub struct History {
     size: u64,
 }
 
-fn open(path: &Path) -> io::Result<File> {
-    crate::discover::os::open_append(path)
-}
-
 impl History {
     /// Opens (or makes) the record in `dir`.
     pub fn open(dir: &Path) -> io::Result<History> {
         let path = dir.join(FILE);
-        let file = open(&path)?;
+        let file = crate::discover::os::open_append(&path)?;
         let size = file.metadata()?.len();
         Ok(History { path, file, size })
     }
@@ -51,7 +47,7 @@ impl History {
             let mut old = self.path.clone().into_os_string();
             old.push(".1");
             std::fs::rename(&self.path, &old)?;
-            self.file = open(&self.path)?;
+            self.file = crate::discover::os::open_append(&self.path)?;
             self.size = 0;
         }
         self.file.write_all(lines)?;
@@ -60,10 +56,64 @@ impl History {
     }
 }
 
-/// The recorded events in `dir`, oldest first; lines that are not JSON
-/// objects (a line cut by a crash) are skipped. Empty when there is no
+/// A recorded change, read back from its JSON line (the fields
+/// [`super::Event::to_json`] writes that say what happened and to whom).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `@timestamp`, as written.
+    pub at: String,
+    /// `event.action`.
+    pub action: String,
+    /// `network.transport`: `tcp` or `udp`.
+    pub proto: String,
+    pub port: u16,
+    /// `127.0.0.1:80`, `[::1]:80`.
+    pub address: String,
+    pub netns: String,
+    pub pid: Option<u32>,
+    pub process_name: Option<String>,
+    pub unit: Option<crate::discover::cgroup::Unit>,
+}
+
+impl Change {
+    /// One line's change; `None` for a line that names no port.
+    pub fn from_json(v: &Value) -> Option<Change> {
+        let text = |x: &Value| x.as_str().map(str::to_string);
+        let port = u16::try_from(v["server"]["port"].as_u64()?).ok()?;
+        let ip = v["server"]["ip"].as_str().unwrap_or_default();
+        let address = match ip.parse::<std::net::IpAddr>() {
+            Ok(ip) => std::net::SocketAddr::new(ip, port).to_string(),
+            Err(_) => format!("{ip}:{port}"),
+        };
+        let systemd = &v["systemd"];
+        Some(Change {
+            at: text(&v["@timestamp"]).unwrap_or_default(),
+            action: text(&v["event"]["action"]).unwrap_or_default(),
+            proto: text(&v["network"]["transport"]).unwrap_or_default(),
+            port,
+            address,
+            netns: text(&v["netns"]).unwrap_or_default(),
+            pid: v["process"]["pid"]
+                .as_u64()
+                .and_then(|p| u32::try_from(p).ok()),
+            process_name: text(&v["process"]["name"]),
+            unit: text(&systemd["system_unit"]).map(|system| crate::discover::cgroup::Unit {
+                system,
+                user: text(&systemd["user_unit"]),
+            }),
+        })
+    }
+}
+
+/// The recorded changes in `dir`, oldest first. Empty when there is no
 /// record.
-pub fn read(dir: &Path) -> Vec<Value> {
+pub fn changes(dir: &Path) -> Vec<Change> {
+    read(dir).iter().filter_map(Change::from_json).collect()
+}
+
+/// The recorded lines in `dir`, oldest first; lines that are not JSON
+/// objects (a line cut by a crash) are skipped.
+fn read(dir: &Path) -> Vec<Value> {
     let path = dir.join(FILE);
     let mut old = path.clone().into_os_string();
     old.push(".1");

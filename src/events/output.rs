@@ -103,10 +103,6 @@ impl Handle {
     }
 }
 
-fn open_file(path: &Path) -> std::io::Result<File> {
-    crate::discover::os::open_append(path)
-}
-
 /// Opens the place `sink` names; `journal` is journald's socket; `state`:
 /// the state directory to keep the record in (`None`: no record). `None`
 /// when there is neither. An error names what could not be opened; a
@@ -132,7 +128,8 @@ pub fn open(
         Sink::None => Place::None,
         Sink::Stdout => Place::Stdout,
         Sink::File(path) => Place::File {
-            file: open_file(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+            file: crate::discover::os::open_append(path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
             path: path.clone(),
         },
         Sink::Journald => {
@@ -193,7 +190,7 @@ impl Writer {
             return;
         }
         if let Place::File { path, file } = &mut self.place {
-            match open_file(path) {
+            match crate::discover::os::open_append(path) {
                 Ok(new) => {
                     *file = new;
                     tracing::info!(path = %path.display(), "events file opened again");

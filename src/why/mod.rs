@@ -356,10 +356,6 @@ impl Found {
     }
 }
 
-fn date(seconds: u64) -> String {
-    crate::value::time::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
-}
-
 fn list(addresses: &[&Listener]) -> String {
     let mut out: Vec<String> = addresses.iter().map(|l| l.address_text()).collect();
     out.dedup();
@@ -479,7 +475,7 @@ fn listening(facts: &Facts) -> Found {
         };
         evidence.push(format!(
             "expected since {}: {} ({}){netns}",
-            date(e.since),
+            crate::value::time::rfc3339(crate::value::time::from_unix_secs(e.since)),
             e.process_name,
             e.exe_path
         ));
