@@ -23,7 +23,9 @@ impl Tick {
     /// The tick at or just after `t` (rounded up: a "not before" stays one).
     pub fn at(t: Instant) -> Tick {
         let d = t.saturating_duration_since(clock_epoch());
-        let tenths = d.as_millis().div_ceil(100);
+        // Rounded up from the nanosecond: whole milliseconds would put an
+        // instant 0.4 ms past a tenth on that tenth, before it.
+        let tenths = d.as_nanos().div_ceil(100_000_000);
         Tick(u32::try_from(tenths).unwrap_or(u32::MAX))
     }
 
@@ -116,6 +118,10 @@ mod tests {
 
     #[test]
     fn a_tick_is_never_before_its_instant_and_at_most_a_tenth_after() {
+        // The clock's epoch first: an instant before it is the epoch's
+        // tick, however long before (a loaded test run took the instant
+        // more than a tenth before the first tick).
+        let _ = Tick::START.instant();
         let now = Instant::now();
         for ms in [0u64, 1, 99, 100, 101, 12_345, 86_400_000] {
             let t = now + Duration::from_millis(ms);
