@@ -78,7 +78,12 @@ fn private(path: &Path) -> Result<(), String> {
     let me = crate::discover::os::effective_uid();
     let check = |what: &Path, kind: &str| -> Result<(), String> {
         let meta = std::fs::metadata(what).map_err(|e| format!("{}: {e}", what.display()))?;
-        let (uid, mode) = crate::discover::os::owner_and_mode(&meta);
+        let Some((uid, mode)) = crate::discover::os::owner_and_mode(&meta) else {
+            return Err(format!(
+                "{} ({kind}): who may write it cannot be checked on this OS (its ACL), and it makes this host run commands: recovery actions are not available here",
+                what.display()
+            ));
+        };
         if uid != 0 && uid != me {
             return Err(format!(
                 "{} ({kind}) is owned by uid {uid}: it must be owned by root or by the exporter's user (uid {me}), as it makes this host run commands",

@@ -33,6 +33,10 @@ pub enum Error {
         fallback: io::Error,
     },
 
+    /// The OS's socket table could not be read (Windows's IP Helper).
+    #[error("cannot read {what}: {source}")]
+    SocketTable { what: String, source: io::Error },
+
     /// A check failed (`portwarden check`): exit status 1, with nothing
     /// more to print.
     #[error("a check failed")]

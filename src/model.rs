@@ -79,6 +79,19 @@ pub struct Socket {
     pub bound_if: u32,
 }
 
+/// The TCP states of connections counted per listening port: every state a
+/// server's end of a connection passes through (not SYN_SENT, a client's).
+pub const CONNECTION_STATES: &[(u8, &str)] = &[
+    (1, "established"),
+    (3, "syn_recv"),
+    (4, "fin_wait1"),
+    (5, "fin_wait2"),
+    (6, "time_wait"),
+    (8, "close_wait"),
+    (9, "last_ack"),
+    (11, "closing"),
+];
+
 /// The connections a TCP listener accepted, by state, and their peers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Connections {

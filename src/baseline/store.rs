@@ -111,24 +111,21 @@ fn render(entries: &BTreeMap<Expected, u64>) -> Vec<u8> {
     text
 }
 
-/// The state directory: the one asked for, else `/var/lib/portwarden`
-/// when it can be created and written, else the user's state directory
-/// (`$XDG_STATE_HOME/portwarden` or `~/.local/state/portwarden`).
+/// The state directory: the one asked for, else the system's
+/// (`/var/lib/portwarden`; `%ProgramData%\portwarden` on Windows) when it
+/// can be created and written, else the user's (`$XDG_STATE_HOME/portwarden`
+/// or `~/.local/state/portwarden`; `%LOCALAPPDATA%\portwarden`).
 pub fn state_dir(asked: Option<&Path>) -> io::Result<PathBuf> {
     if let Some(dir) = asked {
         fs::create_dir_all(dir)?;
         return Ok(dir.to_path_buf());
     }
-    let system = PathBuf::from("/var/lib/portwarden");
+    let system = crate::discover::os::system_state_dir();
     if writable(&system) {
         return Ok(system);
     }
-    let user = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no HOME for a state directory"))?
-        .join("portwarden");
+    let user = crate::discover::os::user_state_dir()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no home for a state directory"))?;
     fs::create_dir_all(&user)?;
     Ok(user)
 }

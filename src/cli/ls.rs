@@ -164,14 +164,16 @@ fn assess(
         Some(timeout) => connect_all(discovery, ports, timeout)?,
         None => IdMap::default(),
     };
-    let second = discoverer.accept_queues()?;
+    let second = discoverer.listeners_again()?;
     Ok(ports
         .iter()
         .map(|p| {
             let s = &p.socket;
             let outcome = outcomes.get(&s.inode).filter(|o| !o.unsupported);
             let full_first = s.accept_queue.is_some_and(|q| q.is_full());
-            let full_now = second.get(&s.inode).is_some_and(|q| q.is_full());
+            let full_now = second
+                .get(&s.inode)
+                .is_some_and(|q| q.is_some_and(|q| q.is_full()));
             let signals = health::Signals {
                 proto: s.proto,
                 // Gone by the second look: down.

@@ -11,7 +11,6 @@ use std::path::Path;
 
 use crate::config::{GlobalArgs, WhyArgs};
 use crate::discover::cgroup::Unit;
-use crate::discover::runstate::{self, CgroupMounts};
 use crate::discover::{Discoverer, Discovery, systemd};
 use crate::error::Error;
 use crate::model::{Port, Proto};
@@ -59,8 +58,6 @@ pub fn gather(
     state_dir: Option<&Path>,
     timeout: std::time::Duration,
 ) -> Result<Facts, Error> {
-    let proc_root = discoverer.proc_root();
-    let mounts = CgroupMounts::read();
     let on_port = |p: &&Port| p.socket.port == question.port;
     let ports: Vec<&Port> = discovery
         .ports
@@ -82,7 +79,7 @@ pub fn gather(
         })
         .collect();
     let again = match question.proto {
-        Proto::Tcp if !ports.is_empty() => discoverer.accept_queues()?,
+        Proto::Tcp if !ports.is_empty() => discoverer.listeners_again()?,
         _ => Default::default(),
     };
     let connects = connect_all(discovery, &ports, timeout)?;
@@ -94,13 +91,16 @@ pub fn gather(
             let owners = p
                 .owners
                 .iter()
-                .map(|o| OwnerFacts {
-                    pid: o.pid,
-                    process_name: o.process_name.clone(),
-                    exe_path: o.exe_path.clone(),
-                    unit: crate::model::unit_display(Some(o), p.activation.as_deref()),
-                    state: runstate::state(proc_root, o.pid),
-                    frozen: runstate::frozen(proc_root, &mounts, o.pid),
+                .map(|o| {
+                    let (state, frozen) = discoverer.run_state(o.pid);
+                    OwnerFacts {
+                        pid: o.pid,
+                        process_name: o.process_name.clone(),
+                        exe_path: o.exe_path.clone(),
+                        unit: crate::model::unit_display(Some(o), p.activation.as_deref()),
+                        state,
+                        frozen,
+                    }
                 })
                 .collect();
             let host = &*p.namespace == "host";
@@ -109,7 +109,7 @@ pub fn gather(
                 family: s.family,
                 v6only: s.v6only,
                 device: (s.bound_if != 0).then(|| match host {
-                    true => crate::discover::routes::ifname(s.bound_if).to_string(),
+                    true => crate::discover::interface_name(s.bound_if).to_string(),
                     false => format!("if{}", s.bound_if),
                 }),
                 netns: p.netns.to_string(),
@@ -117,7 +117,7 @@ pub fn gather(
                 owners,
                 owner_unknown: p.owner_unknown_reason.as_deref().map(str::to_string),
                 queue: s.accept_queue,
-                queue_again: again.get(&s.inode).copied(),
+                queue_again: again.get(&s.inode).copied().flatten(),
                 connect,
                 exposure: p.exposure.as_deref().cloned(),
             }

@@ -2,9 +2,9 @@
 //! loaded each port is, and whether its application keeps up.
 
 use super::{port_family, port_family_with};
-use crate::discover::sockets::CONNECTION_STATES;
 use crate::encoder::{Encoder, Kind};
 use crate::engine::{PortSeries, Snapshot};
+use crate::model::CONNECTION_STATES;
 use crate::model::Proto;
 
 pub(super) fn write(s: &Snapshot, enc: &mut Encoder) {

@@ -2,7 +2,13 @@
 //! a thread of its own), or its /proc/net files when netlink is refused,
 //! and the connections of its listeners counted alongside the owner scan.
 
+use std::sync::{Arc, OnceLock};
+
+use super::netns::{self, Netns};
+use super::procfs::ProcRoot;
 use super::*;
+use crate::error::Error;
+use crate::model::{Connections, Family, Proto, ScanStats, Socket};
 
 /// A socket and the label of the namespace it lives in.
 #[derive(Debug, Clone)]

@@ -58,14 +58,30 @@ pub fn stamp(m: &Metadata) -> Stamp {
     }
 }
 
-/// Who owns a file and who may write it: its owner's uid and its mode.
-pub fn owner_and_mode(m: &Metadata) -> (u32, u32) {
-    (m.uid(), m.mode())
+/// Who owns a file and who may write it: its owner's uid and its mode;
+/// `None` where the OS says it otherwise (Windows's ACLs).
+pub fn owner_and_mode(m: &Metadata) -> Option<(u32, u32)> {
+    Some((m.uid(), m.mode()))
 }
 
 /// Our effective uid.
 pub fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
+}
+
+/// The system's state directory.
+pub fn system_state_dir() -> std::path::PathBuf {
+    "/var/lib/portwarden".into()
+}
+
+/// The user's state directory: `$XDG_STATE_HOME/portwarden`, or
+/// `~/.local/state/portwarden`.
+pub fn user_state_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))?;
+    Some(base.join("portwarden"))
 }
 
 /// Standard output's terminal width, if it is a terminal.

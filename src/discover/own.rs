@@ -4,16 +4,7 @@
 
 use super::procfs;
 
-/// `process_*` figures of portwarden itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Figures {
-    pub cpu_seconds: f64,
-    pub resident_bytes: f64,
-    pub virtual_bytes: f64,
-    pub open_fds: f64,
-    pub max_fds: f64,
-    pub start_time_seconds: f64,
-}
+pub use super::Figures;
 
 /// Reads our own figures; `None` when our own stat cannot be read.
 pub fn figures() -> Option<Figures> {

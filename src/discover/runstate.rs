@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+#[cfg(target_os = "linux")]
 use super::procfs::ProcRoot;
 
 /// What the kernel says of a process.
@@ -62,6 +63,7 @@ impl RunState {
 }
 
 /// A process's state; `None` when it is gone or unreadable.
+#[cfg(target_os = "linux")]
 pub fn state(proc_root: &ProcRoot, pid: u32) -> Option<RunState> {
     let mut buf = Vec::new();
     proc_root.read(pid, "stat", &mut buf).ok()?;
@@ -148,6 +150,7 @@ fn join(base: &Path, path: &str) -> PathBuf {
 }
 
 /// Whether `pid`'s cgroup is frozen (see [`CgroupMounts::frozen`]).
+#[cfg(target_os = "linux")]
 pub fn frozen(proc_root: &ProcRoot, mounts: &CgroupMounts, pid: u32) -> Option<Option<String>> {
     let mut buf = Vec::new();
     proc_root.read(pid, "cgroup", &mut buf).ok()?;

@@ -12,7 +12,6 @@ use super::state::Msg;
 use super::supervise::{Fault, fault};
 use crate::config::Settings;
 use crate::discover::Discoverer;
-use crate::discover::procfs::{self, ProcRoot};
 
 /// Wakes the discovery thread between passes: to stop, or to refresh now.
 #[derive(Debug, Default)]
@@ -109,7 +108,7 @@ pub fn run(
             next_discovery = Instant::now() + every;
         }
         if Instant::now() >= next_procs {
-            let verdicts = check_owners(shared, discoverer.proc_root());
+            let verdicts = check_owners(shared, &discoverer);
             if owner.send(Msg::Owners(verdicts)).is_err() {
                 return;
             }
@@ -127,16 +126,17 @@ pub fn run(
 
 /// Checks each owner of the latest snapshot by pid and start time: a reused
 /// pid is not the owner.
-fn check_owners(shared: &Shared, proc_root: &ProcRoot) -> Vec<(u32, u64, bool)> {
+fn check_owners(shared: &Shared, discoverer: &Discoverer) -> Vec<(u32, u64, bool)> {
     let snapshot = shared.snapshot();
-    let mut buf = Vec::new();
-    snapshot
+    let processes: Vec<(u32, u64)> = snapshot
         .processes
         .iter()
-        .map(|p| {
-            let alive = proc_root.read(p.pid, "stat", &mut buf).is_ok()
-                && procfs::parse_stat(&buf).is_some_and(|s| s.start_time == p.start_time);
-            (p.pid, p.start_time, alive)
-        })
+        .map(|p| (p.pid, p.start_time))
+        .collect();
+    let alive = discoverer.alive(&processes);
+    processes
+        .into_iter()
+        .zip(alive)
+        .map(|((pid, start_time), alive)| (pid, start_time, alive))
         .collect()
 }

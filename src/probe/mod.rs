@@ -9,33 +9,24 @@ pub mod tcp;
 pub mod tls;
 pub mod udp;
 
+// What a check asks of the OS: a socket here, or in another network
+// namespace (Linux's), and which of its errors are ours.
+#[cfg_attr(windows, path = "windows.rs")]
+mod os;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
-use rustix::fs::{Mode, OFlags};
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use tokio::net::TcpStream;
 
 use crate::model::Socket;
 
 /// Why a connection could not even be tried on our side: out of file
-/// descriptors, socket buffers or memory. Such a failure says nothing about
-/// the port, and must never read as "down".
-pub fn our_fault(e: &io::Error) -> Option<&'static str> {
-    match e.raw_os_error()? {
-        libc::EMFILE => Some("fd_exhausted"),
-        libc::ENFILE => Some("system_fd_exhausted"),
-        libc::ENOBUFS => Some("no_buffers"),
-        libc::ENOMEM => Some("no_memory"),
-        // A thread or process refused (RLIMIT_NPROC, the unit's TasksMax):
-        // a check into another namespace needs a thread of its own.
-        libc::EAGAIN => Some("no_threads"),
-        _ => None,
-    }
-}
+/// descriptors (handles), socket buffers, memory or threads. Such a
+/// failure says nothing about the port, and must never read as "down".
+pub use os::our_fault;
 
 /// Where a check's connections come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,73 +68,22 @@ pub async fn tcp_socket(addr: SocketAddr, via: &Via) -> io::Result<tokio::net::T
     match via {
         Via::Here if addr.is_ipv4() => tokio::net::TcpSocket::new_v4(),
         Via::Here => tokio::net::TcpSocket::new_v6(),
-        Via::Netns(path) => {
-            let fd = socket_entered(path, family_of(addr), SocketType::STREAM).await?;
-            Ok(tokio::net::TcpSocket::from_std_stream(
-                std::net::TcpStream::from(fd),
-            ))
-        }
+        Via::Netns(path) => Ok(tokio::net::TcpSocket::from_std_stream(
+            os::entered(path, addr, os::Kind::Stream).await?.into(),
+        )),
     }
 }
 
 /// A UDP socket for `addr`'s family, made inside `via`'s namespace (as
 /// [`connect`]'s) and connected to `addr`.
 pub async fn udp_socket(addr: SocketAddr, via: &Via) -> io::Result<tokio::net::UdpSocket> {
-    let family = family_of(addr);
-    let fd = match via {
-        Via::Here => rustix::net::socket_with(
-            family,
-            SocketType::DGRAM,
-            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            None,
-        )?,
-        Via::Netns(path) => socket_entered(path, family, SocketType::DGRAM).await?,
+    let socket = match via {
+        Via::Here => os::udp_here(addr)?,
+        Via::Netns(path) => os::entered(path, addr, os::Kind::Datagram).await?.into(),
     };
-    let socket = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))?;
+    let socket = tokio::net::UdpSocket::from_std(socket)?;
     socket.connect(addr).await?;
     Ok(socket)
-}
-
-fn family_of(addr: SocketAddr) -> AddressFamily {
-    if addr.is_ipv4() {
-        AddressFamily::INET
-    } else {
-        AddressFamily::INET6
-    }
-}
-
-/// A socket of `kind` made inside the namespace entered through `path`.
-/// Entering a namespace changes the calling thread for good: a thread of
-/// its own, never one of the runtime's. The socket belongs to the
-/// namespace for life, wherever it is used afterwards.
-async fn socket_entered(
-    path: &Arc<Path>,
-    family: AddressFamily,
-    kind: SocketType,
-) -> io::Result<OwnedFd> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let path = Arc::clone(path);
-    std::thread::Builder::new()
-        .name("netns-socket".into())
-        .spawn(move || {
-            let _ = tx.send(socket_in(&path, family, kind));
-        })?;
-    rx.await
-        .map_err(|_| io::Error::other("namespace thread ended"))?
-}
-
-fn socket_in(path: &Path, family: AddressFamily, kind: SocketType) -> io::Result<OwnedFd> {
-    let ns = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    rustix::thread::move_into_link_name_space(
-        ns.as_fd(),
-        Some(rustix::thread::LinkNameSpaceType::Network),
-    )?;
-    Ok(rustix::net::socket_with(
-        family,
-        kind,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?)
 }
 
 /// Where to connect to reach a listening socket: the address it is bound

@@ -48,18 +48,7 @@ const INET_DIAG_MSG_LEN: usize = 72;
 /// `SK_MEMINFO_DROPS` (include/uapi/linux/sock_diag.h).
 const SK_MEMINFO_DROPS: usize = 8;
 
-/// The TCP states of connections counted per listening port: every state a
-/// server's end of a connection passes through (not SYN_SENT, a client's).
-pub const CONNECTION_STATES: &[(u8, &str)] = &[
-    (1, "established"),
-    (3, "syn_recv"),
-    (4, "fin_wait1"),
-    (5, "fin_wait2"),
-    (6, "time_wait"),
-    (8, "close_wait"),
-    (9, "last_ack"),
-    (11, "closing"),
-];
+pub use crate::model::CONNECTION_STATES;
 
 /// A netlink sock_diag socket, reused for every dump of one pass in one
 /// namespace.

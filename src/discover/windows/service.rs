@@ -1,0 +1,1 @@
+//! The Windows service (placeholder until written).
