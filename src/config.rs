@@ -105,6 +105,13 @@ pub enum Command {
     /// status 0 when the port is healthy and reachable, 1 when a problem is
     /// found, 2 on bad input.
     Why(WhyArgs),
+    /// Run the exporter as a Windows service: `portwarden service install
+    /// -- --web.listen-address :9765` registers it with the service control
+    /// manager (started at boot, the arguments after `--` kept), `portwarden
+    /// service uninstall` stops and removes it. Windows only: on Linux, the
+    /// systemd unit does this (deploy/systemd).
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Print a shell completion script (e.g. `portwarden completions bash >
     /// /etc/bash_completion.d/portwarden`).
     Completions {
@@ -118,6 +125,54 @@ pub enum Command {
         #[arg(value_parser = ["serve", "ls", "baseline", "check", "why"])]
         command: Option<String>,
     },
+}
+
+/// `portwarden service …`.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Register with the service control manager: start type automatic,
+    /// run as LocalSystem, `portwarden serve` with the arguments after `--`.
+    Install {
+        /// The service's name.
+        #[arg(long, default_value = "portwarden", value_parser = parse_service_name)]
+        name: String,
+        /// The exporter's arguments (global ones included), after `--`.
+        #[arg(last = true, value_name = "SERVE-ARGS")]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Stop the service (within its wait hint) and remove it.
+    Uninstall {
+        /// The service's name.
+        #[arg(long, default_value = "portwarden", value_parser = parse_service_name)]
+        name: String,
+    },
+    /// The service control manager's entry point: serves until the SCM
+    /// asks it to stop. Not for people.
+    #[command(hide = true)]
+    Run {
+        /// The service's name.
+        #[arg(long, default_value = "portwarden", value_parser = parse_service_name)]
+        name: String,
+        /// The exporter's arguments, as installed.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "SERVE-ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// A service name: 1–256 characters, none of them `/` or `\\` (the SCM's
+/// rule), nor a control character.
+fn parse_service_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.chars().count() <= 256
+        && !s.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+    match ok {
+        true => Ok(s.to_string()),
+        false => Err("expected a service name of 1 to 256 characters, without '/' or '\\'".into()),
+    }
 }
 
 /// `portwarden baseline …`.

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use portwarden::config::{Cli, Command, GlobalArgs, ServeArgs, setting};
+use portwarden::config::{Cli, Command, GlobalArgs, ServeArgs, ServiceCommand, setting};
 
 /// SIGHUP is taken before `main`, before even the Rust runtime starts: a
 /// constructor the C library runs right after loading. Its default action
@@ -125,8 +125,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_mangen::Man::new(page).render(&mut io::stdout().lock())?;
             Ok(())
         }
+        Some(Command::Service(command)) => service(command),
         Some(Command::Serve(args)) => serve(&cli.global, &args),
         None => serve(&cli.global, &cli.serve),
+    }
+}
+
+/// `portwarden service install|uninstall|run`: the SCM's calls are behind
+/// the platform seam; an OS without them says so (exit status 2).
+fn service(command: ServiceCommand) -> anyhow::Result<()> {
+    use portwarden::discover::os::service as scm;
+    let unsupported = |e: io::Error| -> anyhow::Error {
+        match e.kind() {
+            io::ErrorKind::Unsupported => portwarden::Error::Config {
+                setting: "portwarden service".into(),
+                message: e.to_string(),
+            }
+            .into(),
+            _ => e.into(),
+        }
+    };
+    match command {
+        ServiceCommand::Install { name, args } => {
+            let launch = portwarden::cli::service::launch_arguments(&name, &args)?;
+            let exe = std::env::current_exe()?;
+            scm::install(&name, &exe, &launch).map_err(unsupported)?;
+            println!(
+                "installed service {name}: {} {}, started at boot; start it now with `sc start {name}`",
+                exe.display(),
+                launch
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            Ok(())
+        }
+        ServiceCommand::Uninstall { name } => {
+            scm::uninstall(&name).map_err(unsupported)?;
+            println!("removed service {name}");
+            Ok(())
+        }
+        ServiceCommand::Run { name, args } => {
+            let cli = portwarden::cli::service::serve_cli(&args)?;
+            let serve_args = match &cli.command {
+                Some(Command::Serve(args)) => (**args).clone(),
+                _ => cli.serve.clone(),
+            };
+            let global = cli.global.clone();
+            let run = Box::new(move || serve(&global, &serve_args).map_err(|e| format!("{e:#}")));
+            scm::run(&name, run).map_err(unsupported)
+        }
     }
 }
 

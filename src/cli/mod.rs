@@ -3,6 +3,7 @@
 pub mod baseline;
 pub mod check;
 pub mod ls;
+pub mod service;
 mod watch;
 pub mod why;
 

@@ -215,3 +215,32 @@ impl LocalDatagrams {
         self.0.send_to(datagram, path)
     }
 }
+
+/// Windows services are Windows's: here the systemd unit runs the
+/// exporter (deploy/systemd).
+pub mod service {
+    use std::ffi::OsString;
+    use std::io;
+    use std::path::Path;
+
+    pub use crate::discover::service::{STOP_WAIT_HINT, Serve};
+
+    fn windows_only() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Windows services are Windows's; on Linux the systemd unit runs the exporter (deploy/systemd/portwarden.service)",
+        )
+    }
+
+    pub fn install(_: &str, _: &Path, _: &[OsString]) -> io::Result<()> {
+        Err(windows_only())
+    }
+
+    pub fn uninstall(_: &str) -> io::Result<()> {
+        Err(windows_only())
+    }
+
+    pub fn run(_: &str, _: Serve) -> io::Result<()> {
+        Err(windows_only())
+    }
+}

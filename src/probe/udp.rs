@@ -1,7 +1,7 @@
 //! UDP: a datagram on a connected socket, and what comes back. UDP has no
 //! handshake, so presence alone says little; this check asks. A reply means
 //! `open`; an ICMP port unreachable — `ECONNREFUSED` on the connected
-//! socket — means `closed`; silence until the timeout is `open|filtered`
+//! socket, `WSAECONNRESET` on Windows — means `closed`; silence until the timeout is `open|filtered`
 //! (a server that ignores the payload and a firewall that drops it look the
 //! same). At most one datagram is sent and one read, of at most
 //! [`MAX_REPLY`] bytes.
@@ -84,8 +84,10 @@ fn classify(e: &io::Error) -> UdpOutcome {
     if let Some(reason) = super::our_fault(e) {
         return UdpOutcome::Error(reason);
     }
-    match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => UdpOutcome::Closed,
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset => {
+            UdpOutcome::Closed
+        }
         _ => UdpOutcome::Unreachable,
     }
 }

@@ -662,7 +662,9 @@ fn owner(admitted: &[&Listener]) -> Found {
             .find_map(|l| l.owner_unknown.clone())
             .unwrap_or_else(|| "no process holds it that we can see".into());
         return Found::unknown(
-            format!("unknown (needs root, or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: {why})"),
+            // The reason says what would tell (root, capabilities, a
+            // descriptor limit), or that nothing can.
+            format!("unknown ({why})"),
             vec![],
         );
     }

@@ -18,6 +18,8 @@ use windows_sys::Win32::System::Console::{
 };
 use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};
 
+pub use super::windows::service;
+
 /// Opens `path` for appending, made when it is new (with its directory's
 /// inherited ACL).
 pub fn open_append(path: &Path) -> io::Result<File> {

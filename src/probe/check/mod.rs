@@ -660,11 +660,13 @@ fn connect_failure(e: &io::Error) -> Fail {
     if let Some(ours) = super::our_fault(e) {
         return Fail::Ours(ours);
     }
-    match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => Reason::Refused.into(),
-        Some(libc::ETIMEDOUT) => Reason::Timeout.into(),
+    // By kind, which std gives errno and Winsock's errors alike.
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => Reason::Refused.into(),
+        K::TimedOut => Reason::Timeout.into(),
         // Something answered, then dropped us: the port, not the route.
-        Some(libc::ECONNRESET | libc::ECONNABORTED | libc::EPIPE) => Reason::Closed.into(),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => Reason::Closed.into(),
         _ => Reason::Unreachable.into(),
     }
 }
@@ -680,14 +682,15 @@ fn plain(e: &io::Error) -> String {
 
 /// A failed connect to `addr`, in words.
 fn connect_words(addr: SocketAddr, e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => format!("nothing listens on {addr}"),
-        Some(libc::ETIMEDOUT) => format!("{addr} did not answer"),
-        Some(libc::ECONNRESET | libc::ECONNABORTED | libc::EPIPE) => {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => format!("nothing listens on {addr}"),
+        K::TimedOut => format!("{addr} did not answer"),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
             format!("{addr} dropped the connection")
         }
-        Some(libc::EHOSTUNREACH) => format!("{addr}: no route to the host"),
-        Some(libc::ENETUNREACH) => format!("{addr}: the network is unreachable"),
+        K::HostUnreachable => format!("{addr}: no route to the host"),
+        K::NetworkUnreachable => format!("{addr}: the network is unreachable"),
         _ => format!("{addr}: {}", plain(e)),
     }
 }
