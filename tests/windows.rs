@@ -1,0 +1,401 @@
+//! The Windows build, run under Debian's wine: cross-built for
+//! `x86_64-pc-windows-gnu` (or `PORTWARDEN_WINDOWS_EXE`, the release
+//! build `.ci/run` zips), then `serve` (metrics, health, the status page),
+//! `ls`, `check` and `why`, and the Windows service through wine's service
+//! control manager: installed, started, stopped within its wait hint,
+//! removed.
+//!
+//! Wine lists the host's sockets in its IP Helper tables (from the Linux
+//! kernel's) but names no owner of a Linux process (pid 0): owner mapping
+//! is tested on recorded tables by `discover::tables`'s unit tests.
+//!
+//! Wine 8 lacks `ProcessPrng` (bcryptprimitives.dll), which Rust's standard
+//! library calls for random numbers: a DLL exporting it, forwarding to
+//! `SystemFunction036` (RtlGenRandom), is built here with mingw and put
+//! beside the executable.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{Exporter, TempDir, cannot_run, http_get, series_value};
+
+const TARGET: &str = "x86_64-pc-windows-gnu";
+
+const SHIM: &str = r#"
+#include <windows.h>
+BOOLEAN WINAPI SystemFunction036(PVOID buffer, ULONG length);
+__declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {
+    while (len > 0) {
+        ULONG n = len > 0x40000000 ? 0x40000000 : (ULONG)len;
+        if (!SystemFunction036(data, n)) return FALSE;
+        data += n;
+        len -= n;
+    }
+    return TRUE;
+}
+"#;
+
+/// The executable under wine, with its prefix.
+struct Wine {
+    exe: PathBuf,
+    prefix: PathBuf,
+}
+
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds (once) what the tests run; `None` when this machine cannot.
+fn wine() -> Option<&'static Wine> {
+    static WINE: OnceLock<Option<Wine>> = OnceLock::new();
+    WINE.get_or_init(|| {
+        for tool in ["wine", "x86_64-w64-mingw32-gcc"] {
+            if !on_path(tool) {
+                cannot_run(&format!(
+                    "{tool} is missing (apt-get install wine wine64 gcc-mingw-w64-x86-64)"
+                ));
+                return None;
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("target/windows/wine");
+        std::fs::create_dir_all(&dir).expect("mkdir target/windows/wine");
+        let built = match std::env::var_os("PORTWARDEN_WINDOWS_EXE") {
+            Some(exe) => PathBuf::from(exe),
+            None => {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let out = Command::new(cargo)
+                    .args([
+                        "build",
+                        "--locked",
+                        "--bin",
+                        "portwarden",
+                        "--target",
+                        TARGET,
+                    ])
+                    .env("CARGO_TARGET_DIR", root.join("target/windows"))
+                    // No debug info: a fifth of the size to copy and load.
+                    .env("CARGO_PROFILE_DEV_DEBUG", "false")
+                    .current_dir(root)
+                    .output()
+                    .expect("run cargo build");
+                if !out.status.success() {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    if err.contains("target may not be installed") {
+                        cannot_run(&format!("rustup target add {TARGET}"));
+                        return None;
+                    }
+                    panic!("cross-build failed:\n{err}");
+                }
+                root.join(format!("target/windows/{TARGET}/debug/portwarden.exe"))
+            }
+        };
+        let exe = dir.join("portwarden.exe");
+        std::fs::copy(&built, &exe).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+        let source = dir.join("bcryptprimitives.c");
+        std::fs::write(&source, SHIM).expect("write the shim");
+        run_ok(
+            Command::new("x86_64-w64-mingw32-gcc")
+                .args(["-shared", "-O2", "-o"])
+                .arg(dir.join("bcryptprimitives.dll"))
+                .arg(&source)
+                .arg("-ladvapi32"),
+            "building bcryptprimitives.dll",
+        );
+        let prefix = root.join("target/windows/prefix");
+        let wine = Wine { exe, prefix };
+        // Made (or updated) once, before tests run side by side in it.
+        run_ok(wine.tool("wineboot").arg("-i"), "wineboot -i");
+        Some(wine)
+    })
+    .as_ref()
+}
+
+impl Wine {
+    /// A wine program (`sc`, `wineboot`) in the prefix.
+    fn tool(&self, name: &str) -> Command {
+        let mut cmd = Command::new("wine");
+        cmd.arg(name)
+            .env("WINEPREFIX", &self.prefix)
+            .env("WINEDEBUG", "-all")
+            // No Mono or Gecko wanted (and no display to ask on).
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `portwarden.exe args…` under wine.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.tool(&self.exe.to_string_lossy());
+        cmd.args(args)
+            .env_remove("PROC_PREFIX")
+            .env_remove("EXCLUDED_PROCESS_NAMES");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args)
+            .output()
+            .unwrap_or_else(|e| panic!("wine portwarden.exe {args:?}: {e}"))
+    }
+
+    /// `sc …` (wine's): its standard output.
+    fn sc(&self, args: &[&str]) -> (bool, String) {
+        let out = self.tool("sc").args(args).output().expect("wine sc");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+/// The status code of a response's head.
+fn status(head: &str) -> Option<&str> {
+    head.split(' ').nth(1)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A port nothing listens on now.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn listening() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = l.local_addr().expect("addr").port();
+    (l, port)
+}
+
+#[test]
+fn serve_answers_metrics_health_and_the_status_page() {
+    let Some(wine) = wine() else { return };
+    let (_listener, port) = listening();
+    let exporter = Exporter::start_cmd(wine.cmd(&["serve"]), &[]);
+    let text = exporter.wait_for(60, "the listener alive", |t| {
+        series_value(t, "node_tcp_port_alive", port) == Some(1.0)
+    });
+    assert!(
+        series_value(&text, "node_tcp_port_response_seconds", port).is_some_and(|s| s > 0.0),
+        "{text}"
+    );
+    // Our own figures, from Windows's calls.
+    let start = text
+        .lines()
+        .find_map(|l| l.strip_prefix("process_start_time_seconds "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("process_start_time_seconds");
+    assert!(start > 1.6e9, "{start}");
+    let (head, _) = exporter.get("/-/healthy").expect("healthy");
+    assert_eq!(status(&head), Some("200"), "{head}");
+    let (head, body) = exporter.get("/").expect("status page");
+    assert_eq!(status(&head), Some("200"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("portwarden"));
+    let (head, body) = exporter.get("/api/v1/ports").expect("ports");
+    assert_eq!(status(&head), Some("200"), "{head}");
+    let ports: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let found = ports.to_string().contains(&format!("\"port\":{port}"));
+    assert!(found, "{ports}");
+}
+
+#[test]
+fn ls_lists_the_listener_and_check_and_why_answer() {
+    let Some(wine) = wine() else { return };
+    let (_listener, port) = listening();
+    let out = wine.run(&["ls", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ls --json");
+    let entry = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["port"] == port && e["proto"] == "tcp")
+        .unwrap_or_else(|| panic!("{port} not listed: {list}"));
+    assert_eq!(entry["address"], "127.0.0.1");
+    assert_eq!(entry["netns"], "host");
+    assert_eq!(entry["health"], "ok");
+    // Wine names no owner of a Linux process, and says so.
+    assert_eq!(
+        entry["owner_unknown_reason"],
+        "the OS names no owning process (pid 0)"
+    );
+
+    let target = format!("127.0.0.1:{port}");
+    let out = wine.run(&["check", &target]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let closed = format!("127.0.0.1:{}", closed_port());
+    let out = wine.run(&["check", &closed]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("refused: nothing listens on {closed}")),
+        "{}",
+        text(&out)
+    );
+    let out = wine.run(&["check", "nonsense:"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let out = wine.run(&["why", &target]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).starts_with(&format!("{port}/tcp: healthy")),
+        "{}",
+        text(&out)
+    );
+    let out = wine.run(&["why", &closed]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("nothing listens"), "{}", text(&out));
+}
+
+/// Removes the test's service whatever happens.
+struct Installed<'a>(&'a Wine, String);
+
+impl Drop for Installed<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["service", "uninstall", "--name", &self.1]);
+    }
+}
+
+fn wait_state(wine: &Wine, name: &str, state: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (_, out) = wine.sc(&["query", name]);
+        if out.contains(state) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{name} not {state} within {within:?}: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn healthy(addr: SocketAddr) -> bool {
+    http_get(addr, "/-/healthy", &[]).is_ok_and(|(head, _)| status(&head) == Some("200"))
+}
+
+#[test]
+fn runs_as_a_service_and_stops_within_its_wait_hint() {
+    let Some(wine) = wine() else { return };
+    let (_listener, port) = listening();
+    let name = format!("portwarden-test-{}", std::process::id());
+    let state = TempDir::new("service");
+    let web: SocketAddr = format!("127.0.0.1:{}", closed_port())
+        .parse()
+        .expect("addr");
+    let state_dir = format!("Z:{}", state.0.display()).replace('/', "\\");
+    let web_arg = web.to_string();
+    let install = |name: &str| {
+        wine.run(&[
+            "service",
+            "install",
+            "--name",
+            name,
+            "--",
+            "--web.listen-address",
+            &web_arg,
+            "--state.dir",
+            &state_dir,
+            "--log.level",
+            "debug",
+        ])
+    };
+
+    // Arguments the exporter would refuse are refused at install.
+    let out = wine.run(&[
+        "service",
+        "install",
+        "--name",
+        &name,
+        "--",
+        "--no-such-flag",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let (ok, query) = wine.sc(&["query", &name]);
+    assert!(!ok || !query.contains("STATE"), "installed anyway: {query}");
+
+    let out = install(&name);
+    assert!(out.status.success(), "{}", text(&out));
+    let _installed = Installed(wine, name.clone());
+    let (_, query) = wine.sc(&["query", &name]);
+    assert!(query.contains("STOPPED"), "{query}");
+
+    // Started by the SCM: running, serving with the arguments kept.
+    let (ok, out) = wine.sc(&["start", &name]);
+    assert!(ok, "sc start: {out}");
+    wait_state(wine, &name, "RUNNING", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let scrape = http_get(web, "/metrics", &[])
+            .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        if series_value(&scrape, "node_tcp_port_alive", port) == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service never served the listener: {scrape}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(healthy(web));
+
+    // Stopped: within the wait hint, and the port closed.
+    let asked = Instant::now();
+    let (ok, out) = wine.sc(&["stop", &name]);
+    assert!(ok, "sc stop: {out}");
+    if out.contains("STOP_PENDING") {
+        // 0x2710: the 10 s it told the SCM.
+        assert!(out.contains("0x2710"), "{out}");
+    }
+    wait_state(wine, &name, "STOPPED", Duration::from_secs(10));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(10), "stopped in {took:?}");
+    eprintln!("service stopped {took:?} after sc stop");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while healthy(web) {
+        assert!(Instant::now() < deadline, "still serving after STOPPED");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Uninstalled while running: stopped first, then gone.
+    let (ok, out) = wine.sc(&["start", &name]);
+    assert!(ok, "sc start: {out}");
+    wait_state(wine, &name, "RUNNING", Duration::from_secs(30));
+    let out = wine.run(&["service", "uninstall", "--name", &name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("removed service {name}")));
+    let (ok, query) = wine.sc(&["query", &name]);
+    assert!(!ok || !query.contains("STATE"), "{query}");
+    assert!(!healthy(web), "still serving after uninstall");
+
+    // A service that is not there: a clear error, exit 1.
+    let out = wine.run(&["service", "uninstall", "--name", &name]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
