@@ -136,6 +136,9 @@ pub enum ServiceCommand {
         /// The service's name.
         #[arg(long, default_value = "portwarden", value_parser = parse_service_name)]
         name: String,
+        /// Started at boot (automatic), or only when asked (manual).
+        #[arg(long, default_value = "automatic", value_parser = ["automatic", "manual"])]
+        start: String,
         /// The exporter's arguments (global ones included), after `--`.
         #[arg(last = true, value_name = "SERVE-ARGS")]
         args: Vec<std::ffi::OsString>,

@@ -131,6 +131,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Where the exporter's log goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Log {
+    /// Standard error (the journal, a container's log, the terminal).
+    Stderr,
+    /// `portwarden.log` in the state directory: a Windows service has no
+    /// standard error worth the name (the SCM gives it none, and one it
+    /// inherited may be a pipe whose reader is gone).
+    StateFile,
+}
+
 /// `portwarden service install|uninstall|run`: the SCM's calls are behind
 /// the platform seam; an OS without them says so (exit status 2).
 fn service(command: ServiceCommand) -> anyhow::Result<()> {
@@ -146,18 +157,23 @@ fn service(command: ServiceCommand) -> anyhow::Result<()> {
         }
     };
     match command {
-        ServiceCommand::Install { name, args } => {
+        ServiceCommand::Install { name, start, args } => {
+            let automatic = start == "automatic";
             let launch = portwarden::cli::service::launch_arguments(&name, &args)?;
             let exe = std::env::current_exe()?;
-            scm::install(&name, &exe, &launch).map_err(unsupported)?;
+            scm::install(&name, &exe, &launch, automatic).map_err(unsupported)?;
             println!(
-                "installed service {name}: {} {}, started at boot; start it now with `sc start {name}`",
+                "installed service {name}: {} {}, {}; start it now with `sc start {name}`",
                 exe.display(),
                 launch
                     .iter()
                     .map(|a| a.to_string_lossy())
                     .collect::<Vec<_>>()
-                    .join(" ")
+                    .join(" "),
+                match automatic {
+                    true => "started at boot",
+                    false => "started when asked",
+                }
             );
             Ok(())
         }
@@ -173,7 +189,9 @@ fn service(command: ServiceCommand) -> anyhow::Result<()> {
                 _ => cli.serve.clone(),
             };
             let global = cli.global.clone();
-            let run = Box::new(move || serve(&global, &serve_args).map_err(|e| format!("{e:#}")));
+            let run = Box::new(move || {
+                serve_to(&global, &serve_args, Log::StateFile).map_err(|e| format!("{e:#}"))
+            });
             scm::run(&name, run).map_err(unsupported)
         }
     }
@@ -181,6 +199,11 @@ fn service(command: ServiceCommand) -> anyhow::Result<()> {
 
 /// `portwarden serve`: validate everything first, then run until SIGTERM.
 fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    serve_to(global, args, Log::Stderr)
+}
+
+/// The exporter, its log written to `log`.
+fn serve_to(global: &GlobalArgs, args: &ServeArgs, log: Log) -> anyhow::Result<()> {
     let mut settings = args.clone();
     let config = |id: &str, message: String| portwarden::Error::Config {
         setting: setting(id),
@@ -203,7 +226,11 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         settings.collectors().load,
         settings.collectors().exposure,
     )?;
-    init_logging(&settings.log_level);
+    // The state directory, found once: the record of changes and the
+    // baseline both live there (found, the baseline only makes sure of it;
+    // not found, the baseline looks again and says why), and a service's log.
+    let state_dir = portwarden::baseline::state_dir(global.state_dir.as_deref()).ok();
+    init_logging(&settings.log_level, log, state_dir.as_deref())?;
     let budget = portwarden::discover::fds::check_budget(
         fd_limit,
         portwarden::discover::fds::open_now() + settings.probe_slots(),
@@ -228,10 +255,6 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    // The state directory, found once: the record of changes and the
-    // baseline both live there (found, the baseline only makes sure of it;
-    // not found, the baseline looks again and says why).
-    let state_dir = portwarden::baseline::state_dir(global.state_dir.as_deref()).ok();
     let events = portwarden::events::output::open(
         &settings.events_output,
         &settings.events_journal_socket,
@@ -362,13 +385,33 @@ fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
 /// ended, before the process exits.
 const FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, log: Log, state_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(format!("portwarden={level},warn"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match log {
+        Log::Stderr => fmt
+            .with_writer(io::stderr)
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+            .init(),
+        Log::StateFile => {
+            let dir = state_dir.ok_or_else(|| {
+                anyhow::anyhow!("no state directory for the service's log (--state.dir)")
+            })?;
+            let path = dir.join("portwarden.log");
+            let file = portwarden::discover::os::open_append(&path)
+                .and_then(|file| {
+                    // A panic's message too.
+                    portwarden::discover::os::stderr_to(&file)?;
+                    Ok(file)
+                })
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            fmt.with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .init()
+        }
+    }
+    Ok(())
 }

@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn install_keeps_the_arguments_after_the_separator_as_given() {
-        let ServiceCommand::Install { name, args } = command(&[
+        let ServiceCommand::Install { name, args, .. } = command(&[
             "portwarden",
             "service",
             "install",
@@ -120,10 +120,12 @@ mod tests {
 
     #[test]
     fn a_name_and_serve_itself_are_accepted() {
-        let ServiceCommand::Install { name, args } = command(&[
+        let ServiceCommand::Install { name, args, start } = command(&[
             "portwarden",
             "service",
             "install",
+            "--start",
+            "manual",
             "--name",
             "portwarden-dev",
             "--",
@@ -132,8 +134,21 @@ mod tests {
         ]) else {
             panic!("install")
         };
-        assert_eq!(name, "portwarden-dev");
+        assert_eq!(
+            (name.as_str(), start.as_str()),
+            ("portwarden-dev", "manual")
+        );
         assert!(launch_arguments(&name, &args).is_ok());
+        // Automatic unless asked, and only the two.
+        let ServiceCommand::Install { start, .. } = command(&["portwarden", "service", "install"])
+        else {
+            panic!("install")
+        };
+        assert_eq!(start, "automatic");
+        assert!(
+            Cli::try_parse_from(["portwarden", "service", "install", "--start", "sometimes"])
+                .is_err()
+        );
         // No arguments: the exporter's defaults.
         assert_eq!(
             launch_arguments("portwarden", &[]).expect("defaults"),

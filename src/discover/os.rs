@@ -69,6 +69,11 @@ pub fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// Makes standard error `file` from now on (a panic's message included).
+pub fn stderr_to(file: &File) -> io::Result<()> {
+    Ok(rustix::stdio::dup2_stderr(file)?)
+}
+
 /// The system's state directory.
 pub fn system_state_dir() -> std::path::PathBuf {
     "/var/lib/portwarden".into()
@@ -232,7 +237,7 @@ pub mod service {
         )
     }
 
-    pub fn install(_: &str, _: &Path, _: &[OsString]) -> io::Result<()> {
+    pub fn install(_: &str, _: &Path, _: &[OsString], _: bool) -> io::Result<()> {
         Err(windows_only())
     }
 

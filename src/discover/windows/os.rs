@@ -66,6 +66,20 @@ pub fn effective_uid() -> u32 {
     0
 }
 
+/// Makes standard error `file` from now on (a panic's message included):
+/// a service has none of its own.
+pub fn stderr_to(file: &File) -> io::Result<()> {
+    use std::os::windows::io::IntoRawHandle;
+    use windows_sys::Win32::System::Console::{STD_ERROR_HANDLE, SetStdHandle};
+    // The handle stays open for the life of the process.
+    let handle = file.try_clone()?.into_raw_handle();
+    // SAFETY: an open handle of ours, never closed.
+    match unsafe { SetStdHandle(STD_ERROR_HANDLE, handle) } {
+        0 => Err(io::Error::last_os_error()),
+        _ => Ok(()),
+    }
+}
+
 /// The system's state directory: `%ProgramData%\portwarden`.
 pub fn system_state_dir() -> std::path::PathBuf {
     let base = std::env::var_os("ProgramData")

@@ -27,8 +27,9 @@ fn io_error(e: windows_service::Error) -> io::Error {
     }
 }
 
-/// Registers `name` to run `exe` with `arguments`, started at boot.
-pub fn install(name: &str, exe: &Path, arguments: &[OsString]) -> io::Result<()> {
+/// Registers `name` to run `exe` with `arguments`, started at boot when
+/// `automatic`, else when asked.
+pub fn install(name: &str, exe: &Path, arguments: &[OsString], automatic: bool) -> io::Result<()> {
     let manager = ServiceManager::local_computer(
         None::<&OsStr>,
         ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
@@ -38,7 +39,10 @@ pub fn install(name: &str, exe: &Path, arguments: &[OsString]) -> io::Result<()>
         name: name.into(),
         display_name: format!("portwarden ({name})").into(),
         service_type: ServiceType::OWN_PROCESS,
-        start_type: ServiceStartType::AutoStart,
+        start_type: match automatic {
+            true => ServiceStartType::AutoStart,
+            false => ServiceStartType::OnDemand,
+        },
         error_control: ServiceErrorControl::Normal,
         executable_path: exe.to_path_buf(),
         launch_arguments: arguments.to_vec(),
