@@ -293,12 +293,12 @@ impl Drop for Installed<'_> {
     }
 }
 
-fn wait_state(wine: &Wine, name: &str, state: &str, within: Duration) -> Duration {
+fn wait_state(wine: &Wine, name: &str, state: &str, within: Duration) {
     let started = Instant::now();
     loop {
         let (_, out) = wine.sc(&["query", name]);
         if out.contains(state) {
-            return started.elapsed();
+            return;
         }
         assert!(
             started.elapsed() < within,

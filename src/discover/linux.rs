@@ -30,6 +30,8 @@ pub struct Discoverer {
     /// Verdicts made, by what they depend on: made again only for a new
     /// socket or a changed ruleset.
     verdicts: std::sync::Mutex<crate::exposure::Memo>,
+    /// Where the cgroup hierarchies are, read at the first run state asked.
+    mounts: OnceLock<CgroupMounts>,
 }
 
 impl Discoverer {
@@ -49,6 +51,7 @@ impl Discoverer {
             connections: options.connections,
             firewall: options.firewall.then(firewall::Cache::default),
             verdicts: Default::default(),
+            mounts: OnceLock::new(),
             proc,
         })
     }
@@ -95,10 +98,10 @@ impl Discoverer {
     /// Whether a process can run: its state, and the frozen cgroup it is
     /// in (`Some(None)`: not frozen; `None`: cannot tell).
     pub fn run_state(&self, pid: u32) -> (Option<RunState>, Option<Option<String>>) {
-        let mounts = CgroupMounts::read();
+        let mounts = self.mounts.get_or_init(CgroupMounts::read);
         (
             runstate::state(&self.proc, pid),
-            runstate::frozen(&self.proc, &mounts, pid),
+            runstate::frozen(&self.proc, mounts, pid),
         )
     }
 

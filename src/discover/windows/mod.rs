@@ -12,7 +12,7 @@
 //! it lives.
 
 pub mod service;
-mod win;
+pub(super) mod win;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,40 +2,20 @@
 //! `process_*` figures and the host's name, from Windows's process and
 //! system information calls.
 
-use windows_sys::Win32::Foundation::FILETIME;
 use windows_sys::Win32::System::ProcessStatus::{K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
 use windows_sys::Win32::System::SystemInformation::{ComputerNameDnsHostname, GetComputerNameExW};
-use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 pub use super::Figures;
 
 /// 100 ns intervals from 1601-01-01 to 1970-01-01.
 const UNIX_EPOCH_AS_FILETIME: u64 = 116_444_736_000_000_000;
 
-fn filetime(t: FILETIME) -> u64 {
-    (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)
-}
-
 /// Reads our own figures; `None` when our own times cannot be read.
 pub fn figures() -> Option<Figures> {
-    let zero = FILETIME {
-        dwLowDateTime: 0,
-        dwHighDateTime: 0,
-    };
-    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: our own pseudo-handle; four FILETIMEs of ours are written.
-    let ok = unsafe {
-        GetProcessTimes(
-            GetCurrentProcess(),
-            &mut created,
-            &mut exited,
-            &mut kernel,
-            &mut user,
-        )
-    };
-    if ok == 0 {
-        return None;
-    }
+    // SAFETY: our own pseudo-handle needs no closing.
+    let (created, kernel, user) =
+        super::windows::win::process_times(unsafe { GetCurrentProcess() })?;
     let mut memory = PROCESS_MEMORY_COUNTERS {
         cb: std::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32,
         ..Default::default()
@@ -44,7 +24,7 @@ pub fn figures() -> Option<Figures> {
     let memory_ok =
         unsafe { K32GetProcessMemoryInfo(GetCurrentProcess(), &mut memory, memory.cb) } != 0;
     Some(Figures {
-        cpu_seconds: (filetime(kernel) + filetime(user)) as f64 / 1e7,
+        cpu_seconds: (kernel + user) as f64 / 1e7,
         resident_bytes: if memory_ok {
             memory.WorkingSetSize as f64
         } else {
@@ -58,7 +38,7 @@ pub fn figures() -> Option<Figures> {
         },
         open_fds: super::fds::open_now() as f64,
         max_fds: super::fds::MAX_HANDLES as f64,
-        start_time_seconds: filetime(created).saturating_sub(UNIX_EPOCH_AS_FILETIME) as f64 / 1e7,
+        start_time_seconds: created.saturating_sub(UNIX_EPOCH_AS_FILETIME) as f64 / 1e7,
     })
 }
 

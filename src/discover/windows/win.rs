@@ -152,6 +152,20 @@ fn filetime(t: FILETIME) -> u64 {
     (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)
 }
 
+/// A process's creation, kernel and user times, in 100 ns (creation since
+/// 1601).
+pub fn process_times(process: HANDLE) -> Option<(u64, u64, u64)> {
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: four FILETIMEs of ours, written by the call; the handle is
+    // open (the caller's, or our own pseudo-handle).
+    let ok = unsafe { GetProcessTimes(process, &mut created, &mut exited, &mut kernel, &mut user) };
+    (ok != 0).then(|| (filetime(created), filetime(kernel), filetime(user)))
+}
+
 /// A process opened for limited queries (what any user may ask of most
 /// processes; not of protected ones, nor of other users' without rights).
 #[derive(Debug)]
@@ -167,22 +181,9 @@ impl Opened {
         (!h.is_null()).then(|| Opened(Owned(h)))
     }
 
-    /// Creation, kernel and user times, in 100 ns.
-    pub fn times(&self) -> Option<(u64, u64, u64)> {
-        let zero = FILETIME {
-            dwLowDateTime: 0,
-            dwHighDateTime: 0,
-        };
-        let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-        // SAFETY: four FILETIMEs of ours, written by the call.
-        let ok =
-            unsafe { GetProcessTimes(self.0.0, &mut created, &mut exited, &mut kernel, &mut user) };
-        (ok != 0).then(|| (filetime(created), filetime(kernel), filetime(user)))
-    }
-
     /// Creation time, in 100 ns since 1601.
     pub fn start_time(&self) -> Option<u64> {
-        self.times().map(|t| t.0).filter(|&t| t != 0)
+        process_times(self.0.0).map(|t| t.0).filter(|&t| t != 0)
     }
 
     /// Whether it has not exited.
