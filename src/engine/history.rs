@@ -216,13 +216,16 @@ impl History {
     }
 
     /// The day as a snapshot publishes it: the closed minutes shared,
-    /// the current one as its verdict so far.
+    /// the current one as its verdict so far, held — as [`History::record`]
+    /// holds it — for the minutes until the next check is due: a snapshot
+    /// read in the minute after a check, before the next, shows the
+    /// verdict still standing rather than a grey minute.
     pub fn day(&self) -> Day {
         Day {
             runs: Arc::clone(&self.runs),
             current: self.current.map_or(Run::default(), |m| Run {
                 start: m.minute,
-                len: 1,
+                len: u16::from(self.carry.max(1)),
                 worst: m.worst,
                 class: m.class(),
             }),
@@ -232,7 +235,8 @@ impl History {
 
 /// A last day as published (16 bytes a port in a snapshot): the closed
 /// minutes, shared with the state's [`History`], and the current minute
-/// as a run (none when its length is 0).
+/// as a run as long as its verdict holds (none when its length is 0;
+/// [`Day::spans`] clips it at the minute asked about).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Day {
     runs: Arc<Runs>,
@@ -510,6 +514,27 @@ mod tests {
         assert_eq!(b[n - 7].worst, Some(Health::Down), "and the next");
         assert_eq!(b[n - 6].worst, None);
         assert_eq!(b[n - 2].worst, None);
+        // Read before the next check: the last verdict stands for as long
+        // as it would be carried, then the minutes are grey.
+        let d = h.day();
+        let at = |now: u32| {
+            d.spans(now)
+                .last()
+                .map(|s| (s.start + s.minutes - 1, s.worst))
+        };
+        assert_eq!(at(DAY_START + 10), Some((DAY_START + 10, Health::Ok)));
+        assert_eq!(
+            at(DAY_START + 12),
+            Some((DAY_START + 12, Health::Ok)),
+            "carried"
+        );
+        assert_eq!(
+            at(DAY_START + 13),
+            Some((DAY_START + 12, Health::Ok)),
+            "no further"
+        );
+        assert_eq!(d.uptime(DAY_START + 12, 1), Some(1.0));
+        assert_eq!(d.uptime(DAY_START + 13, 1), None);
         // Without a carry, a minute unchecked is grey.
         let mut h = History::default();
         h.record(DAY_START, Health::Ok, None);
