@@ -112,6 +112,33 @@ fn a_stalled_discovery_fails_health_while_scrapes_go_on() {
     );
 }
 
+#[test]
+fn a_failed_discovery_is_tried_again_in_seconds_not_at_the_next_interval() {
+    let _serial = serial();
+    let holder = Holder::start(&json!({"sockets": [{"proto": "tcp", "addr": "127.0.0.1"}]}));
+    let port = holder.port(0);
+    // Passes every minute (the default), the first three refused: as a
+    // service started at boot finds the OS's socket table not served yet.
+    let started = Instant::now();
+    let exporter = Exporter::start(&[
+        ("PORTWARDEN_FAULT", "fail:discovery:3"),
+        ("PORT_STATUS_INTERVAL", "1m"),
+        ("PORT_UDP_STATUS_INTERVAL", "1m"),
+    ]);
+    let text = exporter.wait_for(30, "the port after three failed passes", |t| {
+        common::series_value(t, "node_tcp_port_alive", port) == Some(1.0)
+    });
+    let took = started.elapsed();
+    assert!(
+        text.contains("portwarden_discovery_errors_total{reason=\"failed\"} 3\n"),
+        "{text}"
+    );
+    // Tried again after 1, 2 and 4 s: not a minute later.
+    assert!(took >= Duration::from_secs(7), "{took:?}");
+    let (head, _) = exporter.get("/-/healthy").expect("healthy");
+    assert!(head.contains(" 200 "), "{head}");
+}
+
 /// The families each optional collector writes.
 const COLLECTORS: [(&str, &[&str]); 4] = [
     (

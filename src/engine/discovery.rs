@@ -1,7 +1,8 @@
 //! The discovery thread: blocking /proc and netlink work. Rediscovers the
 //! ports every status interval (a full owner rescan at least every label
 //! interval), checks owner processes for liveness in between, and sends
-//! each result to the state's owner.
+//! each result to the state's owner. A failed pass is tried again after
+//! 1 s, then 2, 4… up to the interval.
 
 use super::inbox::Outbox;
 use std::sync::{Condvar, Mutex};
@@ -12,6 +13,10 @@ use super::state::Msg;
 use super::supervise::{Fault, fault};
 use crate::config::Settings;
 use crate::discover::Discoverer;
+
+/// The first wait after a failed pass; each failure after doubles it, up
+/// to the discovery interval.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
 
 /// Wakes the discovery thread between passes: to stop, or to refresh now.
 #[derive(Debug, Default)]
@@ -75,19 +80,25 @@ pub fn run(
     let now = Instant::now();
     let (mut next_discovery, mut next_full, mut next_procs) =
         (now, now, now + settings.process_interval);
+    // After a failed pass, how long until the next try.
+    let mut retry: Option<Duration> = None;
     loop {
         let now = Instant::now();
         if now >= next_discovery {
-            if fault("discovery") == Fault::Stall {
+            let fault = fault("discovery");
+            if fault == Fault::Stall {
                 while wake.wait(Duration::from_secs(3600)) != Woken::Stop {}
                 return;
             }
             let full = now >= next_full;
-            let pass = if full {
-                discoverer.discover_full()
+            let pass = if fault == Fault::Fail {
+                Err("fault injected".to_string())
+            } else if full {
+                discoverer.discover_full().map_err(|e| e.to_string())
             } else {
-                discoverer.refresh()
+                discoverer.refresh().map_err(|e| e.to_string())
             };
+            let failed = pass.is_err();
             let msg = match pass {
                 Ok(d) => {
                     // A fresh owner list is also a process check.
@@ -97,15 +108,27 @@ pub fn run(
                         full,
                     }
                 }
-                Err(e) => Msg::DiscoveryFailed(e.to_string()),
+                Err(why) => Msg::DiscoveryFailed(why),
             };
             if owner.send(msg).is_err() {
                 return;
             }
-            if full {
-                next_full = Instant::now() + settings.label_interval;
-            }
-            next_discovery = Instant::now() + every;
+            next_discovery = Instant::now()
+                + if failed {
+                    // What the OS refused at boot (a table not served yet)
+                    // it may answer in a moment: tried again soon, then
+                    // less often, never less often than the interval —
+                    // and a failed full pass is still due.
+                    let wait = retry.map_or(RETRY_FIRST, |r| r * 2).min(every);
+                    retry = Some(wait);
+                    wait
+                } else {
+                    retry = None;
+                    if full {
+                        next_full = Instant::now() + settings.label_interval;
+                    }
+                    every
+                };
         }
         if Instant::now() >= next_procs {
             let verdicts = check_owners(shared, &discoverer);

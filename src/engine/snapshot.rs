@@ -40,7 +40,7 @@ pub struct Snapshot {
     pub telemetry: Telemetry,
     /// Which optional families are written.
     pub collectors: Collectors,
-    /// Discovery passes applied so far.
+    /// Discovery passes applied so far (a failed one is not a pass).
     pub generation: u64,
     /// When the last discovery pass was applied.
     pub discovered: Option<Instant>,

@@ -259,8 +259,9 @@ impl State {
             Msg::Discovered { pass, full } => self.apply_discovery(&pass, full),
             Msg::DiscoveryFailed(why) => {
                 tracing::warn!("discovery failed: {why}");
+                // Counted, and published (the counter moves), but not a
+                // pass: the first rounds wait for a pass that listed ports.
                 *self.discovery_errors.entry("failed").or_default() += 1;
-                self.generation += 1;
             }
             Msg::Owners(verdicts) => self.apply_owners(&verdicts),
             Msg::Tcp { key, outcome } => self.apply_tcp(&key, outcome),
@@ -1134,7 +1135,7 @@ mod tests {
         let mut st = state(Duration::from_secs(60));
         st.apply(Msg::DiscoveryFailed("netlink: EPERM".into()));
         let snapshot = st.snapshot(None);
-        assert_eq!((snapshot.generation, snapshot.discovered), (1, None));
+        assert_eq!((snapshot.generation, snapshot.discovered), (0, None));
         assert_eq!(snapshot.telemetry.discovery_errors, [("failed", 1)]);
     }
 

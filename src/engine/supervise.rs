@@ -136,13 +136,17 @@ pub enum Fault {
     None,
     /// Stop working here for good (until the engine stops).
     Stall,
+    /// Fail this once, as the OS might (a call refused).
+    Fail,
 }
 
 /// Debug (test) builds only: `PORTWARDEN_FAULT=panic:<point>` panics at
-/// `point`, `stall:<point>` asks the caller to stall there; a third field
-/// waits for that visit to the point (`stall:discovery:3` stalls from the
-/// third on, `panic:scrape:3` panics at the third alone). Release builds
-/// have no such hook.
+/// `point`, `stall:<point>` asks the caller to stall there, `fail:<point>`
+/// to fail there; a third field waits for that visit to the point
+/// (`stall:discovery:3` stalls from the third on, `panic:scrape:3` panics
+/// at the third alone) — for `fail`, how many visits fail
+/// (`fail:discovery:3`: the first three).
+/// Release builds have no such hook.
 pub fn fault(point: &str) -> Fault {
     #[cfg(debug_assertions)]
     if let Ok(spec) = std::env::var("PORTWARDEN_FAULT") {
@@ -165,6 +169,13 @@ pub fn fault(point: &str) -> Fault {
             visits[i].1
         };
         let nth = nth.and_then(|n| n.parse::<u64>().ok()).unwrap_or(1);
+        if what == Some("fail") {
+            return if visit <= nth {
+                Fault::Fail
+            } else {
+                Fault::None
+            };
+        }
         if nth > visit {
             return Fault::None;
         }
