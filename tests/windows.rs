@@ -2,8 +2,10 @@
 //! `x86_64-pc-windows-gnu` (or `PORTWARDEN_WINDOWS_EXE`, the release
 //! build `.ci/run` zips), then `serve` (metrics, health, the status page),
 //! `ls`, `check` and `why`, and the Windows service through wine's service
-//! control manager: installed (its arguments checked), started unasked
-//! when automatic, stopped and removed by `service uninstall`.
+//! control manager: installed (its arguments checked), started by `sc
+//! start` and serving, stopped by `sc stop` within its wait hint, started
+//! unasked at (wine's) boot when automatic, stopped and removed by
+//! `service uninstall`.
 //!
 //! The tests take turns in one wine prefix.
 //!
@@ -53,8 +55,27 @@ fn on_path(name: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
 }
 
+/// Runs `cmd` with its output to files, not pipes: the first wine program
+/// after a quiet spell starts wine's service manager, which hands its
+/// standard output and error down to every service it starts — a pipe
+/// closed when the test has read it would end those services at their
+/// next write (by SIGPIPE, without a word in their log).
+fn output(cmd: &mut Command) -> std::io::Result<Output> {
+    let dir = common::TempDir::new("wine-output");
+    let (out, err) = (dir.0.join("stdout"), dir.0.join("stderr"));
+    let status = cmd
+        .stdout(std::fs::File::create(&out)?)
+        .stderr(std::fs::File::create(&err)?)
+        .status()?;
+    Ok(Output {
+        status,
+        stdout: std::fs::read(&out)?,
+        stderr: std::fs::read(&err)?,
+    })
+}
+
 fn run_ok(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let out = output(cmd).unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         out.status.success(),
         "{what} failed: {}\n{}",
@@ -122,24 +143,34 @@ fn wine() -> Option<&'static Wine> {
         );
         let prefix = root.join("target/windows/prefix");
         let wine = Wine { exe, prefix };
-        // One wine server for the run, kept a minute after its last
-        // program exits: a server that ends 3 s after its last program
-        // (wine's default) takes the services it started with it.
-        for arg in ["-k", "-w", "-p60"] {
-            // -k and -w when no server runs fail; that is as good.
-            let _ = Command::new("wineserver")
-                .arg(arg)
-                .env("WINEPREFIX", &wine.prefix)
-                .status();
-        }
-        // Made (or updated) once, before the tests run in it.
-        run_ok(wine.tool("wineboot").arg("-i"), "wineboot -i");
+        wine.boot();
         Some(wine)
     })
     .as_ref()
 }
 
 impl Wine {
+    /// Starts wine afresh, as a machine boots: any server of the prefix
+    /// and every program in it ended, then one server kept a minute after
+    /// its last program exits (wine's default, 3 s, would end the services
+    /// between two commands of a test), then its first program — which
+    /// makes (or updates) the prefix and starts wine's service manager,
+    /// which starts the automatic services. (`wineboot -i` here started a
+    /// second service manager, and the two held the service database
+    /// locked: `sc start` failed with 1055.)
+    fn boot(&self) {
+        for arg in ["-k", "-w", "-p60"] {
+            // -k and -w when no server runs fail; that is as good.
+            let _ = Command::new("wineserver")
+                .arg(arg)
+                .env("WINEPREFIX", &self.prefix)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        run_ok(&mut self.cmd(&["--version"]), "portwarden.exe --version");
+    }
+
     /// A wine program (`sc`, `wineboot`) in the prefix.
     fn tool(&self, name: &str) -> Command {
         let mut cmd = Command::new("wine");
@@ -161,14 +192,12 @@ impl Wine {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args)
-            .output()
-            .unwrap_or_else(|e| panic!("wine portwarden.exe {args:?}: {e}"))
+        output(&mut self.cmd(args)).unwrap_or_else(|e| panic!("wine portwarden.exe {args:?}: {e}"))
     }
 
     /// `sc …` (wine's): its standard output.
     fn sc(&self, args: &[&str]) -> (bool, String) {
-        let out = self.tool("sc").args(args).output().expect("wine sc");
+        let out = output(self.tool("sc").args(args)).expect("wine sc");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -293,18 +322,69 @@ impl Drop for Installed<'_> {
     }
 }
 
-fn wait_state(wine: &Wine, name: &str, state: &str, within: Duration) {
+fn wait_state(wine: &Wine, name: &str, state: &str, within: Duration) -> String {
     let started = Instant::now();
     loop {
         let (_, out) = wine.sc(&["query", name]);
         if out.contains(state) {
-            return;
+            return out;
         }
         assert!(
             started.elapsed() < within,
             "{name} not {state} within {within:?}: {out}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What a service of the prefix logged (`portwarden.log` in its state
+/// directory, wherever wine's `%ProgramData%` puts it) from its last
+/// start serving on `web`.
+fn service_log(wine: &Wine, web: &str) -> String {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&path, found);
+            } else if path.file_name().is_some_and(|n| n == "portwarden.log") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&wine.prefix.join("drive_c"), &mut found);
+    let marker = format!("address={web} ");
+    for path in found {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(at) = text.rfind(&marker) {
+            let start = text[..at].rfind('\n').map_or(0, |n| n + 1);
+            return text[start..].to_string();
+        }
+    }
+    panic!(
+        "no portwarden.log under {} says {marker}",
+        wine.prefix.display()
+    );
+}
+
+/// The scrape of a service's exporter on `web`, once it answers with the
+/// listener on `port` alive: within 30 s, half the default interval (a
+/// service whose first look failed looks again within seconds).
+fn scrape_until_alive(web: &str, port: u16) -> String {
+    let addr = web.parse().expect("address");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = common::http_get(addr, "/metrics", &[])
+            .map(|(_, body)| String::from_utf8_lossy(&body).into_owned())
+            .unwrap_or_default();
+        if series_value(&text, "node_tcp_port_alive", port) == Some(1.0) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service on {web} did not report {port} alive; last scrape:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -326,7 +406,6 @@ fn service_install_is_checked_and_uninstall_removes_it() {
     let (ok, query) = wine.sc(&["query", &name]);
     assert!(!ok || !query.contains("STATE"), "installed anyway: {query}");
 
-    // On demand: registered, stopped until asked.
     let web = format!("127.0.0.1:{}", closed_port());
     let out = wine.run(&[
         "service",
@@ -366,6 +445,63 @@ fn service_install_is_checked_and_uninstall_removes_it() {
 }
 
 #[test]
+fn started_by_the_service_manager_it_serves_and_stops_within_its_wait_hint() {
+    let _serial = common::serial();
+    let Some(wine) = wine() else { return };
+    let name = format!("portwarden-run-{}", std::process::id());
+    let web = format!("127.0.0.1:{}", closed_port());
+    let out = wine.run(&[
+        "service",
+        "install",
+        "--start",
+        "manual",
+        "--name",
+        &name,
+        "--",
+        "--web.listen-address",
+        &web,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let _installed = Installed(wine, name.clone());
+    let (_listener, port) = listening();
+
+    // Started as Windows starts a service: by the service manager, which
+    // runs the kept command line and waits for the service to say RUNNING.
+    let (ok, started) = wine.sc(&["start", &name]);
+    assert!(ok, "sc start {name}: {started}");
+    wait_state(wine, &name, "RUNNING", Duration::from_secs(30));
+    let metrics = scrape_until_alive(&web, port);
+    assert!(
+        series_value(&metrics, "node_tcp_port_response_seconds", port).is_some_and(|s| s > 0.0),
+        "{metrics}"
+    );
+    let (head, _) = common::http_get(web.parse().expect("address"), "/-/healthy", &[])
+        .expect("the service's /-/healthy");
+    assert_eq!(status(&head), Some("200"), "{head}");
+
+    // Stopped as Windows stops it: STOP_PENDING with the wait hint it
+    // promised (10 s), then STOPPED within it, having shut down cleanly.
+    let asked = Instant::now();
+    let (ok, stopping) = wine.sc(&["stop", &name]);
+    assert!(ok, "sc stop {name}: {stopping}");
+    assert!(
+        stopping.contains("STOP_PENDING") && stopping.contains("WAIT_HINT          : 0x2710"),
+        "{stopping}"
+    );
+    let stopped = wait_state(wine, &name, "STOPPED", Duration::from_secs(10));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(stopped.contains("WIN32_EXIT_CODE    : 0 "), "{stopped}");
+    assert!(
+        common::http_get(web.parse().expect("address"), "/-/healthy", &[]).is_err(),
+        "still serving on {web} once STOPPED"
+    );
+    let log = service_log(wine, &web);
+    assert!(log.contains("INFO shutting down"), "{log}");
+    eprintln!("sc stop → STOPPED in {took:?}");
+}
+
+#[test]
 fn installed_as_automatic_the_service_manager_starts_it_unasked() {
     let _serial = common::serial();
     let Some(wine) = wine() else { return };
@@ -383,15 +519,24 @@ fn installed_as_automatic_the_service_manager_starts_it_unasked() {
     assert!(out.status.success(), "{}", text(&out));
     let _installed = Installed(wine, name.clone());
     assert!(text(&out).contains("started at boot"), "{}", text(&out));
-    // Wine's service manager starts an automatic service it finds, as
-    // Windows's does at boot: RUNNING with no `sc start`. (What it starts
-    // this way, and what `sc start` starts under this harness, does not
-    // stay up under wine 8: serving as a service was run by hand, see
-    // docs/windows.md.)
+    let (_listener, port) = listening();
+    // Not started by the install: it starts at boot.
+    let (_, query) = wine.sc(&["query", &name]);
+    assert!(query.contains("STOPPED"), "{query}");
+    // Wine's service manager, as it starts, starts the automatic services,
+    // as Windows's does at boot: RUNNING with no `sc start`, and serving
+    // (its first look at the socket tables may come before wine serves
+    // them: it looks again a second later).
+    wine.boot();
     wait_state(wine, &name, "RUNNING", Duration::from_secs(30));
+    scrape_until_alive(&web, port);
     // Uninstalled while running: stopped within the wait hint, then gone.
     let out = wine.run(&["service", "uninstall", "--name", &name]);
     assert!(out.status.success(), "{}", text(&out));
     let (ok, query) = wine.sc(&["query", &name]);
     assert!(!ok || !query.contains("STATE"), "{query}");
+    assert!(
+        common::http_get(web.parse().expect("address"), "/-/healthy", &[]).is_err(),
+        "still serving on {web} once removed"
+    );
 }
