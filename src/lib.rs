@@ -28,6 +28,7 @@
 
 pub mod actions;
 pub mod baseline;
+pub mod bounded;
 pub mod cli;
 pub mod collectors;
 pub mod config;

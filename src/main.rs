@@ -385,6 +385,9 @@ fn serve_to(global: &GlobalArgs, args: &ServeArgs, log: Log) -> anyhow::Result<(
 /// ended, before the process exits.
 const FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// A service's log is set aside as `portwarden.log.1` past this size.
+const SERVICE_LOG_BYTES: u64 = 10 << 20;
+
 fn init_logging(level: &str, log: Log, state_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(format!("portwarden={level},warn"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -401,14 +404,14 @@ fn init_logging(level: &str, log: Log, state_dir: Option<&std::path::Path>) -> a
                 anyhow::anyhow!("no state directory for the service's log (--state.dir)")
             })?;
             let path = dir.join("portwarden.log");
-            let file = portwarden::discover::os::open_append(&path)
-                .and_then(|file| {
-                    // A panic's message too.
-                    portwarden::discover::os::stderr_to(&file)?;
-                    Ok(file)
+            // A panic's message too: standard error follows the file.
+            let log = portwarden::bounded::Bounded::open(&path, SERVICE_LOG_BYTES)
+                .and_then(|log| {
+                    portwarden::discover::os::stderr_to(log.file())?;
+                    Ok(log.on_reopen(portwarden::discover::os::stderr_to))
                 })
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            fmt.with_writer(std::sync::Mutex::new(file))
+            fmt.with_writer(std::sync::Mutex::new(log))
                 .with_ansi(false)
                 .init()
         }

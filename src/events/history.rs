@@ -9,11 +9,11 @@
 //! [`MAX_BYTES`] the file becomes `events.jsonl.1` (the one before it
 //! dropped), so the two hold the last ~2,000–4,000 changes.
 
-use std::fs::File;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
+
+use crate::bounded::Bounded;
 
 /// The file's name in the state directory.
 pub const FILE: &str = "events.jsonl";
@@ -22,37 +22,18 @@ pub const MAX_BYTES: u64 = 1 << 20;
 
 /// The open record.
 #[derive(Debug)]
-pub struct History {
-    path: PathBuf,
-    file: File,
-    size: u64,
-}
+pub struct History(Bounded);
 
 impl History {
     /// Opens (or makes) the record in `dir`.
-    pub fn open(dir: &Path) -> io::Result<History> {
-        let path = dir.join(FILE);
-        let file = crate::discover::os::open_append(&path)?;
-        let size = file.metadata()?.len();
-        Ok(History { path, file, size })
+    pub fn open(dir: &Path) -> std::io::Result<History> {
+        Bounded::open(&dir.join(FILE), MAX_BYTES).map(History)
     }
 
     /// Appends whole lines; first sets the file aside when they would take
     /// it past [`MAX_BYTES`].
-    pub fn append(&mut self, lines: &[u8]) -> io::Result<()> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        if self.size > 0 && self.size + lines.len() as u64 > MAX_BYTES {
-            let mut old = self.path.clone().into_os_string();
-            old.push(".1");
-            std::fs::rename(&self.path, &old)?;
-            self.file = crate::discover::os::open_append(&self.path)?;
-            self.size = 0;
-        }
-        self.file.write_all(lines)?;
-        self.size += lines.len() as u64;
-        Ok(())
+    pub fn append(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        self.0.append(lines)
     }
 }
 
@@ -115,10 +96,8 @@ pub fn changes(dir: &Path) -> Vec<Change> {
 /// objects (a line cut by a crash) are skipped.
 fn read(dir: &Path) -> Vec<Value> {
     let path = dir.join(FILE);
-    let mut old = path.clone().into_os_string();
-    old.push(".1");
     let mut out = Vec::new();
-    for p in [PathBuf::from(old), path] {
+    for p in [Bounded::set_aside(&path), path] {
         let Ok(text) = std::fs::read_to_string(&p) else {
             continue;
         };
@@ -134,6 +113,7 @@ fn read(dir: &Path) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn appended_then_set_aside_past_the_bound_and_read_back_in_order() {

@@ -68,10 +68,15 @@ pub fn effective_uid() -> u32 {
 
 /// Makes standard error `file` from now on (a panic's message included):
 /// a service has none of its own.
+///
+/// The handle stays open for the life of the process, and one set before
+/// by a log begun afresh is not closed: another thread may have just read
+/// it to write a panic's message, and a closed handle's number may name
+/// another file or socket a moment later — an open handle per 10 MiB of
+/// log is the cheaper fault.
 pub fn stderr_to(file: &File) -> io::Result<()> {
     use std::os::windows::io::IntoRawHandle;
     use windows_sys::Win32::System::Console::{STD_ERROR_HANDLE, SetStdHandle};
-    // The handle stays open for the life of the process.
     let handle = file.try_clone()?.into_raw_handle();
     // SAFETY: an open handle of ours, never closed.
     match unsafe { SetStdHandle(STD_ERROR_HANDLE, handle) } {
