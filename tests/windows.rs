@@ -322,6 +322,27 @@ impl Drop for Installed<'_> {
     }
 }
 
+/// `service install --name NAME [--start START] -- --web.listen-address
+/// WEB EXTRA…` on a free loopback port WEB, which must succeed: the guard
+/// that removes it, WEB, and what the install printed.
+fn install<'a>(
+    wine: &'a Wine,
+    name: &str,
+    start: Option<&str>,
+    extra: &[&str],
+) -> (Installed<'a>, String, String) {
+    let web = format!("127.0.0.1:{}", closed_port());
+    let mut args = vec!["service", "install", "--name", name];
+    if let Some(start) = start {
+        args.extend(["--start", start]);
+    }
+    args.extend(["--", "--web.listen-address", &web]);
+    args.extend(extra);
+    let out = wine.run(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    (Installed(wine, name.to_string()), web, text(&out))
+}
+
 fn wait_state(wine: &Wine, name: &str, state: &str, within: Duration) -> String {
     let started = Instant::now();
     loop {
@@ -406,29 +427,13 @@ fn service_install_is_checked_and_uninstall_removes_it() {
     let (ok, query) = wine.sc(&["query", &name]);
     assert!(!ok || !query.contains("STATE"), "installed anyway: {query}");
 
-    let web = format!("127.0.0.1:{}", closed_port());
-    let out = wine.run(&[
-        "service",
-        "install",
-        "--start",
-        "manual",
-        "--name",
-        &name,
-        "--",
-        "--web.listen-address",
-        &web,
-        "--log.level",
-        "debug",
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let _installed = Installed(wine, name.clone());
-    assert!(text(&out).contains("started when asked"), "{}", text(&out));
+    let (_installed, web, said) = install(wine, &name, Some("manual"), &["--log.level", "debug"]);
+    assert!(said.contains("started when asked"), "{said}");
     assert!(
-        text(&out).contains(&format!(
+        said.contains(&format!(
             "service run --name {name} --web.listen-address {web} --log.level debug"
         )),
-        "{}",
-        text(&out)
+        "{said}"
     );
     let (_, query) = wine.sc(&["query", &name]);
     assert!(query.contains("STOPPED"), "{query}");
@@ -449,20 +454,7 @@ fn started_by_the_service_manager_it_serves_and_stops_within_its_wait_hint() {
     let _serial = common::serial();
     let Some(wine) = wine() else { return };
     let name = format!("portwarden-run-{}", std::process::id());
-    let web = format!("127.0.0.1:{}", closed_port());
-    let out = wine.run(&[
-        "service",
-        "install",
-        "--start",
-        "manual",
-        "--name",
-        &name,
-        "--",
-        "--web.listen-address",
-        &web,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let _installed = Installed(wine, name.clone());
+    let (_installed, web, _) = install(wine, &name, Some("manual"), &[]);
     let (_listener, port) = listening();
 
     // Started as Windows starts a service: by the service manager, which
@@ -506,19 +498,9 @@ fn installed_as_automatic_the_service_manager_starts_it_unasked() {
     let _serial = common::serial();
     let Some(wine) = wine() else { return };
     let name = format!("portwarden-auto-{}", std::process::id());
-    let web = format!("127.0.0.1:{}", closed_port());
-    let out = wine.run(&[
-        "service",
-        "install",
-        "--name",
-        &name,
-        "--",
-        "--web.listen-address",
-        &web,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let _installed = Installed(wine, name.clone());
-    assert!(text(&out).contains("started at boot"), "{}", text(&out));
+    // The default start type.
+    let (_installed, web, said) = install(wine, &name, None, &[]);
+    assert!(said.contains("started at boot"), "{said}");
     let (_listener, port) = listening();
     // Not started by the install: it starts at boot.
     let (_, query) = wine.sc(&["query", &name]);
