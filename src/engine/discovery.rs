@@ -98,37 +98,31 @@ pub fn run(
             } else {
                 discoverer.refresh().map_err(|e| e.to_string())
             };
-            let failed = pass.is_err();
-            let msg = match pass {
+            let (msg, wait) = match pass {
                 Ok(d) => {
                     // A fresh owner list is also a process check.
                     next_procs = Instant::now() + settings.process_interval;
-                    Msg::Discovered {
-                        pass: Box::new(d),
-                        full,
+                    if full {
+                        next_full = Instant::now() + settings.label_interval;
                     }
+                    retry = None;
+                    let pass = Box::new(d);
+                    (Msg::Discovered { pass, full }, every)
                 }
-                Err(why) => Msg::DiscoveryFailed(why),
-            };
-            if owner.send(msg).is_err() {
-                return;
-            }
-            next_discovery = Instant::now()
-                + if failed {
+                Err(why) => {
                     // What the OS refused at boot (a table not served yet)
                     // it may answer in a moment: tried again soon, then
                     // less often, never less often than the interval —
                     // and a failed full pass is still due.
                     let wait = retry.map_or(RETRY_FIRST, |r| r * 2).min(every);
                     retry = Some(wait);
-                    wait
-                } else {
-                    retry = None;
-                    if full {
-                        next_full = Instant::now() + settings.label_interval;
-                    }
-                    every
-                };
+                    (Msg::DiscoveryFailed(why), wait)
+                }
+            };
+            if owner.send(msg).is_err() {
+                return;
+            }
+            next_discovery = Instant::now() + wait;
         }
         if Instant::now() >= next_procs {
             let verdicts = check_owners(shared, &discoverer);
